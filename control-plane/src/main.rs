@@ -1,0 +1,3 @@
+fn main() {
+    println!("tollgate-cp {}", tollgate_shared::VERSION);
+}

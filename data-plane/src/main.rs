@@ -1,0 +1,3 @@
+fn main() {
+    println!("tollgate-dp {}", tollgate_shared::VERSION);
+}

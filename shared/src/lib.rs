@@ -1,0 +1,29 @@
+//! Tollgate's domain model, shared by the control plane and the data planes.
+//!
+//! It owns the Kong-compatible entities (services, routes, consumers, plugins,
+//! JWT credentials, certificates and SNIs), the typed plugin specs, the schema
+//! validation that reports every error with its field path (in the shape of
+//! Kong's schema-violation body), the Kong declarative format, canonical hashing
+//! of a whole config, and conversions to and from the cluster protocol.
+//!
+//! It must not do I/O or depend on an async runtime: both planes call it from
+//! wherever they are.
+
+pub mod config;
+pub mod convert;
+pub mod declarative;
+pub mod entity;
+pub mod hash;
+pub mod plugin;
+pub mod schema;
+pub mod validation;
+
+pub use config::Config;
+pub use entity::{
+    Certificate, Consumer, EntityKind, ForeignKey, JwtSecret, Plugin, Route, Service, Sni,
+};
+pub use plugin::PluginSpec;
+pub use validation::{FieldErrors, ValidationError};
+
+/// Tollgate's own version, reported to peers and checked for cluster compatibility.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
