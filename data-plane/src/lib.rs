@@ -3,3 +3,5 @@
 //! config from the control plane and keeps the last good one on disk.
 //!
 //! It must not link sqlx or talk to the database.
+
+pub mod router;
