@@ -3,3 +3,5 @@
 //! snapshots and streams them to data planes over mTLS gRPC.
 //!
 //! It must not proxy traffic.
+
+pub mod cert;
