@@ -6,8 +6,8 @@
 //! `NAME.crt NAME.key` for `issue`. Private keys are written with mode 0600.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
@@ -102,7 +102,12 @@ impl ClusterCa {
     }
 
     /// Signs a leaf certificate for `name` in `role`.
-    pub fn issue(&self, name: &str, role: Role, validity: Validity) -> Result<IssuedCert, CertError> {
+    pub fn issue(
+        &self,
+        name: &str,
+        role: Role,
+        validity: Validity,
+    ) -> Result<IssuedCert, CertError> {
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
         let key = KeyPair::generate()?;
         let mut sans = vec![name.to_string()];

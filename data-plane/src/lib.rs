@@ -4,4 +4,5 @@
 //!
 //! It must not link sqlx or talk to the database.
 
+pub mod cache;
 pub mod router;
