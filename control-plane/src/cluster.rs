@@ -85,6 +85,39 @@ impl ClusterService {
     }
 }
 
+/// The cluster listener's TLS material (PEM). Client certificates are always
+/// required and must chain to `ca_pem`; there is no plaintext mode.
+#[derive(Clone)]
+pub struct ClusterTls {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Serves the cluster stream on `listener` over mTLS until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: ClusterTls,
+    service: ClusterService,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(tls.cert_pem, tls.key_pem))
+        .client_ca_root(Certificate::from_pem(tls.ca_pem))
+        .client_auth_optional(false);
+    Server::builder()
+        .tls_config(tls)?
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(service.into_server())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+}
+
 type OutStream = Pin<Box<dyn Stream<Item = Result<ControlPlaneMessage, Status>> + Send>>;
 
 fn out(kind: control_plane_message::Kind) -> Result<ControlPlaneMessage, Status> {
