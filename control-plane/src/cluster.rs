@@ -8,6 +8,7 @@
 //! else until that changes. Otherwise it gets the current snapshot at once and
 //! every later one, plus heartbeats. Acks and Nacks land in the registry.
 
+pub mod publisher;
 pub mod registry;
 
 use registry::{DataPlaneRegistry, NodeHello};
