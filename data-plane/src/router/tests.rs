@@ -1,0 +1,1 @@
+//! Router conformance tests (kong-compat §2.1–§2.2).
