@@ -587,7 +587,7 @@ pub(crate) fn validate_record(
     let mut checked = Map::new();
     for (key, value) in &data {
         match record.field(key, sub) {
-            None => errors.add(key, msg::UNKNOWN),
+            None => errors.insert(key, FieldError::Message(msg::UNKNOWN.into())),
             Some(field) => match validate_value(field, value) {
                 Ok(v) => {
                     checked.insert(key.clone(), v);

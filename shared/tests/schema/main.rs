@@ -5,6 +5,7 @@
 mod consumers;
 mod forms;
 mod plugins;
+mod roundtrip;
 mod routes;
 mod schemas_json;
 mod services;

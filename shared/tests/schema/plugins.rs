@@ -785,3 +785,20 @@ fn from_plugin_validates_and_fills_defaults() {
         json!({"name": "plugin 'cors' not enabled; add it to the 'plugins' configuration property"})
     );
 }
+
+#[test]
+fn record_error_and_conditional_error_together() {
+    let (fields, _) = invalid(
+        Plugins,
+        json!({"name": "rate-limiting", "config": {"second": 20, "hour": 10, "policy": "redis"}}),
+    );
+    assert_eq!(
+        fields,
+        json!({
+            "@entity": ["failed conditional validation given value of field 'config.policy'"],
+            "config": "The limit for hour(10.0) cannot be lower than the limit for second(20.0)",
+        })
+    );
+    let (fields, _) = invalid(Plugins, json!({"name": "prometheus", "config": {"a.b": 1}}));
+    assert_eq!(fields, json!({"config": {"a.b": "unknown field"}}));
+}
