@@ -5,3 +5,4 @@
 //! It must not proxy traffic.
 
 pub mod cert;
+pub mod cluster;
