@@ -17,8 +17,9 @@
 //!   content for entities with neither (Kong would pick random ids there).
 //!   Tollgate's plugin cache key uses resolved ids even for top-level
 //!   references by name, so nesting and referencing give the same ids.
-//! * Missing `created_at`/`updated_at` are 0 (Kong stamps the load time, which
-//!   would make every load a new config).
+//! * Missing `created_at`/`updated_at` are [`DEFAULT_TIMESTAMP`] (1, the
+//!   smallest valid timestamp): Kong stamps the load time, which would make
+//!   every load of the same file a new config with a new hash.
 //! * Values the schema generates at random (a jwt secret's `secret` or `key`
 //!   when omitted) stay random: write them in the file to keep it reproducible.
 //!
@@ -35,6 +36,10 @@ mod route_path;
 
 pub use errors::{EntityError, EntityErrorKind, FlattenedError, InvalidConfig, CODE, NAME};
 pub use render::{render_value, render_yaml};
+
+/// `created_at`/`updated_at` of entities whose file does not give them
+/// (0 is not a valid timestamp for the schema).
+pub const DEFAULT_TIMESTAMP: i64 = 1;
 
 use crate::config::Config;
 use crate::entity::EntityKind;

@@ -626,7 +626,7 @@ fn id_key(item: &Item, content_seen: &mut HashMap<(EntityKind, String), usize>) 
 }
 
 /// The object handed to the schema: the fields as written, plus the id,
-/// timestamps fixed at 0 when absent (so the same file always gives the same
+/// timestamps fixed at [`super::DEFAULT_TIMESTAMP`] when absent (so the same file always gives the same
 /// config and hash), and references as `{"id": …}`.
 fn validation_input(item: &Item, migrate_paths: bool) -> Map<String, Value> {
     let mut entity = item.input.clone();
@@ -644,9 +644,13 @@ fn validation_input(item: &Item, migrate_paths: bool) -> Map<String, Value> {
             entity.insert("id".into(), Value::String(id.to_string()));
         }
     }
-    entity.entry("created_at").or_insert(Value::from(0));
+    entity
+        .entry("created_at")
+        .or_insert(Value::from(super::DEFAULT_TIMESTAMP));
     if has_updated_at(item.kind) {
-        entity.entry("updated_at").or_insert(Value::from(0));
+        entity
+            .entry("updated_at")
+            .or_insert(Value::from(super::DEFAULT_TIMESTAMP));
     }
     for (field, state) in &item.references {
         let id = match state {

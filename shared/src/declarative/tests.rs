@@ -3,8 +3,7 @@
 mod schema_double;
 
 use super::{
-    parse_value_with, parse_with, render_value, render_yaml, DeclarativeError, EntityErrorKind,
-    InvalidConfig,
+    parse_with, render_value, render_yaml, DeclarativeError, EntityErrorKind, InvalidConfig,
 };
 use crate::config::Config;
 use crate::convert::fixtures::{full_config, generated, null_config};
@@ -14,9 +13,9 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// The engine under test with the schema stand-in (see `schema_double`).
+/// The engine under test with the real schema.
 fn parse(text: &str) -> Result<Config, DeclarativeError> {
-    parse_with(text, schema_double::validate)
+    super::parse(text)
 }
 
 fn parse_ok(text: &str) -> Config {
@@ -227,7 +226,7 @@ fn kong_example_parses() {
         "86e6f637-64e2-5672-920c-32e17e76e0fe"
     );
     for entity_time in config.services.iter().map(|s| (s.created_at, s.updated_at)) {
-        assert_eq!(entity_time, (0, 0));
+        assert_eq!(entity_time, (1, 1));
     }
 }
 
@@ -253,6 +252,9 @@ fn seed_guide_file_parses() {
     assert_eq!(service_limit.service.map(|s| s.id), Some(service.id));
     assert_eq!(service_limit.config["hour"], json!(500));
     assert_eq!(service_limit.config["policy"], json!("redis"));
+    // The legacy shorthand fields land in their 3.x place.
+    assert_eq!(service_limit.config["redis"]["host"], json!("127.0.0.1"));
+    assert_eq!(service_limit.config["redis"]["port"], json!(6379));
     let jwt = plugin(&config, "jwt", true);
     assert_eq!(jwt.service.map(|s| s.id), Some(service.id));
     let allow = plugin(&config, "ip-restriction", true);
@@ -367,10 +369,7 @@ fn json_text_parses_like_yaml() {
     let document: Value = serde_norway::from_str(KONG_EXAMPLE).unwrap();
     let json_text = serde_json::to_string(&document).unwrap();
     assert_eq!(parse_ok(&json_text), yaml);
-    assert_eq!(
-        parse_value_with(&document, schema_double::validate).unwrap(),
-        yaml
-    );
+    assert_eq!(super::parse_value(&document).unwrap(), yaml);
 }
 
 #[test]
@@ -421,19 +420,11 @@ routes:
     assert_eq!(paths("nested"), vec!["/bar", "~/v1/(?<id>\\d+)$"]);
     assert_eq!(paths("top"), vec!["/café", "/a%2Fb"]);
 
-    // 3.0 files are taken as written.
-    let current = parse_ok(&text.replace("\"1.1\"", "\"3.0\""));
-    let nested = current
-        .routes
-        .iter()
-        .find(|r| r.name.as_deref() == Some("nested"))
-        .unwrap();
+    // 3.0 files are taken as written, and the schema refuses those paths.
+    let current = invalid(&text.replace("\"1.1\"", "\"3.0\""));
     assert_eq!(
-        nested.paths,
-        Some(vec![
-            "/foo/../bar".to_string(),
-            "/v1/(?<id>\\d+)$".to_string()
-        ])
+        current.fields["services"][0]["routes"][0]["paths"],
+        json!(["non-normalized path, consider use '/bar' instead"])
     );
 }
 
@@ -534,7 +525,7 @@ fn invalid_files_report_every_error_where_it_occurs() {
         ),
         (
             "duplicate sni name",
-            "_format_version: \"3.0\"\ncertificates:\n  - id: 0c0e0e0e-1111-4222-8333-444455556666\n    cert: c\n    key: k\n    snis: [{name: a.example}]\nsnis:\n  - name: a.example\n    certificate: 0c0e0e0e-1111-4222-8333-444455556666\n",
+            "_format_version: \"3.0\"\ncertificates:\n  - id: 0c0e0e0e-1111-4222-8333-444455556666\n    cert: \"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n\"\n    key: \"-----BEGIN PRIVATE KEY-----\\nMIIE\\n-----END PRIVATE KEY-----\\n\"\n    snis: [{name: a.example}]\nsnis:\n  - name: a.example\n    certificate: 0c0e0e0e-1111-4222-8333-444455556666\n",
             json!({"snis": ["uniqueness violation: 'snis' entity with name set to 'a.example' already declared"]}),
         ),
         (
@@ -601,14 +592,14 @@ fn uniqueness_with_schema_errors_goes_under_entity() {
         nested_conflict.fields,
         json!({"consumers": [null, {
             "@entity": ["uniqueness violation: 'consumers' entity with username set to 'u' already declared"],
-            "jwt_secrets": [{"key": "required field missing"}],
+            "jwt_secrets": [{"algorithm": "expected one of: HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512, PS256, PS384, PS512, EdDSA"}],
         }]})
     );
 }
 
 fn invalid_with_nested_conflict() -> InvalidConfig {
     invalid(
-        "_format_version: \"3.0\"\nconsumers:\n  - {username: u}\n  - username: u\n    jwt_secrets: [{secret: s}]\n",
+        "_format_version: \"3.0\"\nconsumers:\n  - {username: u}\n  - username: u\n    jwt_secrets: [{key: k, algorithm: none}]\n",
     )
 }
 
@@ -696,7 +687,14 @@ consumers:
     assert_eq!(plugin.entity_name.as_deref(), Some("rate-limiting"));
     let route_id = super::ids::generate(EntityKind::Routes, "r").to_string();
     assert_eq!(plugin.entity["route"], json!({"id": route_id}));
-    assert_eq!(plugin.errors[0].field.as_deref(), Some("config"));
+    assert!(
+        plugin
+            .errors
+            .iter()
+            .any(|e| e.kind == EntityErrorKind::Field && e.field.as_deref() == Some("config")),
+        "{:?}",
+        plugin.errors
+    );
 
     let consumer = &flattened[2];
     assert_eq!(consumer.entity_type, "consumer");
@@ -770,6 +768,21 @@ plugins:
 }
 
 fn assert_round_trips(config: &Config) {
+    assert_round_trips_via(config, parse);
+}
+
+fn parse_double(text: &str) -> Result<Config, DeclarativeError> {
+    parse_with(text, schema_double::validate)
+}
+
+fn assert_round_trips_via(config: &Config, parse: fn(&str) -> Result<Config, DeclarativeError>) {
+    let parse_ok = |text: &str| match parse(text) {
+        Ok(config) => config,
+        Err(e) => panic!(
+            "{}",
+            serde_json::to_string_pretty(&e.to_body(true)).unwrap()
+        ),
+    };
     let yaml = render_yaml(config);
     let from_yaml = parse_ok(&yaml);
     assert_eq!(&from_yaml, config, "YAML round trip:\n{yaml}");
@@ -781,6 +794,108 @@ fn assert_round_trips(config: &Config) {
     assert_eq!(config_hash(&from_json), config_hash(config));
 }
 
+/// Most fields of every entity set to values the real schema accepts.
+const RICH: &str = r#"
+_format_version: "3.0"
+certificates:
+  - id: 7d0e0e0e-1111-4222-8333-444455556666
+    tags: [tls]
+    cert: |
+      -----BEGIN CERTIFICATE-----
+      MIIB
+      -----END CERTIFICATE-----
+    key: |
+      -----BEGIN PRIVATE KEY-----
+      MIIE
+      -----END PRIVATE KEY-----
+    snis:
+      - name: api.example.com
+        tags: [edge]
+services:
+  - name: secure
+    protocol: https
+    host: backend.internal
+    port: 8443
+    path: /v1
+    retries: 2
+    connect_timeout: 1000
+    write_timeout: 2000
+    read_timeout: 3000
+    tags: [prod, api]
+    client_certificate: 7d0e0e0e-1111-4222-8333-444455556666
+    tls_verify: true
+    tls_verify_depth: 3
+    routes:
+      - name: rich
+        protocols: [https]
+        methods: [GET, POST]
+        hosts: [api.example.com, "*.example.org"]
+        paths: [/api, "~/v[0-9]+/items$"]
+        headers: { x-version: ["1", "2"] }
+        snis: [api.example.com]
+        https_redirect_status_code: 308
+        regex_priority: 4
+        strip_path: false
+        preserve_host: true
+        request_buffering: false
+        response_buffering: false
+        path_handling: v1
+        tags: []
+  - name: stream
+    url: tcp://10.0.0.5:5432
+    routes:
+      - name: tcp-route
+        protocols: [tcp]
+        sources: [{ip: 10.0.0.0/8, port: 1234}]
+        destinations: [{ip: 192.0.2.1}, {port: 5432}]
+consumers:
+  - username: alice
+    custom_id: alice-1
+    tags: [partner]
+    jwt_secrets:
+      - key: alice-rsa
+        algorithm: RS256
+        rsa_public_key: |
+          -----BEGIN PUBLIC KEY-----
+          MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA43SAtjI/Pibh4bgwJ2gf
+          bR4WPQ4NTHpy/T4cNKwXUB2YQ449p/mXbI1pX8UwqVheOYFE8tM2rU2d7TG4+I33
+          cLpI9mxGl/MsOoa/wLbXdMYxJFgourW8PXK+DvWjG9TJ6aBzWUVmH778/T2dMATg
+          FnouOsS0vx/yVazx8+058GIIFRinz5wO8GMhxgk4dxunPUwkgt9OoE/DbM4ifUwO
+          +Y1riR8/gT2rWTdd47zO5lwJzQeeI0l62y9yM+JoHw3aG2vnqTh43lK3g396Mj6Q
+          eJuZHTfyNjXLrHi4LDl1Cqb6PF4IrQK2uHxY88ryhQ9UnjPpXywkkgFTKk4TW73b
+          OwIDAQAB
+          -----END PUBLIC KEY-----
+        tags: [jwt]
+    plugins:
+      - name: rate-limiting
+        instance_name: alice-limit
+        route: rich
+        enabled: false
+        tags: [limits]
+        config: { second: 5, hour: 1000, limit_by: consumer }
+"#;
+
+#[test]
+fn rich_file_round_trips_through_render() {
+    let config = parse_ok(RICH);
+    assert_eq!(config.routes.len(), 2);
+    let limit = &config.plugins[0];
+    assert_eq!(limit.instance_name.as_deref(), Some("alice-limit"));
+    assert_eq!(limit.consumer.map(|c| c.id), Some(config.consumers[0].id));
+    assert!(limit.route.is_some() && !limit.enabled);
+    assert_eq!(config.snis[0].certificate.id, config.certificates[0].id);
+    let secure = config
+        .services
+        .iter()
+        .find(|s| s.name.as_deref() == Some("secure"))
+        .unwrap();
+    assert_eq!(
+        secure.client_certificate.map(|c| c.id),
+        Some(config.certificates[0].id)
+    );
+    assert_round_trips(&config);
+}
+
 #[test]
 fn parsed_files_round_trip_through_render() {
     assert_round_trips(&parse_ok(SEED_NESTED));
@@ -788,14 +903,16 @@ fn parsed_files_round_trip_through_render() {
     assert_round_trips(&Config::default());
 }
 
+/// Every field of every entity (with placeholder values the real schema
+/// would refuse, hence the stand-in) survives render and parse.
 #[test]
 fn every_field_round_trips_through_render() {
-    assert_round_trips(&full_config());
-    // The schema stand-in wants a plugin config record and a consumer key.
+    assert_round_trips_via(&full_config(), parse_double);
+    // The stand-in wants a plugin config record and a consumer key.
     let mut config = null_config();
     config.plugins[0].config = json!({});
     config.consumers[0].custom_id = Some("c".into());
-    assert_round_trips(&config);
+    assert_round_trips_via(&config, parse_double);
 }
 
 #[test]
@@ -840,7 +957,7 @@ fn awkward_strings_round_trip_through_yaml() {
     config.plugins[0].config =
         json!({ "values": awkward.to_vec(), "nested": {"yes": "no", "1": 2} });
     config.services[0].name = Some("null".into());
-    assert_round_trips(&config);
+    assert_round_trips_via(&config, parse_double);
 }
 
 #[test]
@@ -882,7 +999,9 @@ fn render_is_flat_sorted_and_versioned() {
 /// benchmarks.
 #[test]
 fn large_config_round_trips() {
-    let config = generated(1_000, 1_000);
+    // Parsed once first so plugin configs carry the schema's defaults.
+    let config = parse_ok(&serde_json::to_string(&render_value(&generated(1_000, 1_000))).unwrap());
+    assert_eq!(config.routes.len(), 1_000);
     let started = Instant::now();
     let back = parse_ok(&render_yaml(&config));
     let yaml_elapsed = started.elapsed();
@@ -905,7 +1024,8 @@ fn large_config_round_trips() {
 #[test]
 #[ignore]
 fn large_config_10k_round_trips_through_yaml() {
-    let config = generated(10_000, 10_000);
+    let config =
+        parse_ok(&serde_json::to_string(&render_value(&generated(10_000, 10_000))).unwrap());
     let started = Instant::now();
     let yaml = render_yaml(&config);
     let rendered = started.elapsed();
