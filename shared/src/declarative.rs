@@ -11,7 +11,7 @@
 //! my-svc`, `consumer: alice`, `route: my-route`) or as `{id: …}`.
 //!
 //! Determinism: the same file always gives the same config and hash.
-//! * Missing ids are UUID v5, as Kong derives them (see [`ids`]), from the
+//! * Missing ids are UUID v5, as Kong derives them (namespace per entity type), from the
 //!   endpoint key when written, a plugin's cache key (name and resolved
 //!   route/service/consumer ids) otherwise, or a digest of the entity's
 //!   content for entities with neither (Kong would pick random ids there).
