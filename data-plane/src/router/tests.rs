@@ -984,7 +984,7 @@ fn linear_best(router: &Router, req: &RequestInfo<'_>) -> Option<(usize, Option<
             GroupPaths::Any => Some(PathMatch::None),
             GroupPaths::Prefixes(p) => p
                 .iter()
-                .position(|p| req.path.starts_with(&**p))
+                .position(|p| req.path.starts_with(&*p.text))
                 .map(PathMatch::Prefix),
             GroupPaths::Regexes(r) => r
                 .iter()
@@ -992,7 +992,7 @@ fn linear_best(router: &Router, req: &RequestInfo<'_>) -> Option<(usize, Option<
                 .map(PathMatch::Regex),
         };
         let Some(path) = path else { continue };
-        if !group.matches_request(req, &facts) {
+        if !group.matches_request(req, &facts, false) {
             continue;
         }
         if best.is_none_or(|b| group.priority > b.priority) {
@@ -1002,7 +1002,7 @@ fn linear_best(router: &Router, req: &RequestInfo<'_>) -> Option<(usize, Option<
     }
     let group = best?;
     let matched = match (&group.paths, best_path) {
-        (GroupPaths::Prefixes(p), PathMatch::Prefix(i)) => Some(p[i].to_string()),
+        (GroupPaths::Prefixes(p), PathMatch::Prefix(i)) => Some(p[i].text.to_string()),
         (GroupPaths::Regexes(r), PathMatch::Regex(i)) => {
             r[i].find(req.path).map(|m| m.as_str().to_owned())
         }
