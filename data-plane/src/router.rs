@@ -112,7 +112,8 @@ pub struct UriCaptures {
 }
 
 impl UriCaptures {
-    pub fn named(&self, name: &str) -> Option<&str> {
+    /// The text of the named group `name`, if it participated in the match.
+    pub fn by_name(&self, name: &str) -> Option<&str> {
         self.named
             .iter()
             .find(|(n, _)| n == name)

@@ -139,6 +139,8 @@ impl HostPattern {
     }
 }
 
+/// One `headers` entry. An empty value list (which Kong's schema does not
+/// admit) matches no request.
 #[derive(Debug, Clone)]
 struct HeaderRule {
     name: HeaderName,
@@ -150,6 +152,9 @@ enum HeaderValueRule {
     /// Lowercased; compared ASCII-case-insensitively.
     Exact(Box<str>),
     /// From `~*re`: case-insensitive and unanchored, like the ATC `~` operator.
+    /// Kong gets case-insensitivity by lowercasing both the value and the
+    /// pattern text, which also turns `\D`, `\W`, `\S` into `\d`, `\w`, `\s`;
+    /// Tollgate compiles the pattern as written with the case-insensitive flag.
     Regex(Regex),
 }
 

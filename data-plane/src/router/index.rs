@@ -267,7 +267,7 @@ enum PrefixBuckets {
     /// one host's bucket): scanned in order, one allocation.
     Few(Vec<(Box<[u8]>, Terminal)>),
     Many {
-        by_prefix: HashMap<Box<[u8]>, Terminals, FastHash>,
+        by_prefix: HashMap<PrefixKey, Terminals, FastHash>,
         lengths: Vec<usize>,
     },
 }
@@ -280,6 +280,60 @@ impl Default for PrefixBuckets {
 
 /// Up to this many prefixes a linear scan beats hashing.
 const FEW_PREFIXES: usize = 8;
+
+/// A prefix stored inside the map entry when short (most are), so comparing
+/// it on a lookup reads the entry's own cache line rather than a separate
+/// allocation. Hashes and compares exactly as the `[u8]` it borrows as.
+#[derive(Debug)]
+enum PrefixKey {
+    Inline {
+        len: u8,
+        bytes: [u8; PrefixKey::INLINE],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl PrefixKey {
+    const INLINE: usize = 30;
+
+    fn new(key: &[u8]) -> PrefixKey {
+        let mut bytes = [0u8; PrefixKey::INLINE];
+        match (bytes.get_mut(..key.len()), u8::try_from(key.len())) {
+            (Some(dst), Ok(len)) => {
+                dst.copy_from_slice(key);
+                PrefixKey::Inline { len, bytes }
+            }
+            _ => PrefixKey::Heap(key.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            PrefixKey::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(bytes),
+            PrefixKey::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for PrefixKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl std::hash::Hash for PrefixKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialEq for PrefixKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for PrefixKey {}
 
 /// The groups ending at one prefix; nearly always one, kept inline so that a
 /// hit costs no further pointer chase.
@@ -312,7 +366,7 @@ impl PrefixBuckets {
             PrefixBuckets::Many { by_prefix, .. } => match by_prefix.get_mut(key) {
                 Some(terminals) => terminals.push(terminal),
                 None => {
-                    by_prefix.insert(key.into(), Terminals::One([terminal]));
+                    by_prefix.insert(PrefixKey::new(key), Terminals::One([terminal]));
                 }
             },
         }
@@ -328,13 +382,13 @@ impl PrefixBuckets {
             entries.shrink_to_fit();
             return;
         }
-        let mut by_prefix: HashMap<Box<[u8]>, Terminals, FastHash> =
+        let mut by_prefix: HashMap<PrefixKey, Terminals, FastHash> =
             HashMap::with_capacity_and_hasher(entries.len(), FastHash);
         for (key, terminal) in entries.drain(..) {
-            match by_prefix.get_mut(&key) {
+            match by_prefix.get_mut(&*key) {
                 Some(terminals) => terminals.push(terminal),
                 None => {
-                    by_prefix.insert(key, Terminals::One([terminal]));
+                    by_prefix.insert(PrefixKey::new(&key), Terminals::One([terminal]));
                 }
             }
         }
@@ -344,7 +398,7 @@ impl PrefixBuckets {
                 all.shrink_to_fit();
             }
         }
-        let mut lengths: Vec<usize> = by_prefix.keys().map(|k| k.len()).collect();
+        let mut lengths: Vec<usize> = by_prefix.keys().map(|k| k.as_bytes().len()).collect();
         lengths.sort_unstable();
         lengths.dedup();
         *self = PrefixBuckets::Many { by_prefix, lengths };
