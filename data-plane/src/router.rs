@@ -7,9 +7,11 @@
 //! exactly as Kong splits it (one per distinct prefix length, one for all regex
 //! paths), each group gets its Kong priority, and groups are filed by host
 //! (exact map, `*.suffix` map, `prefix.*` map, or "any host") and, inside each
-//! host bucket, by path (a radix trie of prefixes, plus a short list of groups
-//! with regex paths or no paths). `find` walks only the buckets the request's
-//! host and path select and keeps the highest-priority group that fully matches.
+//! host bucket, by path (prefixes hashed per distinct length, plus a short
+//! list of groups with regex paths or no paths). `find` probes only the buckets
+//! the request's host and path select and keeps the highest-priority group
+//! that fully matches; it allocates nothing unless a regex path wins (its
+//! captures) or the Host is longer than 256 bytes and has uppercase letters.
 //!
 //! Protocols are not part of matching, as in Kong: an `https`-only route matched
 //! by a plain-http request is still the match, and [`RouteMatch::protocol_mismatch`]
@@ -163,6 +165,7 @@ impl RouteMatch {
     /// What `strip_path` removes from the request path: the matched path, or `/`
     /// for a route without paths (Kong then forwards the path minus its leading
     /// `/`, which is the same thing); `None` when `strip_path` is off.
+    /// `X-Forwarded-Prefix` is this value when it is not `/`.
     pub fn stripped_prefix(&self) -> Option<&str> {
         if !self.entry.route.strip_path {
             return None;
@@ -177,6 +180,7 @@ impl RouteMatch {
     }
 }
 
+/// A route that cannot be compiled; `Router::build` reports all of them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouterError {
     #[error("route {route_id}: invalid regex path '{path}': {reason}")]

@@ -812,6 +812,7 @@ fn build_reports_every_error() {
             .service(Some(0xBAD)),
         route("bad-header-name", 4).header("bad name", &["v"]),
         route("fine", 5).paths(&["/fine"]),
+        route("bad-hosts", 6).hosts(&["*", "ok.test", ":80"]),
     ];
     let errors = Router::build(&routes, &services()).unwrap_err();
     let kinds: Vec<(&str, Uuid)> = errors
@@ -832,6 +833,8 @@ fn build_reports_every_error() {
             ("header-regex", Uuid::from_u128(2)),
             ("service", Uuid::from_u128(3)),
             ("header-name", Uuid::from_u128(4)),
+            ("host", Uuid::from_u128(6)),
+            ("host", Uuid::from_u128(6)),
         ]
     );
 }
