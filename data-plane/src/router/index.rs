@@ -38,6 +38,10 @@ pub(super) struct HostIndex {
     suffix: HashMap<Box<str>, PathIndex, FastHash>,
     /// Keyed by the prefix with its trailing dot: `example.`.
     prefix: HashMap<Box<str>, PathIndex, FastHash>,
+    /// Key lengths present in `suffix` / `prefix`: a request host's candidate
+    /// of another length is skipped without hashing it.
+    suffix_lengths: LengthSet,
+    prefix_lengths: LengthSet,
     /// Routes without hosts, and wildcard shapes the maps cannot key.
     any: PathIndex,
 }
@@ -92,6 +96,8 @@ impl HostIndex {
         index.suffix.values_mut().for_each(finish);
         index.prefix.values_mut().for_each(finish);
         index.any.finish();
+        index.suffix_lengths = LengthSet::of(index.suffix.keys().map(|k| k.len()));
+        index.prefix_lengths = LengthSet::of(index.prefix.keys().map(|k| k.len()));
         index
     }
 
@@ -114,17 +120,45 @@ impl HostIndex {
             }
             if !self.suffix.is_empty() || !self.prefix.is_empty() {
                 for (dot, _) in host.match_indices('.') {
-                    if let Some(path_index) = self.suffix.get(&host[dot..]) {
-                        search.scan(path_index);
+                    let suffix = &host[dot..];
+                    if self.suffix_lengths.contains(suffix.len()) {
+                        if let Some(path_index) = self.suffix.get(suffix) {
+                            search.scan(path_index);
+                        }
                     }
-                    if let Some(path_index) = self.prefix.get(&host[..=dot]) {
-                        search.scan(path_index);
+                    let prefix = &host[..=dot];
+                    if self.prefix_lengths.contains(prefix.len()) {
+                        if let Some(path_index) = self.prefix.get(prefix) {
+                            search.scan(path_index);
+                        }
                     }
                 }
             }
         }
         search.scan(&self.any);
         search.best
+    }
+}
+
+/// A set of key lengths; lengths past 255 are always reported present.
+#[derive(Debug, Default)]
+struct LengthSet([u64; 4]);
+
+impl LengthSet {
+    fn of(lengths: impl Iterator<Item = usize>) -> LengthSet {
+        let mut set = LengthSet::default();
+        for len in lengths {
+            if let Some(word) = set.0.get_mut(len / 64) {
+                *word |= 1 << (len % 64);
+            }
+        }
+        set
+    }
+
+    fn contains(&self, len: usize) -> bool {
+        self.0
+            .get(len / 64)
+            .is_none_or(|word| word & (1 << (len % 64)) != 0)
     }
 }
 
