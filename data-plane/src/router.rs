@@ -7,9 +7,11 @@
 //! exactly as Kong splits it (one per distinct prefix length, one for all regex
 //! paths), each group gets its Kong priority, and groups are filed by host
 //! (exact map, `*.suffix` map, `prefix.*` map, or "any host") and, inside each
-//! host bucket, by path (a radix trie of prefixes, plus a short list of groups
-//! with regex paths or no paths). `find` walks only the buckets the request's
-//! host and path select and keeps the highest-priority group that fully matches.
+//! host bucket, by path (prefixes hashed per distinct length, plus a short
+//! list of groups with regex paths or no paths). `find` probes only the buckets
+//! the request's host and path select and keeps the highest-priority group
+//! that fully matches; it allocates nothing unless a regex path wins (its
+//! captures) or the Host is longer than 256 bytes and has uppercase letters.
 //!
 //! Protocols are not part of matching, as in Kong: an `https`-only route matched
 //! by a plain-http request is still the match, and [`RouteMatch::protocol_mismatch`]
@@ -112,7 +114,8 @@ pub struct UriCaptures {
 }
 
 impl UriCaptures {
-    pub fn named(&self, name: &str) -> Option<&str> {
+    /// The text of the named group `name`, if it participated in the match.
+    pub fn by_name(&self, name: &str) -> Option<&str> {
         self.named
             .iter()
             .find(|(n, _)| n == name)
@@ -126,10 +129,9 @@ pub struct RouteMatch {
     pub entry: Arc<RouteEntry>,
     /// Index of the route in the slice given to [`Router::build`].
     pub route_index: usize,
-    /// The part of the path that matched (prefix text, or the whole regex match);
-    /// `None` when the route has no paths. `strip_path` removes exactly this.
-    /// Shared with the compiled table for prefix routes (no allocation).
-    pub matched_path: Option<Arc<str>>,
+    /// Where [`RouteMatch::matched_path`] finds its text; no allocation and no
+    /// reference count touched for prefix routes.
+    matched: MatchedPath,
     /// Capture groups when a regex path matched.
     pub captures: Option<Arc<UriCaptures>>,
     /// Set when the route does not accept the request's protocol; the proxy must
@@ -137,15 +139,33 @@ pub struct RouteMatch {
     pub protocol_mismatch: Option<ProtocolMismatch>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MatchedPath {
+    /// The route has no paths.
+    None,
+    /// A prefix: this entry of the route's `paths`.
+    RoutePath(usize),
+    /// A regex: the whole match, `captures.unnamed[0]`.
+    WholeCapture,
+}
+
 impl RouteMatch {
-    /// The matched path text (see the field of the same name).
+    /// The part of the path that matched: the prefix text, or the whole regex
+    /// match; `None` when the route has no paths. `strip_path` removes this.
     pub fn matched_path(&self) -> Option<&str> {
-        self.matched_path.as_deref()
+        match self.matched {
+            MatchedPath::None => None,
+            MatchedPath::RoutePath(i) => {
+                self.entry.route.paths.as_ref()?.get(i).map(String::as_str)
+            }
+            MatchedPath::WholeCapture => self.captures.as_ref()?.unnamed.first()?.as_deref(),
+        }
     }
 
     /// What `strip_path` removes from the request path: the matched path, or `/`
     /// for a route without paths (Kong then forwards the path minus its leading
     /// `/`, which is the same thing); `None` when `strip_path` is off.
+    /// `X-Forwarded-Prefix` is this value when it is not `/`.
     pub fn stripped_prefix(&self) -> Option<&str> {
         if !self.entry.route.strip_path {
             return None;
@@ -160,6 +180,7 @@ impl RouteMatch {
     }
 }
 
+/// A route that cannot be compiled; `Router::build` reports all of them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouterError {
     #[error("route {route_id}: invalid regex path '{path}': {reason}")]
@@ -270,28 +291,27 @@ impl Router {
         let facts = RequestFacts::new(req, &mut host_buf);
         let best = self.index.best(&self.groups, req, &facts)?;
         let group = self.groups.get(best.group)?;
-        let (matched_path, captures) = match (&group.paths, best.path) {
+        let (matched, captures) = match (&group.paths, best.path) {
             (GroupPaths::Prefixes(prefixes), PathMatch::Prefix(i)) => {
-                (prefixes.get(i).cloned(), None)
+                let route_path = prefixes.get(i)?.route_path;
+                (MatchedPath::RoutePath(route_path), None)
             }
             (GroupPaths::Regexes(regexes), PathMatch::Regex(i)) => {
-                let captures = regexes
-                    .get(i)
-                    .and_then(|re| compile::captures(re, req.path));
-                let matched = captures
-                    .as_ref()
-                    .and_then(|c| c.unnamed.first().cloned().flatten())
-                    .map(Arc::<str>::from);
-                (matched, captures.map(Arc::new))
+                let captures = compile::captures(regexes.get(i)?, req.path)?;
+                (MatchedPath::WholeCapture, Some(Arc::new(captures)))
             }
-            _ => (None, None),
+            _ => (MatchedPath::None, None),
         };
         Some(RouteMatch {
             entry: group.entry.clone(),
             route_index: group.route_index,
-            matched_path,
+            matched,
             captures,
-            protocol_mismatch: group.entry.protocol_mismatch(req.https),
+            protocol_mismatch: group.https_only_status.filter(|_| !req.https).map(
+                |redirect_status_code| ProtocolMismatch::HttpsRequired {
+                    redirect_status_code,
+                },
+            ),
         })
     }
 }

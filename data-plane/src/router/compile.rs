@@ -44,14 +44,24 @@ pub(super) struct Group {
     snis: Option<Vec<NamePattern>>,
     headers: Vec<HeaderRule>,
     pub paths: GroupPaths,
+    /// `RouteEntry::https_only` and its redirect code, read once at build time
+    /// so that `find` does not walk the route's protocol strings.
+    pub https_only_status: Option<u16>,
 }
 
 #[derive(Debug)]
 pub(super) enum GroupPaths {
     Any,
     /// All of the same length (that is what made them one group).
-    Prefixes(Vec<Arc<str>>),
+    Prefixes(Vec<PrefixPath>),
     Regexes(Vec<Regex>),
+}
+
+#[derive(Debug)]
+pub(super) struct PrefixPath {
+    pub text: Box<str>,
+    /// Its index in the route's `paths`.
+    pub route_path: usize,
 }
 
 /// Kong's priority as a total order: higher wins. `rank` holds, from the most
@@ -120,11 +130,17 @@ pub(super) struct HostPattern {
 }
 
 impl HostPattern {
+    pub(super) fn has_port(&self) -> bool {
+        self.port.is_some()
+    }
+
     fn matches(&self, host: &str, port: u16) -> bool {
         self.port.is_none_or(|wanted| wanted == port) && self.name.matches(host)
     }
 }
 
+/// One `headers` entry. An empty value list (which Kong's schema does not
+/// admit) matches no request.
 #[derive(Debug, Clone)]
 struct HeaderRule {
     name: HeaderName,
@@ -136,6 +152,9 @@ enum HeaderValueRule {
     /// Lowercased; compared ASCII-case-insensitively.
     Exact(Box<str>),
     /// From `~*re`: case-insensitive and unanchored, like the ATC `~` operator.
+    /// Kong gets case-insensitivity by lowercasing both the value and the
+    /// pattern text, which also turns `\D`, `\W`, `\S` into `\d`, `\w`, `\s`;
+    /// Tollgate compiles the pattern as written with the case-insensitive flag.
     Regex(Regex),
 }
 
@@ -224,14 +243,20 @@ pub(super) fn split_host_port(raw: &str) -> (&str, Option<u16>) {
 }
 
 impl Group {
-    /// Every predicate except the path, which the index has already settled.
-    pub(super) fn matches_request(&self, req: &RequestInfo<'_>, facts: &RequestFacts<'_>) -> bool {
+    /// Every predicate except the path, which the index has already settled
+    /// (and the host, when `host_checked`: the index bucket proved it).
+    pub(super) fn matches_request(
+        &self,
+        req: &RequestInfo<'_>,
+        facts: &RequestFacts<'_>,
+        host_checked: bool,
+    ) -> bool {
         if let Some(methods) = &self.methods {
             if !methods.iter().any(|m| &**m == req.method) {
                 return false;
             }
         }
-        if let Some(hosts) = &self.hosts {
+        if let Some(hosts) = self.hosts.as_ref().filter(|_| !host_checked) {
             let Some(host) = facts.host.as_deref() else {
                 return false;
             };
@@ -336,8 +361,8 @@ pub(super) fn compile_route(
     let paths = non_empty(&route.paths).unwrap_or(&[]);
     let mut regexes = Vec::new();
     // (length, prefixes) in order of first appearance.
-    let mut prefix_groups: Vec<(usize, Vec<Arc<str>>)> = Vec::new();
-    for path in paths {
+    let mut prefix_groups: Vec<(usize, Vec<PrefixPath>)> = Vec::new();
+    for (route_path, path) in paths.iter().enumerate() {
         if let Some(pattern) = path.strip_prefix('~') {
             match Regex::new(&kong_path_regex(pattern)) {
                 Ok(re) => regexes.push(re),
@@ -348,15 +373,25 @@ pub(super) fn compile_route(
                 }),
             }
         } else {
+            let prefix = PrefixPath {
+                text: path.as_str().into(),
+                route_path,
+            };
             match prefix_groups.iter_mut().find(|(len, _)| *len == path.len()) {
-                Some((_, group)) => group.push(path.as_str().into()),
-                None => prefix_groups.push((path.len(), vec![path.as_str().into()])),
+                Some((_, group)) => group.push(prefix),
+                None => prefix_groups.push((path.len(), vec![prefix])),
             }
         }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
+
+    let https_only_status = entry.protocol_mismatch(false).map(
+        |super::ProtocolMismatch::HttpsRequired {
+             redirect_status_code,
+         }| redirect_status_code,
+    );
 
     let split = paths.len() > 1;
     let base = RankParts::of(route, hosts.as_deref(), header_map.map_or(0, |h| h.len()));
@@ -395,6 +430,7 @@ pub(super) fn compile_route(
             snis: snis.clone(),
             headers: headers.clone(),
             paths,
+            https_only_status,
         })
         .collect())
 }

@@ -763,8 +763,8 @@ fn regex_captures_are_exposed() {
             None
         ]
     );
-    assert_eq!(captures.named("user"), Some("ann"));
-    assert_eq!(captures.named("nope"), None);
+    assert_eq!(captures.by_name("user"), Some("ann"));
+    assert_eq!(captures.by_name("nope"), None);
     assert_eq!(m.matched_path(), Some("/users/ann/items/42"));
 
     let m = get(H, "/plain/x").find(&router).unwrap();
@@ -812,6 +812,7 @@ fn build_reports_every_error() {
             .service(Some(0xBAD)),
         route("bad-header-name", 4).header("bad name", &["v"]),
         route("fine", 5).paths(&["/fine"]),
+        route("bad-hosts", 6).hosts(&["*", "ok.test", ":80"]),
     ];
     let errors = Router::build(&routes, &services()).unwrap_err();
     let kinds: Vec<(&str, Uuid)> = errors
@@ -832,8 +833,55 @@ fn build_reports_every_error() {
             ("header-regex", Uuid::from_u128(2)),
             ("service", Uuid::from_u128(3)),
             ("header-name", Uuid::from_u128(4)),
+            ("host", Uuid::from_u128(6)),
+            ("host", Uuid::from_u128(6)),
         ]
     );
+}
+
+/// The proxy normalizes, then routes and forwards the normalized path.
+#[test]
+fn normalized_request_paths_route_and_forward() {
+    let routes = vec![
+        route("bar", 1).paths(&["/bar"]),
+        route("tilde", 2).paths(&["/~user"]),
+        route("dots", 3).paths(&[r"~/files/[^/]+$"]),
+    ];
+    let router = Router::build(&routes, &services()).unwrap();
+    let cases: &[(&str, Option<&str>, &str)] = &[
+        ("/foo/../bar", Some("bar"), "/"),
+        ("//bar//x", Some("bar"), "/x"),
+        ("/%7euser/x", Some("tilde"), "/x"),
+        ("/bar%2fx", Some("bar"), "/%2Fx"),
+        ("/%62ar/y", Some("bar"), "/y"),
+        ("/files/a%2Fb", Some("dots"), "/"),
+        ("/files/x/%2e%2e/a.txt", Some("dots"), "/"),
+        ("/%2e%2e/etc", None, ""),
+    ];
+    for (raw, want, upstream) in cases {
+        let path = normalize_path(raw).unwrap();
+        let headers = http::HeaderMap::new();
+        let found = router.find(&RequestInfo {
+            method: "GET",
+            host: H,
+            path: &path,
+            headers: &headers,
+            https: false,
+            sni: None,
+            listener_port: 8000,
+        });
+        assert_eq!(found.as_ref().map(name_of), *want, "raw {raw}");
+        if let Some(m) = found {
+            assert_eq!(m.upstream_path(&path), *upstream, "raw {raw}");
+        }
+    }
+}
+
+#[test]
+fn router_is_shareable_across_workers() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Router>();
+    assert_send_sync::<RouteMatch>();
 }
 
 #[test]
@@ -984,7 +1032,7 @@ fn linear_best(router: &Router, req: &RequestInfo<'_>) -> Option<(usize, Option<
             GroupPaths::Any => Some(PathMatch::None),
             GroupPaths::Prefixes(p) => p
                 .iter()
-                .position(|p| req.path.starts_with(&**p))
+                .position(|p| req.path.starts_with(&*p.text))
                 .map(PathMatch::Prefix),
             GroupPaths::Regexes(r) => r
                 .iter()
@@ -992,7 +1040,7 @@ fn linear_best(router: &Router, req: &RequestInfo<'_>) -> Option<(usize, Option<
                 .map(PathMatch::Regex),
         };
         let Some(path) = path else { continue };
-        if !group.matches_request(req, &facts) {
+        if !group.matches_request(req, &facts, false) {
             continue;
         }
         if best.is_none_or(|b| group.priority > b.priority) {
@@ -1002,7 +1050,7 @@ fn linear_best(router: &Router, req: &RequestInfo<'_>) -> Option<(usize, Option<
     }
     let group = best?;
     let matched = match (&group.paths, best_path) {
-        (GroupPaths::Prefixes(p), PathMatch::Prefix(i)) => Some(p[i].to_string()),
+        (GroupPaths::Prefixes(p), PathMatch::Prefix(i)) => Some(p[i].text.to_string()),
         (GroupPaths::Regexes(r), PathMatch::Regex(i)) => {
             r[i].find(req.path).map(|m| m.as_str().to_owned())
         }
