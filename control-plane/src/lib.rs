@@ -4,6 +4,8 @@
 //!
 //! It must not proxy traffic.
 
+pub mod cert;
+pub mod cluster;
 pub mod settings;
 pub mod store;
 

@@ -4,4 +4,6 @@
 //!
 //! It must not link sqlx or talk to the database.
 
+pub mod cache;
 pub mod router;
+pub mod sync;

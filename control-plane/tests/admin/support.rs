@@ -1,6 +1,6 @@
 //! Test fixtures: a fresh database per test (PostgreSQL or SQLite), a store on
-#![allow(dead_code)]
 //! it, and the Admin API router driven in-process.
+#![allow(dead_code)]
 
 use sqlx::Connection;
 use std::time::Duration;
