@@ -599,9 +599,11 @@ impl WriteTxn {
     /// Commits; on PostgreSQL the `NOTIFY` goes out with the commit.
     pub async fn commit(mut self) -> Result<i64, StoreError> {
         if self.store.inner.backend == Backend::Postgres {
-            // The payload is our own integer: nothing to escape.
-            let notify = format!("NOTIFY {NOTIFY_CHANNEL}, '{}'", self.version);
-            sqlx::raw_sql(&notify).execute(&mut *self.tx).await?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(self.version.to_string())
+                .execute(&mut *self.tx)
+                .await?;
         }
         let version = self.version;
         let store = self.store.clone();
