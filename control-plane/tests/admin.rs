@@ -1,6 +1,8 @@
 //! Admin API and store tests, each run against PostgreSQL and SQLite.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "admin/seed.rs"]
+mod seed;
 #[path = "admin/store.rs"]
 mod store;
 #[path = "admin/support.rs"]

@@ -135,3 +135,129 @@ macro_rules! both_backends {
         }
     };
 }
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use serde_json::Value;
+use std::sync::Arc;
+use tollgate_control_plane::settings::AdminToken;
+use tollgate_control_plane::state::AppState;
+use tower::ServiceExt;
+
+/// The Admin API on a fresh database, driven in-process.
+pub struct Admin {
+    pub store: Store,
+    pub state: Arc<AppState>,
+    pub app: axum::Router,
+    pub db: TestDb,
+}
+
+/// A response, its body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Admin {
+    pub async fn new(backend: Backend) -> Admin {
+        Admin::with_tokens(backend, &[]).await
+    }
+
+    pub async fn with_tokens(backend: Backend, tokens: &[&str]) -> Admin {
+        let db = TestDb::new(backend).await;
+        let store = db.store().await;
+        let tokens = tokens.iter().map(|t| AdminToken::new(t)).collect();
+        let state = Arc::new(
+            AppState::new(
+                store.clone(),
+                tokens,
+                serde_json::json!({"database": "test"}),
+            )
+            .expect("route table"),
+        );
+        let app = tollgate_control_plane::admin::router(state.clone(), axum::Router::new());
+        Admin {
+            store,
+            state,
+            app,
+            db,
+        }
+    }
+
+    pub async fn request(&self, request: Request<Body>) -> Reply {
+        let response = self.app.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Body>,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(ct) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, ct);
+        }
+        self.request(builder.body(body.into()).expect("request"))
+            .await
+    }
+
+    /// A form-urlencoded request, like `curl -d k=v`.
+    pub async fn form(&self, method: Method, path: &str, pairs: &[(&str, &str)]) -> Reply {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        self.send(
+            method,
+            path,
+            Some("application/x-www-form-urlencoded"),
+            body,
+        )
+        .await
+    }
+
+    pub async fn json(&self, method: Method, path: &str, body: Value) -> Reply {
+        self.send(method, path, Some("application/json"), body.to_string())
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, None, Body::empty()).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(Method::DELETE, path, None, Body::empty()).await
+    }
+
+    pub async fn version(&self) -> i64 {
+        self.store.version().await.expect("version")
+    }
+}
+
+/// Asserts the status, printing the body when it differs.
+#[track_caller]
+pub fn expect_status(reply: &Reply, status: u16) {
+    assert_eq!(
+        reply.status.as_u16(),
+        status,
+        "unexpected status; body: {}",
+        reply.text
+    );
+}
