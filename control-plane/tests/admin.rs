@@ -1,6 +1,10 @@
 //! Admin API and store tests, each run against PostgreSQL and SQLite.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "admin/crud.rs"]
+mod crud;
+#[path = "admin/errors.rs"]
+mod errors;
 #[path = "admin/seed.rs"]
 mod seed;
 #[path = "admin/store.rs"]
