@@ -5,6 +5,8 @@
 mod crud;
 #[path = "admin/errors.rs"]
 mod errors;
+#[path = "admin/security.rs"]
+mod security;
 #[path = "admin/seed.rs"]
 mod seed;
 #[path = "admin/store.rs"]
