@@ -1,10 +1,14 @@
 //! Admin API and store tests, each run against PostgreSQL and SQLite.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "admin/concurrency.rs"]
+mod concurrency;
 #[path = "admin/crud.rs"]
 mod crud;
 #[path = "admin/errors.rs"]
 mod errors;
+#[path = "admin/outage.rs"]
+mod outage;
 #[path = "admin/security.rs"]
 mod security;
 #[path = "admin/seed.rs"]

@@ -169,6 +169,11 @@ impl Admin {
     pub async fn with_tokens(backend: Backend, tokens: &[&str]) -> Admin {
         let db = TestDb::new(backend).await;
         let store = db.store().await;
+        Admin::on_store(db, store, tokens)
+    }
+
+    /// The Admin API on `store` (which must already be migrated).
+    pub fn on_store(db: TestDb, store: Store, tokens: &[&str]) -> Admin {
         let tokens = tokens.iter().map(|t| AdminToken::new(t)).collect();
         let state = Arc::new(
             AppState::new(
@@ -260,4 +265,65 @@ pub fn expect_status(reply: &Reply, status: u16) {
         "unexpected status; body: {}",
         reply.text
     );
+}
+
+/// A TCP relay to a database that a test can cut and restore, like a
+/// database restart or a network partition.
+pub struct Relay {
+    pub addr: std::net::SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    pub async fn start(target: std::net::SocketAddr) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (up2, conns2) = (up.clone(), connections.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                conns2.lock().expect("lock").push(task.abort_handle());
+            }
+        });
+        Relay {
+            addr,
+            up,
+            connections,
+            accept,
+        }
+    }
+
+    /// Refuses new connections and cuts every open one.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for handle in self.connections.lock().expect("lock").drain(..) {
+            handle.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
 }
