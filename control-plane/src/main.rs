@@ -2,13 +2,14 @@
 
 use clap::Parser;
 use std::process::ExitCode;
-use tollgate_control_plane::settings::{Cli, Command};
+use tollgate_control_plane::settings::{CertCommand, Cli, Command};
 
 fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -16,6 +17,24 @@ fn init_tracing(filter: &str) {
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("tollgate-cp: {message}");
     ExitCode::from(2)
+}
+
+fn cert(command: CertCommand) -> ExitCode {
+    let result = match command {
+        CertCommand::Init { out } => tollgate_control_plane::cert::init(&out),
+        CertCommand::Issue { ca_dir, name, out } => {
+            tollgate_control_plane::cert::issue(&ca_dir, &name, &out)
+        }
+    };
+    match result {
+        Ok(files) => {
+            for file in files {
+                println!("{}", file.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(err),
+    }
 }
 
 fn main() -> ExitCode {
@@ -51,6 +70,7 @@ fn main() -> ExitCode {
             }
             Err(err) => return fail(err),
         },
+        Command::Cert { command } => return cert(command),
         Command::Migrate(args) => match args.resolve() {
             Ok(settings) => {
                 init_tracing(&settings.log_level);

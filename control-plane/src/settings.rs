@@ -28,6 +28,30 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit (idempotent, safe from several hosts at once).
     Migrate(MigrateArgs),
+    /// Cluster certificates for mTLS between control and data planes.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Writes the cluster CA, the control plane's certificate and one data plane
+    /// certificate: DIR/ca.crt ca.key cp.crt cp.key dp.crt dp.key.
+    Init {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Issues a further data plane client certificate: DIR/NAME.crt NAME.key.
+    Issue {
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -382,7 +406,7 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(a) => a.resolve(),
-            Command::Migrate(_) => panic!("parsed as migrate"),
+            _ => panic!("not parsed as serve"),
         }
     }
 

@@ -7,6 +7,8 @@ mod concurrency;
 mod crud;
 #[path = "admin/errors.rs"]
 mod errors;
+#[path = "admin/info.rs"]
+mod info;
 #[path = "admin/outage.rs"]
 mod outage;
 #[path = "admin/security.rs"]
