@@ -31,7 +31,8 @@ fn run(command: &mut Command) -> (bool, String) {
 fn refusals_are_one_line_naming_the_setting() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/cp.db", dir.path().display());
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec!["serve", "--admin-listen", "0.0.0.0:8001"],
             vec![],
