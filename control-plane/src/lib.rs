@@ -80,7 +80,16 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         auth = if settings.admin_tokens.is_empty() { "none (local listener)" } else { "bearer token" },
         "tollgate-cp serving the Admin API"
     );
-    listener::serve(listener, app, state.counters.clone(), shutdown_signal()).await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let follower = tokio::spawn({
+        let store = store.clone();
+        let stop = stop.clone();
+        async move { store.follow_notifications(stop).await }
+    });
+    let served = listener::serve(listener, app, state.counters.clone(), shutdown_signal()).await;
+    stop.cancel();
+    let _ = follower.await;
+    served?;
     store.close().await;
     Ok(())
 }

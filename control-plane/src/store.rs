@@ -113,6 +113,8 @@ pub struct Store {
 struct Inner {
     pool: AnyPool,
     backend: Backend,
+    /// Kept for the PostgreSQL LISTEN connection; never logged.
+    url: String,
     /// Writers queue here rather than each holding a pooled connection while
     /// they wait on the version row lock.
     write_lock: Arc<Mutex<()>>,
@@ -165,6 +167,7 @@ impl Store {
             Backend::Sqlite => sqlite_url_with_create(url),
             Backend::Postgres => url.to_string(),
         };
+        let listen_url = url.clone();
         let connect_options =
             AnyConnectOptions::from_str(&url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
         let pool = AnyPoolOptions::new()
@@ -195,6 +198,7 @@ impl Store {
             inner: Arc::new(Inner {
                 pool,
                 backend,
+                url: listen_url,
                 write_lock: Arc::new(Mutex::new(())),
                 version,
                 options,
@@ -446,6 +450,58 @@ impl Store {
             Ok((items, next))
         })
         .await
+    }
+
+    /// On PostgreSQL, follows commits by other control planes on the same
+    /// database (`LISTEN tollgate_config`) and publishes their versions, until
+    /// `shutdown`. Reconnects by itself and catches up after a gap by reading
+    /// the version. Returns at once on SQLite.
+    pub async fn follow_notifications(&self, shutdown: tokio_util::sync::CancellationToken) {
+        if self.inner.backend != Backend::Postgres {
+            return;
+        }
+        let retry = Duration::from_secs(1);
+        loop {
+            match sqlx::postgres::PgListener::connect(&self.inner.url).await {
+                Ok(mut listener) => {
+                    if let Err(err) = listener.listen(NOTIFY_CHANNEL).await {
+                        tracing::warn!(error = %err, "LISTEN failed");
+                    } else {
+                        self.catch_up().await;
+                        loop {
+                            let next = tokio::select! {
+                                _ = shutdown.cancelled() => return,
+                                next = listener.try_recv() => next,
+                            };
+                            match next {
+                                Ok(Some(notification)) => {
+                                    if let Ok(version) = notification.payload().parse::<i64>() {
+                                        self.publish_version(version);
+                                    }
+                                }
+                                // Reconnected after a loss: notifications may be missing.
+                                Ok(None) => self.catch_up().await,
+                                Err(err) => {
+                                    tracing::warn!(error = %err, "config notification stream lost");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot LISTEN for config changes"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(retry) => {}
+            }
+        }
+    }
+
+    async fn catch_up(&self) {
+        if let Ok(version) = self.version().await {
+            self.publish_version(version);
+        }
     }
 
     /// Closes every pooled connection.
@@ -1031,6 +1087,21 @@ async fn read_config(conn: &mut AnyConnection) -> Result<Config, StoreError> {
         )?,
         snis: typed(EntityKind::Snis, read_all(conn, EntityKind::Snis).await?)?,
     })
+}
+
+/// The cluster snapshot publisher reads committed configuration from the store.
+impl crate::cluster::publisher::ConfigSource for Store {
+    async fn version(&self) -> Result<u64, String> {
+        Store::version(self)
+            .await
+            .map(|v| u64::try_from(v).unwrap_or_default())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn load(&self) -> Result<(u64, Config), String> {
+        let (version, config) = self.load_config().await.map_err(|e| e.to_string())?;
+        Ok((u64::try_from(version).unwrap_or_default(), config))
+    }
 }
 
 /// The entities of `kind` in `config`, as JSON.

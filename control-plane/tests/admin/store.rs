@@ -227,3 +227,38 @@ async fn concurrent_migrations(backend: Backend) {
     assert_eq!(db.store().await.version().await.unwrap(), 0);
 }
 both_backends!(store_concurrent_migrations, concurrent_migrations);
+
+/// A second control plane on the same PostgreSQL database learns of commits
+/// through NOTIFY, without polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_notifications_reach_other_control_planes() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let writer = db.store().await;
+    let follower = db.store().await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut versions = follower.subscribe();
+    let task = tokio::spawn({
+        let follower = follower.clone();
+        let shutdown = shutdown.clone();
+        async move { follower.follow_notifications(shutdown).await }
+    });
+    for expected in 1..=3 {
+        let mut tx = writer.begin_write().await.unwrap();
+        tx.insert(
+            EntityKind::Consumers,
+            &json!({"id": uuid::Uuid::new_v4().to_string(), "username": format!("u{expected}"), "created_at": 1}),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            versions.wait_for(|v| *v >= expected),
+        )
+        .await
+        .expect("notification within 10 s")
+        .unwrap();
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+}
