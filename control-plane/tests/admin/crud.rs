@@ -367,3 +367,81 @@ async fn pages_and_tags(backend: Backend) {
         .contains("&tags=red&size=2"));
 }
 both_backends!(pagination_and_tags, pages_and_tags);
+
+/// `curl -F cert=@cert.pem -F key=@key.pem`: a multipart body with file parts.
+fn multipart(parts: &[(&str, &str)]) -> (String, String) {
+    let boundary = "tollgate-test-boundary";
+    let mut body = String::new();
+    for (name, value) in parts {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}.pem\"\r\nContent-Type: application/octet-stream\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn certificates_and_snis(backend: Backend) {
+    let admin = Admin::new(backend).await;
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["api.example.com".to_string()]).unwrap();
+    let cert_pem = generated.cert.pem();
+    let key_pem = generated.signing_key.serialize_pem();
+    let (content_type, body) = multipart(&[("cert", &cert_pem), ("key", &key_pem)]);
+    let cert = admin
+        .send(Method::POST, "/certificates", Some(&content_type), body)
+        .await;
+    expect_status(&cert, 201);
+    let cert_id = cert.body["id"].as_str().unwrap().to_string();
+    assert_eq!(cert.body["cert"].as_str().unwrap().trim(), cert_pem.trim());
+
+    let sni = admin
+        .form(
+            Method::POST,
+            &format!("/certificates/{cert_id}/snis"),
+            &[("name", "api.example.com")],
+        )
+        .await;
+    expect_status(&sni, 201);
+    assert_eq!(sni.body["certificate"], json!({"id": cert_id}));
+    assert_eq!(
+        admin.get("/snis/api.example.com/certificate").await.body["id"],
+        cert_id.as_str()
+    );
+    assert_eq!(
+        admin
+            .get(&format!("/certificates/{cert_id}/snis"))
+            .await
+            .body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let clash = admin
+        .form(
+            Method::POST,
+            "/snis",
+            &[("name", "api.example.com"), ("certificate.id", &cert_id)],
+        )
+        .await;
+    expect_status(&clash, 409);
+
+    // a certificate has no name: only its id addresses it
+    expect_status(&admin.get("/certificates/api.example.com").await, 404);
+    expect_status(
+        &admin.delete(&format!("/certificates/{cert_id}")).await,
+        204,
+    );
+    assert_eq!(
+        admin.get("/snis").await.body["data"],
+        json!([]),
+        "snis cascade"
+    );
+    let audit = admin.get("/audit").await;
+    assert!(
+        !audit.text.contains("PRIVATE KEY"),
+        "private keys are redacted"
+    );
+}
+both_backends!(certificates_with_snis, certificates_and_snis);
