@@ -59,12 +59,28 @@ async fn gate(State(state): State<Arc<AppState>>, mut request: Request, next: Ne
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let started = std::time::Instant::now();
-    let mut response = match authenticate(&state, request.headers(), &method) {
-        Some(actor) => {
+    let refusal = if state.admin_tokens.is_empty() {
+        cross_site_refusal(request.headers())
+    } else {
+        None
+    };
+    let authenticated = match refusal {
+        Some(_) => None,
+        None => authenticate(&state, request.headers(), &method),
+    };
+    let mut response = match (refusal, authenticated) {
+        (Some(reason), _) => {
+            tracing::warn!(%method, %path, reason, "admin request refused");
+            response::json_with_status(
+                StatusCode::FORBIDDEN,
+                &serde_json::json!({ "message": reason }),
+            )
+        }
+        (None, Some(actor)) => {
             request.extensions_mut().insert(actor);
             next.run(request).await
         }
-        None => {
+        (None, None) => {
             tracing::warn!(%method, %path, "admin request without a valid token");
             let mut r = response::json_with_status(
                 StatusCode::UNAUTHORIZED,
@@ -96,6 +112,38 @@ async fn gate(State(state): State<Arc<AppState>>, mut request: Request, next: Ne
         "admin request"
     );
     response
+}
+
+fn is_local_host(host: &str) -> bool {
+    let host = host.trim();
+    // strip a port: `[::1]:8001`, `127.0.0.1:8001`, `localhost:8001`
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.to_ascii_lowercase().ends_with(".localhost")
+        || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Without a token, the Admin API trusts whoever can reach its local listener.
+/// A browser on that host must not become such a client for a web page: a
+/// request from a non-local origin (CSRF, or reading with our reflected CORS
+/// headers) or addressed to a non-local host name (DNS rebinding) is refused.
+fn cross_site_refusal(headers: &HeaderMap) -> Option<&'static str> {
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = origin.split_once("://").map_or(origin, |(_, h)| h);
+        if origin == "null" || !is_local_host(host) {
+            return Some("Cross-origin requests to an Admin API without a token are refused");
+        }
+    }
+    if let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
+        if !is_local_host(host) {
+            return Some("Requests for a non-local host name need an Admin API token");
+        }
+    }
+    None
 }
 
 /// The actor when the request may proceed. Tokens are compared as SHA-256

@@ -199,3 +199,67 @@ async fn audit_log(backend: Backend) {
     assert!(second.body.get("offset").is_none());
 }
 both_backends!(audit_records_redacted, audit_log);
+
+/// Without a token, a web page in a browser on the admin host must not be able
+/// to drive the Admin API (CSRF, CORS reads, DNS rebinding); curl still can.
+async fn browser_guard(backend: Backend) {
+    let admin = Admin::new(backend).await;
+    let request = |headers: &[(&str, &str)], method: Method| {
+        let mut builder = Request::builder().method(method.clone()).uri("/consumers");
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        if method == Method::POST {
+            builder = builder.header("content-type", "application/x-www-form-urlencoded");
+            builder.body(Body::from("username=victim")).unwrap()
+        } else {
+            builder.body(Body::empty()).unwrap()
+        }
+    };
+    let cases: Vec<(&[(&str, &str)], Method, u16)> = vec![
+        (&[("origin", "https://evil.example")], Method::POST, 403),
+        (&[("origin", "https://evil.example")], Method::GET, 403),
+        (&[("origin", "null")], Method::POST, 403),
+        (&[("host", "evil.example:8001")], Method::GET, 403),
+        (&[("host", "127.0.0.1:8001")], Method::GET, 200),
+        (
+            &[
+                ("host", "localhost:8001"),
+                ("origin", "http://localhost:8002"),
+            ],
+            Method::GET,
+            200,
+        ),
+        (&[("host", "[::1]:8001")], Method::GET, 200),
+        (&[], Method::GET, 200),
+    ];
+    for (headers, method, status) in cases {
+        let reply = admin.request(request(headers, method.clone())).await;
+        assert_eq!(
+            reply.status.as_u16(),
+            status,
+            "{method} {headers:?}: {}",
+            reply.text
+        );
+    }
+    assert_eq!(admin.version().await, 0);
+    // with a token, CORS is Kong's (the token is not an ambient credential)
+    let tokened = Admin::with_tokens(backend, &[TOKEN]).await;
+    let reply = tokened
+        .request(
+            Request::builder()
+                .uri("/consumers")
+                .header("origin", "https://ui.example")
+                .header("host", "admin.example")
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    expect_status(&reply, 200);
+    assert_eq!(
+        reply.headers["access-control-allow-origin"],
+        "https://ui.example"
+    );
+}
+both_backends!(tokenless_admin_refuses_browsers, browser_guard);
