@@ -59,7 +59,7 @@ async fn gate(State(state): State<Arc<AppState>>, mut request: Request, next: Ne
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let started = std::time::Instant::now();
-    let refusal = if state.admin_tokens.is_empty() {
+    let refusal = if state.admin_tokens.is_empty() && state.browser_guard {
         cross_site_refusal(request.headers())
     } else {
         None

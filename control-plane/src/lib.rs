@@ -67,11 +67,13 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     } else if let Ok(version) = store.version().await {
         store.publish_version(version);
     }
-    let state = Arc::new(AppState::new(
+    let mut state = AppState::new(
         store.clone(),
         settings.admin_tokens.clone(),
         AppState::configuration_of(&settings),
-    )?);
+    )?;
+    state.browser_guard = matches!(settings.admin_listen, settings::ListenAddr::Tcp(_));
+    let state = Arc::new(state);
     let app = admin::router(state.clone(), axum::Router::new());
     let listener = AdminListener::bind(&settings.admin_listen).await?;
     tracing::info!(

@@ -44,6 +44,9 @@ pub struct AppState {
     pub hostname: String,
     /// Empty: the Admin API is open to whoever reaches its (local) listener.
     pub admin_tokens: Vec<AdminToken>,
+    /// Refuse browser-driven requests (foreign `Origin`, non-local `Host`) when
+    /// there is no token. Off for a Unix socket, which browsers cannot reach.
+    pub browser_guard: bool,
     /// The effective settings for `GET /`, secrets already masked.
     pub configuration: Value,
     pub counters: Arc<ServerCounters>,
@@ -77,6 +80,7 @@ impl AppState {
             node_id: uuid::Uuid::new_v4(),
             hostname: hostname(),
             admin_tokens,
+            browser_guard: true,
             configuration,
             counters: Arc::new(ServerCounters::default()),
             routes: RouteTable::new()?,

@@ -216,7 +216,8 @@ async fn browser_guard(backend: Backend) {
             builder.body(Body::empty()).unwrap()
         }
     };
-    let cases: Vec<(&[(&str, &str)], Method, u16)> = vec![
+    type Case<'a> = (&'a [(&'a str, &'a str)], Method, u16);
+    let cases: Vec<Case> = vec![
         (&[("origin", "https://evil.example")], Method::POST, 403),
         (&[("origin", "https://evil.example")], Method::GET, 403),
         (&[("origin", "null")], Method::POST, 403),
