@@ -302,6 +302,7 @@ async fn handle(request: &AdminRequest, op: Op) -> Result<Response, ApiError> {
         (Op::Config, &M::GET) => config::get(request).await,
         (Op::Config, _) => config::post(request).await,
         (Op::Audit, _) => audit::list(request).await,
+        (Op::Tags, _) => info::tags(request).await,
         (Op::OpenApi, _) => Ok(openapi::document(request)),
         (Op::Collection { kind, parent }, &M::GET) => entities::list(request, kind, parent).await,
         (Op::Collection { kind, parent }, _) => entities::create(request, kind, parent).await,

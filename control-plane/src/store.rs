@@ -324,6 +324,30 @@ impl Store {
         .await
     }
 
+    /// Every `(tag, entity kind, entity id)`, sorted by tag then id: Kong's `/tags`.
+    pub async fn tag_rows(&self) -> Result<Vec<(String, EntityKind, String)>, StoreError> {
+        self.timed(async {
+            let mut conn = self.inner.pool.acquire().await?;
+            let mut rows = Vec::new();
+            for kind in EntityKind::ALL {
+                let sql = format!(
+                    "SELECT id, tags FROM {} WHERE tags IS NOT NULL",
+                    kind.table_name()
+                );
+                for row in sqlx::query(&sql).fetch_all(&mut *conn).await? {
+                    let id: String = row.try_get("id")?;
+                    let tags: String = row.try_get("tags")?;
+                    for tag in tags.split(',').filter(|t| !t.is_empty()) {
+                        rows.push((tag.to_string(), kind, id.clone()));
+                    }
+                }
+            }
+            rows.sort_by(|a, b| (&a.0, &a.2).cmp(&(&b.0, &b.2)));
+            Ok(rows)
+        })
+        .await
+    }
+
     /// Distinct names of the configured plugins, sorted.
     pub async fn plugin_names(&self) -> Result<Vec<String>, StoreError> {
         self.timed(async {

@@ -8,7 +8,7 @@ use super::routes::kind_named;
 use super::AdminRequest;
 use crate::schema_bridge::{coerce_form, validate_entity};
 use axum::response::Response;
-use serde_json::{json, Map};
+use serde_json::{json, Map, Value};
 use tollgate_shared::plugin::BUNDLED;
 use tollgate_shared::EntityKind;
 
@@ -124,4 +124,78 @@ pub async fn validate_entity_endpoint(request: &AdminRequest) -> Result<Response
 /// `POST /schemas/plugins/validate`.
 pub async fn validate_plugin(request: &AdminRequest) -> Result<Response, ApiError> {
     validated(request, EntityKind::Plugins).await
+}
+
+/// `GET /tags`, `GET /tags/{tag}`: one row per (tag, entity), paginated.
+pub async fn tags(request: &AdminRequest) -> Result<Response, ApiError> {
+    let size = super::paging::size(&request.query)?;
+    let only = request
+        .params
+        .iter()
+        .find(|(k, _)| k == "tag")
+        .map(|(_, v)| v.clone());
+    if let Some(tag) = &only {
+        if tag.is_empty() || tag.contains(',') || tag.contains('/') {
+            return Err(ApiError::InvalidOption {
+                option: "tags",
+                message: "invalid filter syntax",
+            });
+        }
+    }
+    let after = match request.query.get("offset") {
+        None => None,
+        Some(token) => match super::paging::decode_offset(token)? {
+            Value::Array(parts) if parts.len() == 2 => Some((
+                parts[0].as_str().unwrap_or_default().to_string(),
+                parts[1].as_str().unwrap_or_default().to_string(),
+            )),
+            _ => {
+                return Err(ApiError::InvalidOffset {
+                    token: token.clone(),
+                    reason: "bad json encoding",
+                })
+            }
+        },
+    };
+    let rows: Vec<(String, EntityKind, String)> = request
+        .state
+        .store
+        .tag_rows()
+        .await?
+        .into_iter()
+        .filter(|(tag, _, _)| only.as_ref().is_none_or(|o| o == tag))
+        .filter(|(tag, _, id)| {
+            after
+                .as_ref()
+                .is_none_or(|(t, i)| (tag.as_str(), id.as_str()) > (t.as_str(), i.as_str()))
+        })
+        .collect();
+    let page: Vec<Value> = rows
+        .iter()
+        .take(size)
+        .map(|(tag, kind, id)| json!({"tag": tag, "entity_name": kind.table_name(), "entity_id": id}))
+        .collect();
+    let mut body = Map::new();
+    body.insert("data".into(), Value::Array(page));
+    match rows
+        .get(size.saturating_sub(1))
+        .filter(|_| rows.len() > size)
+    {
+        Some((tag, _, id)) => {
+            let token = super::paging::encode_offset(&json!([tag, id]));
+            let base = match &only {
+                Some(tag) => format!("/tags/{tag}"),
+                None => "/tags".into(),
+            };
+            body.insert(
+                "next".into(),
+                Value::String(super::paging::next_link(&base, &token, &[])),
+            );
+            body.insert("offset".into(), Value::String(token));
+        }
+        None => {
+            body.insert("next".into(), Value::Null);
+        }
+    }
+    Ok(json(&Value::Object(body)))
 }

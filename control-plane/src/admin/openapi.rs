@@ -249,9 +249,10 @@ fn operation(endpoint: &Endpoint, method: &Method) -> Value {
                 Op::Config => "The whole configuration as declarative YAML".into(),
                 Op::Audit => "The audit log, oldest first".into(),
                 Op::OpenApi => "This document".into(),
+                Op::Tags => "Tagged entities: {tag, entity_name, entity_id}".into(),
                 _ => String::new(),
             };
-            if op == Op::Audit {
+            if op == Op::Audit || op == Op::Tags {
                 operation.insert("parameters".into(), Value::Array(list_parameters()));
             }
             responses.insert("200".into(), json_response("OK", json!({"type": "object"})));

@@ -31,6 +31,8 @@ pub enum Op {
     Config,
     Audit,
     OpenApi,
+    /// `/tags` and `/tags/{tag}`.
+    Tags,
     /// `/E` or `/P/{p}/E`: list, create.
     Collection {
         kind: EntityKind,
@@ -131,6 +133,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         fixed("/plugins/schema/{name}", GET, Op::PluginSchema),
         fixed("/config", GET_POST, Op::Config),
         fixed("/audit", GET, Op::Audit),
+        fixed("/tags", GET, Op::Tags),
+        fixed("/tags/{tag}", GET, Op::Tags),
         fixed("/openapi.json", GET, Op::OpenApi),
     ];
     for kind in EntityKind::ALL {

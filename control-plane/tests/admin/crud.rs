@@ -365,6 +365,24 @@ async fn pages_and_tags(backend: Backend) {
         .as_str()
         .unwrap()
         .contains("&tags=red&size=2"));
+
+    // /tags: one row per (tag, entity)
+    let red = admin.get("/tags/red").await;
+    expect_status(&red, 200);
+    assert_eq!(count(&red.body), 5);
+    assert_eq!(red.body["data"][0]["entity_name"], "consumers");
+    let mut rows = 0;
+    let mut path = "/tags?size=4".to_string();
+    loop {
+        let page = admin.get(&path).await;
+        expect_status(&page, 200);
+        rows += count(&page.body);
+        match page.body["next"].as_str() {
+            Some(next) => path = format!("{next}&size=4"),
+            None => break,
+        }
+    }
+    assert_eq!(rows, 10);
 }
 both_backends!(pagination_and_tags, pages_and_tags);
 
