@@ -36,6 +36,11 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// Largest body accepted by `POST /config` (a whole declarative file).
 pub const MAX_CONFIG_BODY: usize = 16 * 1024 * 1024;
 
+/// Longest an Admin API request may take before it answers 503.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Longest a `/config` request may take (a whole configuration in one transaction).
+pub const CONFIG_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Who made a request: a token id, or `local` when no token is configured.
 #[derive(Debug, Clone)]
 pub struct Actor(pub String);
@@ -282,9 +287,20 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
         body,
         actor,
     };
-    match handle(&request, endpoint.op).await {
-        Ok(response) => response,
-        Err(err) => err.into_response(),
+    // Bounds a request whose database hangs mid-transaction: dropping the
+    // handler rolls its transaction back and frees the writer slot.
+    let deadline = if endpoint.op == Op::Config {
+        CONFIG_REQUEST_TIMEOUT
+    } else {
+        REQUEST_TIMEOUT
+    };
+    match tokio::time::timeout(deadline, handle(&request, endpoint.op)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(err)) => err.into_response(),
+        Err(_) => ApiError::Store(crate::store::StoreError::Unavailable(
+            "admin request timed out".into(),
+        ))
+        .into_response(),
     }
 }
 

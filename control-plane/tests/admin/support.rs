@@ -267,57 +267,102 @@ pub fn expect_status(reply: &Reply, status: u16) {
     );
 }
 
-/// A TCP relay to a database that a test can cut and restore, like a
-/// database restart or a network partition.
+/// A TCP relay to a database that a test can cut (connections reset, new
+/// ones refused) or stall (connections stay open but nothing flows, like a
+/// dead host or a partition), and restore.
 pub struct Relay {
     pub addr: std::net::SocketAddr,
-    up: Arc<std::sync::atomic::AtomicBool>,
+    state: tokio::sync::watch::Sender<RelayState>,
     connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RelayState {
+    Up,
+    Cut,
+    Stalled,
+}
+
+/// Copies one direction, pausing while the relay is stalled.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut state: tokio::sync::watch::Receiver<RelayState>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if state.wait_for(|s| *s == RelayState::Up).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
 impl Relay {
     pub async fn start(target: std::net::SocketAddr) -> Relay {
-        use std::sync::atomic::Ordering;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (state, _) = tokio::sync::watch::channel(RelayState::Up);
         let connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
-        let (up2, conns2) = (up.clone(), connections.clone());
+        let (state2, conns2) = (state.clone(), connections.clone());
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
+            while let Ok((inbound, _)) = listener.accept().await {
+                if *state2.borrow() == RelayState::Cut {
                     drop(inbound);
                     continue;
                 }
+                let mut watch = state2.subscribe();
                 let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    // a stalled relay holds new connections without answering
+                    if watch.wait_for(|s| *s == RelayState::Up).await.is_err() {
+                        return;
                     }
+                    let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (in_read, in_write) = inbound.into_split();
+                    let (out_read, out_write) = outbound.into_split();
+                    tokio::join!(
+                        pump(in_read, out_write, watch.clone()),
+                        pump(out_read, in_write, watch)
+                    );
                 });
                 conns2.lock().expect("lock").push(task.abort_handle());
             }
         });
         Relay {
             addr,
-            up,
+            state,
             connections,
             accept,
         }
     }
 
-    /// Refuses new connections and cuts every open one.
+    /// Refuses new connections and resets every open one.
     pub fn cut(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.state.send_replace(RelayState::Cut);
         for handle in self.connections.lock().expect("lock").drain(..) {
             handle.abort();
         }
     }
 
+    /// Keeps every connection open but lets nothing through.
+    pub fn stall(&self) {
+        self.state.send_replace(RelayState::Stalled);
+    }
+
     pub fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.state.send_replace(RelayState::Up);
     }
 }
 
