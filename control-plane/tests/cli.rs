@@ -255,4 +255,23 @@ fn exposed_listener_requires_the_token() {
     let root = http_get(&mut connect(), "/", Some("correct-horse-battery-staple"));
     assert!(!root.contains("correct-horse-battery-staple"));
     assert!(root.contains("\"admin_token\":\"******\""));
+    let status = http_get(
+        &mut connect(),
+        "/status",
+        Some("correct-horse-battery-staple"),
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(status.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert!(
+        body["server"]["connections_accepted"].as_u64().unwrap() >= 5,
+        "{body}"
+    );
+    assert!(
+        body["server"]["total_requests"].as_u64().unwrap() >= 5,
+        "{body}"
+    );
+    assert!(
+        body["server"]["connections_active"].as_u64().unwrap() >= 1,
+        "{body}"
+    );
 }
