@@ -58,7 +58,11 @@ pub async fn shutdown_signal() {
 
 /// `tollgate-cp serve`: migrations (unless disabled), then the Admin API until a signal.
 pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
-    let store = Store::connect(&settings.database_url, StoreOptions::default())?;
+    let options = StoreOptions {
+        keyring: settings.keyring.clone(),
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(&settings.database_url, options)?;
     if settings.migrate {
         store
             .migrate()

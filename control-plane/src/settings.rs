@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// Private key (PEM) of --cluster-cert.
     #[arg(long, env = "TOLLGATE_CLUSTER_KEY", value_name = "PEM")]
     pub cluster_key: Option<PathBuf>,
+    /// Seal secrets at rest (jwt secrets, certificate keys, Redis passwords) with
+    /// AES-256-GCM: one base64 32-byte key per line, the first seals, all open.
+    #[arg(long, env = "TOLLGATE_SECRETS_KEY_FILE", value_name = "PATH")]
+    pub secrets_key_file: Option<PathBuf>,
     /// Do not apply pending migrations at start-up.
     #[arg(long, env = "TOLLGATE_NO_MIGRATE", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub no_migrate: Option<bool>,
@@ -120,6 +124,8 @@ struct FileSettings {
     cluster_cert: Option<PathBuf>,
     #[serde(alias = "cluster-key")]
     cluster_key: Option<PathBuf>,
+    #[serde(alias = "secrets-key-file")]
+    secrets_key_file: Option<PathBuf>,
     #[serde(alias = "no-migrate")]
     no_migrate: Option<bool>,
     #[serde(alias = "log-level")]
@@ -233,6 +239,9 @@ pub struct ServeSettings {
     pub admin_token_file: Option<PathBuf>,
     pub cluster_listen: SocketAddr,
     pub cluster_tls: Option<ClusterTls>,
+    pub secrets_key_file: Option<PathBuf>,
+    /// Loaded from `secrets_key_file`.
+    pub keyring: Option<std::sync::Arc<crate::store::Keyring>>,
     pub migrate: bool,
     pub log_level: String,
 }
@@ -363,6 +372,20 @@ impl ServeArgs {
                 });
             }
         };
+        let secrets_key_file = self.secrets_key_file.or(file.secrets_key_file);
+        let keyring = match &secrets_key_file {
+            Some(path) => Some(std::sync::Arc::new(
+                crate::store::Keyring::from_file(path).map_err(|e| SettingsError::Invalid {
+                    setting: "secrets-key-file",
+                    value: path.display().to_string(),
+                    reason: match e {
+                        crate::store::SealError::KeyFile { reason, .. } => reason,
+                        other => other.to_string(),
+                    },
+                })?,
+            )),
+            None => None,
+        };
         Ok(ServeSettings {
             database_url,
             admin_listen,
@@ -370,6 +393,8 @@ impl ServeArgs {
             admin_token_file,
             cluster_listen,
             cluster_tls,
+            secrets_key_file,
+            keyring,
             migrate: !self.no_migrate.or(file.no_migrate).unwrap_or(false),
             log_level: self
                 .log_level

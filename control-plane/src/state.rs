@@ -104,6 +104,8 @@ impl AppState {
             "cluster_ca_cert": path(&tls.map(|t| t.ca.clone())),
             "cluster_cert": path(&tls.map(|t| t.cert.clone())),
             "cluster_cert_key": tls.map(|_| Value::String(MASK.into())).unwrap_or(Value::Null),
+            "secrets_key_file": path(&settings.secrets_key_file),
+            "secrets_key_id": settings.keyring.as_ref().map(|k| Value::String(k.active_key_id().into())).unwrap_or(Value::Null),
             "role": "control_plane",
             "migrate_on_start": settings.migrate,
             "log_level": settings.log_level,

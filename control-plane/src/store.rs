@@ -13,9 +13,11 @@
 //!   `tokio::sync::watch` ([`Store::subscribe`]).
 
 mod error;
+mod sealing;
 mod tables;
 
 pub use error::{lua_literal, StoreError};
+pub use sealing::{Keyring, SealError};
 pub use tables::{children_of, table, Foreign, OnDelete, Table, INSERT_ORDER};
 
 use serde_json::{Map, Value};
@@ -53,6 +55,8 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
     /// Upper bound for one store operation, so a hung database never hangs a request.
     pub operation_timeout: Duration,
+    /// Seals secret fields at rest when set (`--secrets-key-file`).
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 impl Default for StoreOptions {
@@ -61,6 +65,7 @@ impl Default for StoreOptions {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(2),
             operation_timeout: Duration::from_secs(10),
+            keyring: None,
         }
     }
 }
@@ -210,6 +215,10 @@ impl Store {
         self.inner.backend
     }
 
+    fn keyring(&self) -> Option<&Keyring> {
+        self.inner.options.keyring.as_deref()
+    }
+
     /// Follows the latest committed config version known to this process.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.inner.version.subscribe()
@@ -301,7 +310,7 @@ impl Store {
     pub async fn get(&self, kind: EntityKind, id: &str) -> Result<Option<Value>, StoreError> {
         self.timed(async {
             let mut conn = self.inner.pool.acquire().await?;
-            select_one(&mut conn, kind, "id", id).await
+            select_one(&mut conn, self.keyring(), kind, "id", id).await
         })
         .await
     }
@@ -310,7 +319,7 @@ impl Store {
     pub async fn find(&self, kind: EntityKind, key: &str) -> Result<Option<Value>, StoreError> {
         self.timed(async {
             let mut conn = self.inner.pool.acquire().await?;
-            find_in(&mut conn, kind, key).await
+            find_in(&mut conn, self.keyring(), kind, key).await
         })
         .await
     }
@@ -319,7 +328,7 @@ impl Store {
     pub async fn list(&self, kind: EntityKind, query: &ListQuery) -> Result<Page, StoreError> {
         self.timed(async {
             let mut conn = self.inner.pool.acquire().await?;
-            list_in(&mut conn, self.inner.backend, kind, query).await
+            list_in(&mut conn, self.keyring(), self.inner.backend, kind, query).await
         })
         .await
     }
@@ -375,7 +384,7 @@ impl Store {
                 Backend::Sqlite => self.inner.pool.begin().await?,
             };
             let version = read_version(&mut tx).await?;
-            let config = read_config(&mut tx).await?;
+            let config = read_config(&mut tx, self.keyring()).await?;
             tx.rollback().await?;
             Ok((version, config))
         })
@@ -550,12 +559,12 @@ impl WriteTxn {
     }
 
     pub async fn get(&mut self, kind: EntityKind, id: &str) -> Result<Option<Value>, StoreError> {
-        select_one(&mut self.tx, kind, "id", id).await
+        select_one(&mut self.tx, self.store.keyring(), kind, "id", id).await
     }
 
     /// The entity addressed by its UUID or its endpoint key.
     pub async fn find(&mut self, kind: EntityKind, key: &str) -> Result<Option<Value>, StoreError> {
-        find_in(&mut self.tx, kind, key).await
+        find_in(&mut self.tx, self.store.keyring(), kind, key).await
     }
 
     /// Looks up by an arbitrary unique column (`username`, `name`, …).
@@ -565,16 +574,13 @@ impl WriteTxn {
         column: &'static str,
         value: &str,
     ) -> Result<Option<Value>, StoreError> {
-        select_one(&mut self.tx, kind, column, value).await
+        select_one(&mut self.tx, self.store.keyring(), kind, column, value).await
     }
 
     /// Inserts a new, validated entity. An existing id is a primary key violation.
     pub async fn insert(&mut self, kind: EntityKind, entity: &Value) -> Result<(), StoreError> {
-        let row = RowValues::from_entity(kind, entity)?;
-        if select_one(&mut self.tx, kind, "id", &row.id)
-            .await?
-            .is_some()
-        {
+        let row = RowValues::from_entity(self.store.keyring(), kind, entity)?;
+        if row_exists(&mut self.tx, kind, &row.id).await? {
             return Err(StoreError::PrimaryKey { kind, id: row.id });
         }
         self.check_constraints(kind, entity, &row).await?;
@@ -587,10 +593,8 @@ impl WriteTxn {
 
     /// Inserts or replaces (by id) a validated entity.
     pub async fn upsert(&mut self, kind: EntityKind, entity: &Value) -> Result<(), StoreError> {
-        let row = RowValues::from_entity(kind, entity)?;
-        let exists = select_one(&mut self.tx, kind, "id", &row.id)
-            .await?
-            .is_some();
+        let row = RowValues::from_entity(self.store.keyring(), kind, entity)?;
+        let exists = row_exists(&mut self.tx, kind, &row.id).await?;
         self.check_constraints(kind, entity, &row).await?;
         let (sql, values) = if exists {
             row.update_sql(kind)
@@ -651,7 +655,7 @@ impl WriteTxn {
 
     /// Every entity as currently seen inside this transaction.
     pub async fn load_config(&mut self) -> Result<Config, StoreError> {
-        read_config(&mut self.tx).await
+        read_config(&mut self.tx, self.store.keyring()).await
     }
 
     /// Records an audit entry stamped with this change's version.
@@ -738,10 +742,7 @@ impl WriteTxn {
         }
         for (foreign, id) in table.foreign.iter().zip(&row.foreign) {
             let Some(id) = id else { continue };
-            if select_one(&mut self.tx, foreign.parent, "id", id)
-                .await?
-                .is_none()
-            {
+            if !row_exists(&mut self.tx, foreign.parent, id).await? {
                 return Err(StoreError::MissingParent {
                     field: foreign.field.to_string(),
                     parent: foreign.parent,
@@ -816,7 +817,11 @@ fn foreign_id(entity: &Value, field: &str) -> Result<Option<String>, StoreError>
 }
 
 impl RowValues {
-    fn from_entity(kind: EntityKind, entity: &Value) -> Result<RowValues, StoreError> {
+    fn from_entity(
+        keyring: Option<&Keyring>,
+        kind: EntityKind,
+        entity: &Value,
+    ) -> Result<RowValues, StoreError> {
         let corrupt = |reason: &str| StoreError::Corrupt {
             kind: kind.table_name(),
             id: entity
@@ -873,7 +878,7 @@ impl RowValues {
             foreign,
             plugin_name,
             cache_key,
-            data: entity.to_string(),
+            data: sealing::seal_entity(keyring, kind, entity)?.to_string(),
         })
     }
 
@@ -953,17 +958,36 @@ async fn read_version(conn: &mut AnyConnection) -> Result<i64, StoreError> {
     )
 }
 
-fn parse_data(kind: EntityKind, row: &sqlx::any::AnyRow) -> Result<Value, StoreError> {
+fn parse_data(
+    keyring: Option<&Keyring>,
+    kind: EntityKind,
+    row: &sqlx::any::AnyRow,
+) -> Result<Value, StoreError> {
     let text: String = row.try_get("data")?;
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+    let stored = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
         kind: kind.table_name(),
         id: row.try_get::<String, _>("id").unwrap_or_default(),
         reason: e.to_string(),
-    })
+    })?;
+    Ok(sealing::open_entity(keyring, kind, stored)?)
+}
+
+async fn row_exists(
+    conn: &mut AnyConnection,
+    kind: EntityKind,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let sql = format!("SELECT 1 AS found FROM {} WHERE id = $1", kind.table_name());
+    Ok(sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some())
 }
 
 async fn select_one(
     conn: &mut AnyConnection,
+    keyring: Option<&Keyring>,
     kind: EntityKind,
     column: &str,
     value: &str,
@@ -976,25 +1000,27 @@ async fn select_one(
         .bind(value.to_string())
         .fetch_optional(&mut *conn)
         .await?;
-    row.map(|r| parse_data(kind, &r)).transpose()
+    row.map(|r| parse_data(keyring, kind, &r)).transpose()
 }
 
 async fn find_in(
     conn: &mut AnyConnection,
+    keyring: Option<&Keyring>,
     kind: EntityKind,
     key: &str,
 ) -> Result<Option<Value>, StoreError> {
     if let Some(id) = parse_uuid(key) {
-        return select_one(conn, kind, "id", &id).await;
+        return select_one(conn, keyring, kind, "id", &id).await;
     }
     match kind.endpoint_key() {
-        Some(column) => select_one(conn, kind, column, key).await,
+        Some(column) => select_one(conn, keyring, kind, column, key).await,
         None => Ok(None),
     }
 }
 
 async fn list_in(
     conn: &mut AnyConnection,
+    keyring: Option<&Keyring>,
     backend: Backend,
     kind: EntityKind,
     query: &ListQuery,
@@ -1044,7 +1070,7 @@ async fn list_in(
     let mut last_id = None;
     for row in rows.iter().take(query.size) {
         last_id = Some(row.try_get::<String, _>("id")?);
-        items.push(parse_data(kind, row)?);
+        items.push(parse_data(keyring, kind, row)?);
     }
     Ok(Page {
         items,
@@ -1056,10 +1082,14 @@ async fn list_in(
     })
 }
 
-async fn read_all(conn: &mut AnyConnection, kind: EntityKind) -> Result<Vec<Value>, StoreError> {
+async fn read_all(
+    conn: &mut AnyConnection,
+    keyring: Option<&Keyring>,
+    kind: EntityKind,
+) -> Result<Vec<Value>, StoreError> {
     let sql = format!("SELECT id, data FROM {} ORDER BY id", kind.table_name());
     let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
-    rows.iter().map(|r| parse_data(kind, r)).collect()
+    rows.iter().map(|r| parse_data(keyring, kind, r)).collect()
 }
 
 fn typed<T: serde::de::DeserializeOwned>(
@@ -1083,33 +1113,39 @@ fn typed<T: serde::de::DeserializeOwned>(
         .collect()
 }
 
-async fn read_config(conn: &mut AnyConnection) -> Result<Config, StoreError> {
+async fn read_config(
+    conn: &mut AnyConnection,
+    keyring: Option<&Keyring>,
+) -> Result<Config, StoreError> {
     Ok(Config {
         services: typed(
             EntityKind::Services,
-            read_all(conn, EntityKind::Services).await?,
+            read_all(conn, keyring, EntityKind::Services).await?,
         )?,
         routes: typed(
             EntityKind::Routes,
-            read_all(conn, EntityKind::Routes).await?,
+            read_all(conn, keyring, EntityKind::Routes).await?,
         )?,
         consumers: typed(
             EntityKind::Consumers,
-            read_all(conn, EntityKind::Consumers).await?,
+            read_all(conn, keyring, EntityKind::Consumers).await?,
         )?,
         plugins: typed(
             EntityKind::Plugins,
-            read_all(conn, EntityKind::Plugins).await?,
+            read_all(conn, keyring, EntityKind::Plugins).await?,
         )?,
         jwt_secrets: typed(
             EntityKind::JwtSecrets,
-            read_all(conn, EntityKind::JwtSecrets).await?,
+            read_all(conn, keyring, EntityKind::JwtSecrets).await?,
         )?,
         certificates: typed(
             EntityKind::Certificates,
-            read_all(conn, EntityKind::Certificates).await?,
+            read_all(conn, keyring, EntityKind::Certificates).await?,
         )?,
-        snis: typed(EntityKind::Snis, read_all(conn, EntityKind::Snis).await?)?,
+        snis: typed(
+            EntityKind::Snis,
+            read_all(conn, keyring, EntityKind::Snis).await?,
+        )?,
     })
 }
 

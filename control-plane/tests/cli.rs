@@ -75,6 +75,22 @@ fn refusals_are_one_line_naming_the_setting() {
             vec![],
             "--admin-token-file",
         ),
+        (
+            vec![
+                "serve",
+                "--database-url",
+                &db,
+                "--secrets-key-file",
+                "/nonexistent",
+            ],
+            vec![],
+            "--secrets-key-file",
+        ),
+        (
+            vec!["serve", "--database-url", &db],
+            vec![("TOLLGATE_SECRETS_KEY_FILE", "/dev/null")],
+            "--secrets-key-file \"/dev/null\": holds no key",
+        ),
     ];
     for (args, env, expected) in cases {
         let mut command = cp();

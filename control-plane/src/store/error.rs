@@ -38,6 +38,9 @@ pub enum StoreError {
         id: String,
         reason: String,
     },
+    /// A sealed secret that cannot be opened (key missing or value tampered).
+    #[error(transparent)]
+    Sealing(#[from] super::sealing::SealError),
     #[error("invalid database URL: {0}")]
     InvalidUrl(String),
     #[error("migration failed: {0}")]

@@ -264,3 +264,84 @@ async fn browser_guard(backend: Backend) {
     );
 }
 both_backends!(tokenless_admin_refuses_browsers, browser_guard);
+
+/// With `--secrets-key-file`, secrets are sealed in the database and open
+/// only with the key; the Admin API and the config see plaintext.
+async fn sealed_secrets(backend: Backend) {
+    use std::sync::Arc;
+    use tollgate_control_plane::store::{Keyring, Store};
+    let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let db = crate::support::TestDb::new(backend).await;
+    let options = tollgate_control_plane::store::StoreOptions {
+        keyring: Some(Arc::new(Keyring::parse(key).unwrap())),
+        ..crate::support::test_store_options()
+    };
+    let store = Store::connect(&db.url, options).unwrap();
+    store.migrate().await.unwrap();
+    let url = db.url.clone();
+    let admin = Admin::on_store(db, store, &[]);
+    expect_status(
+        &admin
+            .form(Method::POST, "/consumers", &[("username", "gina")])
+            .await,
+        201,
+    );
+    let jwt = admin
+        .form(
+            Method::POST,
+            "/consumers/gina/jwt",
+            &[("key", "gina-key"), ("secret", "plain-secret-42")],
+        )
+        .await;
+    expect_status(&jwt, 201);
+    assert_eq!(jwt.body["secret"], "plain-secret-42");
+    let patched = admin
+        .form(Method::PATCH, "/jwts/gina-key", &[("algorithm", "HS512")])
+        .await;
+    expect_status(&patched, 200);
+    assert_eq!(patched.body["secret"], "plain-secret-42");
+    assert_eq!(
+        admin.get("/jwts/gina-key").await.body["secret"],
+        "plain-secret-42"
+    );
+    let (_, config) = admin.store.load_config().await.unwrap();
+    assert_eq!(
+        config.jwt_secrets[0].secret.as_deref(),
+        Some("plain-secret-42")
+    );
+
+    // the database holds only the sealed form
+    let raw = Store::connect(&url, crate::support::test_store_options()).unwrap();
+    let mut tx = raw.begin_write().await.unwrap();
+    let err = tx
+        .find(tollgate_shared::EntityKind::JwtSecrets, "gina-key")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no --secrets-key-file"), "{err}");
+    drop(tx);
+    let dump = raw_data(&url, backend).await;
+    assert!(dump.contains("$tg1$"), "{dump}");
+    assert!(!dump.contains("plain-secret-42"));
+}
+both_backends!(secrets_sealed_at_rest, sealed_secrets);
+
+async fn raw_data(url: &str, backend: Backend) -> String {
+    use sqlx::Connection;
+    let rows: Vec<(String,)> = match backend {
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_as("SELECT data FROM jwt_secrets")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+        }
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_as("SELECT data FROM jwt_secrets")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n")
+}

@@ -90,6 +90,7 @@ pub fn test_store_options() -> StoreOptions {
         max_connections: 8,
         acquire_timeout: Duration::from_secs(2),
         operation_timeout: Duration::from_secs(30),
+        keyring: None,
     }
 }
 
