@@ -141,8 +141,9 @@ impl FieldErrors {
         }
     }
 
-    /// Records `message` at a dotted `path`, replacing what was there (Kong's
-    /// entity checks overwrite a field's earlier error).
+    /// Records `message` at a dotted `path`, replacing a message that was
+    /// there (Kong's entity checks overwrite a field's earlier error). A record
+    /// that already failed as a whole keeps that message.
     pub fn set(&mut self, path: &str, message: impl Into<String>) {
         let message = message.into();
         match path.split_once('.') {
@@ -155,9 +156,6 @@ impl FieldErrors {
                     .fields
                     .entry(head.to_string())
                     .or_insert_with(|| FieldError::Nested(FieldErrors::new()));
-                if !matches!(entry, FieldError::Nested(_)) {
-                    *entry = FieldError::Nested(FieldErrors::new());
-                }
                 if let FieldError::Nested(inner) = entry {
                     inner.set(rest, message);
                 }
@@ -404,6 +402,13 @@ mod tests {
         e.set("a", "third");
         assert_eq!(e.to_json(), json!({"a": "third"}));
         e.set("a.b", "nested");
-        assert_eq!(e.to_json(), json!({"a": {"b": "nested"}}));
+        assert_eq!(
+            e.to_json(),
+            json!({"a": "third"}),
+            "a failed record keeps its message"
+        );
+        e.set("c.d", "nested");
+        e.set("c.d", "replaced");
+        assert_eq!(e.to_json(), json!({"a": "third", "c": {"d": "replaced"}}));
     }
 }

@@ -45,6 +45,8 @@ pub struct DataPlaneState {
     pub config_version: u64,
     pub config_hash: String,
     pub applied_at_ms: i64,
+    /// When the control plane received the Ack of `config_version` (unix ms).
+    pub acked_at_ms: i64,
     /// Milliseconds from sending a snapshot to its Ack.
     pub last_apply_lag_ms: Option<i64>,
     pub rejected_version: Option<u64>,
@@ -199,6 +201,7 @@ impl DataPlaneRegistry {
                 config_version: hello.applied_version,
                 config_hash: hello.applied_hash,
                 applied_at_ms: previous.as_ref().map(|p| p.applied_at_ms).unwrap_or(0),
+                acked_at_ms: previous.as_ref().map(|p| p.acked_at_ms).unwrap_or(0),
                 last_apply_lag_ms: previous.as_ref().and_then(|p| p.last_apply_lag_ms),
                 rejected_version: None,
                 rejected_hash: None,
@@ -239,6 +242,7 @@ impl DataPlaneRegistry {
             s.config_version = version;
             s.config_hash = hash.to_string();
             s.applied_at_ms = applied_at_ms;
+            s.acked_at_ms = now;
             s.last_seen_ms = now;
             if s.sent_hash == hash {
                 s.last_apply_lag_ms = Some((now - s.sent_at_ms).max(0));

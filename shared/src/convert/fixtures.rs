@@ -201,8 +201,8 @@ pub(crate) fn generated(routes: usize, consumers: usize) -> Config {
     for s in 0..service_count {
         config.services.push(Service {
             id: Uuid::from_u128(0x2000_0000_0000_4000_8000_0000_0000_0000 + s as u128),
-            created_at: 0,
-            updated_at: 0,
+            created_at: 1,
+            updated_at: 1,
             name: Some(format!("svc-{s}")),
             retries: 5,
             protocol: "http".into(),
@@ -221,8 +221,8 @@ pub(crate) fn generated(routes: usize, consumers: usize) -> Config {
         });
         config.plugins.push(Plugin {
             id: Uuid::from_u128(0x5000_0000_0000_4000_8000_0000_0000_0000 + s as u128),
-            created_at: 0,
-            updated_at: 0,
+            created_at: 1,
+            updated_at: 1,
             name: "rate-limiting".into(),
             instance_name: None,
             config: json!({"minute": 100 + s, "policy": "local"}),
@@ -240,8 +240,8 @@ pub(crate) fn generated(routes: usize, consumers: usize) -> Config {
         let service = config.services[r / 10].id;
         config.routes.push(Route {
             id: Uuid::from_u128(0x3000_0000_0000_4000_8000_0000_0000_0000 + r as u128),
-            created_at: 0,
-            updated_at: 0,
+            created_at: 1,
+            updated_at: 1,
             name: Some(format!("route-{r}")),
             protocols: strings(&["http", "https"]),
             methods: None,
@@ -266,15 +266,15 @@ pub(crate) fn generated(routes: usize, consumers: usize) -> Config {
         let consumer_id = Uuid::from_u128(0x4000_0000_0000_4000_8000_0000_0000_0000 + c as u128);
         config.consumers.push(Consumer {
             id: consumer_id,
-            created_at: 0,
-            updated_at: 0,
+            created_at: 1,
+            updated_at: 1,
             username: Some(format!("user-{c}")),
             custom_id: None,
             tags: None,
         });
         config.jwt_secrets.push(JwtSecret {
             id: Uuid::from_u128(0x6000_0000_0000_4000_8000_0000_0000_0000 + c as u128),
-            created_at: 0,
+            created_at: 1,
             consumer: ForeignKey { id: consumer_id },
             key: format!("user-{c}-iss"),
             secret: Some(format!("secret-{c}")),

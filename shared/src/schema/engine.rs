@@ -587,14 +587,21 @@ pub(crate) fn validate_record(
     let mut checked = Map::new();
     for (key, value) in &data {
         match record.field(key, sub) {
-            None => errors.add(key, msg::UNKNOWN),
+            None => errors.insert(key, FieldError::Message(msg::UNKNOWN.into())),
             Some(field) => match validate_value(field, value) {
                 Ok(v) => {
                     checked.insert(key.clone(), v);
                 }
                 Err(e) => {
                     errors.insert(key, e);
-                    checked.insert(key.clone(), value.clone());
+                    // Cross-field checks still see the record's defaults, as in Kong.
+                    let value = match (&field.kind, value) {
+                        (Kind::Record(nested), Value::Object(map)) => {
+                            Value::Object(fill_defaults(nested, map))
+                        }
+                        _ => value.clone(),
+                    };
+                    checked.insert(key.clone(), value);
                 }
             },
         }
@@ -623,6 +630,25 @@ pub(crate) fn validate_record(
     } else {
         Err(errors)
     }
+}
+
+/// `input` with shorthands applied and defaults filled (recursively), without
+/// validation: what cross-field checks see when a record is invalid.
+fn fill_defaults(record: &Record, input: &Map<String, Value>) -> Map<String, Value> {
+    let mut data = input.clone();
+    // Shorthand errors are reported by validation; here they only stop the rewrite.
+    let _ = apply_shorthands(record, &mut data);
+    let sub = record.subschema_for(&data);
+    for field in record.effective_fields(sub) {
+        fill_missing(field, &mut data);
+        if let (Kind::Record(nested), Some(Value::Object(map))) =
+            (&field.kind, data.get(field.name))
+        {
+            let filled = fill_defaults(nested, map);
+            data.insert(field.name.to_string(), Value::Object(filled));
+        }
+    }
+    data
 }
 
 fn apply_shorthands(record: &Record, data: &mut Map<String, Value>) -> Result<(), FieldErrors> {
@@ -742,7 +768,10 @@ pub(crate) fn validate_value(field: &Field, value: &Value) -> Result<Value, Fiel
             None => return Err(message(msg::INTEGER)),
         },
         Kind::Number => match value {
-            Value::Number(_) => value.clone(),
+            Value::Number(n) => n
+                .as_f64()
+                .map(number_value)
+                .unwrap_or_else(|| value.clone()),
             _ => return Err(message(msg::NUMBER)),
         },
         Kind::Boolean => match value {
