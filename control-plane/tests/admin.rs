@@ -5,6 +5,8 @@
 mod concurrency;
 #[path = "admin/crud.rs"]
 mod crud;
+#[path = "admin/declarative.rs"]
+mod declarative;
 #[path = "admin/errors.rs"]
 mod errors;
 #[path = "admin/info.rs"]

@@ -7,7 +7,7 @@ use super::error::ApiError;
 use super::response::{json, json_with_status};
 use super::AdminRequest;
 use crate::schema_bridge::render_entity;
-use crate::store::{config_entities, lua_literal, AuditRecord, StoreError};
+use crate::store::{config_entities, AuditRecord, StoreError};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
@@ -72,20 +72,9 @@ async fn declarative_text(request: &AdminRequest) -> Result<String, ApiError> {
     }
 }
 
-fn invalid(err: DeclarativeError) -> ApiError {
-    match err {
-        DeclarativeError::Invalid(errors) => {
-            let fields = errors.to_json();
-            ApiError::Declarative {
-                message: format!("declarative config is invalid: {}", lua_literal(&fields)),
-                fields,
-            }
-        }
-        other => ApiError::Declarative {
-            message: other.to_string(),
-            fields: json!({}),
-        },
-    }
+/// Kong's code 14 body (with `flattened_errors` when `?flatten_errors=1`).
+fn invalid(err: DeclarativeError, flatten_errors: bool) -> ApiError {
+    ApiError::DeclarativeBody(err.to_body(flatten_errors))
 }
 
 /// A store refusal while loading a config is the config's fault: code 14.
@@ -176,7 +165,8 @@ pub fn diff(old: &Config, new: &Config) -> Result<Value, StoreError> {
 /// `POST /config`.
 pub async fn post(request: &AdminRequest) -> Result<Response, ApiError> {
     let text = declarative_text(request).await?;
-    let config = declarative::parse(&text).map_err(invalid)?;
+    let config =
+        declarative::parse(&text).map_err(|e| invalid(e, flag(request, "flatten_errors")))?;
     let new_hash = config_hash(&config);
     let store = &request.state.store;
     if flag(request, "dry_run") {

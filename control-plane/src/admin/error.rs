@@ -47,6 +47,9 @@ pub enum ApiError {
     /// Kong code 14.
     #[error("{message}")]
     Declarative { message: String, fields: Value },
+    /// Kong code 14, the body built by the declarative parser.
+    #[error("invalid declarative configuration")]
+    DeclarativeBody(Value),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -66,7 +69,8 @@ impl ApiError {
             | ApiError::InvalidOffset { .. }
             | ApiError::InvalidSize(_)
             | ApiError::InvalidOption { .. }
-            | ApiError::Declarative { .. } => StatusCode::BAD_REQUEST,
+            | ApiError::Declarative { .. }
+            | ApiError::DeclarativeBody(_) => StatusCode::BAD_REQUEST,
             ApiError::Store(err) => match err {
                 StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 StoreError::Unique { .. } | StoreError::PrimaryKey { .. } => StatusCode::CONFLICT,
@@ -125,6 +129,7 @@ impl ApiError {
                 "message": message,
                 "fields": fields,
             })),
+            ApiError::DeclarativeBody(body) => Some(body.clone()),
             ApiError::Store(err) => store_error_body(err),
         }
     }
