@@ -1,0 +1,218 @@
+//! `GET /config` (the whole state as Kong declarative YAML) and `POST /config`
+//! (replace the whole state in one transaction, or `?dry_run=true` to see the
+//! diff without writing; `?check_hash=1` answers 304 when nothing would change).
+
+use super::body::{self, Encoding};
+use super::error::ApiError;
+use super::response::{json, json_with_status};
+use super::AdminRequest;
+use crate::schema_bridge::render_entity;
+use crate::store::{config_entities, AuditRecord, StoreError};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use tollgate_shared::declarative::{self, DeclarativeError};
+use tollgate_shared::hash::config_hash;
+use tollgate_shared::{Config, EntityKind};
+
+/// `GET /config`.
+pub async fn get(request: &AdminRequest) -> Result<Response, ApiError> {
+    let (_, config) = request.state.store.load_config().await?;
+    Ok(json(
+        &json!({ "config": declarative::render_yaml(&config) }),
+    ))
+}
+
+fn flag(request: &AdminRequest, name: &str) -> bool {
+    request
+        .query
+        .get(name)
+        .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"))
+}
+
+fn expected_config() -> ApiError {
+    ApiError::BadRequest("expected a declarative configuration".into())
+}
+
+/// The declarative text carried by the request, whatever its encoding.
+async fn declarative_text(request: &AdminRequest) -> Result<String, ApiError> {
+    let encoding = body::encoding(&request.headers, &request.body, true)?;
+    let utf8 = |bytes: &[u8]| {
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| ApiError::BadRequest("declarative configuration is not UTF-8".into()))
+    };
+    match encoding {
+        Encoding::Empty => Err(expected_config()),
+        Encoding::Yaml => {
+            let text = utf8(&request.body)?;
+            if text.trim().is_empty() {
+                Err(expected_config())
+            } else {
+                Ok(text)
+            }
+        }
+        Encoding::Json => {
+            let value: Value =
+                serde_json::from_slice(&request.body).map_err(|_| ApiError::BadJson)?;
+            match value.get("config") {
+                Some(Value::String(text)) => Ok(text.clone()),
+                Some(inner @ Value::Object(_)) => Ok(inner.to_string()),
+                _ if value.get("_format_version").is_some() => utf8(&request.body),
+                _ => Err(expected_config()),
+            }
+        }
+        Encoding::Form | Encoding::Multipart { .. } => {
+            let (args, _) = body::arguments(&encoding, request.body.clone()).await?;
+            match args.get("config") {
+                Some(Value::String(text)) => Ok(text.clone()),
+                _ => Err(expected_config()),
+            }
+        }
+    }
+}
+
+/// Kong's code 14 body (with `flattened_errors` when `?flatten_errors=1`).
+fn invalid(err: DeclarativeError, flatten_errors: bool) -> ApiError {
+    ApiError::DeclarativeBody(err.to_body(flatten_errors))
+}
+
+/// A store refusal while loading a config is the config's fault: code 14.
+fn store_refusal(err: StoreError) -> ApiError {
+    match err {
+        StoreError::Unique { .. }
+        | StoreError::PrimaryKey { .. }
+        | StoreError::MissingParent { .. }
+        | StoreError::Referenced { .. } => {
+            let message = err.to_string();
+            ApiError::Declarative {
+                message: format!("declarative config is invalid: {message}"),
+                fields: json!({ "@entity": [message] }),
+            }
+        }
+        other => ApiError::Store(other),
+    }
+}
+
+fn summary(kind: EntityKind, entity: &Value) -> Value {
+    let mut out = Map::new();
+    out.insert(
+        "id".into(),
+        entity.get("id").cloned().unwrap_or(Value::Null),
+    );
+    if let Some(key) = kind.endpoint_key() {
+        out.insert(key.into(), entity.get(key).cloned().unwrap_or(Value::Null));
+    }
+    Value::Object(out)
+}
+
+fn comparable(entity: &Value) -> Value {
+    let mut copy = entity.clone();
+    if let Value::Object(map) = &mut copy {
+        map.remove("created_at");
+        map.remove("updated_at");
+    }
+    copy
+}
+
+fn by_id(entities: Vec<Value>) -> BTreeMap<String, Value> {
+    entities
+        .into_iter()
+        .map(|e| {
+            let id = e
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            (id, e)
+        })
+        .collect()
+}
+
+/// Per entity type: what `new` creates, updates and deletes relative to `old`.
+pub fn diff(old: &Config, new: &Config) -> Result<Value, StoreError> {
+    let mut out = Map::new();
+    for kind in EntityKind::ALL {
+        let before = by_id(config_entities(old, kind)?);
+        let after = by_id(config_entities(new, kind)?);
+        let created: Vec<Value> = after
+            .iter()
+            .filter(|(id, _)| !before.contains_key(*id))
+            .map(|(_, e)| summary(kind, e))
+            .collect();
+        let updated: Vec<Value> = after
+            .iter()
+            .filter(|(id, e)| {
+                before
+                    .get(*id)
+                    .is_some_and(|old| comparable(old) != comparable(e))
+            })
+            .map(|(_, e)| summary(kind, e))
+            .collect();
+        let deleted: Vec<Value> = before
+            .iter()
+            .filter(|(id, _)| !after.contains_key(*id))
+            .map(|(_, e)| summary(kind, e))
+            .collect();
+        out.insert(
+            kind.table_name().into(),
+            json!({ "created": created, "updated": updated, "deleted": deleted }),
+        );
+    }
+    Ok(Value::Object(out))
+}
+
+/// `POST /config`.
+pub async fn post(request: &AdminRequest) -> Result<Response, ApiError> {
+    let text = declarative_text(request).await?;
+    let config =
+        declarative::parse(&text).map_err(|e| invalid(e, flag(request, "flatten_errors")))?;
+    let new_hash = config_hash(&config);
+    let store = &request.state.store;
+    if flag(request, "dry_run") {
+        let (_, current) = store.load_config().await?;
+        return Ok(json(&json!({
+            "dry_run": true,
+            "config_hash": new_hash,
+            "diff": diff(&current, &config)?,
+        })));
+    }
+    let mut txn = store.begin_write().await?;
+    let current = txn.load_config().await?;
+    let old_hash = config_hash(&current);
+    if flag(request, "check_hash") && old_hash == new_hash {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    let changes = diff(&current, &config)?;
+    txn.replace_all(&config).await.map_err(store_refusal)?;
+    txn.audit(AuditRecord {
+        actor: request.actor.clone(),
+        method: request.method.to_string(),
+        path: request.path.clone(),
+        entity_type: None,
+        entity_id: None,
+        before: Some(json!({ "config_hash": old_hash })),
+        after: Some(json!({ "config_hash": new_hash, "diff": changes })),
+    })
+    .await?;
+    txn.commit().await?;
+    let mut loaded = Map::new();
+    for kind in EntityKind::ALL {
+        let entities: Map<String, Value> = config_entities(&config, kind)?
+            .into_iter()
+            .map(|e| {
+                let id = e
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                (id, render_entity(kind, &e))
+            })
+            .collect();
+        loaded.insert(kind.table_name().into(), Value::Object(entities));
+    }
+    Ok(json_with_status(
+        StatusCode::CREATED,
+        &Value::Object(loaded),
+    ))
+}

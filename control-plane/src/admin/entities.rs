@@ -1,0 +1,641 @@
+//! Entity endpoints: list, create, read, upsert (PUT), update (PATCH), delete,
+//! nested under a parent or not, and `/E/{e}/f` for the referenced parent.
+//! Each write is one store transaction: resolve references, validate with
+//! tollgate-shared, write, audit, commit.
+
+use super::audit::redact;
+use super::body;
+use super::error::ApiError;
+use super::paging;
+use super::response::{json, json_with_status, no_content};
+use super::routes::{collection, nested_collection, param, Relation};
+use super::AdminRequest;
+use crate::schema_bridge::{
+    coerce_form, entity_schema, plugin_schema, render_entity, validate_entity,
+};
+use crate::store::{parse_uuid, table, AuditRecord, ListQuery, WriteTxn};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Map, Value};
+use tollgate_shared::EntityKind;
+
+fn id_of(entity: &Value) -> String {
+    entity
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn validate(kind: EntityKind, input: &Value) -> Result<Value, ApiError> {
+    validate_entity(kind, input).map_err(ApiError::Schema)
+}
+
+/// Whether `child` references `parent_id` through `relation`.
+fn belongs_to(child: &Value, relation: &Relation, parent_id: &str) -> bool {
+    child
+        .get(relation.field)
+        .and_then(|f| f.get("id"))
+        .and_then(Value::as_str)
+        == Some(parent_id)
+}
+
+/// Body arguments before schema coercion, and whether they came from a form.
+async fn raw_arguments(request: &AdminRequest) -> Result<(Value, bool), ApiError> {
+    let encoding = body::encoding(&request.headers, &request.body, false)?;
+    body::arguments(&encoding, request.body.clone()).await
+}
+
+/// Form strings to schema types. A plugin PATCH may omit `name`: the stored
+/// plugin's name picks the config schema then.
+fn coerce(kind: EntityKind, args: Value, is_form: bool, existing: Option<&Value>) -> Value {
+    if !is_form {
+        return args;
+    }
+    let borrowed_name = kind == EntityKind::Plugins && args.get("name").is_none();
+    let mut args = args;
+    if borrowed_name {
+        if let (Some(name), Value::Object(map)) =
+            (existing.and_then(|e| e.get("name")).cloned(), &mut args)
+        {
+            map.insert("name".into(), name);
+        } else {
+            return coerce_form(kind, args);
+        }
+    }
+    let mut coerced = coerce_form(kind, args);
+    if borrowed_name {
+        if let Value::Object(map) = &mut coerced {
+            map.remove("name");
+        }
+    }
+    coerced
+}
+
+/// Turns foreign references given by endpoint key (`service.name=x`) into ids.
+async fn resolve_references(
+    txn: &mut WriteTxn,
+    kind: EntityKind,
+    args: &mut Value,
+) -> Result<(), ApiError> {
+    for foreign in table(kind).foreign {
+        let Some(Value::Object(reference)) = args.get(foreign.field) else {
+            continue;
+        };
+        if reference.contains_key("id") {
+            continue;
+        }
+        let Some(key_field) = foreign.parent.endpoint_key() else {
+            continue;
+        };
+        let Some(Value::String(key)) = reference.get(key_field).cloned() else {
+            continue;
+        };
+        match txn.find_by(foreign.parent, key_field, &key).await? {
+            Some(parent) => {
+                if let Value::Object(map) = args {
+                    map.insert(foreign.field.into(), json!({ "id": id_of(&parent) }));
+                }
+            }
+            None => {
+                return Err(crate::store::StoreError::MissingParent {
+                    field: foreign.field.into(),
+                    parent: foreign.parent,
+                    key: json!({ key_field: key }),
+                }
+                .into())
+            }
+        }
+    }
+    Ok(())
+}
+
+fn audit_record(
+    request: &AdminRequest,
+    kind: EntityKind,
+    id: &str,
+    before: Option<&Value>,
+    after: Option<&Value>,
+) -> AuditRecord {
+    AuditRecord {
+        actor: request.actor.clone(),
+        method: request.method.to_string(),
+        path: request.path.clone(),
+        entity_type: Some(kind.table_name().into()),
+        entity_id: Some(id.into()),
+        before: before.map(|b| redact(kind, b)),
+        after: after.map(|a| redact(kind, a)),
+    }
+}
+
+/// The parent of a nested request, or 404.
+async fn nested_parent_in(
+    txn: &mut WriteTxn,
+    request: &AdminRequest,
+    parent: Option<Relation>,
+) -> Result<Option<(Relation, String)>, ApiError> {
+    let Some(relation) = parent else {
+        return Ok(None);
+    };
+    let found = txn
+        .find(relation.parent, request.param(param(relation.parent)))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Some((relation, id_of(&found))))
+}
+
+async fn nested_parent(
+    request: &AdminRequest,
+    parent: Option<Relation>,
+) -> Result<Option<(Relation, String)>, ApiError> {
+    let Some(relation) = parent else {
+        return Ok(None);
+    };
+    let found = request
+        .state
+        .store
+        .find(relation.parent, request.param(param(relation.parent)))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Some((relation, id_of(&found))))
+}
+
+/// `GET /E`, `GET /P/{p}/E`.
+pub async fn list(
+    request: &AdminRequest,
+    kind: EntityKind,
+    parent: Option<Relation>,
+) -> Result<Response, ApiError> {
+    let size = paging::size(&request.query)?;
+    let after = paging::offset_id(&request.query)?;
+    let tags = paging::tags(&request.query)?;
+    let scope = nested_parent(request, parent).await?;
+    let mut equals = Vec::new();
+    if let Some((relation, parent_id)) = &scope {
+        equals.push((relation.column, parent_id.clone()));
+    }
+    if kind == EntityKind::Consumers && scope.is_none() {
+        if let Some(custom_id) = request.query.get("custom_id") {
+            if custom_id.is_empty() {
+                return Err(ApiError::BadRequest(
+                    "custom_id must be an unempty string".into(),
+                ));
+            }
+            equals.push(("custom_id", custom_id.clone()));
+            let page = request
+                .state
+                .store
+                .list(
+                    kind,
+                    &ListQuery {
+                        size: 1,
+                        equals,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let data: Vec<Value> = page.items.iter().map(|e| render_entity(kind, e)).collect();
+            return Ok(json(&json!({ "data": data, "next": null })));
+        }
+    }
+    let page = request
+        .state
+        .store
+        .list(
+            kind,
+            &ListQuery {
+                after,
+                size,
+                tags,
+                equals,
+            },
+        )
+        .await?;
+    let data: Vec<Value> = page.items.iter().map(|e| render_entity(kind, e)).collect();
+    let mut body = Map::new();
+    body.insert("data".into(), Value::Array(data));
+    match page.next_after {
+        Some(last) => {
+            let token = paging::encode_offset(&Value::String(last));
+            let next = match &scope {
+                Some((relation, _)) => paging::next_link(
+                    &format!(
+                        "/{}/{}/{}",
+                        collection(relation.parent),
+                        request.param(param(relation.parent)),
+                        nested_collection(kind)
+                    ),
+                    &token,
+                    &[],
+                ),
+                None => {
+                    let mut extra = Vec::new();
+                    if let Some(tags) = request.query.get("tags") {
+                        extra.push(("tags", tags.as_str()));
+                    }
+                    if let Some(size) = request.query.get("size") {
+                        extra.push(("size", size.as_str()));
+                    }
+                    paging::next_link(&format!("/{}", collection(kind)), &token, &extra)
+                }
+            };
+            body.insert("next".into(), Value::String(next));
+            body.insert("offset".into(), Value::String(token));
+        }
+        None => {
+            body.insert("next".into(), Value::Null);
+        }
+    }
+    Ok(json(&Value::Object(body)))
+}
+
+/// `POST /E`, `POST /P/{p}/E`.
+pub async fn create(
+    request: &AdminRequest,
+    kind: EntityKind,
+    parent: Option<Relation>,
+) -> Result<Response, ApiError> {
+    let (raw, is_form) = raw_arguments(request).await?;
+    let mut txn = request.state.store.begin_write().await?;
+    let mut args = coerce(kind, raw, is_form, None);
+    if let Some((relation, parent_id)) = nested_parent_in(&mut txn, request, parent).await? {
+        set_field(&mut args, relation.field, json!({ "id": parent_id }));
+    }
+    resolve_references(&mut txn, kind, &mut args).await?;
+    let entity = validate(kind, &args)?;
+    txn.insert(kind, &entity).await?;
+    txn.audit(audit_record(
+        request,
+        kind,
+        &id_of(&entity),
+        None,
+        Some(&entity),
+    ))
+    .await?;
+    txn.commit().await?;
+    Ok(json_with_status(
+        StatusCode::CREATED,
+        &render_entity(kind, &entity),
+    ))
+}
+
+fn set_field(args: &mut Value, field: &str, value: Value) {
+    if let Value::Object(map) = args {
+        map.insert(field.to_string(), value);
+    }
+}
+
+/// `GET /E/{e}`, `GET /P/{p}/E/{e}`.
+pub async fn get(
+    request: &AdminRequest,
+    kind: EntityKind,
+    parent: Option<Relation>,
+) -> Result<Response, ApiError> {
+    let scope = nested_parent(request, parent).await?;
+    let entity = request
+        .state
+        .store
+        .find(kind, request.param(param(kind)))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if let Some((relation, parent_id)) = &scope {
+        if !belongs_to(&entity, relation, parent_id) {
+            return Err(ApiError::NotFound);
+        }
+    }
+    Ok(json(&render_entity(kind, &entity)))
+}
+
+/// Kong's code 6 key for a path segment: `{id=…}` or `{<endpoint key>=…}`.
+fn not_found_key(kind: EntityKind, key: &str) -> ApiError {
+    let mut map = Map::new();
+    match (parse_uuid(key), kind.endpoint_key()) {
+        (None, Some(field)) => map.insert(field.into(), Value::String(key.into())),
+        _ => map.insert("id".into(), Value::String(key.into())),
+    };
+    ApiError::EntityNotFound { key: map }
+}
+
+/// PUT inside `txn`: create or replace the entity at `key`. Returns (before, after).
+async fn put_in(
+    txn: &mut WriteTxn,
+    kind: EntityKind,
+    key: &str,
+    scope: Option<&(Relation, String)>,
+    raw: Value,
+    is_form: bool,
+) -> Result<(Option<Value>, Value), ApiError> {
+    let existing = txn.find(kind, key).await?;
+    if let (Some(existing), Some((relation, parent_id))) = (&existing, scope) {
+        if !belongs_to(existing, relation, parent_id) {
+            return Err(ApiError::NotFound);
+        }
+    }
+    let mut args = coerce(kind, raw, is_form, existing.as_ref());
+    match parse_uuid(key) {
+        Some(id) => set_field(&mut args, "id", Value::String(id)),
+        None => {
+            let field = kind.endpoint_key().ok_or(ApiError::NotFound)?;
+            set_field(&mut args, field, Value::String(key.into()));
+            match &existing {
+                Some(e) => set_field(&mut args, "id", Value::String(id_of(e))),
+                None => {
+                    if let Value::Object(map) = &mut args {
+                        map.remove("id");
+                    }
+                }
+            }
+        }
+    }
+    if let Some((relation, parent_id)) = scope {
+        set_field(&mut args, relation.field, json!({ "id": parent_id }));
+    }
+    resolve_references(txn, kind, &mut args).await?;
+    let entity = validate(kind, &args)?;
+    txn.upsert(kind, &entity).await?;
+    Ok((existing, entity))
+}
+
+/// PATCH inside `txn`: merge into the entity at `key` and re-validate.
+async fn patch_in(
+    txn: &mut WriteTxn,
+    kind: EntityKind,
+    key: &str,
+    scope: Option<&(Relation, String)>,
+    raw: Value,
+    is_form: bool,
+) -> Result<(Value, Value), ApiError> {
+    let existing = txn
+        .find(kind, key)
+        .await?
+        .ok_or_else(|| not_found_key(kind, key))?;
+    if let Some((relation, parent_id)) = scope {
+        if !belongs_to(&existing, relation, parent_id) {
+            return Err(ApiError::NotFound);
+        }
+    }
+    let mut args = coerce(kind, raw, is_form, Some(&existing));
+    resolve_references(txn, kind, &mut args).await?;
+    let mut merged = merge_entity(kind, &existing, &args);
+    set_field(&mut merged, "id", Value::String(id_of(&existing)));
+    if existing.get("updated_at").is_some() {
+        set_field(
+            &mut merged,
+            "updated_at",
+            Value::from(tollgate_shared::entity::now_seconds()),
+        );
+    }
+    if let Some((relation, parent_id)) = scope {
+        set_field(&mut merged, relation.field, json!({ "id": parent_id }));
+    }
+    let entity = validate(kind, &merged)?;
+    txn.upsert(kind, &entity).await?;
+    Ok((existing, entity))
+}
+
+/// `PUT /E/{e}`, `PUT /P/{p}/E/{e}`.
+pub async fn put(
+    request: &AdminRequest,
+    kind: EntityKind,
+    parent: Option<Relation>,
+) -> Result<Response, ApiError> {
+    let (raw, is_form) = raw_arguments(request).await?;
+    let mut txn = request.state.store.begin_write().await?;
+    let scope = nested_parent_in(&mut txn, request, parent).await?;
+    let (before, after) = put_in(
+        &mut txn,
+        kind,
+        request.param(param(kind)),
+        scope.as_ref(),
+        raw,
+        is_form,
+    )
+    .await?;
+    txn.audit(audit_record(
+        request,
+        kind,
+        &id_of(&after),
+        before.as_ref(),
+        Some(&after),
+    ))
+    .await?;
+    txn.commit().await?;
+    Ok(json(&render_entity(kind, &after)))
+}
+
+/// `PATCH /E/{e}`, `PATCH /P/{p}/E/{e}`.
+pub async fn patch(
+    request: &AdminRequest,
+    kind: EntityKind,
+    parent: Option<Relation>,
+) -> Result<Response, ApiError> {
+    let (raw, is_form) = raw_arguments(request).await?;
+    let mut txn = request.state.store.begin_write().await?;
+    let scope = nested_parent_in(&mut txn, request, parent).await?;
+    let (before, after) = patch_in(
+        &mut txn,
+        kind,
+        request.param(param(kind)),
+        scope.as_ref(),
+        raw,
+        is_form,
+    )
+    .await?;
+    txn.audit(audit_record(
+        request,
+        kind,
+        &id_of(&after),
+        Some(&before),
+        Some(&after),
+    ))
+    .await?;
+    txn.commit().await?;
+    Ok(json(&render_entity(kind, &after)))
+}
+
+/// `DELETE /E/{e}`: 204 whether or not it existed.
+pub async fn delete(
+    request: &AdminRequest,
+    kind: EntityKind,
+    parent: Option<Relation>,
+) -> Result<Response, ApiError> {
+    let mut txn = request.state.store.begin_write().await?;
+    let scope = nested_parent_in(&mut txn, request, parent).await?;
+    let Some(existing) = txn.find(kind, request.param(param(kind))).await? else {
+        // Nothing changes: dropping the transaction rolls the version back.
+        return Ok(no_content());
+    };
+    if let Some((relation, parent_id)) = &scope {
+        if !belongs_to(&existing, relation, parent_id) {
+            return Err(ApiError::NotFound);
+        }
+    }
+    let id = id_of(&existing);
+    txn.delete(kind, &id).await?;
+    txn.audit(audit_record(request, kind, &id, Some(&existing), None))
+        .await?;
+    txn.commit().await?;
+    Ok(no_content())
+}
+
+/// The id `child` references through `relation`, if any.
+fn referenced_id(child: &Value, relation: &Relation) -> Option<String> {
+    child
+        .get(relation.field)
+        .and_then(|f| f.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// `GET /E/{e}/f`.
+pub async fn get_parent(request: &AdminRequest, relation: Relation) -> Result<Response, ApiError> {
+    let store = &request.state.store;
+    let child = store
+        .find(relation.child, request.param(param(relation.child)))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let parent_id = referenced_id(&child, &relation).ok_or(ApiError::NotFound)?;
+    let parent = store
+        .get(relation.parent, &parent_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(json(&render_entity(relation.parent, &parent)))
+}
+
+/// `PUT`/`PATCH /E/{e}/f`: writes the referenced parent.
+pub async fn write_parent(
+    request: &AdminRequest,
+    relation: Relation,
+) -> Result<Response, ApiError> {
+    let (raw, is_form) = raw_arguments(request).await?;
+    let mut txn = request.state.store.begin_write().await?;
+    let child = txn
+        .find(relation.child, request.param(param(relation.child)))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let parent_id = referenced_id(&child, &relation).ok_or(ApiError::NotFound)?;
+    let kind = relation.parent;
+    let (before, after) = if request.method == axum::http::Method::PUT {
+        put_in(&mut txn, kind, &parent_id, None, raw, is_form).await?
+    } else {
+        let (before, after) = patch_in(&mut txn, kind, &parent_id, None, raw, is_form).await?;
+        (Some(before), after)
+    };
+    txn.audit(audit_record(
+        request,
+        kind,
+        &id_of(&after),
+        before.as_ref(),
+        Some(&after),
+    ))
+    .await?;
+    txn.commit().await?;
+    Ok(json(&render_entity(kind, &after)))
+}
+
+/// The field list of a Kong-format schema (`{"fields":[{"name":{…}}, …]}`).
+fn field_schema<'a>(schema: Option<&'a Value>, name: &str) -> Option<&'a Value> {
+    schema?
+        .get("fields")?
+        .as_array()?
+        .iter()
+        .find_map(|entry| entry.get(name))
+}
+
+/// Fields that are maps (replaced whole) when no schema says otherwise.
+const KNOWN_MAPS: [&str; 3] = ["headers", "custom_fields_by_lua", "queue_headers"];
+
+/// PATCH semantics: records merge recursively, everything else (arrays, sets,
+/// maps, foreign keys) is replaced whole.
+pub fn merge_entity(kind: EntityKind, existing: &Value, patch: &Value) -> Value {
+    let schema = entity_schema(kind);
+    let foreign: Vec<&str> = table(kind).foreign.iter().map(|f| f.field).collect();
+    let (Value::Object(base), Value::Object(changes)) = (existing, patch) else {
+        return existing.clone();
+    };
+    let mut out = base.clone();
+    for (name, value) in changes {
+        let merged = match (base.get(name), value) {
+            (Some(old @ Value::Object(_)), Value::Object(_))
+                if !foreign.contains(&name.as_str()) =>
+            {
+                if kind == EntityKind::Plugins && name == "config" {
+                    let plugin_name = changes
+                        .get("name")
+                        .or_else(|| base.get("name"))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let plugin = plugin_schema(plugin_name);
+                    let config = field_schema(plugin.as_ref(), "config");
+                    merge_record(old, value, config)
+                } else {
+                    match field_schema(Some(&schema), name) {
+                        Some(s) if s.get("type").and_then(Value::as_str) == Some("record") => {
+                            merge_record(old, value, Some(s))
+                        }
+                        Some(_) => value.clone(),
+                        None if KNOWN_MAPS.contains(&name.as_str()) => value.clone(),
+                        None => merge_record(old, value, None),
+                    }
+                }
+            }
+            _ => value.clone(),
+        };
+        out.insert(name.clone(), merged);
+    }
+    Value::Object(out)
+}
+
+fn merge_record(old: &Value, new: &Value, schema: Option<&Value>) -> Value {
+    let (Value::Object(base), Value::Object(changes)) = (old, new) else {
+        return new.clone();
+    };
+    let mut out = base.clone();
+    for (name, value) in changes {
+        let merged = match (base.get(name), value) {
+            (Some(o @ Value::Object(_)), Value::Object(_)) => match field_schema(schema, name) {
+                Some(s) if s.get("type").and_then(Value::as_str) == Some("record") => {
+                    merge_record(o, value, Some(s))
+                }
+                Some(_) => value.clone(),
+                None if KNOWN_MAPS.contains(&name.as_str()) => value.clone(),
+                None => merge_record(o, value, None),
+            },
+            _ => value.clone(),
+        };
+        out.insert(name.clone(), merged);
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn patch_merges_records_and_replaces_the_rest() {
+        let existing = json!({
+            "id": "x", "name": "rate-limiting",
+            "config": {"minute": 5, "hour": 100, "redis": {"host": "a", "port": 6379}},
+            "service": {"id": "s1"}, "tags": ["a", "b"]
+        });
+        let patch = json!({"config": {"minute": 10, "redis": {"host": "b"}}, "tags": ["c"], "service": {"id": "s2"}});
+        let merged = merge_entity(EntityKind::Plugins, &existing, &patch);
+        assert_eq!(
+            merged,
+            json!({
+                "id": "x", "name": "rate-limiting",
+                "config": {"minute": 10, "hour": 100, "redis": {"host": "b", "port": 6379}},
+                "service": {"id": "s2"}, "tags": ["c"]
+            })
+        );
+        let route = json!({"headers": {"x-a": ["1"]}, "paths": ["/a"]});
+        let merged = merge_entity(
+            EntityKind::Routes,
+            &route,
+            &json!({"headers": {"x-b": ["2"]}}),
+        );
+        assert_eq!(merged["headers"], json!({"x-b": ["2"]}));
+    }
+}

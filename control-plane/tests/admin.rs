@@ -1,0 +1,23 @@
+//! Admin API and store tests, each run against PostgreSQL and SQLite.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "admin/concurrency.rs"]
+mod concurrency;
+#[path = "admin/crud.rs"]
+mod crud;
+#[path = "admin/declarative.rs"]
+mod declarative;
+#[path = "admin/errors.rs"]
+mod errors;
+#[path = "admin/info.rs"]
+mod info;
+#[path = "admin/outage.rs"]
+mod outage;
+#[path = "admin/security.rs"]
+mod security;
+#[path = "admin/seed.rs"]
+mod seed;
+#[path = "admin/store.rs"]
+mod store;
+#[path = "admin/support.rs"]
+mod support;

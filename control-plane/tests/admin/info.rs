@@ -1,0 +1,136 @@
+//! Node endpoints: `/`, `/status`, `/plugins/enabled`, schemas, `/endpoints`
+//! and the generated OpenAPI document.
+
+use crate::both_backends;
+use crate::support::{expect_status, Admin, Backend};
+use axum::http::Method;
+use serde_json::json;
+
+async fn node_endpoints(backend: Backend) {
+    let admin = Admin::new(backend).await;
+    let root = admin.get("/").await;
+    expect_status(&root, 200);
+    for field in [
+        "tagline",
+        "version",
+        "edition",
+        "hostname",
+        "node_id",
+        "plugins",
+        "configuration",
+        "timers",
+    ] {
+        assert!(root.body.get(field).is_some(), "GET / lacks {field}");
+    }
+    let available = root.body["plugins"]["available_on_server"]
+        .as_object()
+        .unwrap();
+    assert_eq!(available.len(), 6);
+    assert_eq!(available["jwt"]["priority"], 1450);
+    assert_eq!(root.body["plugins"]["enabled_in_cluster"], json!([]));
+    assert_eq!(
+        root.headers["server"],
+        concat!("tollgate/", env!("CARGO_PKG_VERSION"))
+    );
+
+    let status = admin.get("/status").await;
+    expect_status(&status, 200);
+    assert_eq!(status.body["database"]["reachable"], true);
+    assert!(status.body["server"]["total_requests"].as_u64().unwrap() >= 2);
+
+    let enabled = admin.get("/plugins/enabled").await;
+    assert_eq!(
+        enabled.body["enabled_plugins"],
+        json!([
+            "file-log",
+            "http-log",
+            "ip-restriction",
+            "jwt",
+            "prometheus",
+            "rate-limiting"
+        ])
+    );
+
+    let services = admin.get("/schemas/services").await;
+    expect_status(&services, 200);
+    assert!(services.body["fields"].as_array().unwrap().len() > 10);
+    expect_status(&admin.get("/schemas/jwt_secrets").await, 200);
+    let missing = admin.get("/schemas/widgets").await;
+    expect_status(&missing, 404);
+    assert_eq!(missing.body["message"], "No entity named 'widgets'");
+    expect_status(&admin.get("/schemas/plugins/rate-limiting").await, 200);
+    expect_status(&admin.get("/schemas/plugins/nope").await, 404);
+
+    let ok = admin
+        .form(
+            Method::POST,
+            "/schemas/services/validate",
+            &[("host", "x.example")],
+        )
+        .await;
+    expect_status(&ok, 200);
+    let bad = admin
+        .json(
+            Method::POST,
+            "/schemas/plugins/validate",
+            json!({"name": "rate-limiting", "config": {}}),
+        )
+        .await;
+    expect_status(&bad, 400);
+    assert_eq!(bad.body["code"], 2);
+    assert_eq!(admin.version().await, 0, "validation writes nothing");
+
+    let endpoints = admin.get("/endpoints").await;
+    let paths: Vec<&str> = endpoints.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    for path in [
+        "/services/{service}/routes/{route}",
+        "/consumers/{consumer}/jwt/{jwt}",
+        "/jwts/{jwt}/consumer",
+        "/certificates/{certificate}/snis",
+        "/routes/{route}/service",
+        "/config",
+        "/audit",
+    ] {
+        assert!(paths.contains(&path), "missing {path}");
+    }
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(paths, sorted);
+
+    // the OpenAPI document covers every endpoint and method the table serves
+    let openapi = admin.get("/openapi.json").await;
+    expect_status(&openapi, 200);
+    assert_eq!(openapi.body["openapi"], "3.0.3");
+    let documented = openapi.body["paths"].as_object().unwrap();
+    for endpoint in &admin.state.routes.endpoints {
+        let item = documented
+            .get(&endpoint.path)
+            .unwrap_or_else(|| panic!("{} undocumented", endpoint.path));
+        for method in endpoint.methods {
+            let op = &item[method.as_str().to_ascii_lowercase()];
+            assert!(
+                op["responses"].is_object(),
+                "{} {} undocumented",
+                method,
+                endpoint.path
+            );
+        }
+    }
+    let consumer = &openapi.body["components"]["schemas"]["Consumers"];
+    assert!(consumer["properties"]["username"].is_object());
+    let op_ids: Vec<&str> = documented
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|op| op["operationId"].as_str().unwrap())
+        .collect();
+    let mut unique = op_ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), op_ids.len(), "operationIds are unique");
+}
+both_backends!(node_information, node_endpoints);

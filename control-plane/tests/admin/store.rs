@@ -1,0 +1,264 @@
+//! Store-level behaviour: versions, constraints, cascades, consistent reads.
+
+use crate::both_backends;
+use crate::support::{Backend, TestDb};
+use serde_json::json;
+use tollgate_control_plane::store::{AuditRecord, ListQuery, StoreError, TagFilter};
+use tollgate_shared::EntityKind;
+
+fn service(id: &str, name: &str, tags: &[&str]) -> serde_json::Value {
+    json!({"id": id, "name": name, "host": "example.com", "created_at": 1, "updated_at": 1, "tags": tags})
+}
+
+async fn basics(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    assert_eq!(store.version().await.unwrap(), 0);
+    let s1 = "00000000-0000-4000-8000-000000000001";
+    let s2 = "00000000-0000-4000-8000-000000000002";
+    let mut tx = store.begin_write().await.unwrap();
+    assert_eq!(tx.version(), 1);
+    tx.insert(EntityKind::Services, &service(s1, "a", &["x", "y"]))
+        .await
+        .unwrap();
+    tx.insert(EntityKind::Services, &service(s2, "b", &["y"]))
+        .await
+        .unwrap();
+    tx.audit(AuditRecord {
+        actor: "local".into(),
+        method: "POST".into(),
+        path: "/services".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(tx.commit().await.unwrap(), 1);
+    assert_eq!(*store.subscribe().borrow(), 1);
+
+    // unique clash: nothing written, version unchanged
+    let mut tx = store.begin_write().await.unwrap();
+    let err = tx
+        .insert(
+            EntityKind::Services,
+            &service("00000000-0000-4000-8000-000000000003", "a", &[]),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unique { .. }), "{err:?}");
+    drop(tx);
+    assert_eq!(store.version().await.unwrap(), 1);
+
+    let found = store
+        .find(EntityKind::Services, "b")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found["id"], s2);
+    let found = store
+        .find(EntityKind::Services, &s1.to_uppercase())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found["name"], "a");
+
+    let page = store
+        .list(
+            EntityKind::Services,
+            &ListQuery {
+                size: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.next_after.as_deref(), Some(s1));
+    let page = store
+        .list(
+            EntityKind::Services,
+            &ListQuery {
+                size: 10,
+                after: Some(s1.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert!(page.next_after.is_none());
+    let tagged = |f: TagFilter| ListQuery {
+        size: 10,
+        tags: Some(f),
+        ..Default::default()
+    };
+    let all = store
+        .list(
+            EntityKind::Services,
+            &tagged(TagFilter::All(vec!["x".into(), "y".into()])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 1);
+    let any = store
+        .list(
+            EntityKind::Services,
+            &tagged(TagFilter::Any(vec!["x".into(), "y".into()])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(any.items.len(), 2);
+    let none = store
+        .list(
+            EntityKind::Services,
+            &tagged(TagFilter::All(vec!["X".into()])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(none.items.len(), 0);
+
+    // restrict: a route references s1
+    let r1 = "00000000-0000-4000-8000-0000000000a1";
+    let mut tx = store.begin_write().await.unwrap();
+    tx.insert(
+        EntityKind::Routes,
+        &json!({"id": r1, "service": {"id": s1}, "paths": ["/a"], "created_at": 1}),
+    )
+    .await
+    .unwrap();
+    let err = tx
+        .insert(EntityKind::Routes, &json!({"id": "00000000-0000-4000-8000-0000000000a2", "service": {"id": "00000000-0000-4000-8000-00000000ffff"}}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::MissingParent {
+                parent: EntityKind::Services,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    drop(tx);
+    let mut tx = store.begin_write().await.unwrap();
+    tx.insert(
+        EntityKind::Routes,
+        &json!({"id": r1, "service": {"id": s1}, "paths": ["/a"], "created_at": 1}),
+    )
+    .await
+    .unwrap();
+    let err = tx.delete(EntityKind::Services, s1).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "an existing 'routes' entity references this 'services' entity"
+    );
+    drop(tx);
+    assert_eq!(store.version().await.unwrap(), 1);
+    assert!(store.get(EntityKind::Routes, r1).await.unwrap().is_none());
+
+    let audit = store.list_audit(None, 10).await.unwrap();
+    assert_eq!(audit.0.len(), 1);
+    assert_eq!(audit.0[0]["config_version"], 1);
+}
+both_backends!(store_basics, basics);
+
+async fn cascade(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let c = "00000000-0000-4000-8000-0000000000c1";
+    let mut tx = store.begin_write().await.unwrap();
+    tx.insert(
+        EntityKind::Consumers,
+        &json!({"id": c, "username": "bob", "created_at": 1}),
+    )
+    .await
+    .unwrap();
+    tx.insert(EntityKind::JwtSecrets, &json!({"id": "00000000-0000-4000-8000-0000000000d1", "key": "k", "consumer": {"id": c}, "created_at": 1})).await.unwrap();
+    tx.insert(EntityKind::Plugins, &json!({"id": "00000000-0000-4000-8000-0000000000e1", "name": "rate-limiting", "consumer": {"id": c}, "created_at": 1})).await.unwrap();
+    let err = tx
+        .insert(EntityKind::Plugins, &json!({"id": "00000000-0000-4000-8000-0000000000e2", "name": "rate-limiting", "consumer": {"id": c}, "route": null, "service": null}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("UNIQUE violation detected on '{{consumer={{id=\"{c}\"}},name=\"rate-limiting\",route=null,service=null}}'")
+    );
+    tx.commit().await.unwrap();
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(tx.delete(EntityKind::Consumers, c).await.unwrap());
+    tx.commit().await.unwrap();
+    let all = ListQuery {
+        size: 10,
+        ..Default::default()
+    };
+    assert!(store
+        .list(EntityKind::JwtSecrets, &all)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(store
+        .list(EntityKind::Plugins, &all)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert_eq!(store.version().await.unwrap(), 2);
+}
+both_backends!(store_cascade, cascade);
+
+async fn concurrent_migrations(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let url = db.url.clone();
+        tasks.push(tokio::spawn(async move {
+            let store = tollgate_control_plane::store::Store::connect(
+                &url,
+                crate::support::test_store_options(),
+            )
+            .unwrap();
+            store.migrate().await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(db.store().await.version().await.unwrap(), 0);
+}
+both_backends!(store_concurrent_migrations, concurrent_migrations);
+
+/// A second control plane on the same PostgreSQL database learns of commits
+/// through NOTIFY, without polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_notifications_reach_other_control_planes() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let writer = db.store().await;
+    let follower = db.store().await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut versions = follower.subscribe();
+    let task = tokio::spawn({
+        let follower = follower.clone();
+        let shutdown = shutdown.clone();
+        async move { follower.follow_notifications(shutdown).await }
+    });
+    for expected in 1..=3 {
+        let mut tx = writer.begin_write().await.unwrap();
+        tx.insert(
+            EntityKind::Consumers,
+            &json!({"id": uuid::Uuid::new_v4().to_string(), "username": format!("u{expected}"), "created_at": 1}),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            versions.wait_for(|v| *v >= expected),
+        )
+        .await
+        .expect("notification within 10 s")
+        .unwrap();
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+}
