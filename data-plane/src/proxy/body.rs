@@ -1,0 +1,191 @@
+//! The two streaming bodies of a proxied exchange: the client's request body
+//! on its way upstream, and the response body on its way to the client, which
+//! hands its upstream connection back to the pool the moment it ends.
+
+use super::server::ActiveRequest;
+use super::upstream::{ConnControl, Http1Lease};
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+/// A request body sent upstream.
+pub enum RequestBody {
+    Empty,
+    Streaming {
+        body: Incoming,
+        /// The connection it is being written to; told when the last byte left.
+        control: Option<Arc<ConnControl>>,
+    },
+}
+
+impl RequestBody {
+    pub fn from_incoming(body: Incoming) -> RequestBody {
+        if body.is_end_stream() {
+            RequestBody::Empty
+        } else {
+            RequestBody::Streaming {
+                body,
+                control: None,
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self, RequestBody::Empty)
+    }
+
+    /// Binds the body to the connection it is about to be written to. An empty
+    /// body is written with the head, so the response wait starts at once.
+    pub fn attach(&mut self, connection: &Arc<ConnControl>) {
+        match self {
+            RequestBody::Empty => connection.set_awaiting_response(true),
+            RequestBody::Streaming { control, .. } => {
+                connection.set_awaiting_response(false);
+                *control = Some(Arc::clone(connection));
+            }
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Streaming { body, control } => {
+                let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
+                let finished = match &frame {
+                    None => true,
+                    Some(Ok(_)) => body.is_end_stream(),
+                    Some(Err(_)) => false,
+                };
+                if finished {
+                    if let Some(control) = control {
+                        control.set_awaiting_response(true);
+                    }
+                }
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Streaming { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Streaming { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+/// A response body sent to the client.
+pub struct ResponseBody {
+    inner: Inner,
+    /// Marks the client connection busy until the body is dropped.
+    _active: Option<ActiveRequest>,
+}
+
+enum Inner {
+    Full(Option<Bytes>),
+    Upstream {
+        body: Incoming,
+        lease: Option<Http1Lease>,
+    },
+}
+
+impl ResponseBody {
+    pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+        let bytes = bytes.into();
+        ResponseBody {
+            inner: Inner::Full((!bytes.is_empty()).then_some(bytes)),
+            _active: None,
+        }
+    }
+
+    pub fn empty() -> ResponseBody {
+        ResponseBody {
+            inner: Inner::Full(None),
+            _active: None,
+        }
+    }
+
+    /// Streams the upstream body; `lease` goes back to the pool when it ends.
+    pub fn upstream(body: Incoming, lease: Option<Http1Lease>) -> ResponseBody {
+        let lease = match lease {
+            Some(lease) if body.is_end_stream() => {
+                lease.release();
+                None
+            }
+            other => other,
+        };
+        ResponseBody {
+            inner: Inner::Upstream { body, lease },
+            _active: None,
+        }
+    }
+
+    pub(crate) fn set_active(&mut self, active: ActiveRequest) {
+        self._active = Some(active);
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().inner {
+            Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Upstream { body, lease } => {
+                let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
+                match &frame {
+                    None => release(lease),
+                    Some(Ok(_)) if body.is_end_stream() => release(lease),
+                    Some(Ok(_)) => {}
+                    // The connection is in an unknown state: dropping the lease closes it.
+                    Some(Err(_)) => drop(lease.take()),
+                }
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Full(bytes) => bytes.is_none(),
+            Inner::Upstream { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Inner::Upstream { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+fn release(lease: &mut Option<Http1Lease>) {
+    if let Some(lease) = lease.take() {
+        lease.release();
+    }
+}
