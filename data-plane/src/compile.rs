@@ -121,7 +121,11 @@ impl Compiled {
 }
 
 /// Compiles `config`; on any error nothing is returned but every error found.
-pub fn compile(meta: ConfigMeta, config: &Config, deps: &Deps) -> Result<Compiled, Vec<CompileError>> {
+pub fn compile(
+    meta: ConfigMeta,
+    config: &Config,
+    deps: &Deps,
+) -> Result<Compiled, Vec<CompileError>> {
     let mut errors = Vec::new();
 
     let services: HashMap<Uuid, Arc<CompiledService>> = config
@@ -264,11 +268,8 @@ fn compile_route(
     chain: Arc<PluginChain>,
 ) -> CompiledRoute {
     let protocols = ProtocolSet::from_names(&route.protocols);
-    let grpc_only = route
-        .protocols
-        .iter()
-        .all(|p| p == "grpc" || p == "grpcs")
-        && !route.protocols.is_empty();
+    let grpc_only =
+        route.protocols.iter().all(|p| p == "grpc" || p == "grpcs") && !route.protocols.is_empty();
     CompiledRoute {
         id: route.id,
         protocols,

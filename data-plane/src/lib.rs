@@ -103,7 +103,10 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     for addr in &settings.proxy_listen {
         let listener = bind(*addr).await?;
         proxy_addrs.push(local_addr(&listener, *addr)?);
-        tasks.push(tokio::spawn(server::accept_plain(listener, Arc::clone(&shared))));
+        tasks.push(tokio::spawn(server::accept_plain(
+            listener,
+            Arc::clone(&shared),
+        )));
     }
     let mut tls_addrs = Vec::new();
     if !settings.proxy_tls_listen.is_empty() {
@@ -241,9 +244,12 @@ async fn reload(settings: &Settings, data_plane: &DataPlane) {
         return;
     };
     let gateway = Arc::clone(data_plane.gateway());
-    let outcome = tokio::task::spawn_blocking(move || config_file::apply_file(&gateway, &path)).await;
+    let outcome =
+        tokio::task::spawn_blocking(move || config_file::apply_file(&gateway, &path)).await;
     match outcome {
-        Ok(Ok(applied)) => tracing::info!(version = applied.version, hash = %applied.hash, "configuration reloaded"),
+        Ok(Ok(applied)) => {
+            tracing::info!(version = applied.version, hash = %applied.hash, "configuration reloaded")
+        }
         Ok(Err(error)) => tracing::error!(%error, "keeping the previous configuration"),
         Err(error) => tracing::error!(%error, "configuration reload failed"),
     }

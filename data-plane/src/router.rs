@@ -106,7 +106,11 @@ pub enum PathError {
 
 /// The upstream path per Kong's `path_handling = v0` table (kong-compat §2.3).
 /// `matched_path` is what `strip_path` removes (`None` when strip_path is off).
-pub fn upstream_path(service_path: Option<&str>, request_path: &str, stripped: Option<&str>) -> String {
+pub fn upstream_path(
+    service_path: Option<&str>,
+    request_path: &str,
+    stripped: Option<&str>,
+) -> String {
     let base = service_path.unwrap_or("/");
     let _ = stripped;
     format!("{}{}", base.trim_end_matches('/'), request_path)

@@ -265,11 +265,19 @@ impl Settings {
             .iter()
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
-            .map(|s| parse_net(s).ok_or_else(|| invalid("--trusted-ips", format!("'{s}' is not an IP address or CIDR"))))
+            .map(|s| {
+                parse_net(s).ok_or_else(|| {
+                    invalid(
+                        "--trusted-ips",
+                        format!("'{s}' is not an IP address or CIDR"),
+                    )
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let real_ip_header = match &args.real_ip_header {
-            Some(name) => HeaderName::from_bytes(name.trim().as_bytes())
-                .map_err(|_| invalid("--real-ip-header", format!("'{name}' is not a header name")))?,
+            Some(name) => HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+                invalid("--real-ip-header", format!("'{name}' is not a header name"))
+            })?,
             None => defaults.real_ip_header,
         };
         let workers = match args.workers {
@@ -331,7 +339,8 @@ fn read_toml(path: &std::path::Path) -> Result<ServeArgs, SettingsError> {
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| file_error(e.message().to_string()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| file_error(e.message().to_string()))?;
     // Keys may be spelled like the flags (`proxy-listen`) or in TOML style (`proxy_listen`).
     let normalized: toml::Table = table
         .into_iter()
@@ -429,7 +438,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dp.toml");
         std::fs::write(&path, "proxy_lisen = [\"127.0.0.1:9000\"]\n").unwrap();
-        let err = parse(&["--config", path.to_str().unwrap()]).unwrap_err().to_string();
+        let err = parse(&["--config", path.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("proxy_lisen"), "{err}");
     }
 

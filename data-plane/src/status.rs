@@ -166,7 +166,10 @@ fn handle(
     metrics: Option<&dyn MetricsRenderer>,
 ) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        return json(StatusCode::METHOD_NOT_ALLOWED, &serde_json::json!({"message": "Method not allowed"}));
+        return json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &serde_json::json!({"message": "Method not allowed"}),
+        );
     }
     match request.uri().path().trim_end_matches('/') {
         "/status" => json(StatusCode::OK, &state.to_json()),
@@ -196,7 +199,10 @@ fn handle(
 }
 
 fn not_found() -> Response<Full<Bytes>> {
-    json(StatusCode::NOT_FOUND, &serde_json::json!({"message": "Not found"}))
+    json(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({"message": "Not found"}),
+    )
 }
 
 fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {

@@ -161,12 +161,18 @@ impl CertificateStore {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.leading_wildcards.is_empty() && self.trailing_wildcards.is_empty()
+        self.exact.is_empty()
+            && self.leading_wildcards.is_empty()
+            && self.trailing_wildcards.is_empty()
     }
 
     /// The certificate for `server_name` (already lowercase, as rustls gives it):
     /// exact name first, then `*.parent`, then `first-label.*`.
-    pub fn find(&self, server_name: &str, offered: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+    pub fn find(
+        &self,
+        server_name: &str,
+        offered: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
         if let Some(choice) = self.exact.get(server_name) {
             return choice.pick(offered);
         }
@@ -187,7 +193,11 @@ impl CertificateStore {
 /// Where the resolver reads the current certificates from; implemented by the
 /// gateway so that a config swap changes certificates without a restart.
 pub trait CertificateSource: Send + Sync + std::fmt::Debug {
-    fn find_certificate(&self, server_name: &str, offered: &[SignatureScheme]) -> Option<Arc<CertifiedKey>>;
+    fn find_certificate(
+        &self,
+        server_name: &str,
+        offered: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>>;
 }
 
 /// Picks the certificate for each handshake: the config's SNI match, else the
@@ -396,13 +406,20 @@ mod tests {
 
     #[test]
     fn finds_exact_then_wildcards() {
-        let certs = [certificate(1, "a.test"), certificate(2, "wild.test"), certificate(3, "x")];
-        let snis = [sni(10, "a.example.com", 1), sni(11, "*.example.com", 2), sni(12, "api.*", 3)];
+        let certs = [
+            certificate(1, "a.test"),
+            certificate(2, "wild.test"),
+            certificate(3, "x"),
+        ];
+        let snis = [
+            sni(10, "a.example.com", 1),
+            sni(11, "*.example.com", 2),
+            sni(12, "api.*", 3),
+        ];
         let store = CertificateStore::compile(&certs, &snis).unwrap();
         let cert_of = |name: &str| store.find(name, &[]).map(|k| k.cert[0].clone());
-        let expected = |i: usize| {
-            Some(CertificateDer::from_pem_slice(certs[i].cert.as_bytes()).unwrap())
-        };
+        let expected =
+            |i: usize| Some(CertificateDer::from_pem_slice(certs[i].cert.as_bytes()).unwrap());
         assert_eq!(cert_of("a.example.com"), expected(0));
         assert_eq!(cert_of("b.example.com"), expected(1));
         assert_eq!(cert_of("api.internal"), expected(2));
@@ -421,7 +438,11 @@ mod tests {
         };
         let errors = CertificateStore::compile(
             &[broken, mismatched],
-            &[sni(10, "x.test", 99), sni(11, "y.test", 2), sni(12, "Y.test", 2)],
+            &[
+                sni(10, "x.test", 99),
+                sni(11, "y.test", 2),
+                sni(12, "Y.test", 2),
+            ],
         )
         .unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");

@@ -20,8 +20,10 @@ pub fn validate_entity(kind: EntityKind, input: &Value) -> Result<Value, FieldEr
     if let Value::Object(map) = &mut out {
         map.entry("id")
             .or_insert_with(|| Value::String(uuid::Uuid::new_v4().to_string()));
-        map.entry("created_at").or_insert(Value::from(now_seconds()));
-        map.entry("updated_at").or_insert(Value::from(now_seconds()));
+        map.entry("created_at")
+            .or_insert(Value::from(now_seconds()));
+        map.entry("updated_at")
+            .or_insert(Value::from(now_seconds()));
     }
     Ok(out)
 }

@@ -82,7 +82,10 @@ impl PluginChain {
             let route_ok = instance.route.is_none_or(|r| r == route);
             let service_ok = instance.service.is_none_or(|s| Some(s) == service);
             if route_ok && service_ok {
-                by_name.entry(instance.name.as_str()).or_default().push(instance);
+                by_name
+                    .entry(instance.name.as_str())
+                    .or_default()
+                    .push(instance);
             }
         }
         let mut steps: Vec<ChainStep> = by_name
@@ -90,7 +93,11 @@ impl PluginChain {
             .filter_map(|(name, instances)| resolve_step(name, &instances))
             .collect();
         // Descending priority; the name breaks ties so the order is deterministic.
-        steps.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
+        steps.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then_with(|| a.name.cmp(&b.name))
+        });
         PluginChain { steps }
     }
 }
@@ -261,6 +268,9 @@ mod tests {
         };
         assert!(matches!(chain.on_request(&mut request), Decision::Continue));
         request.protocol = Protocol::Https;
-        assert!(matches!(chain.on_request(&mut request), Decision::Respond(_)));
+        assert!(matches!(
+            chain.on_request(&mut request),
+            Decision::Respond(_)
+        ));
     }
 }

@@ -114,8 +114,8 @@ pub struct IpRestriction {
 
 impl IpRestriction {
     pub fn compile(config: &serde_json::Value) -> Result<IpRestriction, IpRestrictionError> {
-        let config = Config::deserialize(config)
-            .map_err(|e| IpRestrictionError::Config(e.to_string()))?;
+        let config =
+            Config::deserialize(config).map_err(|e| IpRestrictionError::Config(e.to_string()))?;
         let allow = NetSet::build("allow", config.allow.as_deref().unwrap_or_default())?;
         let deny = NetSet::build("deny", config.deny.as_deref().unwrap_or_default())?;
         if allow.is_empty() && deny.is_empty() {
@@ -202,9 +202,21 @@ mod tests {
             (json!({"allow": ["2001:db8::/32"]}), "2001:db8:1::5", true),
             (json!({"allow": ["2001:db8::/32"]}), "2001:db9::5", false),
             (json!({"deny": ["2001:db8::/32"]}), "10.0.0.1", true),
-            (json!({"allow": ["10.0.0.0/8"], "deny": ["10.0.0.5"]}), "10.0.0.5", false),
-            (json!({"allow": ["10.0.0.0/8"], "deny": ["10.0.0.5"]}), "10.0.0.6", true),
-            (json!({"allow": [], "deny": ["0.0.0.0/0"]}), "192.168.1.1", false),
+            (
+                json!({"allow": ["10.0.0.0/8"], "deny": ["10.0.0.5"]}),
+                "10.0.0.5",
+                false,
+            ),
+            (
+                json!({"allow": ["10.0.0.0/8"], "deny": ["10.0.0.5"]}),
+                "10.0.0.6",
+                true,
+            ),
+            (
+                json!({"allow": [], "deny": ["0.0.0.0/0"]}),
+                "192.168.1.1",
+                false,
+            ),
             (json!({"allow": ["0.0.0.0/0"]}), "::1", false),
         ];
         for (config, ip, allowed) in cases {

@@ -125,7 +125,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
         .iter()
         .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     if headers.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
+        let listed: Vec<HeaderValue> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .cloned()
+            .collect();
         for value in &listed {
             let Ok(text) = value.to_str() else { continue };
             for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
@@ -246,7 +250,11 @@ mod tests {
 
     #[test]
     fn keeps_te_trailers_for_grpc_and_upgrade_for_websocket() {
-        let original = map(&[("te", "trailers"), ("connection", "Upgrade"), ("upgrade", "websocket")]);
+        let original = map(&[
+            ("te", "trailers"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
         let mut grpc = original.clone();
         strip_hop_by_hop(&mut grpc, Keep::TeTrailers);
         assert_eq!(grpc.get("te").unwrap(), "trailers");
@@ -260,10 +268,16 @@ mod tests {
 
     #[test]
     fn detects_upgrade_requests() {
-        let ws = map(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
+        let ws = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
         assert!(is_upgrade_request(&ws, Version::HTTP_11));
         assert!(!is_upgrade_request(&ws, Version::HTTP_2));
-        assert!(!is_upgrade_request(&map(&[("upgrade", "websocket")]), Version::HTTP_11));
+        assert!(!is_upgrade_request(
+            &map(&[("upgrade", "websocket")]),
+            Version::HTTP_11
+        ));
     }
 
     #[test]
@@ -284,8 +298,14 @@ mod tests {
         let values = StaticValues::default();
         let mut headers = map(&[("via", "1.1 front")]);
         values.append_via(&mut headers, Version::HTTP_11);
-        assert_eq!(headers.get("via").unwrap(), &format!("1.1 front, 1.1 {SERVER_TOKEN}")[..]);
-        let xff = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2")]);
+        assert_eq!(
+            headers.get("via").unwrap(),
+            &format!("1.1 front, 1.1 {SERVER_TOKEN}")[..]
+        );
+        let xff = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+        ]);
         let joined = append_forwarded_for(&xff, &HeaderValue::from_static("127.0.0.1")).unwrap();
         assert_eq!(joined, "1.1.1.1, 2.2.2.2, 127.0.0.1");
         assert_eq!(values.latency(Duration::from_millis(7)), "7");

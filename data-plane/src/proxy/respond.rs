@@ -260,8 +260,14 @@ pub fn respond(
     let mut response = if hints.is_grpc() && reply.style != Style::Exit {
         let mut response = Response::new(ResponseBody::empty());
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert("grpc-status", HeaderValue::from_static(grpc_status(reply.status)));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert(
+            "grpc-status",
+            HeaderValue::from_static(grpc_status(reply.status)),
+        );
         if let Ok(message) = HeaderValue::from_str(&reply.message) {
             headers.insert("grpc-message", message);
         }
@@ -270,8 +276,12 @@ pub fn respond(
         Response::new(ResponseBody::empty())
     } else {
         let format = choose_format(reply.style, hints);
-        let (body, content_type) =
-            render(format, reply.style, &reply.message, request_id.to_str().unwrap_or(""));
+        let (body, content_type) = render(
+            format,
+            reply.style,
+            &reply.message,
+            request_id.to_str().unwrap_or(""),
+        );
         let mut response = Response::new(ResponseBody::full(body));
         response
             .headers_mut()
@@ -337,12 +347,32 @@ mod tests {
         let cases = [
             (Style::KongError, None, None, Format::Json),
             (Style::KongError, Some("text/html"), None, Format::Html),
-            (Style::KongError, Some("text/plain;q=0.5, application/xml"), None, Format::Xml),
-            (Style::KongError, Some("text/plain;q=0.9, application/json;q=0.1"), None, Format::Text),
+            (
+                Style::KongError,
+                Some("text/plain;q=0.5, application/xml"),
+                None,
+                Format::Xml,
+            ),
+            (
+                Style::KongError,
+                Some("text/plain;q=0.9, application/json;q=0.1"),
+                None,
+                Format::Text,
+            ),
             (Style::KongError, Some("*/*"), None, Format::Json),
             (Style::ErrorPage, None, None, Format::Text),
-            (Style::ErrorPage, None, Some("application/json; charset=utf-8"), Format::Json),
-            (Style::ErrorPage, Some("application/json"), Some("text/html"), Format::Json),
+            (
+                Style::ErrorPage,
+                None,
+                Some("application/json; charset=utf-8"),
+                Format::Json,
+            ),
+            (
+                Style::ErrorPage,
+                Some("application/json"),
+                Some("text/html"),
+                Format::Json,
+            ),
             (Style::Exit, Some("text/html"), None, Format::Json),
         ];
         for (style, accept, content_type, expected) in cases {

@@ -58,9 +58,9 @@ impl ProxyShared {
             .max_headers(limits.max_headers)
             .header_read_timeout(None);
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        http2
-            .max_concurrent_streams(128)
-            .max_header_list_size(u32::try_from(limits.max_header_bytes + 4096).unwrap_or(u32::MAX));
+        http2.max_concurrent_streams(128).max_header_list_size(
+            u32::try_from(limits.max_header_bytes + 4096).unwrap_or(u32::MAX),
+        );
         let mut auto = auto::Builder::new(TokioExecutor::new());
         auto.http1()
             .max_buf_size(MAX_HEAD_BUFFER)
@@ -68,7 +68,9 @@ impl ProxyShared {
             .header_read_timeout(None);
         auto.http2()
             .max_concurrent_streams(128)
-            .max_header_list_size(u32::try_from(limits.max_header_bytes + 4096).unwrap_or(u32::MAX));
+            .max_header_list_size(
+                u32::try_from(limits.max_header_bytes + 4096).unwrap_or(u32::MAX),
+            );
         Self {
             status: Arc::clone(gateway.status()),
             gateway,
@@ -206,7 +208,10 @@ pub struct ActiveRequest(Arc<ClientConn>);
 impl ActiveRequest {
     pub fn begin(conn: &Arc<ClientConn>) -> ActiveRequest {
         conn.activity.active.fetch_add(1, Ordering::AcqRel);
-        conn.shared.status.total_requests.fetch_add(1, Ordering::Relaxed);
+        conn.shared
+            .status
+            .total_requests
+            .fetch_add(1, Ordering::Relaxed);
         conn.shared
             .status
             .requests_in_flight
@@ -270,7 +275,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<ProxyShared>, tls: Optio
                 None => serve_plain(stream, peer, port, &shared).await,
                 Some(acceptor) => serve_tls(stream, peer, port, &shared, acceptor).await,
             }
-            shared.status.connections_active.fetch_sub(1, Ordering::Relaxed);
+            shared
+                .status
+                .connections_active
+                .fetch_sub(1, Ordering::Relaxed);
             drop(guard);
         });
     }

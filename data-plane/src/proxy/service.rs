@@ -6,10 +6,10 @@
 use super::body::{RequestBody, ResponseBody};
 use super::error::ProxyError;
 use super::headers::{
-    append_forwarded_for, header_bytes, host_without_port, is_upgrade_request,
-    strip_hop_by_hop, Keep, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PATH,
-    X_FORWARDED_PORT, X_FORWARDED_PREFIX, X_FORWARDED_PROTO, X_PROXY_LATENCY, X_REAL_IP,
-    X_REQUEST_ID, X_UPSTREAM_LATENCY,
+    append_forwarded_for, header_bytes, host_without_port, is_upgrade_request, strip_hop_by_hop,
+    Keep, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PATH, X_FORWARDED_PORT,
+    X_FORWARDED_PREFIX, X_FORWARDED_PROTO, X_PROXY_LATENCY, X_REAL_IP, X_REQUEST_ID,
+    X_UPSTREAM_LATENCY,
 };
 use super::respond::{respond, FormatHints, Reply, Style};
 use super::server::{ActiveRequest, ClientConn};
@@ -123,15 +123,26 @@ async fn proxy(
     let shared = &conn.shared;
     let limits = &shared.limits;
 
-    let target_len = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
-    if target_len > limits.max_request_target {
-        return Err(Exit::new(Reply::error_page(StatusCode::URI_TOO_LONG), request.headers()));
-    }
-    if header_bytes(request.headers()) > limits.max_header_bytes {
-        return Err(Exit::new(
-            Reply::error_page(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
-            request.headers(),
-        ));
+    let target_len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    let over_limit = if target_len > limits.max_request_target {
+        Some(StatusCode::URI_TOO_LONG)
+    } else if header_bytes(request.headers()) > limits.max_header_bytes {
+        Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+    } else {
+        None
+    };
+    if let Some(status) = over_limit {
+        // Like nginx, stop reading from a client that sent an oversized head.
+        let mut reply = Reply::error_page(status);
+        if request.version() < Version::HTTP_2 {
+            let mut close = HeaderMap::new();
+            close.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            reply.headers = Some(close);
+        }
+        return Err(Exit::new(reply, request.headers()));
     }
 
     let compiled = shared.gateway.current();
@@ -177,7 +188,10 @@ async fn proxy(
         return Err(Exit::new(reply, request.headers()));
     }
     let Some(service) = route.service.as_ref() else {
-        let reply = Reply::kong(StatusCode::SERVICE_UNAVAILABLE, "no Service found with those values");
+        let reply = Reply::kong(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no Service found with those values",
+        );
         return Err(Exit::new(reply, request.headers()));
     };
 
@@ -190,7 +204,10 @@ async fn proxy(
             consumer: None,
         };
         if let Decision::Respond(rejection) = route.chain.on_request(&mut plugin_request) {
-            return Err(Exit::new(Reply::from_rejection(rejection), request.headers()));
+            return Err(Exit::new(
+                Reply::from_rejection(rejection),
+                request.headers(),
+            ));
         }
     }
 
@@ -280,7 +297,11 @@ async fn proxy(
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     strip_hop_by_hop(
         &mut parts.headers,
-        if switching { Keep::Upgrade } else { Keep::Nothing },
+        if switching {
+            Keep::Upgrade
+        } else {
+            Keep::Nothing
+        },
     );
     let values = &shared.values;
     values.append_via(&mut parts.headers, parts.version);
@@ -295,7 +316,10 @@ async fn proxy(
         .insert(X_PROXY_LATENCY, values.latency(proxy_latency));
     parts.headers.insert(X_REQUEST_ID, request_id.clone());
     parts.version = client_version;
-    Ok(Response::from_parts(parts, ResponseBody::upstream(body, lease)))
+    Ok(Response::from_parts(
+        parts,
+        ResponseBody::upstream(body, lease),
+    ))
 }
 
 /// Protocol checks after routing (kong-compat §2.7 table).
@@ -312,7 +336,10 @@ fn protocol_mismatch(
         ));
     }
     if route.grpc_only && request.version() != Version::HTTP_2 {
-        return Some(Reply::kong(StatusCode::UPGRADE_REQUIRED, "Please use HTTP2 protocol"));
+        return Some(Reply::kong(
+            StatusCode::UPGRADE_REQUIRED,
+            "Please use HTTP2 protocol",
+        ));
     }
     if route.protocols.contains(protocol) {
         return None;
@@ -329,14 +356,20 @@ fn protocol_mismatch(
     if status == StatusCode::UPGRADE_REQUIRED {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static("TLS/1.2, HTTP/1.1"));
+        headers.insert(
+            header::UPGRADE,
+            HeaderValue::from_static("TLS/1.2, HTTP/1.1"),
+        );
         return Some(Reply {
             headers: Some(headers),
             ..Reply::kong(status, "Please use HTTPS protocol")
         });
     }
     let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let location = format!("https://{}{target}", host.map(host_without_port).unwrap_or(""));
+    let location = format!(
+        "https://{}{target}",
+        host.map(host_without_port).unwrap_or("")
+    );
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&location) {
         headers.insert(header::LOCATION, location);
@@ -397,10 +430,15 @@ struct UpstreamHeaderFacts<'a> {
 fn add_upstream_headers(headers: &mut HeaderMap, facts: UpstreamHeaderFacts<'_>) {
     let conn = facts.conn;
     let values = &conn.shared.values;
-    let client_ip = facts.resolved_ip.unwrap_or_else(|| conn.peer_ip_value.clone());
+    let client_ip = facts
+        .resolved_ip
+        .unwrap_or_else(|| conn.peer_ip_value.clone());
 
     let forwarded_for = append_forwarded_for(headers, &conn.peer_ip_value);
-    headers.insert(X_FORWARDED_FOR, forwarded_for.unwrap_or_else(|| client_ip.clone()));
+    headers.insert(
+        X_FORWARDED_FOR,
+        forwarded_for.unwrap_or_else(|| client_ip.clone()),
+    );
 
     let trusted = conn.trusted;
     let mut set = |name: http::HeaderName, value: Option<HeaderValue>| {
@@ -416,7 +454,11 @@ fn add_upstream_headers(headers: &mut HeaderMap, facts: UpstreamHeaderFacts<'_>)
             }
         }
     };
-    let scheme = if conn.https { &values.https } else { &values.http };
+    let scheme = if conn.https {
+        &values.https
+    } else {
+        &values.http
+    };
     set(X_FORWARDED_PROTO, Some(scheme.clone()));
     set(X_FORWARDED_HOST, facts.forwarded_host);
     set(X_FORWARDED_PORT, Some(conn.listener_port_value.clone()));
@@ -496,6 +538,8 @@ mod tests {
         assert_ne!(a, b);
         let text = a.to_str().unwrap();
         assert_eq!(text.len(), 32);
-        assert!(text.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert!(text
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
     }
 }

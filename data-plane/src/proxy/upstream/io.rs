@@ -206,7 +206,11 @@ impl AsyncWrite for UpstreamIo {
 }
 
 impl UpstreamIo {
-    fn after_write<T>(&mut self, cx: &mut Context<'_>, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn after_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         match result {
             Poll::Ready(r) => {
                 self.write_wait_since = None;

@@ -113,7 +113,9 @@ impl PoolRegistry {
         let tls = if key.protocol.is_tls() {
             let server_name = ServerName::try_from(key.host.to_string())
                 .map_err(|_| format!("'{}' is not a valid TLS server name", key.host))?;
-            let config = self.tls.client_config(key.verify_tls, key.protocol.is_http2());
+            let config = self
+                .tls
+                .client_config(key.verify_tls, key.protocol.is_http2());
             Some((TlsConnector::from(config), server_name))
         } else {
             None
@@ -182,7 +184,10 @@ impl HostPool {
     }
 
     /// An idle connection if a usable one exists, else a new one.
-    pub async fn checkout_http1(self: &Arc<Self>, timeouts: &Timeouts) -> Result<Http1Lease, ProxyError> {
+    pub async fn checkout_http1(
+        self: &Arc<Self>,
+        timeouts: &Timeouts,
+    ) -> Result<Http1Lease, ProxyError> {
         while let Some(mut idle) = self.pop_idle() {
             if idle.sender.is_closed() || idle.since.elapsed() >= self.settings.idle_timeout {
                 continue;
@@ -198,12 +203,14 @@ impl HostPool {
                 pool: Arc::clone(self),
             });
         }
-        self.connect_http1(timeouts, false).await.map(|(sender, control)| Http1Lease {
-            sender,
-            control,
-            reused: false,
-            pool: Arc::clone(self),
-        })
+        self.connect_http1(timeouts, false)
+            .await
+            .map(|(sender, control)| Http1Lease {
+                sender,
+                control,
+                reused: false,
+                pool: Arc::clone(self),
+            })
     }
 
     /// A connection of its own for a protocol upgrade (WebSocket): never pooled.
