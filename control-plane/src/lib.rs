@@ -3,3 +3,6 @@
 //! snapshots and streams them to data planes over mTLS gRPC.
 //!
 //! It must not proxy traffic.
+
+pub mod cert;
+pub mod cluster;

@@ -4,12 +4,14 @@
 
 use crate::compile::{compile, CompileError, Compiled, ConfigMeta, Deps};
 use crate::status::StatusState;
+use crate::sync::SnapshotSink;
 use crate::tls::CertificateSource;
 use arc_swap::ArcSwap;
 use rustls::sign::CertifiedKey;
 use rustls::SignatureScheme;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use tollgate_shared::snapshot::Snapshot;
 use tollgate_shared::Config;
 
 /// A config that was compiled and swapped in.
@@ -83,6 +85,24 @@ impl Gateway {
             hash: tollgate_shared::hash::config_hash(config),
         };
         self.apply(meta, config)
+    }
+}
+
+/// The cluster sync client hands every snapshot from the control plane here.
+impl SnapshotSink for Gateway {
+    fn apply(&self, snapshot: &tollgate_proto::v1::Snapshot) -> Result<(), Vec<String>> {
+        let snapshot = Snapshot::try_from(snapshot.clone()).map_err(|e| vec![e.to_string()])?;
+        let meta = ConfigMeta {
+            version: snapshot.version,
+            hash: snapshot.hash,
+        };
+        Gateway::apply(self, meta, &snapshot.config)
+            .map(drop)
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+    }
+
+    fn applied(&self) -> Option<(u64, String)> {
+        self.status.applied().map(|a| (a.version, a.hash))
     }
 }
 

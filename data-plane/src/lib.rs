@@ -8,6 +8,7 @@
 //! the [`Settings`] on the current tokio runtime and returns a [`DataPlane`];
 //! configs go in through [`Gateway::apply`]. The binary calls [`run`].
 
+pub mod cache;
 pub mod compile;
 pub mod config_file;
 pub mod gateway;
@@ -17,6 +18,7 @@ pub mod router;
 pub mod settings;
 pub mod shutdown;
 pub mod status;
+pub mod sync;
 pub mod tls;
 
 pub use compile::{compile, CompileError, Compiled, ConfigMeta, Deps};
@@ -190,11 +192,6 @@ impl DataPlane {
 /// starts the data plane, loads `--config-file`, reloads on SIGHUP, and shuts
 /// down gracefully on SIGTERM/SIGINT.
 pub fn run(settings: Settings) -> anyhow::Result<()> {
-    if settings.control_plane.is_some() {
-        anyhow::bail!(
-            "invalid setting --control-plane: cluster sync is not available in this build; use --config-file"
-        );
-    }
     let runtime = if settings.workers == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -219,6 +216,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let applied = config_file::apply_file(data_plane.gateway(), path)?;
         tracing::info!(version = applied.version, hash = %applied.hash, "loaded {}", path.display());
     }
+    let sync_stop = tokio_util::sync::CancellationToken::new();
+    if let Some(endpoint) = &settings.control_plane {
+        start_sync(&settings, endpoint, &data_plane, sync_stop.clone()).await?;
+    }
     loop {
         tokio::select! {
             _ = terminate.recv() => break,
@@ -227,7 +228,75 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down");
+    sync_stop.cancel();
     data_plane.shutdown().await;
+    Ok(())
+}
+
+/// Serves the cached snapshot (if any) before the control plane answers, then
+/// runs the sync client in the background.
+async fn start_sync(
+    settings: &Settings,
+    endpoint: &str,
+    data_plane: &DataPlane,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let read = |setting: &str, path: &Option<std::path::PathBuf>| -> anyhow::Result<String> {
+        let path = path
+            .as_ref()
+            .with_context(|| format!("invalid setting {setting}: required with --control-plane"))?;
+        std::fs::read_to_string(path)
+            .with_context(|| format!("invalid setting {setting}: cannot read {}", path.display()))
+    };
+    let ca_pem = read("--cluster-ca", &settings.cluster_ca)?;
+    let cert_pem = read("--cluster-cert", &settings.cluster_cert)?;
+    let key_pem = read("--cluster-key", &settings.cluster_key)?;
+    let node_id = match &settings.node_id {
+        Some(id) => id.clone(),
+        None => cache::node_id(&settings.cache_dir)
+            .context("invalid setting --cache-dir: cannot keep the node id there")?,
+    };
+    let gateway = Arc::clone(data_plane.gateway());
+    let snapshot_cache = cache::SnapshotCache::new(&settings.cache_dir);
+    match snapshot_cache.load() {
+        Ok(Some(snapshot)) => {
+            let sink = Arc::clone(&gateway);
+            let version = snapshot.version;
+            let applied = tokio::task::spawn_blocking(move || {
+                sync::SnapshotSink::apply(sink.as_ref(), &snapshot)
+            })
+            .await?;
+            match applied {
+                Ok(()) => tracing::info!(version, "serving the cached configuration"),
+                Err(errors) => tracing::warn!(version, ?errors, "cached configuration rejected"),
+            }
+        }
+        Ok(None) => {}
+        Err(error) => tracing::warn!(%error, "ignoring the configuration cache"),
+    }
+    let hostname = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string());
+    let sync_settings = sync::SyncSettings {
+        endpoint: endpoint.to_string(),
+        server_name: settings.cluster_server_name.clone(),
+        ca_pem,
+        cert_pem,
+        key_pem,
+        node_id,
+        hostname,
+        plugins: plugins::SUPPORTED.iter().map(ToString::to_string).collect(),
+        heartbeat: Duration::from_secs(10),
+        cert_expiry: 0,
+    };
+    tokio::spawn(sync::run(
+        sync_settings,
+        gateway as Arc<dyn sync::SnapshotSink>,
+        Some(snapshot_cache),
+        Arc::new(sync::SyncStatus::default()),
+        stop,
+    ));
     Ok(())
 }
 

@@ -14,6 +14,9 @@ use std::net::IpAddr;
 use tollgate_shared::PluginSpec;
 use uuid::Uuid;
 
+/// The plugins this data plane compiles, announced to the control plane.
+pub const SUPPORTED: &[&str] = &["ip-restriction"];
+
 /// A compiled plugin instance, ready to run on requests.
 #[derive(Debug)]
 pub enum Plugin {
@@ -55,18 +58,7 @@ impl Plugin {
     }
 }
 
-/// Kong's PRIORITY of each bundled plugin (kong-compat §3.2): higher runs first.
-pub fn priority(name: &str) -> Option<i32> {
-    Some(match name {
-        "jwt" => 1450,
-        "ip-restriction" => 990,
-        "rate-limiting" => 910,
-        "prometheus" => 13,
-        "http-log" => 12,
-        "file-log" => 9,
-        _ => return None,
-    })
-}
+pub use tollgate_shared::plugin::priority;
 
 /// The request protocol, as plugin and route `protocols` name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -60,6 +60,9 @@ pub struct ServeArgs {
     pub cluster_cert: Option<PathBuf>,
     #[arg(long, env = "TOLLGATE_CLUSTER_KEY")]
     pub cluster_key: Option<PathBuf>,
+    /// Name the control plane's cluster certificate carries. Default tollgate-cp.
+    #[arg(long, env = "TOLLGATE_CLUSTER_SERVER_NAME")]
+    pub cluster_server_name: Option<String>,
     /// Plain HTTP listener (HTTP/1.1 and h2c); repeatable. Default 0.0.0.0:8000.
     #[arg(long, env = "TOLLGATE_PROXY_LISTEN", value_delimiter = ',')]
     #[serde(default)]
@@ -120,6 +123,7 @@ impl ServeArgs {
         fill(&mut self.cluster_ca, file.cluster_ca);
         fill(&mut self.cluster_cert, file.cluster_cert);
         fill(&mut self.cluster_key, file.cluster_key);
+        fill(&mut self.cluster_server_name, file.cluster_server_name);
         fill_vec(&mut self.proxy_listen, file.proxy_listen);
         fill_vec(&mut self.proxy_tls_listen, file.proxy_tls_listen);
         fill(&mut self.status_listen, file.status_listen);
@@ -185,6 +189,7 @@ pub struct Settings {
     pub cluster_ca: Option<PathBuf>,
     pub cluster_cert: Option<PathBuf>,
     pub cluster_key: Option<PathBuf>,
+    pub cluster_server_name: String,
     pub proxy_listen: Vec<SocketAddr>,
     pub proxy_tls_listen: Vec<SocketAddr>,
     pub status_listen: SocketAddr,
@@ -208,6 +213,7 @@ impl Default for Settings {
             cluster_ca: None,
             cluster_cert: None,
             cluster_key: None,
+            cluster_server_name: "tollgate-cp".to_string(),
             proxy_listen: vec![SocketAddr::from(([0, 0, 0, 0], 8000))],
             proxy_tls_listen: Vec::new(),
             status_listen: SocketAddr::from(([127, 0, 0, 1], 8100)),
@@ -293,10 +299,25 @@ impl Settings {
             ));
         }
         if let Some(url) = &args.control_plane {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
+            if !url.starts_with("https://") {
                 return Err(invalid(
                     "--control-plane",
-                    format!("'{url}' is not an http(s) URL"),
+                    format!("'{url}' is not an https:// URL"),
+                ));
+            }
+            for (setting, value) in [
+                ("--cluster-ca", &args.cluster_ca),
+                ("--cluster-cert", &args.cluster_cert),
+                ("--cluster-key", &args.cluster_key),
+            ] {
+                if value.is_none() {
+                    return Err(invalid(setting, "required with --control-plane"));
+                }
+            }
+            if args.config_file.is_some() {
+                return Err(invalid(
+                    "--config-file",
+                    "cannot be combined with --control-plane",
                 ));
             }
         }
@@ -312,6 +333,9 @@ impl Settings {
             cluster_ca: args.cluster_ca,
             cluster_cert: args.cluster_cert,
             cluster_key: args.cluster_key,
+            cluster_server_name: args
+                .cluster_server_name
+                .unwrap_or(defaults.cluster_server_name),
             proxy_listen,
             proxy_tls_listen,
             status_listen,
@@ -410,6 +434,7 @@ mod tests {
             (&["--real-ip-header", "bad header"], "--real-ip-header"),
             (&["--tls-cert", "/x.pem"], "--tls-cert"),
             (&["--control-plane", "cp:8005"], "--control-plane"),
+            (&["--control-plane", "https://cp:8005"], "--cluster-ca"),
         ];
         for (argv, setting) in cases {
             let err = parse(argv).unwrap_err().to_string();

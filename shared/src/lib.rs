@@ -16,6 +16,7 @@ pub mod entity;
 pub mod hash;
 pub mod plugin;
 pub mod schema;
+pub mod snapshot;
 pub mod validation;
 
 pub use config::Config;

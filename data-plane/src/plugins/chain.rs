@@ -183,7 +183,10 @@ mod tests {
             service: service.map(Uuid::from_u128),
             consumer: consumer.map(Uuid::from_u128),
             plugin: crate::plugins::Plugin::IpRestriction(
-                IpRestriction::compile(&json!({"deny": ["1.1.1.1"]})).unwrap(),
+                IpRestriction::compile(
+                    &serde_json::from_value(json!({"deny": ["1.1.1.1"]})).unwrap(),
+                )
+                .unwrap(),
             ),
         })
     }

@@ -5,33 +5,18 @@
 use super::{Decision, PluginRequest, Rejection, RejectionStyle};
 use http::StatusCode;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use serde::Deserialize;
 use std::borrow::Cow;
 use std::net::IpAddr;
+use tollgate_shared::plugin::IpRestrictionConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IpRestrictionError {
-    #[error("invalid config: {0}")]
-    Config(String),
     #[error("config.{field}: '{value}' is not an IP address or CIDR")]
     InvalidEntry { field: &'static str, value: String },
     #[error("at least one of these fields must be non-empty: 'config.allow', 'config.deny'")]
     Empty,
     #[error("config.status: {0} is not an HTTP status code")]
-    InvalidStatus(i64),
-}
-
-/// Kong's config record (field names and defaults of `ip-restriction/schema.lua`).
-#[derive(Debug, Deserialize)]
-struct Config {
-    #[serde(default)]
-    allow: Option<Vec<String>>,
-    #[serde(default)]
-    deny: Option<Vec<String>>,
-    #[serde(default)]
-    status: Option<i64>,
-    #[serde(default)]
-    message: Option<String>,
+    InvalidStatus(String),
 }
 
 /// A set of networks; v4 and v6 kept apart so a lookup compares plain integers.
@@ -113,9 +98,7 @@ pub struct IpRestriction {
 }
 
 impl IpRestriction {
-    pub fn compile(config: &serde_json::Value) -> Result<IpRestriction, IpRestrictionError> {
-        let config =
-            Config::deserialize(config).map_err(|e| IpRestrictionError::Config(e.to_string()))?;
+    pub fn compile(config: &IpRestrictionConfig) -> Result<IpRestriction, IpRestrictionError> {
         let allow = NetSet::build("allow", config.allow.as_deref().unwrap_or_default())?;
         let deny = NetSet::build("deny", config.deny.as_deref().unwrap_or_default())?;
         if allow.is_empty() && deny.is_empty() {
@@ -123,16 +106,16 @@ impl IpRestriction {
         }
         let status = match config.status {
             None => StatusCode::FORBIDDEN,
-            Some(code) => u16::try_from(code)
-                .ok()
-                .and_then(|c| StatusCode::from_u16(c).ok())
-                .ok_or(IpRestrictionError::InvalidStatus(code))?,
+            Some(code) => Some(code)
+                .filter(|c| c.fract() == 0.0 && (100.0..=999.0).contains(c))
+                .and_then(|c| StatusCode::from_u16(c as u16).ok())
+                .ok_or_else(|| IpRestrictionError::InvalidStatus(code.to_string()))?,
         };
         Ok(IpRestriction {
             allow,
             deny,
             status,
-            message: config.message,
+            message: config.message.clone(),
         })
     }
 
@@ -172,8 +155,12 @@ mod tests {
     use crate::plugins::Protocol;
     use serde_json::json;
 
+    fn typed(config: serde_json::Value) -> Result<IpRestrictionConfig, serde_json::Error> {
+        serde_json::from_value(config)
+    }
+
     fn decide(config: serde_json::Value, ip: &str) -> Option<Rejection> {
-        let plugin = IpRestriction::compile(&config).unwrap();
+        let plugin = IpRestriction::compile(&typed(config).unwrap()).unwrap();
         let headers = http::HeaderMap::new();
         let mut request = PluginRequest {
             client_ip: ip.parse().unwrap(),
@@ -258,7 +245,9 @@ mod tests {
             json!({"deny": "1.2.3.4"}),
         ];
         for config in cases {
-            assert!(IpRestriction::compile(&config).is_err(), "{config}");
+            let refused =
+                typed(config.clone()).map_or(true, |c| IpRestriction::compile(&c).is_err());
+            assert!(refused, "{config}");
         }
     }
 }

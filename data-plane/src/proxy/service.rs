@@ -211,11 +211,7 @@ async fn proxy(
         }
     }
 
-    let stripped = if route.strip_path {
-        found.matched_path.as_deref()
-    } else {
-        None
-    };
+    let stripped = found.stripped_prefix();
     let upstream_uri = match upstream_uri(service, &path, stripped, request.uri().query()) {
         Some(uri) => uri,
         None => {

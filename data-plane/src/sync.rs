@@ -1,0 +1,282 @@
+//! The cluster sync client: one long-lived mTLS gRPC stream to the control
+//! plane. It says Hello, applies each snapshot through a [`SnapshotSink`]
+//! (compile and swap, all or nothing), persists what it applied, and answers
+//! Ack or Nack. It reconnects with jittered exponential backoff and drops a
+//! silent control plane after three heartbeat intervals.
+
+use crate::cache::SnapshotCache;
+use rand::Rng;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tollgate_proto::v1::{
+    cluster_client::ClusterClient, control_plane_message, data_plane_message, Ack,
+    ControlPlaneMessage, DataPlaneMessage, Heartbeat, Hello, Nack, Snapshot,
+};
+use tonic::codec::CompressionEncoding;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// Where the config goes once received: compile it and swap it in, or say why not.
+pub trait SnapshotSink: Send + Sync + 'static {
+    /// Compiles and swaps in `snapshot`; on failure the old config stays and the
+    /// errors are sent back to the control plane.
+    fn apply(&self, snapshot: &Snapshot) -> Result<(), Vec<String>>;
+    /// The version and hash currently served, if any.
+    fn applied(&self) -> Option<(u64, String)>;
+}
+
+/// Settings of the sync client.
+#[derive(Clone)]
+pub struct SyncSettings {
+    /// `https://host:port` of the control plane's cluster listener.
+    pub endpoint: String,
+    /// The name the control plane's certificate must carry.
+    pub server_name: String,
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub node_id: String,
+    pub hostname: String,
+    pub plugins: Vec<String>,
+    pub heartbeat: Duration,
+    pub cert_expiry: i64,
+}
+
+/// Connection state, read by the status listener and metrics.
+#[derive(Debug, Default)]
+pub struct SyncStatus {
+    pub connected: AtomicBool,
+    pub snapshots_applied: AtomicU64,
+    pub snapshots_rejected: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl SyncStatus {
+    fn set_error(&self, error: Option<String>) {
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = error;
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("invalid cluster TLS settings: {0}")]
+    Tls(tonic::transport::Error),
+    #[error("cannot reach the control plane: {0}")]
+    Connect(tonic::transport::Error),
+    #[error("stream refused: {0}")]
+    Rpc(tonic::Status),
+    #[error("control plane silent for {0:?}")]
+    Silent(Duration),
+    #[error("control plane closed the stream")]
+    Closed,
+}
+
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Runs until `shutdown` is cancelled, reconnecting as needed.
+pub async fn run(
+    settings: SyncSettings,
+    sink: Arc<dyn SnapshotSink>,
+    cache: Option<SnapshotCache>,
+    status: Arc<SyncStatus>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = BACKOFF_START;
+    loop {
+        let started = tokio::time::Instant::now();
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = session(&settings, &sink, cache.as_ref(), &status) => r,
+        };
+        status.connected.store(false, Ordering::Relaxed);
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, "cluster sync session ended");
+            status.set_error(Some(e.to_string()));
+        }
+        // A session that lived a while resets the backoff: the control plane was fine.
+        if started.elapsed() > settings.heartbeat * 3 {
+            backoff = BACKOFF_START;
+        }
+        let delay = rand::rng().random_range(backoff / 2..=backoff);
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+async fn connect(settings: &SyncSettings) -> Result<Channel, SessionError> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&settings.ca_pem))
+        .identity(Identity::from_pem(&settings.cert_pem, &settings.key_pem))
+        .domain_name(settings.server_name.clone());
+    Endpoint::from_shared(settings.endpoint.clone())
+        .map_err(SessionError::Tls)?
+        .tls_config(tls)
+        .map_err(SessionError::Tls)?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(SessionError::Connect)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn message(kind: data_plane_message::Kind) -> DataPlaneMessage {
+    DataPlaneMessage { kind: Some(kind) }
+}
+
+async fn session(
+    settings: &SyncSettings,
+    sink: &Arc<dyn SnapshotSink>,
+    cache: Option<&SnapshotCache>,
+    status: &SyncStatus,
+) -> Result<(), SessionError> {
+    let channel = connect(settings).await?;
+    let mut client = ClusterClient::new(channel)
+        .send_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(256 * 1024 * 1024);
+    let (tx, rx) = mpsc::channel::<DataPlaneMessage>(16);
+    let (applied_version, applied_hash) = sink.applied().unwrap_or_default();
+    let hello = Hello {
+        node_id: settings.node_id.clone(),
+        hostname: settings.hostname.clone(),
+        version: tollgate_shared::VERSION.to_string(),
+        plugins: settings.plugins.clone(),
+        applied_version,
+        applied_hash,
+        cert_expiry: settings.cert_expiry,
+    };
+    // The channel has room: these sends cannot fail before the stream starts.
+    let _ = tx
+        .send(message(data_plane_message::Kind::Hello(hello)))
+        .await;
+    let mut inbound = client
+        .sync(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(SessionError::Rpc)?
+        .into_inner();
+    status.connected.store(true, Ordering::Relaxed);
+    status.set_error(None);
+    tracing::info!(endpoint = %settings.endpoint, "connected to the control plane");
+
+    let silence_limit = settings.heartbeat * 3;
+    let mut ticker = tokio::time::interval(settings.heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut deadline = tokio::time::Instant::now() + silence_limit;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let (version, hash) = sink.applied().unwrap_or_default();
+                let beat = Heartbeat { sent_at_ms: now_ms(), hash, version };
+                if tx.send(message(data_plane_message::Kind::Heartbeat(beat))).await.is_err() {
+                    return Err(SessionError::Closed);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return Err(SessionError::Silent(silence_limit)),
+            next = inbound.message() => {
+                let msg = match next {
+                    Ok(Some(msg)) => msg,
+                    Ok(None) => return Err(SessionError::Closed),
+                    Err(status) => return Err(SessionError::Rpc(status)),
+                };
+                deadline = tokio::time::Instant::now() + silence_limit;
+                if let Some(reply) = handle(msg, sink, cache, status).await {
+                    if tx.send(reply).await.is_err() {
+                        return Err(SessionError::Closed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn handle(
+    msg: ControlPlaneMessage,
+    sink: &Arc<dyn SnapshotSink>,
+    cache: Option<&SnapshotCache>,
+    status: &SyncStatus,
+) -> Option<DataPlaneMessage> {
+    match msg.kind? {
+        control_plane_message::Kind::Heartbeat(_) => None,
+        control_plane_message::Kind::Refusal(refusal) => {
+            tracing::warn!(reason = %refusal.reason, "control plane refuses to send configs to this node");
+            status.set_error(Some(refusal.reason));
+            None
+        }
+        control_plane_message::Kind::Snapshot(snapshot) => {
+            Some(apply(snapshot, sink, cache, status).await)
+        }
+    }
+}
+
+async fn apply(
+    snapshot: Snapshot,
+    sink: &Arc<dyn SnapshotSink>,
+    cache: Option<&SnapshotCache>,
+    status: &SyncStatus,
+) -> DataPlaneMessage {
+    let (version, hash) = (snapshot.version, snapshot.hash.clone());
+    let already = sink
+        .applied()
+        .is_some_and(|(_, current)| current == snapshot.hash);
+    if !already {
+        // Compiling a large config takes a while: keep it off the async workers.
+        let worker_sink = Arc::clone(sink);
+        let (snapshot, result) = match tokio::task::spawn_blocking(move || {
+            let result = worker_sink.apply(&snapshot);
+            (snapshot, result)
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                let errors = vec![format!("config compilation aborted: {e}")];
+                status.snapshots_rejected.fetch_add(1, Ordering::Relaxed);
+                return message(data_plane_message::Kind::Nack(Nack {
+                    version,
+                    hash,
+                    errors,
+                }));
+            }
+        };
+        if let Err(errors) = result {
+            status.snapshots_rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(version, errors = ?errors, "rejected a config snapshot");
+            return message(data_plane_message::Kind::Nack(Nack {
+                version,
+                hash,
+                errors,
+            }));
+        }
+        status.snapshots_applied.fetch_add(1, Ordering::Relaxed);
+        if let Some(cache) = cache {
+            let cache = cache.clone();
+            let stored = tokio::task::spawn_blocking(move || cache.store(&snapshot)).await;
+            match stored {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "could not persist the config"),
+                Err(e) => tracing::error!(error = %e, "config persistence task failed"),
+            }
+        }
+        tracing::info!(version, "applied config snapshot");
+    }
+    message(data_plane_message::Kind::Ack(Ack {
+        version,
+        hash,
+        applied_at_ms: now_ms(),
+    }))
+}

@@ -1,0 +1,49 @@
+//! The `file-log` plugin: config (Kong priority 9).
+
+use super::null_as_default;
+use crate::schema::engine::{Field, Record, Rule, Subschema};
+use crate::schema::typedefs::{self, HTTP_PROTOCOLS, PROTOCOLS};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FileLogConfig {
+    /// File the JSON lines are appended to (created with mode 0644).
+    pub path: String,
+    /// Close and reopen the file for every entry (log rotation).
+    #[serde(deserialize_with = "null_as_default")]
+    pub reopen: bool,
+    /// Accepted for compatibility; Tollgate runs no Lua.
+    pub custom_fields_by_lua: Option<BTreeMap<String, String>>,
+}
+
+fn check_filename(value: &Value) -> Result<(), String> {
+    let path = value.as_str().unwrap_or_default();
+    if !path.is_empty() && !path.contains(['*', '&', '%', '`']) {
+        Ok(())
+    } else {
+        Err("not a valid filename".into())
+    }
+}
+
+pub(crate) fn subschema() -> Subschema {
+    Subschema {
+        fields: vec![
+            typedefs::protocols(&PROTOCOLS, &HTTP_PROTOCOLS),
+            Field::record(
+                "config",
+                Record::new(vec![
+                    Field::string("path")
+                        .required()
+                        .rule(Rule::Pattern(check_filename))
+                        .err("not a valid filename"),
+                    Field::boolean("reopen").required().default(json!(false)),
+                    typedefs::lua_code("custom_fields_by_lua"),
+                ]),
+            ),
+        ],
+        checks: vec![],
+    }
+}

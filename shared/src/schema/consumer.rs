@@ -1,0 +1,16 @@
+//! The `consumers` schema.
+
+use super::engine::{Check, Field, Record};
+use super::typedefs;
+
+pub(crate) fn schema() -> Record {
+    Record::new(vec![
+        typedefs::id(),
+        typedefs::timestamp("created_at"),
+        typedefs::timestamp("updated_at"),
+        Field::string("username"),
+        Field::string("custom_id"),
+        typedefs::tags(),
+    ])
+    .checks(vec![Check::AtLeastOneOf(vec!["custom_id", "username"])])
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: real sockets, real TLS, real PostgreSQL and Redis.
+//! One test binary for the whole suite keeps CI to a single link step.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod e2e {
+    pub mod cluster_tls;
+}
