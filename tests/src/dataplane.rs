@@ -269,3 +269,51 @@ pub async fn raw_exchange(
     let _ = tokio::time::timeout(limit, stream.read_to_end(&mut out)).await;
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
+
+/// A TLS connection to `addr` with `server_name` as SNI, trusting only `roots`,
+/// offering `alpn`.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    server_name: &str,
+    roots: &[rustls_pki_types::CertificateDer<'static>],
+    alpn: &[&[u8]],
+) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone())?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let stream = TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_string())?;
+    Ok(connector.connect(name, stream).await?)
+}
+
+/// Sends `GET path` over an established TLS connection, with HTTP/2 when ALPN chose it.
+pub async fn send_tls(
+    stream: tokio_rustls::client::TlsStream<TcpStream>,
+    host: &str,
+    path: &str,
+) -> anyhow::Result<Reply> {
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    if h2 {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let request = Request::get(format!("https://{host}{path}")).body(Full::new(Bytes::new()))?;
+        read_reply(sender.send_request(request).await?).await
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let request = Request::get(path)
+            .header(http::header::HOST, host)
+            .body(Full::new(Bytes::new()))?;
+        read_reply(sender.send_request(request).await?).await
+    }
+}
