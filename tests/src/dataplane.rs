@@ -304,12 +304,15 @@ pub async fn send_tls(
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     if h2 {
         let (mut sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await?;
         tokio::spawn(connection);
-        let request = Request::get(format!("https://{host}{path}")).body(Full::new(Bytes::new()))?;
+        let request =
+            Request::get(format!("https://{host}{path}")).body(Full::new(Bytes::new()))?;
         read_reply(sender.send_request(request).await?).await
     } else {
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(connection);
         let request = Request::get(path)
             .header(http::header::HOST, host)

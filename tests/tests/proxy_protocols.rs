@@ -35,9 +35,19 @@ fn certs_for(names: &[&str]) -> TestCert {
     }
 }
 
-async fn served_cert(addr: std::net::SocketAddr, name: &str, trust: &TestCert) -> Option<CertificateDer<'static>> {
-    let stream = tls_connect(addr, name, std::slice::from_ref(&trust.der), &[b"http/1.1"]).await.ok()?;
-    stream.get_ref().1.peer_certificates().and_then(|c| c.first().cloned())
+async fn served_cert(
+    addr: std::net::SocketAddr,
+    name: &str,
+    trust: &TestCert,
+) -> Option<CertificateDer<'static>> {
+    let stream = tls_connect(addr, name, std::slice::from_ref(&trust.der), &[b"http/1.1"])
+        .await
+        .ok()?;
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first().cloned())
 }
 
 #[tokio::test]
@@ -48,14 +58,19 @@ async fn h2c_prior_knowledge_is_proxied() {
         .route(10, Some(1), &["/h2"], json!({}))
         .build()
         .unwrap();
-    let dp = dataplane::start(Settings::loopback(), &config).await.unwrap();
+    let dp = dataplane::start(Settings::loopback(), &config)
+        .await
+        .unwrap();
     let reply = send_h2c(dp.proxy_addrs()[0], "/h2/x").await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.json()["uri"], "/x");
     // The upstream speaks HTTP/1.1 and gets the authority as Host.
     assert_eq!(reply.json()["version"], "HTTP/1.1");
     assert_eq!(reply.upstream_header("host"), upstream.to_string());
-    assert_eq!(reply.upstream_header("via"), format!("2 tollgate/{VERSION}"));
+    assert_eq!(
+        reply.upstream_header("via"),
+        format!("2 tollgate/{VERSION}")
+    );
     assert_eq!(reply.header("x-tollgate-request-id").len(), 32);
     dp.shutdown().await;
 }
@@ -63,7 +78,11 @@ async fn h2c_prior_knowledge_is_proxied() {
 #[tokio::test]
 async fn tls_picks_certificates_by_sni_and_swaps_them_without_restart() {
     let upstream = echo::spawn().await.unwrap();
-    let (a, b, fallback) = (cert("a.test"), certs_for(&["b.test", "*.b.test"]), cert("other.test"));
+    let (a, b, fallback) = (
+        cert("a.test"),
+        certs_for(&["b.test", "*.b.test"]),
+        cert("other.test"),
+    );
     let dir = tempfile::tempdir().unwrap();
     let (cert_path, key_path) = (dir.path().join("d.crt"), dir.path().join("d.key"));
     std::fs::write(&cert_path, &fallback.cert_pem).unwrap();
@@ -73,13 +92,21 @@ async fn tls_picks_certificates_by_sni_and_swaps_them_without_restart() {
     settings.proxy_tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
     settings.tls_cert = Some(cert_path);
     settings.tls_key = Some(key_path);
-    let base = ConfigBuilder::new()
-        .service(1, upstream, json!({}))
-        .route(10, Some(1), &["/"], json!({"protocols": ["https"]}));
+    let base = ConfigBuilder::new().service(1, upstream, json!({})).route(
+        10,
+        Some(1),
+        &["/"],
+        json!({"protocols": ["https"]}),
+    );
     let config = base
         .clone()
         .certificate(50, &a.cert_pem, &a.key_pem, &[(60, "a.test")])
-        .certificate(51, &b.cert_pem, &b.key_pem, &[(61, "*.b.test"), (62, "b.test")])
+        .certificate(
+            51,
+            &b.cert_pem,
+            &b.key_pem,
+            &[(61, "*.b.test"), (62, "b.test")],
+        )
         .build()
         .unwrap();
     let dp = dataplane::start(settings, &config).await.unwrap();
@@ -87,7 +114,10 @@ async fn tls_picks_certificates_by_sni_and_swaps_them_without_restart() {
 
     assert_eq!(served_cert(tls, "a.test", &a).await, Some(a.der.clone()));
     assert_eq!(served_cert(tls, "b.test", &b).await, Some(b.der.clone()));
-    assert_eq!(served_cert(tls, "other.test", &fallback).await, Some(fallback.der.clone()));
+    assert_eq!(
+        served_cert(tls, "other.test", &fallback).await,
+        Some(fallback.der.clone())
+    );
     assert_eq!(served_cert(tls, "x.b.test", &b).await, Some(b.der.clone()));
     assert_eq!(served_cert(tls, "x.b.test", &fallback).await, None);
 
@@ -107,7 +137,10 @@ async fn tls_picks_certificates_by_sni_and_swaps_them_without_restart() {
     dp.set_default_certificate(Some(
         tollgate_data_plane::tls::certified_key(&fallback2.cert_pem, &fallback2.key_pem).unwrap(),
     ));
-    assert_eq!(served_cert(tls, "other.test", &fallback2).await, Some(fallback2.der.clone()));
+    assert_eq!(
+        served_cert(tls, "other.test", &fallback2).await,
+        Some(fallback2.der.clone())
+    );
     dp.shutdown().await;
 }
 
@@ -126,21 +159,46 @@ async fn tls_alpn_selects_http2_or_http1() {
     let dp = dataplane::start(settings, &config).await.unwrap();
     let tls = dp.tls_addrs()[0];
 
-    let h2 = tls_connect(tls, "api.test", std::slice::from_ref(&site.der), &[b"h2", b"http/1.1"]).await.unwrap();
+    let h2 = tls_connect(
+        tls,
+        "api.test",
+        std::slice::from_ref(&site.der),
+        &[b"h2", b"http/1.1"],
+    )
+    .await
+    .unwrap();
     assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let reply = send_tls(h2, "api.test", "/secure/x").await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.upstream_header("x-forwarded-proto"), "https");
-    assert_eq!(reply.upstream_header("via"), format!("2 tollgate/{VERSION}"));
+    assert_eq!(
+        reply.upstream_header("via"),
+        format!("2 tollgate/{VERSION}")
+    );
 
-    let h1 = tls_connect(tls, "api.test", std::slice::from_ref(&site.der), &[b"http/1.1"]).await.unwrap();
+    let h1 = tls_connect(
+        tls,
+        "api.test",
+        std::slice::from_ref(&site.der),
+        &[b"http/1.1"],
+    )
+    .await
+    .unwrap();
     let reply = send_tls(h1, "api.test", "/secure/x").await.unwrap();
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.upstream_header("via"), format!("1.1 tollgate/{VERSION}"));
-    assert_eq!(reply.upstream_header("x-forwarded-port"), tls.port().to_string());
+    assert_eq!(
+        reply.upstream_header("via"),
+        format!("1.1 tollgate/{VERSION}")
+    );
+    assert_eq!(
+        reply.upstream_header("x-forwarded-port"),
+        tls.port().to_string()
+    );
 
     // The same https-only route over plain HTTP asks for TLS.
-    let plain = dataplane::get(dp.proxy_addrs()[0], "/secure/x").await.unwrap();
+    let plain = dataplane::get(dp.proxy_addrs()[0], "/secure/x")
+        .await
+        .unwrap();
     assert_eq!(plain.status, 426);
     dp.shutdown().await;
 }
@@ -153,8 +211,12 @@ async fn websocket_upgrades_are_tunnelled() {
         .route(10, Some(1), &["/ws"], json!({}))
         .build()
         .unwrap();
-    let dp = dataplane::start(Settings::loopback(), &config).await.unwrap();
-    let mut stream = tokio::net::TcpStream::connect(dp.proxy_addrs()[0]).await.unwrap();
+    let dp = dataplane::start(Settings::loopback(), &config)
+        .await
+        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(dp.proxy_addrs()[0])
+        .await
+        .unwrap();
     stream
         .write_all(
             b"GET /ws/chat HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\
@@ -165,7 +227,11 @@ async fn websocket_upgrades_are_tunnelled() {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "closed before the 101 head ended");
+        assert_eq!(
+            stream.read(&mut byte).await.unwrap(),
+            1,
+            "closed before the 101 head ended"
+        );
         head.push(byte[0]);
     }
     let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
