@@ -1,7 +1,6 @@
 //! End-to-end: protocols on the client side — h2c by prior knowledge, TLS
 //! with ALPN (HTTP/2 and HTTP/1.1), certificates chosen by SNI and replaced
 //! without a restart, WebSocket upgrades tunnelled to the upstream.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;

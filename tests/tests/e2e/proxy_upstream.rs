@@ -1,7 +1,6 @@
 //! End-to-end: the upstream side — 502 and 504 with Kong's bodies, retries
 //! (connection failures; after sending only for idempotent bodyless requests),
 //! gRPC over HTTP/2 upstreams, config swaps under load, graceful shutdown.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bytes::Bytes;
 use http_body_util::Full;

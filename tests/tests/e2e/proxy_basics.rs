@@ -1,7 +1,6 @@
 //! End-to-end: a data plane in process in front of the echo upstream — routing,
 //! path handling, the headers added both ways, Kong's error bodies, limits,
 //! status endpoints.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::json;
 use std::time::Duration;

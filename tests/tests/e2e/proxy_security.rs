@@ -1,7 +1,6 @@
 //! End-to-end: who the client is. Forwarding headers are believed only from
 //! `--trusted-ips` peers, and ip-restriction judges the resolved address,
 //! for IPv4, IPv6 and IPv4-mapped IPv6 peers.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
