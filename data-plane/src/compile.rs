@@ -120,6 +120,28 @@ impl Compiled {
     }
 }
 
+/// Compiles `config` only to learn whether it would be accepted: the check the
+/// control plane runs before it publishes a snapshot. No runtime, no I/O.
+pub fn check(config: &Config) -> Result<(), Vec<CompileError>> {
+    let tls = crate::tls::UpstreamTls::new(rustls::RootCertStore::empty()).map_err(|e| {
+        vec![CompileError::Service {
+            id: Uuid::nil(),
+            reason: e.to_string(),
+        }]
+    })?;
+    let deps = Deps {
+        pools: Arc::new(PoolRegistry::new(
+            crate::settings::PoolSettings::default(),
+            tls,
+        )),
+    };
+    let meta = ConfigMeta {
+        version: 0,
+        hash: String::new(),
+    };
+    compile(meta, config, &deps).map(drop)
+}
+
 /// Compiles `config`; on any error nothing is returned but every error found.
 pub fn compile(
     meta: ConfigMeta,

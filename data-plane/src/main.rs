@@ -1,6 +1,7 @@
 //! `tollgate-dp`: parse settings, initialise logging, hand over to `run`.
 
 use clap::Parser;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use tollgate_data_plane::settings::{Cli, Command};
 use tollgate_data_plane::Settings;
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match tollgate_data_plane::run(settings) {
         Ok(()) => ExitCode::SUCCESS,
