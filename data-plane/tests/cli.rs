@@ -14,9 +14,12 @@ fn serve(args: &[&str]) -> Command {
     command
 }
 
+/// (arguments, environment, the setting the error must name)
+type SettingsCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn invalid_settings_exit_non_zero_with_one_line() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[SettingsCase] = &[
         (&["--proxy-listen", "not-an-address"], &[], "--proxy-listen"),
         (&["--workers", "0"], &[], "--workers"),
         (
