@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use tollgate_data_plane::settings::{Cli, Command};
 use tollgate_data_plane::Settings;
 
+/// The proxy allocates and frees small buffers on every request from one
+/// thread; mimalloc's thread-local free lists serve that far better than glibc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Command::Serve(args) = cli.command;

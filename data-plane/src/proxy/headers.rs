@@ -40,17 +40,13 @@ const LATENCY_TABLE: u64 = 1024;
 
 impl Default for StaticValues {
     fn default() -> Self {
-        let via = |version: &str| {
-            HeaderValue::from_str(&format!("{version} {SERVER_TOKEN}"))
-                .unwrap_or_else(|_| HeaderValue::from_static("1.1 tollgate"))
-        };
         Self {
             server: HeaderValue::from_static(SERVER_TOKEN),
             http: HeaderValue::from_static("http"),
             https: HeaderValue::from_static("https"),
-            via_10: via("1.0"),
-            via_11: via("1.1"),
-            via_2: via("2"),
+            via_10: HeaderValue::from_static(concat!("1.0 tollgate/", env!("CARGO_PKG_VERSION"))),
+            via_11: HeaderValue::from_static(concat!("1.1 tollgate/", env!("CARGO_PKG_VERSION"))),
+            via_2: HeaderValue::from_static(concat!("2 tollgate/", env!("CARGO_PKG_VERSION"))),
             latencies: (0..LATENCY_TABLE).map(HeaderValue::from).collect(),
         }
     }

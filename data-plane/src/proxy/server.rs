@@ -42,6 +42,7 @@ pub struct ProxyShared {
 /// Largest request head hyper buffers; the finer limits (request target,
 /// header bytes) are checked per request in `service`.
 const MAX_HEAD_BUFFER: usize = 96 * 1024;
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
 impl ProxyShared {
     pub fn new(
@@ -55,8 +56,12 @@ impl ProxyShared {
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1
             .max_buf_size(MAX_HEAD_BUFFER)
-            .max_headers(limits.max_headers)
             .header_read_timeout(None);
+        // hyper parses into a stack buffer of 100 headers by default; an explicit
+        // limit, even 100, makes it initialize a buffer per request.
+        if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+            http1.max_headers(limits.max_headers);
+        }
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         http2.max_concurrent_streams(128).max_header_list_size(
             u32::try_from(limits.max_header_bytes + 4096).unwrap_or(u32::MAX),
@@ -64,8 +69,10 @@ impl ProxyShared {
         let mut auto = auto::Builder::new(TokioExecutor::new());
         auto.http1()
             .max_buf_size(MAX_HEAD_BUFFER)
-            .max_headers(limits.max_headers)
             .header_read_timeout(None);
+        if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+            auto.http1().max_headers(limits.max_headers);
+        }
         auto.http2()
             .max_concurrent_streams(128)
             .max_header_list_size(

@@ -71,7 +71,10 @@ fn new_request_id() -> HeaderValue {
         text[2 * i] = HEX[usize::from(byte >> 4)];
         text[2 * i + 1] = HEX[usize::from(byte & 0x0f)];
     }
-    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    // A frozen `BytesMut` is reference-counted from the start, so the clones sent
+    // upstream and downstream share it without promoting a buffer.
+    HeaderValue::from_maybe_shared(bytes::BytesMut::from(&text[..]).freeze())
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// `true` when Kong's normalization would leave `path` unchanged: no

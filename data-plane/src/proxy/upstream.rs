@@ -1,7 +1,10 @@
 //! Sends one request to a service's upstream over a pooled connection, with
 //! Kong's per-try timeouts and `retries` (kong-compat §2.8): a try that failed
 //! before the request left is always retried; one that failed after is retried
-//! only for an idempotent request without a body, re-sent from a copy.
+//! only for an idempotent request without a body, re-sent from a copy, and only
+//! on a new connection or one idle long enough to be closing (a hot keep-alive
+//! connection failing mid-exchange is answered 502 rather than copying every
+//! request head up front).
 
 mod io;
 mod pool;
@@ -93,7 +96,8 @@ async fn forward_http1(
             }
             Err(error) => return Err(error),
         };
-        let replay = (replayable && tries_left > 0).then(|| Replay::of(&request));
+        let replay = (replayable && tries_left > 0 && lease.may_fail_after_send)
+            .then(|| Replay::of(&request));
         request.body_mut().attach(&lease.control);
         match lease.sender.try_send_request(request).await {
             Ok(response) => {

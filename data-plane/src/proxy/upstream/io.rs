@@ -93,10 +93,14 @@ impl UpstreamIo {
     }
 
     /// `Ready(Err)` when `deadline` passed; otherwise makes sure the timer
-    /// wakes this task no later than `deadline`.
-    fn poll_deadline(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<io::Error> {
+    /// wakes this task no later than `deadline`. `now` is the caller's clock read.
+    fn poll_deadline(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut now: Instant,
+        deadline: Instant,
+    ) -> Poll<io::Error> {
         loop {
-            let now = Instant::now();
             if now >= deadline {
                 return Poll::Ready(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -113,7 +117,10 @@ impl UpstreamIo {
             }
             match self.timer.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(()) => self.timer_deadline = None,
+                Poll::Ready(()) => {
+                    self.timer_deadline = None;
+                    now = Instant::now();
+                }
             }
         }
     }
@@ -146,9 +153,10 @@ impl AsyncRead for UpstreamIo {
                     this.read_wait_since = None;
                     return Poll::Pending;
                 }
-                let timeout = this.control.read_timeout();
-                let since = *this.read_wait_since.get_or_insert_with(Instant::now);
-                this.poll_deadline(cx, since + timeout).map(Err)
+                let now = Instant::now();
+                let since = *this.read_wait_since.get_or_insert(now);
+                let deadline = since + this.control.read_timeout();
+                this.poll_deadline(cx, now, deadline).map(Err)
             }
         }
     }
@@ -217,9 +225,10 @@ impl UpstreamIo {
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                let timeout = self.control.write_timeout();
-                let since = *self.write_wait_since.get_or_insert_with(Instant::now);
-                self.poll_deadline(cx, since + timeout).map(Err)
+                let now = Instant::now();
+                let since = *self.write_wait_since.get_or_insert(now);
+                let deadline = since + self.control.write_timeout();
+                self.poll_deadline(cx, now, deadline).map(Err)
             }
         }
     }

@@ -134,6 +134,12 @@ impl PoolRegistry {
     }
 }
 
+/// Idle time after which a pooled connection may be racing the upstream's own
+/// keep-alive timeout. A connection used more recently failing after a send is
+/// an upstream failure, not a stale socket, and not worth copying every request
+/// head in advance for.
+const STALE_AFTER: Duration = Duration::from_secs(1);
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -165,9 +171,10 @@ impl std::fmt::Debug for HostPool {
 pub struct Http1Lease {
     pub sender: http1::SendRequest<RequestBody>,
     pub control: Arc<ConnControl>,
-    /// `true` when the connection already served a request (it may have been
-    /// closed by the upstream meanwhile, which is worth a retry).
-    pub reused: bool,
+    /// `true` when the connection is new, or sat idle long enough that the
+    /// upstream may be closing it right now: a failure after sending is then
+    /// worth a retry (for requests that can be replayed).
+    pub may_fail_after_send: bool,
     pool: Arc<HostPool>,
 }
 
@@ -189,7 +196,8 @@ impl HostPool {
         timeouts: &Timeouts,
     ) -> Result<Http1Lease, ProxyError> {
         while let Some(mut idle) = self.pop_idle() {
-            if idle.sender.is_closed() || idle.since.elapsed() >= self.settings.idle_timeout {
+            let idle_for = idle.since.elapsed();
+            if idle.sender.is_closed() || idle_for >= self.settings.idle_timeout {
                 continue;
             }
             if !idle.sender.is_ready() && idle.sender.ready().await.is_err() {
@@ -199,7 +207,7 @@ impl HostPool {
             return Ok(Http1Lease {
                 sender: idle.sender,
                 control: idle.control,
-                reused: true,
+                may_fail_after_send: idle_for >= STALE_AFTER,
                 pool: Arc::clone(self),
             });
         }
@@ -208,7 +216,7 @@ impl HostPool {
             .map(|(sender, control)| Http1Lease {
                 sender,
                 control,
-                reused: false,
+                may_fail_after_send: true,
                 pool: Arc::clone(self),
             })
     }
