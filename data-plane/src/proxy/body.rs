@@ -154,6 +154,13 @@ impl Body for ResponseBody {
         match &mut self.get_mut().inner {
             Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Inner::Upstream { body, lease } => {
+                // The leased connection feeds the body: drive it first.
+                if let Some(connection) = lease {
+                    if connection.poll_connection(cx).is_ready() {
+                        // Ended (closed or failed); what it delivered stays in `body`.
+                        drop(lease.take());
+                    }
+                }
                 let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
                 match &frame {
                     None => release(lease),

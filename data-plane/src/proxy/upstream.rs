@@ -16,7 +16,9 @@ use super::body::RequestBody;
 use super::error::ProxyError;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 
 /// Where and how a service's requests go.
 #[derive(Debug)]
@@ -99,13 +101,30 @@ async fn forward_http1(
         let replay = (replayable && tries_left > 0 && lease.may_fail_after_send)
             .then(|| Replay::of(&request));
         request.body_mut().attach(&lease.control);
-        match lease.sender.try_send_request(request).await {
-            Ok(response) => {
-                return Ok(UpstreamResponse {
-                    response,
-                    lease: Some(lease),
-                })
+        let exchange = lease.sender.try_send_request(request);
+        let mut exchange = std::pin::pin!(exchange);
+        // Drive the connection until the exchange resolves: the connection
+        // writes the request and reads the response head into the exchange.
+        let outcome = std::future::poll_fn(|cx| {
+            let connection_ended = lease.poll_connection(cx).is_ready();
+            match exchange.as_mut().poll(cx) {
+                Poll::Ready(outcome) => Poll::Ready(Some(outcome)),
+                Poll::Pending if connection_ended => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
             }
+        })
+        .await;
+        let (outcome, lease) = match outcome {
+            Some(outcome) => (outcome, Some(lease)),
+            // The connection ended before taking the request up; dropping it
+            // hands the request back through the exchange, unsent.
+            None => {
+                drop(lease);
+                (exchange.await, None)
+            }
+        };
+        match outcome {
+            Ok(response) => return Ok(UpstreamResponse { response, lease }),
             Err(mut failure) => {
                 let unsent = failure.take_message();
                 let error = ProxyError::from_hyper(failure.into_error());

@@ -371,6 +371,7 @@ async fn config_swaps_under_load_fail_no_request() {
                     return;
                 }
                 served.fetch_add(1, Ordering::Relaxed);
+                first.notify_waiters();
                 first.notify_one();
             }
         }));
@@ -385,7 +386,22 @@ async fn config_swaps_under_load_fail_no_request() {
             .await
             .unwrap()
             .unwrap();
-        tokio::task::yield_now().await;
+        // Let traffic run on each generation before the next swap.
+        let seen = served.load(Ordering::Relaxed);
+        let progressed = tokio::time::timeout(Duration::from_secs(10), async {
+            while served.load(Ordering::Relaxed) <= seen {
+                let next = first_responses.notified();
+                if served.load(Ordering::Relaxed) > seen {
+                    break;
+                }
+                next.await;
+            }
+        })
+        .await;
+        assert!(
+            progressed.is_ok(),
+            "traffic stopped at generation {generation}"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     for loader in loaders {

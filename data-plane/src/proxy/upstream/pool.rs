@@ -2,8 +2,10 @@
 //! one [`HostPool`] per (protocol, host, port, verification), shared by every
 //! service pointing there and kept across config swaps through the
 //! [`PoolRegistry`]. HTTP/1.1 connections are leased one request at a time
-//! (LIFO idle list with a cap and an idle timeout); HTTP/2 (gRPC) connections
-//! are shared by concurrent requests.
+//! (LIFO idle list with a cap and an idle timeout) and have no task of their
+//! own: the request that leases one drives it (see [`Http1Lease`]), so an
+//! exchange costs no wake-ups of a separate connection task. HTTP/2 (gRPC)
+//! connections are shared by concurrent requests and run as tasks.
 
 use super::io::{ConnControl, Stream, UpstreamIo};
 use super::RequestBody;
@@ -14,9 +16,12 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::ServerName;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -144,8 +149,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// hyper's HTTP/1.1 client connection state machine over our socket.
+pub type Http1Connection = http1::Connection<TokioIo<UpstreamIo>, RequestBody>;
+
 struct IdleConn {
     sender: http1::SendRequest<RequestBody>,
+    connection: Pin<Box<Http1Connection>>,
     control: Arc<ConnControl>,
     since: Instant,
 }
@@ -166,10 +175,13 @@ impl std::fmt::Debug for HostPool {
     }
 }
 
-/// An HTTP/1.1 connection leased for one request. [`Http1Lease::release`]
-/// gives it back once the response ended; dropping it closes the connection.
+/// An HTTP/1.1 connection leased for one request. Whoever holds it drives it
+/// ([`Http1Lease::poll_connection`]) while waiting for the response and while
+/// streaming its body; [`Http1Lease::release`] gives it back once the
+/// response ended; dropping it closes the connection.
 pub struct Http1Lease {
     pub sender: http1::SendRequest<RequestBody>,
+    connection: Pin<Box<Http1Connection>>,
     pub control: Arc<ConnControl>,
     /// `true` when the connection is new, or sat idle long enough that the
     /// upstream may be closing it right now: a failure after sending is then
@@ -179,9 +191,20 @@ pub struct Http1Lease {
 }
 
 impl Http1Lease {
+    /// Lets hyper read and write on the socket. `Ready` means the connection
+    /// ended (closed, or failed: the pending exchange then fails too).
+    pub fn poll_connection(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+        self.connection.as_mut().poll(cx)
+    }
+
     pub fn release(self) {
         self.control.set_awaiting_response(false);
-        self.pool.put(self.sender, self.control);
+        self.pool.put(IdleConn {
+            sender: self.sender,
+            connection: self.connection,
+            control: self.control,
+            since: Instant::now(),
+        });
     }
 }
 
@@ -197,44 +220,58 @@ impl HostPool {
     ) -> Result<Http1Lease, ProxyError> {
         while let Some(mut idle) = self.pop_idle() {
             let idle_for = idle.since.elapsed();
-            if idle.sender.is_closed() || idle_for >= self.settings.idle_timeout {
+            if idle_for >= self.settings.idle_timeout {
                 continue;
             }
-            if !idle.sender.is_ready() && idle.sender.ready().await.is_err() {
+            // Nobody drove the connection while it was parked: let it handle
+            // what arrived meanwhile (most likely the upstream closing it).
+            let ended = std::future::poll_fn(|cx| {
+                Poll::Ready(idle.connection.as_mut().poll(cx).is_ready())
+            })
+            .await;
+            if ended || !idle.sender.is_ready() {
                 continue;
             }
             idle.control.configure(timeouts.read, timeouts.write);
             return Ok(Http1Lease {
                 sender: idle.sender,
+                connection: idle.connection,
                 control: idle.control,
                 may_fail_after_send: idle_for >= STALE_AFTER,
                 pool: Arc::clone(self),
             });
         }
-        self.connect_http1(timeouts, false)
-            .await
-            .map(|(sender, control)| Http1Lease {
-                sender,
-                control,
-                may_fail_after_send: true,
-                pool: Arc::clone(self),
-            })
+        let (sender, connection, control) = self.connect_http1(timeouts).await?;
+        Ok(Http1Lease {
+            sender,
+            connection: Box::pin(connection),
+            control,
+            may_fail_after_send: true,
+            pool: Arc::clone(self),
+        })
     }
 
-    /// A connection of its own for a protocol upgrade (WebSocket): never pooled.
+    /// A connection of its own for a protocol upgrade (WebSocket): never
+    /// pooled, driven by a task so that it can hand over the upgraded socket.
     pub async fn connect_for_upgrade(
         &self,
         timeouts: &Timeouts,
     ) -> Result<(http1::SendRequest<RequestBody>, Arc<ConnControl>), ProxyError> {
-        self.connect_http1(timeouts, true).await
+        let (sender, connection, control) = self.connect_http1(timeouts).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(%error, "upstream connection ended");
+            }
+        });
+        Ok((sender, control))
     }
 
     fn pop_idle(&self) -> Option<IdleConn> {
         lock(&self.idle).pop()
     }
 
-    fn put(self: &Arc<Self>, sender: http1::SendRequest<RequestBody>, control: Arc<ConnControl>) {
-        if sender.is_closed() {
+    fn put(self: &Arc<Self>, conn: IdleConn) {
+        if conn.sender.is_closed() {
             return;
         }
         let now_idle = {
@@ -242,11 +279,7 @@ impl HostPool {
             if idle.len() >= self.settings.max_idle_per_upstream {
                 return;
             }
-            idle.push(IdleConn {
-                sender,
-                control,
-                since: Instant::now(),
-            });
+            idle.push(conn);
             idle.len()
         };
         if now_idle == 1 {
@@ -330,8 +363,14 @@ impl HostPool {
     async fn connect_http1(
         &self,
         timeouts: &Timeouts,
-        upgrades: bool,
-    ) -> Result<(http1::SendRequest<RequestBody>, Arc<ConnControl>), ProxyError> {
+    ) -> Result<
+        (
+            http1::SendRequest<RequestBody>,
+            Http1Connection,
+            Arc<ConnControl>,
+        ),
+        ProxyError,
+    > {
         let stream = self.connect_stream(timeouts).await?;
         let control = Arc::new(ConnControl::new(timeouts.read, timeouts.write));
         let io = TokioIo::new(UpstreamIo::new(stream, Arc::clone(&control)));
@@ -340,20 +379,7 @@ impl HostPool {
             .handshake(io)
             .await
             .map_err(ProxyError::Upstream)?;
-        if upgrades {
-            tokio::spawn(async move {
-                if let Err(error) = connection.with_upgrades().await {
-                    tracing::debug!(%error, "upstream connection ended");
-                }
-            });
-        } else {
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(%error, "upstream connection ended");
-                }
-            });
-        }
-        Ok((sender, control))
+        Ok((sender, connection, control))
     }
 
     async fn connect_stream(&self, timeouts: &Timeouts) -> Result<Stream, ProxyError> {
