@@ -19,6 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -346,26 +347,42 @@ async fn serve_tls(
 /// timeout (idle keep-alive, or a request head that is too slow to arrive).
 async fn drive<C: Future>(connection: C, graceful: fn(Pin<&mut C>), conn: &ClientConn) {
     let timeout = conn.shared.limits.header_timeout;
+    let observer = conn.shared.shutdown.clone();
     let mut shutdown = conn.shared.shutdown.clone();
     let shutdown_requested = shutdown.wait();
     let watchdog = tokio::time::sleep(timeout);
     tokio::pin!(connection, shutdown_requested, watchdog);
     let mut draining = false;
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut connection => return,
-            () = &mut shutdown_requested, if !draining => {
-                draining = true;
-                graceful(connection.as_mut());
+    // The connection wakes this task for every request; the shutdown signal and
+    // the watchdog only need polling once registered, until they may have fired.
+    let mut shutdown_registered = false;
+    let mut watchdog_registered = false;
+    std::future::poll_fn(|cx| {
+        if connection.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if !draining
+            && (!shutdown_registered || observer.is_triggered())
+            && shutdown_requested.as_mut().poll(cx).is_ready()
+        {
+            draining = true;
+            graceful(connection.as_mut());
+            if connection.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
             }
-            () = &mut watchdog => {
+        }
+        shutdown_registered = true;
+        while !watchdog_registered || watchdog.is_elapsed() {
+            if watchdog.is_elapsed() {
                 match conn.activity.idle_deadline(timeout) {
-                    Some(deadline) if deadline <= Instant::now() => return,
+                    Some(deadline) if deadline <= Instant::now() => return Poll::Ready(()),
                     Some(deadline) => watchdog.as_mut().reset(deadline),
                     None => watchdog.as_mut().reset(Instant::now() + timeout),
                 }
             }
+            watchdog_registered = watchdog.as_mut().poll(cx).is_pending();
         }
-    }
+        Poll::Pending
+    })
+    .await
 }
