@@ -152,6 +152,8 @@ pub struct ClientLimits {
     /// A connection with no request in progress (idle keep-alive, or a head still
     /// arriving) is closed after this long.
     pub header_timeout: Duration,
+    /// A request body that receives no data for this long is abandoned (408).
+    pub body_timeout: Duration,
 }
 
 impl Default for ClientLimits {
@@ -161,6 +163,7 @@ impl Default for ClientLimits {
             max_header_bytes: 32 * 1024,
             max_headers: 100,
             header_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(60),
         }
     }
 }

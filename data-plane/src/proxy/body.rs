@@ -7,9 +7,21 @@ use super::upstream::{ConnControl, Http1Lease};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+/// The client stopped sending its request body for longer than the body
+/// timeout (nginx `client_body_timeout`); the exchange is abandoned with 408.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("client request body timed out")]
+pub struct ClientBodyTimeout;
+
+/// Error of a request body on its way upstream.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request body sent upstream.
 pub enum RequestBody {
@@ -18,17 +30,54 @@ pub enum RequestBody {
         body: Incoming,
         /// The connection it is being written to; told when the last byte left.
         control: Option<Arc<ConnControl>>,
+        stall: StallTimer,
     },
 }
 
+/// Times how long the client leaves the body without data. The timer is
+/// allocated only when a wait happens and re-armed only when it fires early.
+pub struct StallTimer {
+    timeout: Duration,
+    waiting_since: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl StallTimer {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            waiting_since: None,
+            timer: None,
+        }
+    }
+
+    /// `true` once the current wait exceeded the timeout.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let now = Instant::now();
+        let deadline = *self.waiting_since.get_or_insert(now) + self.timeout;
+        if now >= deadline {
+            return true;
+        }
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() > deadline || timer.is_elapsed() {
+            timer.as_mut().reset(deadline);
+        }
+        // Registers the wake-up; elapsed only when `deadline` itself passed.
+        timer.as_mut().poll(cx).is_ready()
+    }
+}
+
 impl RequestBody {
-    pub fn from_incoming(body: Incoming) -> RequestBody {
+    pub fn from_incoming(body: Incoming, stall_timeout: Duration) -> RequestBody {
         if body.is_end_stream() {
             RequestBody::Empty
         } else {
             RequestBody::Streaming {
                 body,
                 control: None,
+                stall: StallTimer::new(stall_timeout),
             }
         }
     }
@@ -52,16 +101,27 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
-            RequestBody::Streaming { body, control } => {
-                let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
+            RequestBody::Streaming {
+                body,
+                control,
+                stall,
+            } => {
+                let frame = match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Ready(frame) => frame,
+                    Poll::Pending if stall.expired(cx) => {
+                        return Poll::Ready(Some(Err(Box::new(ClientBodyTimeout))))
+                    }
+                    Poll::Pending => return Poll::Pending,
+                };
+                stall.waiting_since = None;
                 let finished = match &frame {
                     None => true,
                     Some(Ok(_)) => body.is_end_stream(),
@@ -72,7 +132,7 @@ impl Body for RequestBody {
                         control.set_awaiting_response(true);
                     }
                 }
-                Poll::Ready(frame)
+                Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
             }
         }
     }

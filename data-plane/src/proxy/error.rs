@@ -2,6 +2,7 @@
 //! and a fixed low-cardinality label for logs and metrics. Rejections by
 //! plugins are not errors (see `plugins::Decision`).
 
+use super::body::ClientBodyTimeout;
 use http::StatusCode;
 use std::error::Error as _;
 use std::io;
@@ -18,6 +19,8 @@ pub enum Side {
 pub enum ProxyError {
     #[error("request path cannot be normalized")]
     InvalidPath,
+    #[error("client request body timed out")]
+    ClientBodyTimeout,
     #[error("upstream name resolution failed")]
     NameResolution(#[source] io::Error),
     #[error("upstream connect failed")]
@@ -37,7 +40,7 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
-            ProxyError::InvalidPath => Side::Client,
+            ProxyError::InvalidPath | ProxyError::ClientBodyTimeout => Side::Client,
             ProxyError::Internal(_) => Side::Internal,
             _ => Side::Upstream,
         }
@@ -47,6 +50,7 @@ impl ProxyError {
     pub fn label(&self) -> &'static str {
         match self {
             ProxyError::InvalidPath => "client_invalid_path",
+            ProxyError::ClientBodyTimeout => "client_body_timeout",
             ProxyError::NameResolution(_) => "upstream_name_resolution",
             ProxyError::Connect(_) => "upstream_connect",
             ProxyError::ConnectTimeout => "upstream_connect_timeout",
@@ -61,6 +65,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::InvalidPath => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NameResolution(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(_) | ProxyError::Tls(_) | ProxyError::Upstream(_) => {
                 StatusCode::BAD_GATEWAY
@@ -74,6 +79,9 @@ impl ProxyError {
     pub fn from_hyper(error: hyper::Error) -> ProxyError {
         let mut source = error.source();
         while let Some(cause) = source {
+            if cause.is::<ClientBodyTimeout>() {
+                return ProxyError::ClientBodyTimeout;
+            }
             if let Some(io) = cause.downcast_ref::<io::Error>() {
                 if io.kind() == io::ErrorKind::TimedOut {
                     return ProxyError::Timeout;

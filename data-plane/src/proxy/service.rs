@@ -263,7 +263,7 @@ async fn proxy(
         },
     );
 
-    let mut upstream_request = Request::new(RequestBody::from_incoming(body));
+    let mut upstream_request = Request::new(RequestBody::from_incoming(body, limits.body_timeout));
     *upstream_request.method_mut() = parts.method;
     *upstream_request.uri_mut() = upstream_uri;
     *upstream_request.version_mut() = if service.protocol.is_http2() {

@@ -299,3 +299,42 @@ async fn status_and_readiness() {
     assert_eq!(get(status, "/nope").await.unwrap().status, 404);
     dp.shutdown().await;
 }
+
+#[tokio::test]
+async fn stalled_request_bodies_are_408() {
+    let upstream = echo::spawn().await.unwrap();
+    let config = ConfigBuilder::new()
+        .service(1, upstream, json!({}))
+        .route(10, Some(1), &["/"], json!({}))
+        .build()
+        .unwrap();
+    let mut settings = Settings::loopback();
+    settings.limits.body_timeout = Duration::from_millis(300);
+    let dp = dataplane::start(settings, &config).await.unwrap();
+    let started = std::time::Instant::now();
+    let answer = dataplane::raw_exchange(
+        dp.proxy_addrs()[0],
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly a part",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let waited = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("Request timeout"), "{answer}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    // A body that keeps arriving is not cut off.
+    let reply = send(
+        dp.proxy_addrs()[0],
+        http::Request::post("/upload")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"complete",
+            )))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["body"], "complete");
+    dp.shutdown().await;
+}
