@@ -142,3 +142,86 @@ fn sigterm_stops_gracefully_with_exit_zero() {
     assert!(exit.success(), "{exit:?}");
     wait_for_line(&running.lines, "shutting down");
 }
+
+/// A minimal keep-alive HTTP/1.1 upstream answering `200 ok` to everything.
+fn tiny_upstream() -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut buf) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if stream.write_all(reply).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn declarative(upstream: SocketAddr, path: &str) -> String {
+    format!(
+        "_format_version: \"3.0\"\nservices:\n- name: svc\n  url: http://{upstream}\n  routes:\n  - name: r\n    paths: [\"{path}\"]\n"
+    )
+}
+
+#[test]
+fn config_file_is_applied_and_reloaded_on_sighup() {
+    let upstream = tiny_upstream();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kong.yml");
+    std::fs::write(&file, declarative(upstream, "/a")).unwrap();
+    let mut running = start(&["--config-file", file.to_str().unwrap()]);
+    assert_eq!(http_get(running.status, "/status/ready").0, 200);
+    assert_eq!(http_get(running.proxy, "/a").0, 200);
+    assert_eq!(http_get(running.proxy, "/b").0, 404);
+
+    std::fs::write(&file, declarative(upstream, "/b")).unwrap();
+    signal(&running.child, "HUP");
+    wait_for_line(&running.lines, "configuration reloaded");
+    assert_eq!(http_get(running.proxy, "/b").0, 200);
+    assert_eq!(http_get(running.proxy, "/a").0, 404);
+
+    std::fs::write(&file, "_format_version: \"3.0\"\nservices: [ {{ not yaml").unwrap();
+    signal(&running.child, "HUP");
+    wait_for_line(&running.lines, "keeping the previous configuration");
+    assert_eq!(http_get(running.proxy, "/b").0, 200);
+
+    signal(&running.child, "TERM");
+    assert!(running.child.wait().unwrap().success());
+}
+
+#[test]
+fn invalid_config_file_at_start_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kong.yml");
+    std::fs::write(&file, "services: [ {{").unwrap();
+    let output = serve(&[
+        "--config-file",
+        file.to_str().unwrap(),
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--status-listen",
+        "127.0.0.1:0",
+    ])
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("kong.yml"), "{stderr}");
+}
