@@ -3,7 +3,323 @@
 //! config from the control plane and keeps the last good one on disk.
 //!
 //! It must not link sqlx or talk to the database.
+//!
+//! Embedding (tests, the cluster harness): [`start`] binds every listener of
+//! the [`Settings`] on the current tokio runtime and returns a [`DataPlane`];
+//! configs go in through [`Gateway::apply`]. The binary calls [`run`].
 
 pub mod cache;
+pub mod compile;
+pub mod config_file;
+pub mod gateway;
+pub mod plugins;
+pub mod proxy;
 pub mod router;
+pub mod settings;
+pub mod shutdown;
+pub mod status;
 pub mod sync;
+pub mod tls;
+
+pub use compile::{compile, CompileError, Compiled, ConfigMeta, Deps};
+pub use gateway::{Applied, Gateway};
+pub use settings::Settings;
+pub use status::StatusState;
+
+use proxy::server::{self, ProxyShared};
+use proxy::upstream::PoolRegistry;
+use rustls::sign::CertifiedKey;
+use shutdown::{Drain, ShutdownTrigger};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tls::{SniResolver, TlsError, UpstreamTls};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+}
+
+/// A running data plane: its listeners, its gateway, and the handle to stop it.
+pub struct DataPlane {
+    gateway: Arc<Gateway>,
+    resolver: Arc<SniResolver>,
+    proxy_addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
+    status_addr: SocketAddr,
+    trigger: ShutdownTrigger,
+    drain: Arc<Drain>,
+    tasks: Vec<JoinHandle<()>>,
+    grace: Duration,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Binds every listener and starts serving with an empty config (every
+/// request 404, `/status/ready` 503) until one is applied.
+pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
+    let status = Arc::new(StatusState::new());
+    let upstream_tls = UpstreamTls::new(UpstreamTls::system_roots())?;
+    let pools = Arc::new(PoolRegistry::new(settings.pool.clone(), upstream_tls));
+    let gateway = Arc::new(Gateway::new(Deps { pools }, Arc::clone(&status)));
+    let (trigger, signal) = shutdown::channel();
+    let drain = Arc::new(Drain::default());
+    let shared = Arc::new(ProxyShared::new(
+        Arc::clone(&gateway),
+        settings.trusted_ips.clone(),
+        settings.real_ip_header.clone(),
+        settings.limits.clone(),
+        Arc::clone(&drain),
+        signal.clone(),
+    ));
+
+    let default_certificate = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::load_certified_key(cert, key)?),
+        _ => None,
+    };
+    let resolver = Arc::new(SniResolver::new(
+        Arc::clone(&gateway) as Arc<dyn tls::CertificateSource>,
+        default_certificate,
+    ));
+
+    let mut tasks = Vec::new();
+    let mut proxy_addrs = Vec::new();
+    for addr in &settings.proxy_listen {
+        let listener = bind(*addr).await?;
+        proxy_addrs.push(local_addr(&listener, *addr)?);
+        tasks.push(tokio::spawn(server::accept_plain(
+            listener,
+            Arc::clone(&shared),
+        )));
+    }
+    let mut tls_addrs = Vec::new();
+    if !settings.proxy_tls_listen.is_empty() {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(Arc::clone(&resolver))?);
+        for addr in &settings.proxy_tls_listen {
+            let listener = bind(*addr).await?;
+            tls_addrs.push(local_addr(&listener, *addr)?);
+            tasks.push(tokio::spawn(server::accept_tls(
+                listener,
+                Arc::clone(&shared),
+                acceptor.clone(),
+            )));
+        }
+    }
+    let status_listener = bind(settings.status_listen).await?;
+    let status_addr = local_addr(&status_listener, settings.status_listen)?;
+    tasks.push(tokio::spawn(status::serve(
+        status_listener,
+        status,
+        None,
+        signal,
+    )));
+    tracing::info!(?proxy_addrs, ?tls_addrs, %status_addr, "data plane listening");
+
+    Ok(DataPlane {
+        gateway,
+        resolver,
+        proxy_addrs,
+        tls_addrs,
+        status_addr,
+        trigger,
+        drain,
+        tasks,
+        grace: settings.shutdown_grace,
+    })
+}
+
+impl DataPlane {
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    pub fn proxy_addrs(&self) -> &[SocketAddr] {
+        &self.proxy_addrs
+    }
+
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
+    }
+
+    pub fn status_addr(&self) -> SocketAddr {
+        self.status_addr
+    }
+
+    /// Replaces the certificate served when no configured SNI matches.
+    pub fn set_default_certificate(&self, certificate: Option<Arc<CertifiedKey>>) {
+        self.resolver.set_default(certificate);
+    }
+
+    /// Stops accepting, lets in-flight requests finish for the grace period,
+    /// then stops. Returns `true` when every connection finished in time.
+    pub async fn shutdown(self) -> bool {
+        self.trigger.trigger();
+        let drained = tokio::time::timeout(self.grace, self.drain.wait_idle())
+            .await
+            .is_ok();
+        if !drained {
+            tracing::warn!(
+                connections = self.drain.live(),
+                "grace period over; closing remaining connections"
+            );
+        }
+        for task in self.tasks {
+            task.abort();
+        }
+        drained
+    }
+}
+
+/// The `tollgate-dp serve` process: builds the runtime (`--workers` threads),
+/// starts the data plane, loads `--config-file`, reloads on SIGHUP, and shuts
+/// down gracefully on SIGTERM/SIGINT.
+pub fn run(settings: Settings) -> anyhow::Result<()> {
+    let runtime = if settings.workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(settings.workers)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+
+    let data_plane = start(&settings).await?;
+    if let Some(path) = &settings.config_file {
+        let applied = config_file::apply_file(data_plane.gateway(), path)?;
+        tracing::info!(version = applied.version, hash = %applied.hash, "loaded {}", path.display());
+    }
+    let sync_stop = tokio_util::sync::CancellationToken::new();
+    if let Some(endpoint) = &settings.control_plane {
+        start_sync(&settings, endpoint, &data_plane, sync_stop.clone()).await?;
+    }
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = hangup.recv() => reload(&settings, &data_plane).await,
+        }
+    }
+    tracing::info!("shutting down");
+    sync_stop.cancel();
+    data_plane.shutdown().await;
+    Ok(())
+}
+
+/// Serves the cached snapshot (if any) before the control plane answers, then
+/// runs the sync client in the background.
+async fn start_sync(
+    settings: &Settings,
+    endpoint: &str,
+    data_plane: &DataPlane,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let read = |setting: &str, path: &Option<std::path::PathBuf>| -> anyhow::Result<String> {
+        let path = path
+            .as_ref()
+            .with_context(|| format!("invalid setting {setting}: required with --control-plane"))?;
+        std::fs::read_to_string(path)
+            .with_context(|| format!("invalid setting {setting}: cannot read {}", path.display()))
+    };
+    let ca_pem = read("--cluster-ca", &settings.cluster_ca)?;
+    let cert_pem = read("--cluster-cert", &settings.cluster_cert)?;
+    let key_pem = read("--cluster-key", &settings.cluster_key)?;
+    let node_id = match &settings.node_id {
+        Some(id) => id.clone(),
+        None => cache::node_id(&settings.cache_dir)
+            .context("invalid setting --cache-dir: cannot keep the node id there")?,
+    };
+    let gateway = Arc::clone(data_plane.gateway());
+    let snapshot_cache = cache::SnapshotCache::new(&settings.cache_dir);
+    match snapshot_cache.load() {
+        Ok(Some(snapshot)) => {
+            let sink = Arc::clone(&gateway);
+            let version = snapshot.version;
+            let applied = tokio::task::spawn_blocking(move || {
+                sync::SnapshotSink::apply(sink.as_ref(), &snapshot)
+            })
+            .await?;
+            match applied {
+                Ok(()) => tracing::info!(version, "serving the cached configuration"),
+                Err(errors) => tracing::warn!(version, ?errors, "cached configuration rejected"),
+            }
+        }
+        Ok(None) => {}
+        Err(error) => tracing::warn!(%error, "ignoring the configuration cache"),
+    }
+    let hostname = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string());
+    let sync_settings = sync::SyncSettings {
+        endpoint: endpoint.to_string(),
+        server_name: settings.cluster_server_name.clone(),
+        ca_pem,
+        cert_pem,
+        key_pem,
+        node_id,
+        hostname,
+        plugins: plugins::SUPPORTED.iter().map(ToString::to_string).collect(),
+        heartbeat: Duration::from_secs(10),
+        cert_expiry: 0,
+    };
+    tokio::spawn(sync::run(
+        sync_settings,
+        gateway as Arc<dyn sync::SnapshotSink>,
+        Some(snapshot_cache),
+        Arc::new(sync::SyncStatus::default()),
+        stop,
+    ));
+    Ok(())
+}
+
+/// SIGHUP: re-reads the config file and the default certificate; failures are
+/// logged and the running ones kept.
+async fn reload(settings: &Settings, data_plane: &DataPlane) {
+    if let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) {
+        match tls::load_certified_key(cert, key) {
+            Ok(certificate) => data_plane.set_default_certificate(Some(certificate)),
+            Err(error) => tracing::error!(%error, "keeping the previous default certificate"),
+        }
+    }
+    let Some(path) = settings.config_file.clone() else {
+        return;
+    };
+    let gateway = Arc::clone(data_plane.gateway());
+    let outcome =
+        tokio::task::spawn_blocking(move || config_file::apply_file(&gateway, &path)).await;
+    match outcome {
+        Ok(Ok(applied)) => {
+            tracing::info!(version = applied.version, hash = %applied.hash, "configuration reloaded")
+        }
+        Ok(Err(error)) => tracing::error!(%error, "keeping the previous configuration"),
+        Err(error) => tracing::error!(%error, "configuration reload failed"),
+    }
+}

@@ -5,4 +5,8 @@
 
 mod e2e {
     pub mod cluster_tls;
+    pub mod proxy_basics;
+    pub mod proxy_protocols;
+    pub mod proxy_security;
+    pub mod proxy_upstream;
 }

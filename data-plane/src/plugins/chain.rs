@@ -1,0 +1,279 @@
+//! The plugin chain of one route: which instance of each plugin applies
+//! (global/service/route/consumer combinations, most specific wins) and the
+//! order they run in (descending priority), per kong-compat §3.
+
+use super::{Decision, Plugin, PluginRequest, ProtocolSet};
+use std::collections::HashMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// One enabled plugin instance with its scope, as compiled from the config.
+#[derive(Debug)]
+pub struct PluginInstance {
+    pub id: Uuid,
+    pub name: String,
+    pub priority: i32,
+    pub protocols: ProtocolSet,
+    pub route: Option<Uuid>,
+    pub service: Option<Uuid>,
+    pub consumer: Option<Uuid>,
+    pub plugin: Plugin,
+}
+
+/// The instance of one plugin that applies on a route, without a consumer
+/// (`default`) and for each consumer that has a more specific instance.
+#[derive(Debug)]
+pub struct ChainStep {
+    pub name: String,
+    pub priority: i32,
+    pub default: Option<Arc<PluginInstance>>,
+    pub by_consumer: HashMap<Uuid, Arc<PluginInstance>>,
+}
+
+impl ChainStep {
+    pub fn instance_for(&self, consumer: Option<Uuid>) -> Option<&Arc<PluginInstance>> {
+        match consumer {
+            Some(consumer) if !self.by_consumer.is_empty() => {
+                self.by_consumer.get(&consumer).or(self.default.as_ref())
+            }
+            _ => self.default.as_ref(),
+        }
+    }
+}
+
+/// The steps of a route in execution order.
+#[derive(Debug, Default)]
+pub struct PluginChain {
+    pub steps: Vec<ChainStep>,
+}
+
+impl PluginChain {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Runs the access phase; the first rejection stops the chain. The consumer
+    /// is read before each step because an authentication step may set it.
+    pub fn on_request(&self, request: &mut PluginRequest<'_>) -> Decision {
+        for step in &self.steps {
+            let Some(instance) = step.instance_for(request.consumer) else {
+                continue;
+            };
+            if !instance.protocols.contains(request.protocol) {
+                continue;
+            }
+            if let Decision::Respond(rejection) = instance.plugin.on_request(request) {
+                return Decision::Respond(rejection);
+            }
+        }
+        Decision::Continue
+    }
+
+    /// Builds the chain of a route with id `route` whose service is `service`
+    /// from the instances that may concern it (the caller pre-filters by scope;
+    /// instances scoped to another route or service are ignored here too).
+    pub fn build(
+        route: Uuid,
+        service: Option<Uuid>,
+        candidates: &[&Arc<PluginInstance>],
+    ) -> PluginChain {
+        let mut by_name: HashMap<&str, Vec<&Arc<PluginInstance>>> = HashMap::new();
+        for instance in candidates {
+            let route_ok = instance.route.is_none_or(|r| r == route);
+            let service_ok = instance.service.is_none_or(|s| Some(s) == service);
+            if route_ok && service_ok {
+                by_name
+                    .entry(instance.name.as_str())
+                    .or_default()
+                    .push(instance);
+            }
+        }
+        let mut steps: Vec<ChainStep> = by_name
+            .into_iter()
+            .filter_map(|(name, instances)| resolve_step(name, &instances))
+            .collect();
+        // Descending priority; the name breaks ties so the order is deterministic.
+        steps.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        PluginChain { steps }
+    }
+}
+
+/// Kong's precedence (kong-compat §3.1), most specific first:
+/// route+service+consumer, route+consumer, service+consumer, route+service,
+/// consumer, route, service, global.
+fn rank(instance: &PluginInstance) -> u8 {
+    match (
+        instance.route.is_some(),
+        instance.service.is_some(),
+        instance.consumer.is_some(),
+    ) {
+        (true, true, true) => 0,
+        (true, false, true) => 1,
+        (false, true, true) => 2,
+        (true, true, false) => 3,
+        (false, false, true) => 4,
+        (true, false, false) => 5,
+        (false, true, false) => 6,
+        (false, false, false) => 7,
+    }
+}
+
+fn resolve_step(name: &str, instances: &[&Arc<PluginInstance>]) -> Option<ChainStep> {
+    let best_without_consumer = instances
+        .iter()
+        .filter(|i| i.consumer.is_none())
+        .min_by_key(|i| rank(i))
+        .map(|i| Arc::clone(i));
+    let mut by_consumer: HashMap<Uuid, Arc<PluginInstance>> = HashMap::new();
+    for instance in instances {
+        let Some(consumer) = instance.consumer else {
+            continue;
+        };
+        let candidate_rank = rank(instance);
+        let beats_default = best_without_consumer
+            .as_ref()
+            .is_none_or(|d| candidate_rank < rank(d));
+        if !beats_default {
+            continue;
+        }
+        let better = by_consumer
+            .get(&consumer)
+            .is_none_or(|current| candidate_rank < rank(current));
+        if better {
+            by_consumer.insert(consumer, Arc::clone(instance));
+        }
+    }
+    let priority = instances.first().map(|i| i.priority)?;
+    if best_without_consumer.is_none() && by_consumer.is_empty() {
+        return None;
+    }
+    Some(ChainStep {
+        name: name.to_string(),
+        priority,
+        default: best_without_consumer,
+        by_consumer,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::plugins::{IpRestriction, Protocol};
+    use serde_json::json;
+
+    fn instance(
+        n: u128,
+        name: &str,
+        priority: i32,
+        route: Option<u128>,
+        service: Option<u128>,
+        consumer: Option<u128>,
+    ) -> Arc<PluginInstance> {
+        Arc::new(PluginInstance {
+            id: Uuid::from_u128(n),
+            name: name.to_string(),
+            priority,
+            protocols: ProtocolSet::from_names(&["http", "https"]),
+            route: route.map(Uuid::from_u128),
+            service: service.map(Uuid::from_u128),
+            consumer: consumer.map(Uuid::from_u128),
+            plugin: crate::plugins::Plugin::IpRestriction(
+                IpRestriction::compile(
+                    &serde_json::from_value(json!({"deny": ["1.1.1.1"]})).unwrap(),
+                )
+                .unwrap(),
+            ),
+        })
+    }
+
+    fn chosen(chain: &PluginChain, name: &str, consumer: Option<u128>) -> Option<u128> {
+        chain
+            .steps
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.instance_for(consumer.map(Uuid::from_u128)))
+            .map(|i| i.id.as_u128())
+    }
+
+    const R: u128 = 100;
+    const S: u128 = 200;
+    const C: u128 = 300;
+
+    #[test]
+    fn most_specific_instance_wins() {
+        // (instances present, consumer of the request, expected winner id)
+        let all = [
+            instance(1, "p", 1, Some(R), Some(S), Some(C)),
+            instance(2, "p", 1, Some(R), None, Some(C)),
+            instance(3, "p", 1, None, Some(S), Some(C)),
+            instance(4, "p", 1, Some(R), Some(S), None),
+            instance(5, "p", 1, None, None, Some(C)),
+            instance(6, "p", 1, Some(R), None, None),
+            instance(7, "p", 1, None, Some(S), None),
+            instance(8, "p", 1, None, None, None),
+        ];
+        for drop_first in 0..all.len() {
+            let present: Vec<&Arc<PluginInstance>> = all[drop_first..].iter().collect();
+            let chain = PluginChain::build(Uuid::from_u128(R), Some(Uuid::from_u128(S)), &present);
+            let expected_with_consumer = (drop_first + 1) as u128;
+            assert_eq!(chosen(&chain, "p", Some(C)), Some(expected_with_consumer));
+            let expected_without = present
+                .iter()
+                .find(|i| i.consumer.is_none())
+                .map(|i| i.id.as_u128());
+            assert_eq!(chosen(&chain, "p", None), expected_without);
+            assert_eq!(chosen(&chain, "p", Some(999)), expected_without);
+        }
+    }
+
+    #[test]
+    fn instances_of_other_routes_and_services_do_not_apply() {
+        let other_route = instance(1, "p", 1, Some(999), None, None);
+        let other_service = instance(2, "p", 1, None, Some(999), None);
+        let route_other_service = instance(3, "p", 1, Some(R), Some(999), None);
+        let chain = PluginChain::build(
+            Uuid::from_u128(R),
+            Some(Uuid::from_u128(S)),
+            &[&other_route, &other_service, &route_other_service],
+        );
+        assert!(chain.is_empty());
+        let service_scoped = instance(4, "p", 1, None, Some(S), None);
+        let no_service = PluginChain::build(Uuid::from_u128(R), None, &[&service_scoped]);
+        assert!(no_service.is_empty());
+    }
+
+    #[test]
+    fn steps_run_in_descending_priority() {
+        let a = instance(1, "low", 9, None, None, None);
+        let b = instance(2, "high", 1450, None, None, None);
+        let c = instance(3, "mid", 990, Some(R), None, None);
+        let chain = PluginChain::build(Uuid::from_u128(R), None, &[&a, &b, &c]);
+        let names: Vec<&str> = chain.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["high", "mid", "low"]);
+    }
+
+    #[test]
+    fn protocols_filter_instances() {
+        let mut only_https = instance(1, "p", 1, None, None, None);
+        Arc::get_mut(&mut only_https).unwrap().protocols = ProtocolSet::from_names(&["https"]);
+        let chain = PluginChain::build(Uuid::from_u128(R), None, &[&only_https]);
+        let headers = http::HeaderMap::new();
+        let mut request = PluginRequest {
+            client_ip: "1.1.1.1".parse().unwrap(),
+            protocol: Protocol::Http,
+            headers: &headers,
+            consumer: None,
+        };
+        assert!(matches!(chain.on_request(&mut request), Decision::Continue));
+        request.protocol = Protocol::Https;
+        assert!(matches!(
+            chain.on_request(&mut request),
+            Decision::Respond(_)
+        ));
+    }
+}

@@ -1,0 +1,102 @@
+//! `ProxyError`: what went wrong while proxying one request, which side failed,
+//! and a fixed low-cardinality label for logs and metrics. Rejections by
+//! plugins are not errors (see `plugins::Decision`).
+
+use super::body::ClientBodyTimeout;
+use http::StatusCode;
+use std::error::Error as _;
+use std::io;
+
+/// Which party a failure is attributed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("request path cannot be normalized")]
+    InvalidPath,
+    #[error("client request body timed out")]
+    ClientBodyTimeout,
+    #[error("upstream name resolution failed")]
+    NameResolution(#[source] io::Error),
+    #[error("upstream connect failed")]
+    Connect(#[source] io::Error),
+    #[error("upstream connect timed out")]
+    ConnectTimeout,
+    #[error("upstream TLS handshake failed")]
+    Tls(#[source] io::Error),
+    #[error("upstream timed out")]
+    Timeout,
+    #[error("upstream connection failed")]
+    Upstream(#[source] hyper::Error),
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl ProxyError {
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::InvalidPath | ProxyError::ClientBodyTimeout => Side::Client,
+            ProxyError::Internal(_) => Side::Internal,
+            _ => Side::Upstream,
+        }
+    }
+
+    /// A fixed label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProxyError::InvalidPath => "client_invalid_path",
+            ProxyError::ClientBodyTimeout => "client_body_timeout",
+            ProxyError::NameResolution(_) => "upstream_name_resolution",
+            ProxyError::Connect(_) => "upstream_connect",
+            ProxyError::ConnectTimeout => "upstream_connect_timeout",
+            ProxyError::Tls(_) => "upstream_tls",
+            ProxyError::Timeout => "upstream_timeout",
+            ProxyError::Upstream(_) => "upstream_protocol",
+            ProxyError::Internal(_) => "internal",
+        }
+    }
+
+    /// The status Kong answers with (kong-compat §2.7).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::InvalidPath => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::NameResolution(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect(_) | ProxyError::Tls(_) | ProxyError::Upstream(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProxyError::ConnectTimeout | ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Classifies a failed exchange on an upstream connection.
+    pub fn from_hyper(error: hyper::Error) -> ProxyError {
+        let mut source = error.source();
+        while let Some(cause) = source {
+            if cause.is::<ClientBodyTimeout>() {
+                return ProxyError::ClientBodyTimeout;
+            }
+            if let Some(io) = cause.downcast_ref::<io::Error>() {
+                if io.kind() == io::ErrorKind::TimedOut {
+                    return ProxyError::Timeout;
+                }
+            }
+            source = cause.source();
+        }
+        ProxyError::Upstream(error)
+    }
+
+    /// Failures that happen before any byte of the request reached the upstream.
+    pub fn is_before_send(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Connect(_) | ProxyError::ConnectTimeout | ProxyError::Tls(_)
+        )
+    }
+}

@@ -1,0 +1,544 @@
+//! One proxied request: load the compiled config once, check the client
+//! limits, normalize the path, route, run the route's plugin chain, build the
+//! upstream request (path, Host, forwarding headers), forward it, and decorate
+//! the response. Every early exit goes through `respond`.
+
+use super::body::{RequestBody, ResponseBody};
+use super::error::ProxyError;
+use super::headers::{
+    append_forwarded_for, header_bytes, host_without_port, is_upgrade_request, strip_hop_by_hop,
+    Keep, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PATH, X_FORWARDED_PORT,
+    X_FORWARDED_PREFIX, X_FORWARDED_PROTO, X_PROXY_LATENCY, X_REAL_IP, X_REQUEST_ID,
+    X_UPSTREAM_LATENCY,
+};
+use super::respond::{respond, FormatHints, Reply, Style};
+use super::server::{ActiveRequest, ClientConn};
+use super::upstream::{self, UpstreamResponse};
+use crate::compile::{CompiledRoute, CompiledService};
+use crate::plugins::{Decision, PluginRequest, Protocol};
+use crate::router::{self, RequestInfo};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// An early end of a request: what to answer and how to format it.
+struct Exit {
+    reply: Reply,
+    hints: FormatHints,
+}
+
+impl Exit {
+    fn new(reply: Reply, headers: &HeaderMap) -> Exit {
+        Exit {
+            reply,
+            hints: FormatHints::of(headers),
+        }
+    }
+}
+
+/// Entry point for every request of a client connection.
+pub async fn handle(
+    conn: Arc<ClientConn>,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let started = Instant::now();
+    let active = ActiveRequest::begin(&conn);
+    let request_id = new_request_id();
+    let mut response = match proxy(&conn, request, &request_id, started).await {
+        Ok(response) => response,
+        Err(exit) => respond(
+            exit.reply,
+            &exit.hints,
+            &request_id,
+            &conn.shared.values,
+            started.elapsed(),
+        ),
+    };
+    response.body_mut().set_active(active);
+    Ok(response)
+}
+
+/// 32 lowercase hex digits of randomness, like nginx's `$request_id`.
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let random: u128 = rand::random();
+    let mut text = [0u8; 32];
+    for (i, byte) in random.to_be_bytes().iter().enumerate() {
+        text[2 * i] = HEX[usize::from(byte >> 4)];
+        text[2 * i + 1] = HEX[usize::from(byte & 0x0f)];
+    }
+    // A frozen `BytesMut` is reference-counted from the start, so the clones sent
+    // upstream and downstream share it without promoting a buffer.
+    HeaderValue::from_maybe_shared(bytes::BytesMut::from(&text[..]).freeze())
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// `true` when Kong's normalization would leave `path` unchanged: no
+/// percent-encoding, no duplicate slash, no dot segment.
+fn is_normalized(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return false;
+    }
+    for (i, &byte) in bytes.iter().enumerate() {
+        match byte {
+            b'%' => return false,
+            b'/' => {
+                let rest = &bytes[i + 1..];
+                if rest.first() == Some(&b'/')
+                    || rest == b"."
+                    || rest == b".."
+                    || rest.starts_with(b"./")
+                    || rest.starts_with(b"../")
+                {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
+fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+}
+
+fn is_grpc_request(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+}
+
+async fn proxy(
+    conn: &ClientConn,
+    mut request: Request<Incoming>,
+    request_id: &HeaderValue,
+    started: Instant,
+) -> Result<Response<ResponseBody>, Exit> {
+    let shared = &conn.shared;
+    let limits = &shared.limits;
+
+    let target_len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    let over_limit = if target_len > limits.max_request_target {
+        Some(StatusCode::URI_TOO_LONG)
+    } else if header_bytes(request.headers()) > limits.max_header_bytes {
+        Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+    } else {
+        None
+    };
+    if let Some(status) = over_limit {
+        // Like nginx, stop reading from a client that sent an oversized head.
+        let mut reply = Reply::error_page(status);
+        if request.version() < Version::HTTP_2 {
+            let mut close = HeaderMap::new();
+            close.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            reply.headers = Some(close);
+        }
+        return Err(Exit::new(reply, request.headers()));
+    }
+
+    let compiled = shared.gateway.current();
+    let raw_path = request.uri().path();
+    let path: Cow<'_, str> = if is_normalized(raw_path) {
+        Cow::Borrowed(raw_path)
+    } else {
+        match router::normalize_path(raw_path) {
+            Ok(normalized) => Cow::Owned(normalized),
+            Err(_) => {
+                let reply = Reply::from_error(&ProxyError::InvalidPath);
+                return Err(Exit::new(reply, request.headers()));
+            }
+        }
+    };
+    let host = request_host(request.uri(), request.headers());
+    let found = compiled.router.find(&RequestInfo {
+        method: request.method().as_str(),
+        host,
+        path: &path,
+        headers: request.headers(),
+        https: conn.https,
+        sni: conn.sni.as_deref(),
+        listener_port: conn.listener_port,
+    });
+    let Some(found) = found else {
+        let reply = Reply::kong(StatusCode::NOT_FOUND, "no Route matched with those values");
+        return Err(Exit::new(reply, request.headers()));
+    };
+    let Some(route) = compiled.routes.get(found.route_index) else {
+        let reply = Reply::from_error(&ProxyError::Internal("route index out of range"));
+        return Err(Exit::new(reply, request.headers()));
+    };
+
+    let grpc = is_grpc_request(request.headers());
+    let protocol = match (conn.https, grpc) {
+        (false, false) => Protocol::Http,
+        (true, false) => Protocol::Https,
+        (false, true) => Protocol::Grpc,
+        (true, true) => Protocol::Grpcs,
+    };
+    if let Some(reply) = protocol_mismatch(route, protocol, &request, host) {
+        return Err(Exit::new(reply, request.headers()));
+    }
+    let Some(service) = route.service.as_ref() else {
+        let reply = Reply::kong(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no Service found with those values",
+        );
+        return Err(Exit::new(reply, request.headers()));
+    };
+
+    let (client_ip, resolved_ip_value) = conn.client_address(request.headers());
+    if !route.chain.is_empty() {
+        let mut plugin_request = PluginRequest {
+            client_ip,
+            protocol,
+            headers: request.headers(),
+            consumer: None,
+        };
+        if let Decision::Respond(rejection) = route.chain.on_request(&mut plugin_request) {
+            return Err(Exit::new(
+                Reply::from_rejection(rejection),
+                request.headers(),
+            ));
+        }
+    }
+
+    let stripped = found.stripped_prefix();
+    let upstream_uri = match upstream_uri(service, &path, stripped, request.uri().query()) {
+        Some(uri) => uri,
+        None => {
+            let reply = Reply::from_error(&ProxyError::InvalidPath);
+            return Err(Exit::new(reply, request.headers()));
+        }
+    };
+    let forwarded_path = HeaderValue::from_str(request.uri().path()).ok();
+    let forwarded_host = host.map(forwarded_host_value);
+    // HTTP/2 carries the host in `:authority`, which must become `Host` upstream.
+    let preserved_host = if route.preserve_host && !request.headers().contains_key(header::HOST) {
+        host.and_then(|h| HeaderValue::from_str(h).ok())
+    } else {
+        None
+    };
+    drop(path);
+
+    let upgrade = is_upgrade_request(request.headers(), request.version());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let client_version = request.version();
+    let (parts, body) = request.into_parts();
+    let hints = FormatHints::of(&parts.headers);
+    let mut headers = parts.headers;
+    let keep = if upgrade {
+        Keep::Upgrade
+    } else if service.protocol.is_http2() {
+        Keep::TeTrailers
+    } else {
+        Keep::Nothing
+    };
+    strip_hop_by_hop(&mut headers, keep);
+    headers.remove(header::EXPECT);
+    add_upstream_headers(
+        &mut headers,
+        UpstreamHeaderFacts {
+            conn,
+            route,
+            service,
+            resolved_ip: resolved_ip_value,
+            forwarded_path,
+            forwarded_host,
+            preserved_host,
+            stripped,
+            client_version,
+            request_id,
+        },
+    );
+
+    let mut upstream_request = Request::new(RequestBody::from_incoming(body, limits.body_timeout));
+    *upstream_request.method_mut() = parts.method;
+    *upstream_request.uri_mut() = upstream_uri;
+    *upstream_request.version_mut() = if service.protocol.is_http2() {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    *upstream_request.headers_mut() = headers;
+
+    let sent_at = Instant::now();
+    let proxy_latency = sent_at - started;
+    let result = if let Some(client_upgrade) = client_upgrade {
+        upgrade_exchange(&service.target, upstream_request, client_upgrade).await
+    } else {
+        upstream::forward(&service.target, upstream_request).await
+    };
+    let UpstreamResponse { response, lease } = match result {
+        Ok(exchange) => exchange,
+        Err(error) => {
+            tracing::debug!(error = error.label(), service = %service.id, "upstream failed");
+            return Err(Exit {
+                reply: Reply::from_error(&error),
+                hints,
+            });
+        }
+    };
+    let upstream_latency = sent_at.elapsed();
+
+    let (mut parts, body) = response.into_parts();
+    let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+    strip_hop_by_hop(
+        &mut parts.headers,
+        if switching {
+            Keep::Upgrade
+        } else {
+            Keep::Nothing
+        },
+    );
+    let values = &shared.values;
+    values.append_via(&mut parts.headers, parts.version);
+    if !parts.headers.contains_key(header::SERVER) {
+        parts.headers.insert(header::SERVER, values.server.clone());
+    }
+    parts
+        .headers
+        .insert(X_UPSTREAM_LATENCY, values.latency(upstream_latency));
+    parts
+        .headers
+        .insert(X_PROXY_LATENCY, values.latency(proxy_latency));
+    parts.headers.insert(X_REQUEST_ID, request_id.clone());
+    parts.version = client_version;
+    Ok(Response::from_parts(
+        parts,
+        ResponseBody::upstream(body, lease),
+    ))
+}
+
+/// Protocol checks after routing (kong-compat §2.7 table).
+fn protocol_mismatch(
+    route: &CompiledRoute,
+    protocol: Protocol,
+    request: &Request<Incoming>,
+    host: Option<&str>,
+) -> Option<Reply> {
+    if route.grpc_only && matches!(protocol, Protocol::Http | Protocol::Https) {
+        return Some(Reply::kong(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Non-gRPC request matched gRPC route",
+        ));
+    }
+    if route.grpc_only && request.version() != Version::HTTP_2 {
+        return Some(Reply::kong(
+            StatusCode::UPGRADE_REQUIRED,
+            "Please use HTTP2 protocol",
+        ));
+    }
+    if route.protocols.contains(protocol) {
+        return None;
+    }
+    let secure = match protocol {
+        Protocol::Http => Protocol::Https,
+        Protocol::Grpc => Protocol::Grpcs,
+        _ => return None,
+    };
+    if !route.protocols.contains(secure) {
+        return None;
+    }
+    let status = route.https_redirect_status_code;
+    if status == StatusCode::UPGRADE_REQUIRED {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(
+            header::UPGRADE,
+            HeaderValue::from_static("TLS/1.2, HTTP/1.1"),
+        );
+        return Some(Reply {
+            headers: Some(headers),
+            ..Reply::kong(status, "Please use HTTPS protocol")
+        });
+    }
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = format!(
+        "https://{}{target}",
+        host.map(host_without_port).unwrap_or("")
+    );
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, location);
+    }
+    Some(Reply {
+        status,
+        message: Cow::Borrowed(""),
+        style: Style::KongError,
+        headers: Some(headers),
+        empty: true,
+    })
+}
+
+fn upstream_uri(
+    service: &CompiledService,
+    path: &str,
+    stripped: Option<&str>,
+    query: Option<&str>,
+) -> Option<Uri> {
+    let mut target = router::upstream_path(service.path.as_deref(), path, stripped);
+    if let Some(query) = query {
+        target.push('?');
+        target.push_str(query);
+    }
+    if service.protocol.is_http2() {
+        target.insert_str(0, &service.origin);
+    }
+    Uri::try_from(target).ok()
+}
+
+/// nginx `$host`: the Host without its port, lowercased.
+fn forwarded_host_value(host: &str) -> HeaderValue {
+    let bare = host_without_port(host);
+    let value = if bare.bytes().any(|b| b.is_ascii_uppercase()) {
+        HeaderValue::from_str(&bare.to_ascii_lowercase())
+    } else {
+        HeaderValue::from_str(bare)
+    };
+    value.unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+struct UpstreamHeaderFacts<'a> {
+    conn: &'a ClientConn,
+    route: &'a CompiledRoute,
+    service: &'a CompiledService,
+    /// The client address when real-IP processing changed it.
+    resolved_ip: Option<HeaderValue>,
+    forwarded_path: Option<HeaderValue>,
+    forwarded_host: Option<HeaderValue>,
+    preserved_host: Option<HeaderValue>,
+    stripped: Option<&'a str>,
+    client_version: Version,
+    request_id: &'a HeaderValue,
+}
+
+/// Host, X-Forwarded-*, X-Real-IP, Via and the request id (kong-compat §2.4–§2.5).
+/// Forwarding headers from a trusted peer are kept; from anyone else they are replaced.
+fn add_upstream_headers(headers: &mut HeaderMap, facts: UpstreamHeaderFacts<'_>) {
+    let conn = facts.conn;
+    let values = &conn.shared.values;
+    let client_ip = facts
+        .resolved_ip
+        .unwrap_or_else(|| conn.peer_ip_value.clone());
+
+    let forwarded_for = append_forwarded_for(headers, &conn.peer_ip_value);
+    headers.insert(
+        X_FORWARDED_FOR,
+        forwarded_for.unwrap_or_else(|| client_ip.clone()),
+    );
+
+    let trusted = conn.trusted;
+    let mut set = |name: http::HeaderName, value: Option<HeaderValue>| {
+        if trusted && headers.contains_key(&name) {
+            return;
+        }
+        match value {
+            Some(value) => {
+                headers.insert(name, value);
+            }
+            None => {
+                headers.remove(name);
+            }
+        }
+    };
+    let scheme = if conn.https {
+        &values.https
+    } else {
+        &values.http
+    };
+    set(X_FORWARDED_PROTO, Some(scheme.clone()));
+    set(X_FORWARDED_HOST, facts.forwarded_host);
+    set(X_FORWARDED_PORT, Some(conn.listener_port_value.clone()));
+    set(X_FORWARDED_PATH, facts.forwarded_path);
+    let prefix = facts
+        .stripped
+        .filter(|p| !p.is_empty() && *p != "/")
+        .and_then(|p| HeaderValue::from_str(p).ok());
+    set(X_FORWARDED_PREFIX, prefix);
+
+    headers.insert(X_REAL_IP, client_ip);
+    if let Some(host) = facts.preserved_host {
+        headers.insert(header::HOST, host);
+    } else if !facts.route.preserve_host || !headers.contains_key(header::HOST) {
+        headers.insert(header::HOST, facts.service.host_header.clone());
+    }
+    values.append_via(headers, facts.client_version);
+    headers.insert(X_REQUEST_ID, facts.request_id.clone());
+}
+
+/// Forwards an upgrade request; on `101` joins both upgraded connections.
+async fn upgrade_exchange(
+    target: &upstream::UpstreamTarget,
+    request: Request<RequestBody>,
+    client_upgrade: hyper::upgrade::OnUpgrade,
+) -> Result<UpstreamResponse, ProxyError> {
+    let mut response = upstream::forward_upgrade(target, request).await?;
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            let (client, upstream) = match tokio::join!(client_upgrade, upstream_upgrade) {
+                (Ok(client), Ok(upstream)) => (client, upstream),
+                _ => return,
+            };
+            let mut client = hyper_util::rt::TokioIo::new(client);
+            let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+            if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!(%error, "upgraded connection ended");
+            }
+        });
+    }
+    Ok(UpstreamResponse {
+        response,
+        lease: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn normalized_paths_are_recognized() {
+        for (path, normal) in [
+            ("/", true),
+            ("/foo/bar", true),
+            ("/foo.bar/baz.", true),
+            ("/a/..b", true),
+            ("//foo", false),
+            ("/foo//bar", false),
+            ("/foo/./bar", false),
+            ("/foo/../bar", false),
+            ("/foo/.", false),
+            ("/foo/..", false),
+            ("/foo%2Fbar", false),
+            ("", false),
+        ] {
+            assert_eq!(is_normalized(path), normal, "{path}");
+        }
+    }
+
+    #[test]
+    fn request_ids_are_32_lowercase_hex() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        let text = a.to_str().unwrap();
+        assert_eq!(text.len(), 32);
+        assert!(text
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+    }
+}

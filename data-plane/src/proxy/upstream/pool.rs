@@ -1,0 +1,428 @@
+//! The upstream connection pool, owned here rather than by a generic client:
+//! one [`HostPool`] per (protocol, host, port, verification), shared by every
+//! service pointing there and kept across config swaps through the
+//! [`PoolRegistry`]. HTTP/1.1 connections are leased one request at a time
+//! (LIFO idle list with a cap and an idle timeout) and have no task of their
+//! own: the request that leases one drives it (see [`Http1Lease`]), so an
+//! exchange costs no wake-ups of a separate connection task. HTTP/2 (gRPC)
+//! connections are shared by concurrent requests and run as tasks.
+
+use super::io::{ConnControl, Stream, UpstreamIo};
+use super::RequestBody;
+use crate::proxy::error::ProxyError;
+use crate::settings::PoolSettings;
+use crate::tls::UpstreamTls;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::ServerName;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+
+/// How a service talks to its upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpstreamProtocol {
+    Http,
+    Https,
+    /// gRPC over cleartext HTTP/2 (prior knowledge).
+    Grpc,
+    /// gRPC over TLS with ALPN h2.
+    Grpcs,
+}
+
+impl UpstreamProtocol {
+    pub fn parse(name: &str) -> Option<UpstreamProtocol> {
+        Some(match name {
+            "http" => UpstreamProtocol::Http,
+            "https" => UpstreamProtocol::Https,
+            "grpc" => UpstreamProtocol::Grpc,
+            "grpcs" => UpstreamProtocol::Grpcs,
+            _ => return None,
+        })
+    }
+
+    pub fn is_tls(self) -> bool {
+        matches!(self, UpstreamProtocol::Https | UpstreamProtocol::Grpcs)
+    }
+
+    pub fn is_http2(self) -> bool {
+        matches!(self, UpstreamProtocol::Grpc | UpstreamProtocol::Grpcs)
+    }
+
+    pub fn scheme(self) -> &'static str {
+        if self.is_tls() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The port that is left out of the `Host` header.
+    pub fn default_port(self) -> u16 {
+        if self.is_tls() {
+            443
+        } else {
+            80
+        }
+    }
+}
+
+/// Per-try timeouts of a service (kong-compat §2.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub protocol: UpstreamProtocol,
+    pub host: Arc<str>,
+    pub port: u16,
+    pub verify_tls: bool,
+}
+
+/// Finds or creates the pool of an upstream at compile time, so that the
+/// request path reaches its pool through the compiled service, without a lookup.
+#[derive(Debug)]
+pub struct PoolRegistry {
+    pools: Mutex<HashMap<PoolKey, Weak<HostPool>>>,
+    settings: PoolSettings,
+    tls: UpstreamTls,
+}
+
+impl PoolRegistry {
+    pub fn new(settings: PoolSettings, tls: UpstreamTls) -> Self {
+        Self {
+            pools: Mutex::new(HashMap::new()),
+            settings,
+            tls,
+        }
+    }
+
+    pub fn pool(&self, key: PoolKey) -> Result<Arc<HostPool>, String> {
+        let mut pools = lock(&self.pools);
+        if let Some(pool) = pools.get(&key).and_then(Weak::upgrade) {
+            return Ok(pool);
+        }
+        pools.retain(|_, pool| pool.strong_count() > 0);
+        let tls = if key.protocol.is_tls() {
+            let server_name = ServerName::try_from(key.host.to_string())
+                .map_err(|_| format!("'{}' is not a valid TLS server name", key.host))?;
+            let config = self
+                .tls
+                .client_config(key.verify_tls, key.protocol.is_http2());
+            Some((TlsConnector::from(config), server_name))
+        } else {
+            None
+        };
+        let pool = Arc::new(HostPool {
+            literal_ip: key.host.parse::<IpAddr>().ok(),
+            key: key.clone(),
+            tls,
+            idle: Mutex::new(Vec::new()),
+            shared_h2: Mutex::new(None),
+            settings: self.settings.clone(),
+            reaper_running: AtomicBool::new(false),
+        });
+        pools.insert(key, Arc::downgrade(&pool));
+        Ok(pool)
+    }
+}
+
+/// Idle time after which a pooled connection may be racing the upstream's own
+/// keep-alive timeout. A connection used more recently failing after a send is
+/// an upstream failure, not a stale socket, and not worth copying every request
+/// head in advance for.
+const STALE_AFTER: Duration = Duration::from_secs(1);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// hyper's HTTP/1.1 client connection state machine over our socket.
+pub type Http1Connection = http1::Connection<TokioIo<UpstreamIo>, RequestBody>;
+
+struct IdleConn {
+    sender: http1::SendRequest<RequestBody>,
+    connection: Pin<Box<Http1Connection>>,
+    control: Arc<ConnControl>,
+    since: Instant,
+}
+
+pub struct HostPool {
+    key: PoolKey,
+    literal_ip: Option<IpAddr>,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    idle: Mutex<Vec<IdleConn>>,
+    shared_h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
+    settings: PoolSettings,
+    reaper_running: AtomicBool,
+}
+
+impl std::fmt::Debug for HostPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostPool").field("key", &self.key).finish()
+    }
+}
+
+/// An HTTP/1.1 connection leased for one request. Whoever holds it drives it
+/// ([`Http1Lease::poll_connection`]) while waiting for the response and while
+/// streaming its body; [`Http1Lease::release`] gives it back once the
+/// response ended; dropping it closes the connection.
+pub struct Http1Lease {
+    pub sender: http1::SendRequest<RequestBody>,
+    connection: Pin<Box<Http1Connection>>,
+    pub control: Arc<ConnControl>,
+    /// `true` when the connection is new, or sat idle long enough that the
+    /// upstream may be closing it right now: a failure after sending is then
+    /// worth a retry (for requests that can be replayed).
+    pub may_fail_after_send: bool,
+    pool: Arc<HostPool>,
+}
+
+impl Http1Lease {
+    /// Lets hyper read and write on the socket. `Ready` means the connection
+    /// ended (closed, or failed: the pending exchange then fails too).
+    pub fn poll_connection(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+        self.connection.as_mut().poll(cx)
+    }
+
+    pub fn release(self) {
+        self.control.set_awaiting_response(false);
+        self.pool.put(IdleConn {
+            sender: self.sender,
+            connection: self.connection,
+            control: self.control,
+            since: Instant::now(),
+        });
+    }
+}
+
+impl HostPool {
+    pub fn key(&self) -> &PoolKey {
+        &self.key
+    }
+
+    /// An idle connection if a usable one exists, else a new one.
+    pub async fn checkout_http1(
+        self: &Arc<Self>,
+        timeouts: &Timeouts,
+    ) -> Result<Http1Lease, ProxyError> {
+        while let Some(mut idle) = self.pop_idle() {
+            let idle_for = idle.since.elapsed();
+            if idle_for >= self.settings.idle_timeout {
+                continue;
+            }
+            // Nobody drove the connection while it was parked: let it handle
+            // what arrived meanwhile (most likely the upstream closing it).
+            let ended = std::future::poll_fn(|cx| {
+                Poll::Ready(idle.connection.as_mut().poll(cx).is_ready())
+            })
+            .await;
+            if ended || !idle.sender.is_ready() {
+                continue;
+            }
+            idle.control.configure(timeouts.read, timeouts.write);
+            return Ok(Http1Lease {
+                sender: idle.sender,
+                connection: idle.connection,
+                control: idle.control,
+                may_fail_after_send: idle_for >= STALE_AFTER,
+                pool: Arc::clone(self),
+            });
+        }
+        let (sender, connection, control) = self.connect_http1(timeouts).await?;
+        Ok(Http1Lease {
+            sender,
+            connection: Box::pin(connection),
+            control,
+            may_fail_after_send: true,
+            pool: Arc::clone(self),
+        })
+    }
+
+    /// A connection of its own for a protocol upgrade (WebSocket): never
+    /// pooled, driven by a task so that it can hand over the upgraded socket.
+    pub async fn connect_for_upgrade(
+        &self,
+        timeouts: &Timeouts,
+    ) -> Result<(http1::SendRequest<RequestBody>, Arc<ConnControl>), ProxyError> {
+        let (sender, connection, control) = self.connect_http1(timeouts).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(%error, "upstream connection ended");
+            }
+        });
+        Ok((sender, control))
+    }
+
+    fn pop_idle(&self) -> Option<IdleConn> {
+        lock(&self.idle).pop()
+    }
+
+    fn put(self: &Arc<Self>, conn: IdleConn) {
+        if conn.sender.is_closed() {
+            return;
+        }
+        let now_idle = {
+            let mut idle = lock(&self.idle);
+            if idle.len() >= self.settings.max_idle_per_upstream {
+                return;
+            }
+            idle.push(conn);
+            idle.len()
+        };
+        if now_idle == 1 {
+            self.ensure_reaper();
+        }
+    }
+
+    /// Closes idle connections past the idle timeout. The reaper task exists
+    /// only while the pool holds idle connections.
+    fn ensure_reaper(self: &Arc<Self>) {
+        if self.reaper_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.reaper_running.store(false, Ordering::Release);
+            return;
+        };
+        let pool = Arc::downgrade(self);
+        let period = self.settings.idle_timeout;
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(pool) = pool.upgrade() else {
+                    return;
+                };
+                if pool.reap() > 0 {
+                    continue;
+                }
+                pool.reaper_running.store(false, Ordering::Release);
+                // A connection parked between the reap and the store would have
+                // seen the flag still set; take the job back if so.
+                let parked = !lock(&pool.idle).is_empty();
+                if !parked || pool.reaper_running.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Drops expired or closed idle connections; returns how many remain.
+    fn reap(&self) -> usize {
+        let timeout = self.settings.idle_timeout;
+        let mut idle = lock(&self.idle);
+        idle.retain(|c| !c.sender.is_closed() && c.since.elapsed() < timeout);
+        idle.len()
+    }
+
+    /// Number of idle HTTP/1.1 connections (for status and tests).
+    pub fn idle_count(&self) -> usize {
+        lock(&self.idle).len()
+    }
+
+    /// The shared HTTP/2 connection, (re)established when missing or closed.
+    pub async fn checkout_http2(
+        &self,
+        timeouts: &Timeouts,
+    ) -> Result<http2::SendRequest<RequestBody>, ProxyError> {
+        if let Some(sender) = lock(&self.shared_h2).as_ref() {
+            if !sender.is_closed() {
+                return Ok(sender.clone());
+            }
+        }
+        let stream = self.connect_stream(timeouts).await?;
+        // HTTP/2 multiplexes requests with different timeouts on one socket, so
+        // its socket is never timed; requests are (see `upstream::send_http2`).
+        let control = Arc::new(ConnControl::new(timeouts.read, timeouts.write));
+        let io = TokioIo::new(UpstreamIo::new(stream, control));
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .handshake(io)
+            .await
+            .map_err(ProxyError::Upstream)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "upstream h2 connection ended");
+            }
+        });
+        *lock(&self.shared_h2) = Some(sender.clone());
+        Ok(sender)
+    }
+
+    async fn connect_http1(
+        &self,
+        timeouts: &Timeouts,
+    ) -> Result<
+        (
+            http1::SendRequest<RequestBody>,
+            Http1Connection,
+            Arc<ConnControl>,
+        ),
+        ProxyError,
+    > {
+        let stream = self.connect_stream(timeouts).await?;
+        let control = Arc::new(ConnControl::new(timeouts.read, timeouts.write));
+        let io = TokioIo::new(UpstreamIo::new(stream, Arc::clone(&control)));
+        let (sender, connection) = http1::Builder::new()
+            .max_buf_size(128 * 1024)
+            .handshake(io)
+            .await
+            .map_err(ProxyError::Upstream)?;
+        Ok((sender, connection, control))
+    }
+
+    async fn connect_stream(&self, timeouts: &Timeouts) -> Result<Stream, ProxyError> {
+        let deadline = Instant::now() + timeouts.connect;
+        let addrs: Vec<SocketAddr> = match self.literal_ip {
+            Some(ip) => vec![SocketAddr::new(ip, self.key.port)],
+            None => {
+                let lookup = tokio::net::lookup_host((self.key.host.as_ref(), self.key.port));
+                match tokio::time::timeout_at(deadline, lookup).await {
+                    Ok(Ok(addrs)) => addrs.collect(),
+                    Ok(Err(error)) => return Err(ProxyError::NameResolution(error)),
+                    Err(_) => return Err(ProxyError::ConnectTimeout),
+                }
+            }
+        };
+        let tcp = match tokio::time::timeout_at(deadline, connect_any(&addrs)).await {
+            Ok(result) => result.map_err(ProxyError::Connect)?,
+            Err(_) => return Err(ProxyError::ConnectTimeout),
+        };
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => Ok(Stream::Plain(tcp)),
+            Some((connector, server_name)) => {
+                let handshake = connector.connect(server_name.clone(), tcp);
+                match tokio::time::timeout_at(deadline, handshake).await {
+                    Ok(Ok(tls)) => Ok(Stream::Tls(Box::new(tls))),
+                    Ok(Err(error)) => Err(ProxyError::Tls(error)),
+                    Err(_) => Err(ProxyError::ConnectTimeout),
+                }
+            }
+        }
+    }
+}
+
+async fn connect_any(addrs: &[SocketAddr]) -> std::io::Result<TcpStream> {
+    let mut last_error = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "name resolved to no address")
+    }))
+}

@@ -1,0 +1,216 @@
+//! The status listener (`/status`, `/status/ready`, and `/metrics` once a
+//! metrics renderer is plugged in) and [`StatusState`], the counters and
+//! config facts it reports. The state is an explicit value passed to whoever
+//! updates it; nothing here is global.
+
+use crate::compile::CompileError;
+use crate::gateway::Applied;
+use crate::shutdown::ShutdownSignal;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+use tokio::net::TcpListener;
+
+/// Renders the Prometheus exposition for `/metrics`.
+pub trait MetricsRenderer: Send + Sync + std::fmt::Debug {
+    fn render(&self) -> String;
+}
+
+#[derive(Debug, Clone, Default)]
+struct ConfigFacts {
+    applied: Option<Applied>,
+    rejected: u64,
+    last_error: Option<String>,
+}
+
+/// Counters and config facts of one data plane.
+#[derive(Debug)]
+pub struct StatusState {
+    started: Instant,
+    pub connections_accepted: AtomicU64,
+    pub connections_handled: AtomicU64,
+    pub connections_active: AtomicU64,
+    pub total_requests: AtomicU64,
+    pub requests_in_flight: AtomicU64,
+    config: Mutex<ConfigFacts>,
+}
+
+impl Default for StatusState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StatusState {
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            connections_accepted: AtomicU64::new(0),
+            connections_handled: AtomicU64::new(0),
+            connections_active: AtomicU64::new(0),
+            total_requests: AtomicU64::new(0),
+            requests_in_flight: AtomicU64::new(0),
+            config: Mutex::new(ConfigFacts::default()),
+        }
+    }
+
+    pub(crate) fn record_applied(&self, applied: &Applied) {
+        let mut facts = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        facts.applied = Some(applied.clone());
+        facts.last_error = None;
+    }
+
+    pub(crate) fn record_rejected(&self, version: u64, errors: &[CompileError]) {
+        let mut facts = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        facts.rejected += 1;
+        facts.last_error = Some(format!(
+            "version {version}: {}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+
+    /// The config currently served, if any was applied.
+    pub fn applied(&self) -> Option<Applied> {
+        self.config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .applied
+            .clone()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.applied().is_some()
+    }
+
+    /// The `/status` body: Kong's `server` object and `configuration_hash`,
+    /// plus Tollgate's config version, rejection count and uptime.
+    pub fn to_json(&self) -> serde_json::Value {
+        let facts = self
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let active = self.connections_active.load(Ordering::Relaxed);
+        let writing = self.requests_in_flight.load(Ordering::Relaxed).min(active);
+        let hash = facts
+            .applied
+            .as_ref()
+            .map(|a| a.hash.clone())
+            .unwrap_or_else(|| "0".repeat(32));
+        serde_json::json!({
+            "server": {
+                "connections_active": active,
+                "connections_reading": 0,
+                "connections_writing": writing,
+                "connections_waiting": active - writing,
+                "connections_accepted": self.connections_accepted.load(Ordering::Relaxed),
+                "connections_handled": self.connections_handled.load(Ordering::Relaxed),
+                "total_requests": self.total_requests.load(Ordering::Relaxed),
+            },
+            "configuration_hash": hash,
+            "config": {
+                "version": facts.applied.as_ref().map(|a| a.version),
+                "hash": facts.applied.as_ref().map(|a| a.hash.clone()),
+                "applied_at_ms": facts.applied.as_ref().map(|a| a.applied_at_ms),
+                "rejected": facts.rejected,
+                "last_error": facts.last_error,
+            },
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "version": env!("CARGO_PKG_VERSION"),
+        })
+    }
+}
+
+/// Serves the status API on `listener` until `shutdown` fires.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<StatusState>,
+    metrics: Option<Arc<dyn MetricsRenderer>>,
+    mut shutdown: ShutdownSignal,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.wait() => return,
+        };
+        let Ok((stream, _)) = accepted else {
+            continue;
+        };
+        let state = Arc::clone(&state);
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let response = handle(&request, &state, metrics.as_deref());
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn handle(
+    request: &Request<Incoming>,
+    state: &StatusState,
+    metrics: Option<&dyn MetricsRenderer>,
+) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &serde_json::json!({"message": "Method not allowed"}),
+        );
+    }
+    match request.uri().path().trim_end_matches('/') {
+        "/status" => json(StatusCode::OK, &state.to_json()),
+        "/status/ready" => {
+            if state.is_ready() {
+                json(StatusCode::OK, &serde_json::json!({"message": "ready"}))
+            } else {
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"message": "no configuration available"}),
+                )
+            }
+        }
+        "/metrics" => match metrics {
+            Some(metrics) => {
+                let mut response = Response::new(Full::new(Bytes::from(metrics.render())));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            None => not_found(),
+        },
+        _ => not_found(),
+    }
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    json(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({"message": "Not found"}),
+    )
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Proxy benchmark: tollgate-dp (--workers 1, --config-file) against a reference
+# nginx reverse proxy (1 worker, upstream keep-alive), both in front of an
+# nginx upstream answering a small 200, plus the upstream hit directly.
+# Proxies and upstream are pinned to CPU 0, wrk to CPU 1; targets are
+# interleaved round by round. Reports req/s, p50/p99 latency and CPU time per
+# request of the process under test (utime+stime delta / requests), medians
+# over the rounds, and the tollgate/nginx ratios.
+#
+# Cases: no plugins (10 routes), ip-restriction (10 routes), 10,000 routes.
+# Environment: DURATION (s, default 10), ROUNDS (default 3), CONNECTIONS
+# (default 32), CASES (default "plain ip-restriction routes-10000").
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-32}
+CASES=${CASES:-"plain ip-restriction routes-10000"}
+
+log() { echo "bench: $*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+ensure() {
+  local cmd=$1 pkg=$2
+  if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ]; then
+    log "installing $pkg"
+    as_root apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$pkg" >&2
+  fi
+}
+ensure wrk wrk
+ensure nginx nginx
+ensure taskset util-linux
+ensure curl curl
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+log "building tollgate-dp (release)"
+cargo build --release -q -p tollgate-data-plane --bin tollgate-dp
+TOLLGATE=target/release/tollgate-dp
+
+work=$(mktemp -d /tmp/tollgate-bench.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { # url
+  for _ in $(seq 1 200); do
+    if curl -fs -o /dev/null "$1"; then return 0; fi
+    sleep 0.05
+  done
+  log "not answering: $1"; return 1
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+
+nginx_common() { # prefix
+  cat <<CONF
+worker_processes 1;
+master_process off;
+daemon off;
+pid $work/$1.pid;
+error_log $work/$1.err warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 75s;
+  client_body_temp_path $work/tmp-body;
+  proxy_temp_path $work/tmp-proxy;
+  fastcgi_temp_path $work/tmp-fcgi;
+  uwsgi_temp_path $work/tmp-uwsgi;
+  scgi_temp_path $work/tmp-scgi;
+CONF
+}
+
+UPSTREAM_PORT=$(free_port)
+{
+  nginx_common upstream
+  cat <<CONF
+  server {
+    listen 127.0.0.1:$UPSTREAM_PORT;
+    location / { return 200 "ok\n"; }
+  }
+}
+CONF
+} > "$work/upstream.conf"
+taskset -c 0 "$NGINX" -c "$work/upstream.conf" -p "$work" &
+UPSTREAM_PID=$!
+pids+=("$UPSTREAM_PID")
+wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
+
+routes_of() { case "$1" in routes-10000) echo 10000 ;; *) echo 10 ;; esac; }
+
+write_nginx_proxy() { # case port
+  local case=$1 port=$2 routes
+  routes=$(routes_of "$case")
+  {
+    nginx_common "proxy-$case"
+    cat <<CONF
+  upstream backend {
+    server 127.0.0.1:$UPSTREAM_PORT;
+    keepalive 64;
+    keepalive_requests 10000000;
+  }
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  proxy_set_header Host \$proxy_host;
+  proxy_set_header X-Real-IP \$remote_addr;
+  proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+  proxy_set_header X-Forwarded-Proto \$scheme;
+  proxy_set_header X-Forwarded-Host \$host;
+  proxy_set_header X-Forwarded-Port \$server_port;
+  server {
+    listen 127.0.0.1:$port;
+CONF
+    if [ "$case" = ip-restriction ]; then
+      echo "    allow 127.0.0.0/8;"
+      echo "    deny all;"
+    fi
+    awk -v n="$routes" 'BEGIN { for (i = 0; i < n; i++) printf "    location /r%d/ { proxy_pass http://backend; }\n", i }'
+    echo "  }"
+    echo "}"
+  } > "$work/proxy-$case.conf"
+}
+
+write_tollgate_config() { # case
+  local case=$1 routes
+  routes=$(routes_of "$case")
+  {
+    echo '_format_version: "3.0"'
+    echo 'services:'
+    echo '- name: bench'
+    echo "  url: http://127.0.0.1:$UPSTREAM_PORT"
+    echo '  routes:'
+    awk -v n="$routes" 'BEGIN { for (i = 0; i < n; i++) printf "  - name: r%d\n    paths: [\"/r%d/\"]\n", i, i }'
+    if [ "$case" = ip-restriction ]; then
+      echo 'plugins:'
+      echo '- name: ip-restriction'
+      echo '  config:'
+      echo '    allow: ["127.0.0.0/8"]'
+    fi
+  } > "$work/tollgate-$case.yaml"
+}
+
+results="$work/results"
+: > "$results"
+
+measure() { # case target url pid round
+  local case=$1 target=$2 url=$3 pid=$4 round=$5 before after out
+  before=$(cpu_ticks "$pid")
+  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url")
+  after=$(cpu_ticks "$pid")
+  local rps requests p50 p99 errors
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx/ {print $NF} /Socket errors/ {print "socket"}' <<<"$out" | paste -sd, -)
+  echo "$case $target $round $rps $requests $p50 $p99 $((after - before)) ${errors:--}" >> "$results"
+  log "$case $target round $round: $rps req/s, p50 $p50, p99 $p99${errors:+, errors $errors}"
+}
+
+for case in $CASES; do
+  routes=$(routes_of "$case")
+  path="/r$((routes / 2))/bench"
+  nginx_port=$(free_port)
+  write_nginx_proxy "$case" "$nginx_port"
+  taskset -c 0 "$NGINX" -c "$work/proxy-$case.conf" -p "$work" &
+  nginx_pid=$!
+  pids+=("$nginx_pid")
+
+  tollgate_port=$(free_port)
+  status_port=$(free_port)
+  write_tollgate_config "$case"
+  RUST_LOG=warn taskset -c 0 "$TOLLGATE" serve --workers 1 \
+    --config-file "$work/tollgate-$case.yaml" \
+    --proxy-listen "127.0.0.1:$tollgate_port" --status-listen "127.0.0.1:$status_port" \
+    --cache-dir "$work/cache" 2> "$work/tollgate-$case.log" &
+  tollgate_pid=$!
+  pids+=("$tollgate_pid")
+
+  wait_http "http://127.0.0.1:$nginx_port$path"
+  wait_http "http://127.0.0.1:$status_port/status/ready"
+  wait_http "http://127.0.0.1:$tollgate_port$path"
+
+  # Warm-up: connections, pools, caches.
+  for url in "http://127.0.0.1:$nginx_port$path" "http://127.0.0.1:$tollgate_port$path"; do
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s "$url" >/dev/null
+  done
+  for round in $(seq 1 "$ROUNDS"); do
+    measure "$case" direct "http://127.0.0.1:$UPSTREAM_PORT$path" "$UPSTREAM_PID" "$round"
+    measure "$case" nginx "http://127.0.0.1:$nginx_port$path" "$nginx_pid" "$round"
+    measure "$case" tollgate "http://127.0.0.1:$tollgate_port$path" "$tollgate_pid" "$round"
+  done
+  kill "$nginx_pid" "$tollgate_pid"
+  wait "$nginx_pid" "$tollgate_pid" 2>/dev/null || true
+done
+
+python3 - "$results" "$CLK_TCK" "$CONNECTIONS" "$DURATION" "$ROUNDS" <<'PY'
+import statistics, sys
+path, clk, conns, duration, rounds = sys.argv[1], int(sys.argv[2]), *sys.argv[3:]
+def to_us(text):
+    for unit, factor in (("us", 1), ("ms", 1000), ("s", 1_000_000)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float("nan")
+rows = {}
+for line in open(path):
+    case, target, _round, rps, requests, p50, p99, ticks, errors = line.split()
+    cpu_us = int(ticks) * 1_000_000 / clk / max(int(requests), 1)
+    rows.setdefault((case, target), []).append((float(rps), to_us(p50), to_us(p99), cpu_us, errors))
+print(f"\nwrk -t1 -c{conns} -d{duration}s, {rounds} interleaved rounds, medians; proxies and upstream on CPU 0, wrk on CPU 1")
+print(f"{'case':<16}{'target':<10}{'req/s':>10}{'p50 µs':>9}{'p99 µs':>9}{'CPU µs/req':>12}  errors")
+cases = []
+for case, _ in rows:
+    if case not in cases:
+        cases.append(case)
+summary = {}
+for case in cases:
+    for target in ("direct", "nginx", "tollgate"):
+        samples = rows.get((case, target))
+        if not samples:
+            continue
+        med = [statistics.median(s[i] for s in samples) for i in range(4)]
+        errors = ",".join(sorted({s[4] for s in samples}))
+        summary[(case, target)] = med
+        print(f"{case:<16}{target:<10}{med[0]:>10.0f}{med[1]:>9.0f}{med[2]:>9.0f}{med[3]:>12.2f}  {errors}")
+print(f"\n{'case':<16}{'throughput tollgate/nginx':>27}{'CPU/req tollgate/nginx':>25}")
+for case in cases:
+    n, t = summary.get((case, "nginx")), summary.get((case, "tollgate"))
+    if n and t:
+        print(f"{case:<16}{t[0] / n[0]:>27.2f}{t[3] / n[3]:>25.2f}")
+PY
