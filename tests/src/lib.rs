@@ -1,3 +1,5 @@
 //! Tollgate's test harness: starts control planes, data planes and an echo
 //! upstream on `127.0.0.1:0`, and waits on their signals. It holds no product
 //! logic.
+
+pub mod bench;
