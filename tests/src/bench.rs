@@ -9,6 +9,8 @@ pub mod client;
 pub mod cluster;
 pub mod config_gen;
 pub mod config_io;
+#[cfg(test)]
+pub mod fake_cp;
 pub mod load;
 pub mod snapshot;
 pub mod stats;

@@ -617,4 +617,107 @@ mod tests {
         assert_eq!(target_version(Some(42), 7), (42, VersionSource::Header));
         assert_eq!(target_version(None, 7), (8, VersionSource::Guessed));
     }
+
+    use crate::bench::fake_cp::{self, FakeOptions};
+
+    fn options(dp_count: usize, writes: usize, timeout_ms: u64) -> PropagationOptions {
+        PropagationOptions {
+            dp_count,
+            writes,
+            kind: WriteKind::Mixed,
+            timeout: Duration::from_millis(timeout_ms),
+            interval: Duration::from_millis(1),
+            run_id: "t".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn propagation_waits_for_every_node_after_each_write() {
+        for version_header in [true, false] {
+            let cp = fake_cp::start(FakeOptions {
+                data_planes: 3,
+                ack_delay: Duration::from_millis(20),
+                version_header,
+            })
+            .await
+            .unwrap();
+            let client = HttpClient::new(&cp.base).unwrap();
+            let result = propagation(&client, &options(3, 4, 5_000)).await.unwrap();
+            assert_eq!(
+                cp.writes(),
+                5,
+                "the bench service, then one write per sample"
+            );
+            assert_eq!(result.latencies.len(), 4);
+            assert_eq!(result.observed.len(), 4);
+            assert_eq!(result.by_ack, 4);
+            assert_eq!(result.nodes, 3);
+            assert_eq!(result.guessed_versions, if version_header { 0 } else { 4 });
+            for (acked, seen) in result.latencies.iter().zip(&result.observed) {
+                // acked_at_ms has millisecond granularity
+                assert!(*acked >= Duration::from_millis(19), "{acked:?}");
+                assert!(*acked < Duration::from_secs(2), "{acked:?}");
+                assert!(
+                    *seen + Duration::from_millis(1) >= *acked,
+                    "{seen:?} < {acked:?}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn propagation_gives_up_when_too_few_nodes_are_connected() {
+        let cp = fake_cp::start(FakeOptions {
+            data_planes: 1,
+            ack_delay: Duration::from_millis(1),
+            version_header: true,
+        })
+        .await
+        .unwrap();
+        let client = HttpClient::new(&cp.base).unwrap();
+        let err = propagation(&client, &options(2, 1, 200)).await.unwrap_err();
+        assert!(
+            matches!(&err, BenchError::Wait(what) if what.contains("have 1")),
+            "{err}"
+        );
+        assert_eq!(cp.writes(), 0);
+    }
+
+    #[tokio::test]
+    async fn push_splits_import_time_from_propagation_time() {
+        let cp = fake_cp::start(FakeOptions {
+            data_planes: 2,
+            ack_delay: Duration::from_millis(30),
+            version_header: true,
+        })
+        .await
+        .unwrap();
+        let client = HttpClient::new(&cp.base).unwrap();
+        let file = ConfigFile {
+            name: "c.yaml".into(),
+            text: bytes::Bytes::from_static(b"_format_version: \"3.0\"\n"),
+        };
+        let interval = Duration::from_millis(1);
+        let round = push(
+            &client,
+            &file,
+            Encoding::Yaml,
+            2,
+            Duration::from_secs(5),
+            interval,
+        )
+        .await
+        .unwrap();
+        assert_eq!(round.version, 2);
+        assert_eq!(round.version_source, VersionSource::Header);
+        assert_eq!(round.propagate_source, LatencySource::Ack);
+        assert_eq!(round.nodes, 2);
+        assert!(round.propagate >= Duration::from_millis(25), "{round:?}");
+        assert!(
+            round.total + Duration::from_millis(1) >= round.propagate,
+            "{round:?}"
+        );
+        let table = push_report(&[round]).to_string();
+        assert!(table.contains("| 1      | c.yaml |       2 |"), "{table}");
+    }
 }
