@@ -17,19 +17,18 @@ pub const CONFIG_VERSION_HEADER: &str = "x-tollgate-config-version";
 pub enum BenchError {
     #[error("invalid URL {url}: {reason}")]
     Url { url: String, reason: String },
-    #[error("{method} {url} failed: {source}")]
+    /// `reason` is the whole cause chain, flattened so one line tells it all.
+    #[error("{method} {url} failed: {reason}")]
     Request {
         method: Method,
         url: String,
-        #[source]
-        source: hyper_util::client::legacy::Error,
+        reason: String,
     },
-    #[error("{method} {url}: reading the response failed: {source}")]
+    #[error("{method} {url}: reading the response failed: {reason}")]
     Body {
         method: Method,
         url: String,
-        #[source]
-        source: hyper::Error,
+        reason: String,
     },
     #[error("{method} {url} timed out after {after:?}")]
     Timeout {
@@ -216,19 +215,19 @@ impl HttpClient {
                 self.client
                     .request(request)
                     .await
-                    .map_err(|source| BenchError::Request {
+                    .map_err(|err| BenchError::Request {
                         method: method.clone(),
                         url: url.clone(),
-                        source,
+                        reason: cause_chain(&err),
                     })?;
             let (parts, body) = response.into_parts();
             let body = body
                 .collect()
                 .await
-                .map_err(|source| BenchError::Body {
+                .map_err(|err| BenchError::Body {
                     method: method.clone(),
                     url: url.clone(),
-                    source,
+                    reason: cause_chain(&err),
                 })?
                 .to_bytes();
             Ok(Reply {
@@ -246,4 +245,18 @@ impl HttpClient {
             }),
         }
     }
+}
+
+/// `err` and its sources as one line, repeated messages dropped.
+fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
 }

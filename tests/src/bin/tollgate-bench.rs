@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 use std::time::Duration;
 use tollgate_tests::bench::cluster::{self, PropagationOptions, WriteKind};
 use tollgate_tests::bench::config_gen::{self, GenOptions};
@@ -398,11 +399,18 @@ async fn run(command: Command) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(run(cli.command))
+        .context("starting the async runtime")
+        .and_then(|runtime| runtime.block_on(run(cli.command)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tollgate-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
