@@ -89,7 +89,23 @@ TOLLGATE_LOG_LEVEL=${TOLLGATE_LOG_LEVEL:-warn} "${cpu0[@]}" "$bin/tollgate-cp" s
   >"$work/cp.log" 2>&1 &
 pids+=($!)
 bench() { "${cpu1[@]}" "$bin/tollgate-bench" "$@"; }
-bench wait-http --url "$admin/status" --timeout 60
+# wait_http SECONDS URL...: until every URL answers 200; fails early if a
+# process this script started has exited.
+wait_http() {
+  local deadline=$((SECONDS + $1)) args=() pid
+  shift
+  for url in "$@"; do args+=(--url "$url"); done
+  until bench wait-http "${args[@]}" --timeout 1 2>/dev/null; do
+    for pid in "${pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null || { log "process $pid exited early"; return 1; }
+    done
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      bench wait-http "${args[@]}" --timeout 0 || true
+      return 1
+    fi
+  done
+}
+wait_http 60 "$admin/status"
 log "tollgate-cp ready on $admin"
 
 echo "## Admin API benchmark"

@@ -86,6 +86,22 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 bench() { "${cpu1[@]}" "$bin/tollgate-bench" "$@"; }
+# wait_http SECONDS URL...: until every URL answers 200; fails early if a
+# process this script started has exited.
+wait_http() {
+  local deadline=$((SECONDS + $1)) args=() pid
+  shift
+  for url in "$@"; do args+=(--url "$url"); done
+  until bench wait-http "${args[@]}" --timeout 1 2>/dev/null; do
+    for pid in "${pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null || { log "process $pid exited early"; return 1; }
+    done
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      bench wait-http "${args[@]}" --timeout 0 || true
+      return 1
+    fi
+  done
+}
 
 psql "$server_url" -qAtc "CREATE DATABASE $db" >/dev/null
 db_created=1
@@ -107,8 +123,8 @@ TOLLGATE_LOG_LEVEL=${TOLLGATE_LOG_LEVEL:-warn} "${cpu0[@]}" "$bin/tollgate-cp" s
   --cluster-ca "$pki/ca.crt" --cluster-cert "$pki/cp.crt" --cluster-key "$pki/cp.key" \
   >"$work/cp.log" 2>&1 &
 pids+=($!)
-bench wait-http --url "$admin/status" --timeout 60
-bench wait-http --url "$upstream/" --timeout 30
+wait_http 60 "$admin/status"
+wait_http 30 "$upstream/"
 log "tollgate-cp ready on $admin"
 
 # A small config first, so a data plane has something to load and report ready.
@@ -140,8 +156,8 @@ start_dp() {
 }
 wait_ready() {
   local urls=()
-  for port in "${dp_status_ports[@]}"; do urls+=(--url "http://127.0.0.1:$port/status/ready"); done
-  bench wait-http "${urls[@]}" --timeout 120
+  for port in "${dp_status_ports[@]}"; do urls+=("http://127.0.0.1:$port/status/ready"); done
+  wait_http 120 "${urls[@]}"
 }
 
 echo "## Cluster benchmark"
@@ -168,7 +184,7 @@ bench snapshot-size --file "$work/large.yaml" --admin "$admin"
 
 log "phase 4: proxy p99 idle vs while re-importing the large config twice"
 proxy="http://127.0.0.1:${dp_proxy_ports[0]}"
-bench wait-http --url "$proxy/r0" --timeout 30
+wait_http 30 "$proxy/r0"
 bench push-load --proxy "$proxy" --path /r0 --admin "$admin" --dp-count "$dp_count" \
   --file "$work/large.yaml" --file "$work/large-v1.yaml" \
   --rate "$rate" --duration "$load_seconds"

@@ -110,6 +110,8 @@ pub struct PushLoadOptions {
     pub interval: Duration,
     /// Load before the first push and after the last acknowledgement.
     pub margin: Duration,
+    /// Unreported load before the idle run (connections, caches).
+    pub warmup: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +130,17 @@ pub async fn push_load(
     files: &[ConfigFile],
     options: &PushLoadOptions,
 ) -> Result<PushLoadResult, BenchError> {
+    if !options.warmup.is_zero() {
+        fixed_rate(
+            "warm-up",
+            proxy,
+            &options.path,
+            options.rate,
+            options.max_in_flight,
+            tokio::time::sleep(options.warmup),
+        )
+        .await;
+    }
     let idle = fixed_rate(
         "idle",
         proxy,

@@ -115,6 +115,9 @@ enum Command {
         duration: f64,
         #[arg(long, default_value_t = 1000)]
         max_in_flight: usize,
+        /// Seconds of unreported load first
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
     },
     /// Proxy p99 idle vs while importing configs (each waited for on every DP)
     PushLoad {
@@ -140,6 +143,9 @@ enum Command {
         duration: f64,
         #[arg(long, default_value_t = 1000)]
         max_in_flight: usize,
+        /// Seconds of unreported load before the idle run
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
         #[arg(long, value_enum, default_value_t = Encoding::Yaml)]
         encoding: Encoding,
         #[arg(long, default_value_t = 1)]
@@ -322,10 +328,16 @@ async fn run(command: Command) -> Result<()> {
             rate,
             duration,
             max_in_flight,
+            warmup,
         } => {
             let (base, path) = split_url(&url)?;
             let client = proxy_client(&base, host.as_deref())?;
             let duration = seconds(duration, "duration")?;
+            let warmup = seconds(warmup, "warmup")?;
+            if !warmup.is_zero() {
+                let until = tokio::time::sleep(warmup);
+                load::fixed_rate("warm-up", &client, &path, rate, max_in_flight, until).await;
+            }
             let result = load::fixed_rate(
                 "load",
                 &client,
@@ -350,6 +362,7 @@ async fn run(command: Command) -> Result<()> {
             rate,
             duration,
             max_in_flight,
+            warmup,
             encoding,
             poll_ms,
             timeout,
@@ -367,6 +380,7 @@ async fn run(command: Command) -> Result<()> {
                 timeout: seconds(timeout, "timeout")?,
                 interval: Duration::from_millis(poll_ms),
                 margin: Duration::from_millis(500),
+                warmup: seconds(warmup, "warmup")?,
             };
             let result = load::push_load(&proxy_client, &admin_client, &files, &options).await?;
             println!(
