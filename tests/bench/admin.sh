@@ -77,6 +77,36 @@ psql "$server_url" -qAtc "CREATE DATABASE $db" >/dev/null
 db_created=1
 log "database $db"
 
+bench() { "${cpu1[@]}" "$bin/tollgate-bench" "$@"; }
+
+# Same-run baseline: what PostgreSQL itself does at the same concurrency, from a
+# pgbench client on the bench client's CPU, before the control plane starts.
+baseline_args=()
+if command -v pgbench >/dev/null 2>&1; then
+  log "PostgreSQL baseline (pgbench, $concurrency clients, ${duration}s per phase)"
+  psql "$db_url" -qAtc "CREATE TABLE bench_baseline (seq bigserial PRIMARY KEY,
+    id uuid NOT NULL DEFAULT gen_random_uuid(), username text NOT NULL UNIQUE, created_at bigint NOT NULL)"
+  cat >"$work/insert.sql" <<'SQL'
+INSERT INTO bench_baseline (username, created_at) VALUES ('u-' || :client_id || '-' || random()::text, extract(epoch FROM now())::bigint);
+SQL
+  pg_tps() {
+    "${cpu1[@]}" pgbench -n -M prepared -c "$concurrency" -j 1 -T "${duration%.*}" -f "$1" "$db_url" 2>&1 |
+      sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1
+  }
+  pg_writes=$(pg_tps "$work/insert.sql")
+  rows=$(psql "$db_url" -qAtc "SELECT coalesce(max(seq), 1) FROM bench_baseline")
+  printf '\\set k random(1, %s)\nSELECT * FROM bench_baseline WHERE seq = :k;\n' "$rows" >"$work/select.sql"
+  pg_reads=$(pg_tps "$work/select.sql")
+  psql "$db_url" -qAtc "DROP TABLE bench_baseline"
+  if [ -n "$pg_writes" ] && [ -n "$pg_reads" ]; then
+    baseline_args=(--baseline-writes "$pg_writes" --baseline-reads "$pg_reads")
+  else
+    log "pgbench gave no tps; no baseline"
+  fi
+else
+  log "pgbench not installed; no PostgreSQL baseline"
+fi
+
 "$bin/tollgate-cp" cert init --out "$work/pki" >/dev/null
 admin_port=$(free_port)
 cluster_port=$(free_port)
@@ -88,7 +118,6 @@ TOLLGATE_LOG_LEVEL=${TOLLGATE_LOG_LEVEL:-warn} "${cpu0[@]}" "$bin/tollgate-cp" s
   --cluster-ca "$work/pki/ca.crt" --cluster-cert "$work/pki/cp.crt" --cluster-key "$work/pki/cp.key" \
   >"$work/cp.log" 2>&1 &
 pids+=($!)
-bench() { "${cpu1[@]}" "$bin/tollgate-bench" "$@"; }
 # wait_http SECONDS URL...: until every URL answers 200; fails early if a
 # process this script started has exited.
 wait_http() {
@@ -112,7 +141,7 @@ echo "## Admin API benchmark"
 echo
 echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs; $pinning; PostgreSQL database $db."
 echo
-bench admin --admin "$admin" --duration "$duration" --concurrency "$concurrency"
+bench admin --admin "$admin" --duration "$duration" --concurrency "$concurrency" "${baseline_args[@]}"
 
 log "generating $routes services/routes + $consumers consumers"
 bench config-gen --routes "$routes" --consumers "$consumers" --out "$work/config.yaml"

@@ -18,6 +18,26 @@ pub struct AdminOptions {
     pub concurrency: usize,
     /// Makes names unique across runs against the same database.
     pub run_id: String,
+    /// Same-run baseline: raw PostgreSQL single-row INSERT commits/s and
+    /// primary-key SELECTs/s at the same concurrency (e.g. from pgbench).
+    pub baseline: Option<Baseline>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Baseline {
+    pub writes_per_sec: f64,
+    pub reads_per_sec: f64,
+}
+
+impl Baseline {
+    /// The baseline rate a phase compares with: writes for POST, reads otherwise.
+    fn for_phase(&self, name: &str) -> f64 {
+        if name.starts_with("POST") {
+            self.writes_per_sec
+        } else {
+            self.reads_per_sec
+        }
+    }
 }
 
 /// What one phase measured.
@@ -236,6 +256,7 @@ pub fn report(results: &[PhaseResult], options: &AdminOptions) -> Table {
             "max ms",
             "ok",
             "errors",
+            "vs PostgreSQL",
         ],
     );
     for result in results {
@@ -243,6 +264,14 @@ pub fn report(results: &[PhaseResult], options: &AdminOptions) -> Table {
             .latency
             .map(|l| (ms(l.p50), ms(l.p99), ms(l.max)))
             .unwrap_or_else(|| ("-".into(), "-".into(), "-".into()));
+        let ratio = options
+            .baseline
+            .map(|b| b.for_phase(&result.name))
+            .filter(|base| *base > 0.0)
+            .map_or_else(
+                || "-".to_string(),
+                |base| format!("{:.2}", result.ops_per_sec() / base),
+            );
         table.row(vec![
             result.name.clone(),
             format!("{:.1}", result.ops_per_sec()),
@@ -251,7 +280,15 @@ pub fn report(results: &[PhaseResult], options: &AdminOptions) -> Table {
             max,
             result.ok.to_string(),
             result.errors.to_string(),
+            ratio,
         ]);
+    }
+    if let Some(baseline) = options.baseline {
+        table.note(format!(
+            "vs PostgreSQL: Admin API ops/s divided by raw PostgreSQL ops/s at the same concurrency, \
+             measured in this run: {:.0} single-row INSERT commits/s for POSTs, {:.0} primary-key SELECTs/s for GETs",
+            baseline.writes_per_sec, baseline.reads_per_sec
+        ));
     }
     for result in results {
         if let Some(err) = &result.first_error {
@@ -298,5 +335,38 @@ mod tests {
             (0..100).filter_map(|i| pick(&names, 1, i)).collect();
         assert!(picked.len() > 5);
         assert_eq!(pick(&[], 0, 0), None);
+    }
+
+    #[test]
+    fn report_compares_posts_with_writes_and_gets_with_reads() {
+        let phase = |name: &str, ok| PhaseResult {
+            name: name.into(),
+            elapsed: Duration::from_secs(2),
+            ok,
+            errors: 0,
+            latency: None,
+            first_error: None,
+        };
+        let options = AdminOptions {
+            duration: Duration::from_secs(2),
+            concurrency: 4,
+            run_id: "r".into(),
+            baseline: Some(Baseline {
+                writes_per_sec: 500.0,
+                reads_per_sec: 4000.0,
+            }),
+        };
+        let table = report(
+            &[phase("POST /consumers", 500), phase("GET /services", 2000)],
+            &options,
+        );
+        let ratios: Vec<&str> = table.rows().iter().map(|r| r[7].as_str()).collect();
+        assert_eq!(ratios, ["0.50", "0.25"]);
+        let without = AdminOptions {
+            baseline: None,
+            ..options
+        };
+        let table = report(&[phase("POST /consumers", 500)], &without);
+        assert_eq!(table.rows()[0][7], "-");
     }
 }

@@ -35,6 +35,12 @@ enum Command {
         /// Concurrent client tasks
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Same-run baseline: raw PostgreSQL INSERT commits/s (adds a ratio column)
+        #[arg(long, requires = "baseline_reads")]
+        baseline_writes: Option<f64>,
+        /// Same-run baseline: raw PostgreSQL primary-key SELECTs/s
+        #[arg(long, requires = "baseline_writes")]
+        baseline_reads: Option<f64>,
     },
     /// Write a Kong declarative YAML with N services/routes and N jwt consumers
     ConfigGen {
@@ -232,12 +238,22 @@ async fn run(command: Command) -> Result<()> {
             admin: url,
             duration,
             concurrency,
+            baseline_writes,
+            baseline_reads,
         } => {
             let client = HttpClient::new(&url)?.with_timeout(Duration::from_secs(30));
+            let baseline =
+                baseline_writes
+                    .zip(baseline_reads)
+                    .map(|(writes, reads)| admin::Baseline {
+                        writes_per_sec: writes,
+                        reads_per_sec: reads,
+                    });
             let options = admin::AdminOptions {
                 duration: seconds(duration, "duration")?,
                 concurrency,
                 run_id: run_id(),
+                baseline,
             };
             let results = admin::run(&client, &options).await;
             println!("{}", admin::report(&results, &options));
