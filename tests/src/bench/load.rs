@@ -385,4 +385,62 @@ mod tests {
         };
         assert_eq!(p99_ratio(&result), Some(2.5));
     }
+
+    #[tokio::test]
+    async fn push_load_runs_idle_then_pushes_during_the_second_run() {
+        use crate::bench::fake_cp::{self, FakeOptions};
+        let (base, hits) = server().await;
+        let cp = fake_cp::start(FakeOptions {
+            data_planes: 2,
+            ack_delay: Duration::from_millis(150),
+            version_header: true,
+        })
+        .await
+        .unwrap();
+        let files: Vec<ConfigFile> = ["a.yaml", "b.yaml"]
+            .iter()
+            .map(|name| ConfigFile {
+                name: (*name).into(),
+                text: Bytes::from_static(b"_format_version: \"3.0\"\n"),
+            })
+            .collect();
+        let options = PushLoadOptions {
+            path: "/r0".into(),
+            rate: 200,
+            duration: Duration::from_millis(200),
+            max_in_flight: 100,
+            dp_count: 2,
+            encoding: Encoding::Yaml,
+            timeout: Duration::from_secs(5),
+            interval: Duration::from_millis(1),
+            margin: Duration::from_millis(50),
+            warmup: Duration::from_millis(50),
+        };
+        let proxy = HttpClient::new(&base).unwrap();
+        let admin = HttpClient::new(&cp.base).unwrap();
+        let result = push_load(&proxy, &admin, &files, &options).await.unwrap();
+        assert_eq!(cp.writes(), 2);
+        assert_eq!(result.pushes.len(), 2);
+        assert_eq!(
+            result.pushes.iter().map(|p| p.version).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        // two pushes of ≥150 ms each, plus the margins: longer than `duration`
+        assert!(
+            result.pushing.elapsed >= Duration::from_millis(350),
+            "{:?}",
+            result.pushing.elapsed
+        );
+        assert!((result.idle.elapsed.as_millis() as i64 - 200).abs() < 100);
+        assert!(result.idle.ok > 0 && result.pushing.ok > result.idle.ok);
+        // the warm-up sends about 10 unreported requests (200/s for 50 ms)
+        let reported = result.idle.ok + result.pushing.ok;
+        let served = hits.load(Ordering::Relaxed);
+        assert!(
+            (reported + 8..=reported + 12).contains(&served),
+            "{served} vs {reported}"
+        );
+        let table = push_load_report(&result, "x", 200).to_string();
+        assert!(table.contains("p99 ratio pushing/idle"), "{table}");
+    }
 }
