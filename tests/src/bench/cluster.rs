@@ -441,7 +441,8 @@ pub fn push_report(rounds: &[PushRound]) -> Table {
             "201 → all DPs acked ms",
             "total ms",
         ],
-    );
+    )
+    .left_columns(2);
     for (i, round) in rounds.iter().enumerate() {
         let version = match round.version_source {
             VersionSource::Header => round.version.to_string(),

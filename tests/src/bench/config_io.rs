@@ -161,7 +161,8 @@ pub fn report(rounds: &[Round], files: &[ConfigFile], encoding: Encoding) -> Tab
             "exported bytes",
             "version",
         ],
-    );
+    )
+    .left_columns(2);
     for (i, round) in rounds.iter().enumerate() {
         table.row(vec![
             (i + 1).to_string(),

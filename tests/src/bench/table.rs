@@ -2,13 +2,16 @@
 
 use std::fmt;
 
-/// A markdown table with a title line; columns after the first are right-aligned.
+/// A markdown table with a title line and notes under it (a bullet list);
+/// the first column (or the first [`Table::left_columns`]) is left-aligned,
+/// the others right-aligned.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     title: String,
     headers: Vec<String>,
     rows: Vec<Vec<String>>,
     notes: Vec<String>,
+    left: usize,
 }
 
 impl Table {
@@ -18,7 +21,14 @@ impl Table {
             headers: headers.iter().map(|h| h.to_string()).collect(),
             rows: Vec::new(),
             notes: Vec::new(),
+            left: 1,
         }
+    }
+
+    /// Left-aligns the first `count` columns (text rather than numbers).
+    pub fn left_columns(mut self, count: usize) -> Self {
+        self.left = count;
+        self
     }
 
     /// Adds a row; missing cells render empty, extra cells are dropped.
@@ -57,7 +67,7 @@ impl fmt::Display for Table {
         let line = |f: &mut fmt::Formatter<'_>, row: &[String]| -> fmt::Result {
             write!(f, "|")?;
             for (i, width) in widths.iter().enumerate() {
-                if i == 0 {
+                if i < self.left {
                     write!(f, " {:<width$} |", cell(row, i))?;
                 } else {
                     write!(f, " {:>width$} |", cell(row, i))?;
@@ -68,7 +78,7 @@ impl fmt::Display for Table {
         line(f, &self.headers)?;
         write!(f, "|")?;
         for (i, width) in widths.iter().enumerate() {
-            if i == 0 {
+            if i < self.left {
                 write!(f, " {} |", "-".repeat(*width))?;
             } else {
                 write!(f, " {}: |", "-".repeat(width.saturating_sub(1)))?;
@@ -78,8 +88,11 @@ impl fmt::Display for Table {
         for row in &self.rows {
             line(f, row)?;
         }
+        if !self.notes.is_empty() {
+            writeln!(f)?;
+        }
         for note in &self.notes {
-            writeln!(f, "\n{note}")?;
+            writeln!(f, "- {note}")?;
         }
         Ok(())
     }
@@ -101,7 +114,14 @@ mod tests {
                         | --------------- | -----: |\n\
                         | POST /consumers | 1234.5 |\n\
                         | GET             |        |\n\
-                        \nCP on CPU 0\n";
+                        \n- CP on CPU 0\n";
         assert_eq!(table.to_string(), expected);
+
+        let mut two = Table::new("", &["a", "b", "c"]).left_columns(2);
+        two.row(vec!["x".into(), "y".into(), "1".into()]);
+        assert_eq!(
+            two.to_string(),
+            "| a   | b   |   c |\n| --- | --- | --: |\n| x   | y   |   1 |\n"
+        );
     }
 }
