@@ -188,4 +188,7 @@ wait_http 30 "$proxy/r0"
 bench push-load --proxy "$proxy" --path /r0 --admin "$admin" --dp-count "$dp_count" \
   --file "$work/large.yaml" --file "$work/large-v1.yaml" \
   --rate "$rate" --duration "$load_seconds"
+echo "The proxied data plane (dp1) shares its CPU with the control plane and the other"
+echo "data planes, which import, build and compile the same config during the pushing run."
+echo
 status=0
