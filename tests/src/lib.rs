@@ -2,5 +2,6 @@
 //! upstream on `127.0.0.1:0`, and waits on their signals. It holds no product
 //! logic.
 
+pub mod bench;
 pub mod dataplane;
 pub mod echo;

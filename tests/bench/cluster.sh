@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Cluster benchmark: one release-built tollgate-cp (fresh PostgreSQL database)
+# and tollgate-dp data planes with their own certificates, cache dirs and node
+# ids. Measures
+#   1. Admin write → every data plane acked, with 1 and then 10 data planes;
+#   2. a 10k-services + 10k-consumers POST /config: 201 → all data planes
+#      acked (compile and swap included), and the config's size raw/gzip;
+#   3. proxy p99 at a fixed rate while that config is re-imported twice,
+#      against the same load idle.
+# Prints markdown tables on stdout (progress on stderr). Cleans up on exit.
+#
+# Environment (all optional):
+#   BENCH_DP_COUNT=10        data planes in the second phase
+#   BENCH_WRITES=200         writes per propagation run
+#   BENCH_ROUTES=10000       services/routes in the large config
+#   BENCH_CONSUMERS=10000    consumers (one jwt credential each)
+#   BENCH_RATE=2000          proxy requests per second
+#   BENCH_LOAD_SECONDS=5     seconds of proxy load (idle run; minimum of the push run)
+#   BENCH_SKIP_BUILD=1       use the existing target/release binaries
+#   BENCH_BIN_DIR=DIR        take the binaries from DIR (with BENCH_SKIP_BUILD=1)
+#   BENCH_KEEP=1             keep the work directory (logs, certificates, caches)
+#   DATABASE_URL             PostgreSQL server (a fresh database is created on it)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+dp_count=${BENCH_DP_COUNT:-10}
+writes=${BENCH_WRITES:-200}
+routes=${BENCH_ROUTES:-10000}
+consumers=${BENCH_CONSUMERS:-10000}
+rate=${BENCH_RATE:-2000}
+load_seconds=${BENCH_LOAD_SECONDS:-5}
+bin=${BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
+
+log() { echo "cluster.sh: $*" >&2; }
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+new_uuid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
+if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+  cpu0=(taskset -c 0)
+  cpu1=(taskset -c 1)
+  pinning="tollgate-cp and every tollgate-dp pinned to CPU 0; tollgate-bench and the echo upstream to CPU 1 (taskset); PostgreSQL unpinned"
+else
+  cpu0=()
+  cpu1=()
+  pinning="no CPU pinning (taskset missing or fewer than 2 CPUs)"
+fi
+
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  log "building release binaries"
+  cargo build --release --bins >&2
+fi
+for b in tollgate-cp tollgate-dp tollgate-bench tollgate-echo; do
+  [ -x "$bin/$b" ] || { log "missing $bin/$b"; exit 1; }
+done
+
+services=$(tests/scripts/ensure-services.sh)
+server_url=${DATABASE_URL:-$(sed -n 1p <<<"$services")}
+server_url=${server_url%%\?*}
+db=tollgate_bench_$(date +%Y%m%d%H%M%S)_$$
+db_url="${server_url%/*}/$db"
+
+work=$(mktemp -d -t tollgate-bench-cluster.XXXXXX)
+pki=$work/pki
+pids=()
+db_created=0
+status=1
+cleanup() {
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "$db_created" = 1 ]; then
+    psql "$server_url" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 ||
+      log "could not drop database $db"
+  fi
+  if [ "$status" != 0 ]; then
+    for f in "$work"/*.log; do
+      [ -f "$f" ] || continue
+      log "$(basename "$f") (last 15 lines):"
+      tail -n 15 "$f" >&2 || true
+    done
+  fi
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+bench() { "${cpu1[@]}" "$bin/tollgate-bench" "$@"; }
+# wait_http SECONDS URL...: until every URL answers 200; fails early if a
+# process this script started has exited.
+wait_http() {
+  local deadline=$((SECONDS + $1)) args=() pid
+  shift
+  for url in "$@"; do args+=(--url "$url"); done
+  until bench wait-http "${args[@]}" --timeout 1 2>/dev/null; do
+    for pid in "${pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null || { log "process $pid exited early"; return 1; }
+    done
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      bench wait-http "${args[@]}" --timeout 0 || true
+      return 1
+    fi
+  done
+}
+
+psql "$server_url" -qAtc "CREATE DATABASE $db" >/dev/null
+db_created=1
+log "database $db"
+"$bin/tollgate-cp" cert init --out "$pki" >/dev/null
+
+echo_port=$(free_port)
+"${cpu1[@]}" "$bin/tollgate-echo" "127.0.0.1:$echo_port" >"$work/echo.log" 2>&1 &
+pids+=($!)
+upstream="http://127.0.0.1:$echo_port"
+
+admin_port=$(free_port)
+cluster_port=$(free_port)
+admin="http://127.0.0.1:$admin_port"
+TOLLGATE_LOG_LEVEL=${TOLLGATE_LOG_LEVEL:-warn} "${cpu0[@]}" "$bin/tollgate-cp" serve \
+  --database-url "$db_url" \
+  --admin-listen "127.0.0.1:$admin_port" \
+  --cluster-listen "127.0.0.1:$cluster_port" \
+  --cluster-ca "$pki/ca.crt" --cluster-cert "$pki/cp.crt" --cluster-key "$pki/cp.key" \
+  >"$work/cp.log" 2>&1 &
+pids+=($!)
+wait_http 60 "$admin/status"
+wait_http 30 "$upstream/"
+log "tollgate-cp ready on $admin"
+
+# A small config first, so a data plane has something to load and report ready.
+bench config-gen --routes 100 --consumers 100 --upstream "$upstream" --out "$work/seed.yaml"
+curl -sS -o /dev/null -w '%{http_code}' -H 'Content-Type: application/yaml' \
+  --data-binary "@$work/seed.yaml" "$admin/config" | grep -qx 201 ||
+  { log "POST /config of the seed config did not answer 201"; exit 1; }
+
+dp_proxy_ports=()
+dp_status_ports=()
+start_dp() {
+  local i=$1 proxy_port status_port
+  "$bin/tollgate-cp" cert issue --ca-dir "$pki" --name "dp$i" --out "$pki" >/dev/null
+  proxy_port=$(free_port)
+  status_port=$(free_port)
+  mkdir -p "$work/dp$i-cache"
+  RUST_LOG=${RUST_LOG:-warn} TOLLGATE_LOG_LEVEL=${TOLLGATE_LOG_LEVEL:-warn} "${cpu0[@]}" "$bin/tollgate-dp" serve \
+    --control-plane "https://127.0.0.1:$cluster_port" \
+    --cluster-ca "$pki/ca.crt" --cluster-cert "$pki/dp$i.crt" --cluster-key "$pki/dp$i.key" \
+    --cluster-server-name tollgate-cp \
+    --proxy-listen "127.0.0.1:$proxy_port" \
+    --status-listen "127.0.0.1:$status_port" \
+    --cache-dir "$work/dp$i-cache" \
+    --node-id "$(new_uuid)" \
+    >"$work/dp$i.log" 2>&1 &
+  pids+=($!)
+  dp_proxy_ports+=("$proxy_port")
+  dp_status_ports+=("$status_port")
+}
+wait_ready() {
+  local urls=()
+  for port in "${dp_status_ports[@]}"; do urls+=("http://127.0.0.1:$port/status/ready"); done
+  wait_http 120 "${urls[@]}"
+}
+
+echo "## Cluster benchmark"
+echo
+echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs; $pinning; PostgreSQL database $db."
+echo
+
+log "phase 1: one data plane"
+start_dp 1
+wait_ready
+bench propagation --admin "$admin" --dp-count 1 --writes "$writes"
+
+log "phase 2: $dp_count data planes"
+for i in $(seq 2 "$dp_count"); do start_dp "$i"; done
+wait_ready
+bench propagation --admin "$admin" --dp-count "$dp_count" --writes "$writes"
+
+log "phase 3: $routes services/routes + $consumers consumers"
+bench config-gen --routes "$routes" --consumers "$consumers" --upstream "$upstream" --out "$work/large.yaml"
+bench config-gen --routes "$routes" --consumers "$consumers" --upstream "$upstream" --variant 1 --out "$work/large-v1.yaml"
+# seed → large → large-v1: both pushes change every service
+bench push --admin "$admin" --dp-count "$dp_count" --file "$work/large.yaml" --file "$work/large-v1.yaml" --rounds 2
+bench snapshot-size --file "$work/large.yaml" --admin "$admin"
+
+log "phase 4: proxy p99 idle vs while re-importing the large config twice"
+proxy="http://127.0.0.1:${dp_proxy_ports[0]}"
+wait_http 30 "$proxy/r0"
+bench push-load --proxy "$proxy" --path /r0 --admin "$admin" --dp-count "$dp_count" \
+  --file "$work/large.yaml" --file "$work/large-v1.yaml" \
+  --rate "$rate" --duration "$load_seconds"
+echo "The proxied data plane (dp1) shares its CPU with the control plane and the other"
+echo "data planes, which import, build and compile the same config during the pushing run."
+echo
+status=0
