@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod body;
+pub mod clustering;
 pub mod config;
 pub mod entities;
 pub mod error;
@@ -320,6 +321,8 @@ async fn handle(request: &AdminRequest, op: Op) -> Result<Response, ApiError> {
         (Op::Audit, _) => audit::list(request).await,
         (Op::Tags, _) => info::tags(request).await,
         (Op::OpenApi, _) => Ok(openapi::document(request)),
+        (Op::ClusteringDataPlanes, _) => clustering::data_planes(request).await,
+        (Op::ClusteringStatus, _) => clustering::status(request).await,
         (Op::Collection { kind, parent }, &M::GET) => entities::list(request, kind, parent).await,
         (Op::Collection { kind, parent }, _) => entities::create(request, kind, parent).await,
         (Op::Entity { kind, parent }, &M::GET) => entities::get(request, kind, parent).await,

@@ -8,8 +8,11 @@
 //! else until that changes. Otherwise it gets the current snapshot at once and
 //! every later one, plus heartbeats. Acks and Nacks land in the registry.
 
+pub mod build;
+pub mod persist;
 pub mod publisher;
 pub mod registry;
+pub mod view;
 
 use registry::{DataPlaneRegistry, NodeHello};
 use std::collections::BTreeSet;

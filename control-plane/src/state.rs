@@ -51,6 +51,8 @@ pub struct AppState {
     pub configuration: Value,
     pub counters: Arc<ServerCounters>,
     pub routes: RouteTable,
+    /// The cluster's view for `/clustering/*`; `None` without a cluster listener.
+    pub cluster: Option<crate::cluster::view::ClusterView>,
 }
 
 /// Kong masks secret settings with this.
@@ -84,6 +86,7 @@ impl AppState {
             configuration,
             counters: Arc::new(ServerCounters::default()),
             routes: RouteTable::new()?,
+            cluster: None,
         })
     }
 

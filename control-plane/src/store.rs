@@ -12,10 +12,12 @@
 //! - The latest committed version this process knows is published in a
 //!   `tokio::sync::watch` ([`Store::subscribe`]).
 
+mod data_planes;
 mod error;
 mod sealing;
 mod tables;
 
+pub use data_planes::DataPlaneRow;
 pub use error::{lua_literal, StoreError};
 pub use sealing::{Keyring, SealError};
 pub use tables::{children_of, table, Foreign, OnDelete, Table, INSERT_ORDER};

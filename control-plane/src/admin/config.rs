@@ -4,7 +4,7 @@
 
 use super::body::{self, Encoding};
 use super::error::ApiError;
-use super::response::{json, json_with_status};
+use super::response::{committed, json, json_with_status};
 use super::AdminRequest;
 use crate::schema_bridge::render_entity;
 use crate::store::{config_entities, AuditRecord, StoreError};
@@ -195,7 +195,7 @@ pub async fn post(request: &AdminRequest) -> Result<Response, ApiError> {
         after: Some(json!({ "config_hash": new_hash, "diff": changes })),
     })
     .await?;
-    txn.commit().await?;
+    let version = txn.commit().await?;
     let mut loaded = Map::new();
     for kind in EntityKind::ALL {
         let entities: Map<String, Value> = config_entities(&config, kind)?
@@ -211,8 +211,8 @@ pub async fn post(request: &AdminRequest) -> Result<Response, ApiError> {
             .collect();
         loaded.insert(kind.table_name().into(), Value::Object(entities));
     }
-    Ok(json_with_status(
-        StatusCode::CREATED,
-        &Value::Object(loaded),
+    Ok(committed(
+        json_with_status(StatusCode::CREATED, &Value::Object(loaded)),
+        version,
     ))
 }

@@ -7,7 +7,7 @@ use super::audit::redact;
 use super::body;
 use super::error::ApiError;
 use super::paging;
-use super::response::{json, json_with_status, no_content};
+use super::response::{committed, json, json_with_status, no_content};
 use super::routes::{collection, nested_collection, param, Relation};
 use super::AdminRequest;
 use crate::schema_bridge::{
@@ -272,10 +272,10 @@ pub async fn create(
         Some(&entity),
     ))
     .await?;
-    txn.commit().await?;
-    Ok(json_with_status(
-        StatusCode::CREATED,
-        &render_entity(kind, &entity),
+    let version = txn.commit().await?;
+    Ok(committed(
+        json_with_status(StatusCode::CREATED, &render_entity(kind, &entity)),
+        version,
     ))
 }
 
@@ -419,8 +419,8 @@ pub async fn put(
         Some(&after),
     ))
     .await?;
-    txn.commit().await?;
-    Ok(json(&render_entity(kind, &after)))
+    let version = txn.commit().await?;
+    Ok(committed(json(&render_entity(kind, &after)), version))
 }
 
 /// `PATCH /E/{e}`, `PATCH /P/{p}/E/{e}`.
@@ -449,8 +449,8 @@ pub async fn patch(
         Some(&after),
     ))
     .await?;
-    txn.commit().await?;
-    Ok(json(&render_entity(kind, &after)))
+    let version = txn.commit().await?;
+    Ok(committed(json(&render_entity(kind, &after)), version))
 }
 
 /// `DELETE /E/{e}`: 204 whether or not it existed.
@@ -474,8 +474,8 @@ pub async fn delete(
     txn.delete(kind, &id).await?;
     txn.audit(audit_record(request, kind, &id, Some(&existing), None))
         .await?;
-    txn.commit().await?;
-    Ok(no_content())
+    let version = txn.commit().await?;
+    Ok(committed(no_content(), version))
 }
 
 /// The id `child` references through `relation`, if any.
@@ -529,8 +529,8 @@ pub async fn write_parent(
         Some(&after),
     ))
     .await?;
-    txn.commit().await?;
-    Ok(json(&render_entity(kind, &after)))
+    let version = txn.commit().await?;
+    Ok(committed(json(&render_entity(kind, &after)), version))
 }
 
 /// The field list of a Kong-format schema (`{"fields":[{"name":{…}}, …]}`).

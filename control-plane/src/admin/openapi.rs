@@ -250,6 +250,10 @@ fn operation(endpoint: &Endpoint, method: &Method) -> Value {
                 Op::Audit => "The audit log, oldest first".into(),
                 Op::OpenApi => "This document".into(),
                 Op::Tags => "Tagged entities: {tag, entity_name, entity_id}".into(),
+                Op::ClusteringDataPlanes => {
+                    "Every data plane: what it runs, sync status, last error, lag".into()
+                }
+                Op::ClusteringStatus => "Data planes by id (Kong's deprecated summary)".into(),
                 _ => String::new(),
             };
             if op == Op::Audit || op == Op::Tags {

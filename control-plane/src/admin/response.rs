@@ -29,3 +29,15 @@ pub fn no_content() -> Response {
     *response.status_mut() = StatusCode::NO_CONTENT;
     response
 }
+
+/// The header naming the config version a write committed, so a client can
+/// wait for the data planes to acknowledge exactly that version.
+pub const CONFIG_VERSION_HEADER: &str = "x-tollgate-config-version";
+
+/// Stamps `response` with the config version its write committed.
+pub fn committed(mut response: Response, version: i64) -> Response {
+    response
+        .headers_mut()
+        .insert(CONFIG_VERSION_HEADER, HeaderValue::from(version));
+    response
+}

@@ -31,6 +31,8 @@ pub enum Op {
     Config,
     Audit,
     OpenApi,
+    ClusteringDataPlanes,
+    ClusteringStatus,
     /// `/tags` and `/tags/{tag}`.
     Tags,
     /// `/E` or `/P/{p}/E`: list, create.
@@ -136,6 +138,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         fixed("/tags", GET, Op::Tags),
         fixed("/tags/{tag}", GET, Op::Tags),
         fixed("/openapi.json", GET, Op::OpenApi),
+        fixed("/clustering/data-planes", GET, Op::ClusteringDataPlanes),
+        fixed("/clustering/status", GET, Op::ClusteringStatus),
     ];
     for kind in EntityKind::ALL {
         let base = format!("/{}", collection(kind));

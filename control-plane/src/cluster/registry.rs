@@ -3,7 +3,7 @@
 //! connected. Held in memory for the live view; every change is also sent on
 //! an event channel so the store can persist it (per-node rows in the database).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
@@ -29,7 +29,8 @@ pub struct NodeHello {
 }
 
 /// The recorded state of one data plane.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DataPlaneState {
     pub id: String,
     pub hostname: String,

@@ -1,0 +1,100 @@
+//! What `GET /clustering/*` shows: every data plane known to this control
+//! plane's live registry merged with the rows other control planes on the same
+//! database wrote, each judged against the snapshot published here.
+
+use super::publisher::PublisherStatus;
+use super::registry::{now_ms, DataPlaneRegistry, DataPlaneState, SyncStatus};
+use super::SnapshotWatch;
+use crate::store::{Store, StoreError};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The cluster's state as the Admin API reads it; cheap to clone.
+#[derive(Clone)]
+pub struct ClusterView {
+    pub registry: DataPlaneRegistry,
+    pub snapshots: SnapshotWatch,
+    pub publisher: Arc<PublisherStatus>,
+    pub store: Store,
+    /// A row written by another control plane that was not refreshed for this
+    /// long belongs to a node (or a control plane) that is gone.
+    pub stale_after: Duration,
+}
+
+/// One data plane as listed, with its status against the published snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataPlaneEntry {
+    pub state: DataPlaneState,
+    pub sync_status: SyncStatus,
+    pub lag_ms: i64,
+}
+
+/// The currently published snapshot, in brief.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PublishedSummary {
+    pub version: Option<u64>,
+    pub hash: Option<String>,
+    pub built_at_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub builds: u64,
+    pub failures: u64,
+    pub last_build_ms: u64,
+}
+
+impl ClusterView {
+    pub fn published(&self) -> PublishedSummary {
+        let current = self.snapshots.borrow();
+        let snapshot = current.as_ref().map(|p| &p.snapshot);
+        PublishedSummary {
+            version: snapshot.map(|s| s.version),
+            hash: snapshot.map(|s| s.hash.clone()),
+            built_at_ms: snapshot.map(|s| s.built_at_ms),
+            last_error: self
+                .publisher
+                .last_error
+                .lock()
+                .ok()
+                .and_then(|slot| slot.clone()),
+            builds: self.publisher.builds.load(Ordering::Relaxed),
+            failures: self.publisher.failures.load(Ordering::Relaxed),
+            last_build_ms: self.publisher.last_build_ms.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Every known data plane, by id. The live registry wins over a stored row
+    /// unless the row is fresher (the node moved to another control plane).
+    pub async fn data_planes(&self) -> Result<Vec<DataPlaneEntry>, StoreError> {
+        let now = now_ms();
+        let mut nodes: BTreeMap<String, DataPlaneState> = BTreeMap::new();
+        for row in self.store.load_data_planes().await? {
+            let Ok(mut state) = serde_json::from_value::<DataPlaneState>(row.data) else {
+                tracing::warn!(id = %row.id, "skipping an unreadable data plane row");
+                continue;
+            };
+            if now - state.last_seen_ms > self.stale_after.as_millis() as i64 {
+                state.connected = false;
+            }
+            nodes.insert(row.id, state);
+        }
+        for live in self.registry.list() {
+            let fresher_elsewhere = nodes
+                .get(&live.id)
+                .is_some_and(|stored| !live.connected && stored.last_seen_ms > live.last_seen_ms);
+            if !fresher_elsewhere {
+                nodes.insert(live.id.clone(), live);
+            }
+        }
+        let published = self.published();
+        let hash = published.hash.as_deref();
+        Ok(nodes
+            .into_values()
+            .map(|state| DataPlaneEntry {
+                sync_status: state.sync_status(hash),
+                lag_ms: state.lag_ms(hash, now),
+                state,
+            })
+            .collect())
+    }
+}
