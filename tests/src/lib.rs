@@ -3,5 +3,6 @@
 //! logic.
 
 pub mod bench;
+pub mod cluster;
 pub mod dataplane;
 pub mod echo;
