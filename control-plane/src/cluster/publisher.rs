@@ -27,7 +27,8 @@ pub type BuildFn = Arc<dyn Fn(u64, Config) -> Result<Published, Vec<String>> + S
 /// Timing of the publisher.
 #[derive(Debug, Clone, Copy)]
 pub struct PublisherTiming {
-    /// How long to wait after a trigger for more changes to arrive.
+    /// The shortest gap between two builds: changes arriving within it of
+    /// the previous build are coalesced into the next one.
     pub coalesce: Duration,
     /// How often to compare the stored version with the published one.
     pub poll: Duration,
@@ -70,6 +71,7 @@ pub async fn run<S: ConfigSource>(
     // A version whose config did not compile fails the same way every time:
     // the poll does not retry it (a read error, in contrast, is retried).
     let mut failed_version: Option<u64> = None;
+    let mut last_build: Option<tokio::time::Instant> = None;
     loop {
         if !pending {
             tokio::select! {
@@ -86,10 +88,15 @@ pub async fn run<S: ConfigSource>(
             continue;
         }
         pending = false;
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(timing.coalesce) => {}
+        // Leading edge: an isolated change is built at once; changes that
+        // arrive within `coalesce` of the previous build share the next one.
+        if let Some(previous) = last_build {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(previous + timing.coalesce) => {}
+            }
         }
+        last_build = Some(tokio::time::Instant::now());
         let started = std::time::Instant::now();
         let mut loaded_version = None;
         let result = match source.load().await {
@@ -161,9 +168,11 @@ mod tests {
         }
     }
 
-    fn builder(reject_version: u64) -> BuildFn {
+    /// Builds everything except `reject_version`, and says so on `rejected`.
+    fn builder(reject_version: u64, rejected: Arc<Notify>) -> BuildFn {
         Arc::new(move |version, _config| {
             if version == reject_version {
+                rejected.notify_one();
                 return Err(vec!["does not compile".into()]);
             }
             Ok(Published {
@@ -196,6 +205,7 @@ mod tests {
         let source = Arc::new(FakeSource::default());
         source.version.store(1, Ordering::SeqCst);
         let trigger = Arc::new(Notify::new());
+        let rejected = Arc::new(Notify::new());
         let (tx, mut rx) = watch::channel(None);
         let status = Arc::new(PublisherStatus::default());
         let stop = CancellationToken::new();
@@ -205,7 +215,7 @@ mod tests {
         };
         tokio::spawn(run(
             source.clone(),
-            builder(3),
+            builder(3, rejected.clone()),
             trigger.clone(),
             tx,
             status.clone(),
@@ -221,18 +231,16 @@ mod tests {
         // Version 3 fails to build: 2 stays published and the failure is recorded.
         source.version.store(3, Ordering::SeqCst);
         trigger.notify_one();
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while status.failures.load(Ordering::SeqCst) == 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rejected.notified())
+            .await
+            .unwrap();
         assert_eq!(rx.borrow().as_ref().unwrap().snapshot.version, 2);
 
         // Without a trigger, the poll notices version 4.
         source.version.store(4, Ordering::SeqCst);
         wait_version(&mut rx, 4).await;
+        // The publisher is sequential: by now the failure of 3 is recorded.
+        assert_eq!(status.failures.load(Ordering::SeqCst), 1);
         stop.cancel();
     }
 }
