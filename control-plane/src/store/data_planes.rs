@@ -3,7 +3,7 @@
 //! `GET /clustering/data-planes` on every control plane sharing the database.
 //! The store keeps the state as opaque JSON; the cluster registry owns its shape.
 
-use super::{Backend, Store, StoreError};
+use super::{Store, StoreError};
 use serde_json::Value;
 use sqlx::Row;
 
@@ -27,22 +27,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.timed(async {
             let mut tx = self.inner.pool.begin().await?;
-            let upsert = match self.inner.backend {
-                Backend::Postgres => {
-                    "INSERT INTO clustering_data_planes (id, control_plane_id, last_seen_ms, updated_at, data) \
-                     VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (id) DO UPDATE SET control_plane_id = EXCLUDED.control_plane_id, \
-                     last_seen_ms = EXCLUDED.last_seen_ms, updated_at = EXCLUDED.updated_at, data = EXCLUDED.data \
-                     WHERE clustering_data_planes.last_seen_ms <= EXCLUDED.last_seen_ms"
-                }
-                Backend::Sqlite => {
-                    "INSERT INTO clustering_data_planes (id, control_plane_id, last_seen_ms, updated_at, data) \
-                     VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (id) DO UPDATE SET control_plane_id = excluded.control_plane_id, \
-                     last_seen_ms = excluded.last_seen_ms, updated_at = excluded.updated_at, data = excluded.data \
-                     WHERE clustering_data_planes.last_seen_ms <= excluded.last_seen_ms"
-                }
-            };
+            // One statement for both backends: SQLite reads `EXCLUDED` case-insensitively.
+            // A row a fresher control plane wrote (the node moved) is not overwritten.
+            let upsert = "INSERT INTO clustering_data_planes (id, control_plane_id, last_seen_ms, updated_at, data) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (id) DO UPDATE SET control_plane_id = EXCLUDED.control_plane_id, \
+                 last_seen_ms = EXCLUDED.last_seen_ms, updated_at = EXCLUDED.updated_at, data = EXCLUDED.data \
+                 WHERE clustering_data_planes.last_seen_ms <= EXCLUDED.last_seen_ms";
             let now = crate::cluster::registry::now_ms();
             for row in rows {
                 sqlx::query(upsert)

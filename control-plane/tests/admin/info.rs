@@ -134,3 +134,59 @@ async fn node_endpoints(backend: Backend) {
     assert_eq!(unique.len(), op_ids.len(), "operationIds are unique");
 }
 both_backends!(node_information, node_endpoints);
+
+/// Writes name the version they committed; `/clustering/*` needs a cluster listener.
+async fn config_version_header_and_clustering_without_a_cluster(backend: Backend) {
+    let admin = Admin::new(backend).await;
+    let created = admin
+        .form(
+            Method::POST,
+            "/services",
+            &[("name", "s1"), ("host", "example.com")],
+        )
+        .await;
+    expect_status(&created, 201);
+    let first: i64 = created.headers["x-tollgate-config-version"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(first, admin.version().await);
+    let patched = admin
+        .json(Method::PATCH, "/services/s1", json!({"retries": 2}))
+        .await;
+    expect_status(&patched, 200);
+    assert_eq!(
+        patched.headers["x-tollgate-config-version"],
+        (first + 1).to_string().as_str()
+    );
+    let deleted = admin.delete("/services/s1").await;
+    expect_status(&deleted, 204);
+    assert_eq!(
+        deleted.headers["x-tollgate-config-version"],
+        (first + 2).to_string().as_str()
+    );
+    // Deleting what is not there commits nothing and names no version.
+    let nothing = admin.delete("/services/s1").await;
+    expect_status(&nothing, 204);
+    assert!(!nothing.headers.contains_key("x-tollgate-config-version"));
+    // Reads carry no version either.
+    assert!(!admin
+        .get("/services")
+        .await
+        .headers
+        .contains_key("x-tollgate-config-version"));
+
+    for path in ["/clustering/data-planes", "/clustering/status"] {
+        let reply = admin.get(path).await;
+        expect_status(&reply, 400);
+        assert_eq!(
+            reply.body["message"],
+            "this endpoint is only available when Kong is configured to run as Control Plane for the cluster"
+        );
+    }
+}
+both_backends!(
+    writes_and_clustering,
+    config_version_header_and_clustering_without_a_cluster
+);

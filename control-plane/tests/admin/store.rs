@@ -262,3 +262,35 @@ async fn postgres_notifications_reach_other_control_planes() {
     shutdown.cancel();
     task.await.unwrap();
 }
+
+async fn data_plane_rows(backend: Backend) {
+    use tollgate_control_plane::store::DataPlaneRow;
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let row = |id: &str, cp: &str, seen: i64, version: u64| DataPlaneRow {
+        id: id.into(),
+        control_plane_id: cp.into(),
+        last_seen_ms: seen,
+        data: json!({"id": id, "config_version": version, "last_seen_ms": seen}),
+    };
+    store
+        .save_data_planes(&[row("a", "cp1", 1_000, 1), row("b", "cp1", 1_000, 1)], 0)
+        .await
+        .unwrap();
+    // A fresher report replaces the row; a staler one (a control plane the
+    // node left behind) does not.
+    store
+        .save_data_planes(&[row("a", "cp2", 2_000, 2), row("b", "cp2", 500, 9)], 0)
+        .await
+        .unwrap();
+    let rows = store.load_data_planes().await.unwrap();
+    assert_eq!(
+        rows,
+        vec![row("a", "cp2", 2_000, 2), row("b", "cp1", 1_000, 1)]
+    );
+    // Rows not seen since the purge horizon go.
+    store.save_data_planes(&[], 1_500).await.unwrap();
+    let rows = store.load_data_planes().await.unwrap();
+    assert_eq!(rows, vec![row("a", "cp2", 2_000, 2)]);
+}
+both_backends!(data_planes_persist, data_plane_rows);
