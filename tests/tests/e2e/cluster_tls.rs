@@ -62,6 +62,11 @@ fn published(version: u64, plugins: &[&str]) -> Option<Published> {
 }
 
 async fn start_cluster() -> ClusterUnderTest {
+    start_cluster_with(Duration::from_millis(200)).await
+}
+
+/// A cluster server whose heartbeat (and so silence limit, 3 beats) is `heartbeat`.
+async fn start_cluster_with(heartbeat: Duration) -> ClusterUnderTest {
     let ca = ClusterCa::generate("test CA").unwrap();
     let cp = ca
         .issue(CP_SERVER_NAME, Role::ControlPlane, Validity::leaf())
@@ -71,7 +76,7 @@ async fn start_cluster() -> ClusterUnderTest {
     let (publish, snapshots) = watch::channel(published(1, &[]));
     let registry = DataPlaneRegistry::default();
     let timing = ClusterTiming {
-        heartbeat: Duration::from_millis(200),
+        heartbeat,
         hello_timeout: Duration::from_secs(5),
     };
     let service = ClusterService::new(snapshots, registry.clone(), timing);
@@ -296,5 +301,121 @@ async fn cluster_listener_refuses_missing_foreign_and_expired_client_certificate
         try_sync(endpoint, wrong_name).await.is_err(),
         "wrong server name"
     );
+    cluster.stop.cancel();
+}
+
+/// A raw data plane stream: sends `hello`, then nothing (the sender is kept
+/// open so the stream does not end), and returns the inbound side.
+async fn raw_stream(
+    cluster: &ClusterUnderTest,
+    hello: Hello,
+) -> (
+    tonic::Streaming<tollgate_proto::v1::ControlPlaneMessage>,
+    tokio::sync::mpsc::Sender<DataPlaneMessage>,
+) {
+    let dp = cluster
+        .ca
+        .issue("dp", Role::DataPlane, Validity::leaf())
+        .unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&cluster.ca.cert_pem))
+        .domain_name(CP_SERVER_NAME)
+        .identity(Identity::from_pem(&dp.cert_pem, &dp.key_pem));
+    let channel = Endpoint::from_shared(format!("https://{}", cluster.addr))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(DataPlaneMessage {
+        kind: Some(data_plane_message::Kind::Hello(hello)),
+    })
+    .await
+    .unwrap();
+    let inbound = ClusterClient::new(channel)
+        .sync(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    (inbound, tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_data_plane_is_dropped_within_three_heartbeats() {
+    let cluster = start_cluster().await;
+    let node = uuid::Uuid::new_v4().to_string();
+    let hello = Hello {
+        node_id: node.clone(),
+        version: tollgate_shared::VERSION.into(),
+        ..Default::default()
+    };
+    let (mut inbound, _keep_open) = raw_stream(&cluster, hello).await;
+    let started = std::time::Instant::now();
+    // The snapshot and heartbeats arrive; then the control plane gives up on
+    // a node that never answers and ends the stream.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = inbound.message().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the control plane kept a silent node");
+    let state = cluster.registry.get(&node).unwrap();
+    assert!(!state.connected);
+    // 3 x 200 ms, with slack for a loaded machine; far below the 10 s cap.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    cluster.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_plane_drops_a_silent_control_plane_and_reconnects() {
+    // The control plane beats once a minute; the data plane expects one every
+    // 200 ms and gives up after three missed, then reconnects.
+    let cluster = start_cluster_with(Duration::from_secs(60)).await;
+    let node = uuid::Uuid::new_v4().to_string();
+    let sink = Arc::new(RecordingSink::default());
+    let stop = CancellationToken::new();
+    tokio::spawn(sync::run(
+        settings(&cluster, &node),
+        sink,
+        None,
+        Arc::new(SyncStatus::default()),
+        stop.clone(),
+    ));
+    wait_registry(&cluster.registry, |r| r.get(&node).is_some()).await;
+    let first = cluster.registry.get(&node).unwrap().connected_at_ms;
+    wait_registry(&cluster.registry, |r| {
+        r.get(&node).is_some_and(|s| s.connected_at_ms > first)
+    })
+    .await;
+    stop.cancel();
+    cluster.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_plane_of_another_major_version_is_refused_with_the_reason() {
+    let cluster = start_cluster().await;
+    let node = uuid::Uuid::new_v4().to_string();
+    let hello = Hello {
+        node_id: node.clone(),
+        version: "99.0.0".into(),
+        ..Default::default()
+    };
+    let (mut inbound, _keep_open) = raw_stream(&cluster, hello).await;
+    let first = inbound.message().await.unwrap().unwrap();
+    match first.kind {
+        Some(tollgate_proto::v1::control_plane_message::Kind::Refusal(refusal)) => {
+            assert!(refusal.reason.contains("99.0.0"), "{}", refusal.reason);
+        }
+        other => panic!("expected a Refusal, got {other:?}"),
+    }
+    let state = cluster.registry.get(&node).unwrap();
+    let reason = state.incompatible_reason.unwrap();
+    assert!(reason.contains("incompatible"), "{reason}");
+    assert_eq!(state.sent_version, 0, "nothing was sent");
     cluster.stop.cancel();
 }
