@@ -163,6 +163,12 @@ pub fn incompatibility(hello: &NodeHello, plugins_used: &BTreeSet<String>) -> Op
     }
 }
 
+/// The `notAfter` of a DER certificate, in unix seconds.
+fn certificate_expiry(der: &[u8]) -> Option<i64> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(certificate.validity().not_after.timestamp())
+}
+
 fn parse_version(text: &str) -> Option<(u64, u64)> {
     let mut parts = text.split('.');
     let major = parts.next()?.parse().ok()?;
@@ -179,6 +185,10 @@ impl Cluster for ClusterService {
         request: Request<Streaming<DataPlaneMessage>>,
     ) -> Result<Response<Self::SyncStream>, Status> {
         let peer: Option<SocketAddr> = request.remote_addr();
+        // The certificate the node actually presented, not what it says about it.
+        let presented_expiry = request
+            .peer_certs()
+            .and_then(|certs| certs.first().and_then(|c| certificate_expiry(c.as_ref())));
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(self.timing.hello_timeout, inbound.message())
             .await
@@ -198,7 +208,7 @@ impl Cluster for ClusterService {
             plugins: hello.plugins,
             applied_version: hello.applied_version,
             applied_hash: hello.applied_hash,
-            cert_expiry: hello.cert_expiry,
+            cert_expiry: presented_expiry.unwrap_or(hello.cert_expiry),
         };
         let session = self.registry.connected(node.clone());
         let (tx, rx) = mpsc::channel(8);

@@ -196,7 +196,7 @@ done
 if [ "${#cpu1[@]}" -gt 0 ]; then taskset -pc 1 "$cp_pid" >/dev/null; fi
 proxy="http://127.0.0.1:${dp_proxy_ports[0]}"
 wait_http 30 "$proxy/r0"
-bench push-load --proxy "$proxy" --path /r0 --admin "$admin" --dp-count "$dp_count" \
+bench push-load --proxy "$proxy" --path /r0 --admin "$admin" --dp-count 1 \
   --file "$work/large.yaml" --file "$work/large-v1.yaml" \
   --rate "$rate" --duration "$load_seconds"
 echo "Phase 4 runs with only the proxied data plane (dp1) left, alone on CPU 0 with the load"

@@ -83,8 +83,10 @@ enum Command {
         writes: usize,
         #[arg(long, value_enum, default_value_t = WriteKind::Route)]
         kind: WriteKind,
-        /// Milliseconds between polls of /clustering/data-planes
-        #[arg(long, default_value_t = 1)]
+        /// Milliseconds between polls of /clustering/data-planes. Latency is
+        /// taken from the CP's Ack times, so polling only detects completion:
+        /// a tighter poll would mostly load the control plane being measured.
+        #[arg(long, default_value_t = 10)]
         poll_ms: u64,
         /// Seconds to wait for each write before giving up
         #[arg(long, default_value_t = 60.0)]
@@ -102,7 +104,7 @@ enum Command {
         rounds: usize,
         #[arg(long, value_enum, default_value_t = Encoding::Yaml)]
         encoding: Encoding,
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 50)]
         poll_ms: u64,
         #[arg(long, default_value_t = 300.0)]
         timeout: f64,
@@ -154,7 +156,7 @@ enum Command {
         warmup: f64,
         #[arg(long, value_enum, default_value_t = Encoding::Yaml)]
         encoding: Encoding,
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 50)]
         poll_ms: u64,
         #[arg(long, default_value_t = 300.0)]
         timeout: f64,

@@ -76,6 +76,13 @@ async fn an_admin_change_reaches_two_data_planes_and_their_acks_are_recorded() {
         assert!(node["acked_at_ms"].as_i64().unwrap() > 0, "{node}");
         assert_eq!(node["last_error"], Value::Null);
         assert_eq!(node["lag_ms"], 0);
+        // The expiry of the client certificate the node presented (a year out).
+        let expiry = node["cert_details"]["expiry_timestamp"].as_i64().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(expiry > now + 86_400, "{node}");
         let reply = dataplane::get(dp.proxy, "/orders/42").await.unwrap();
         assert_eq!(reply.status, 200, "{}", reply.text());
         assert_eq!(reply.json()["uri"], "/42");
