@@ -393,34 +393,22 @@ async fn patch_in(
     Ok((existing, entity))
 }
 
+/// How a write to an existing path treats the stored entity.
+#[derive(Debug, Clone, Copy)]
+enum Update {
+    /// `PUT`: replace it (or create it when missing).
+    Replace,
+    /// `PATCH`: merge the arguments into it.
+    Merge,
+}
+
 /// `PUT /E/{e}`, `PUT /P/{p}/E/{e}`.
 pub async fn put(
     request: &AdminRequest,
     kind: EntityKind,
     parent: Option<Relation>,
 ) -> Result<Response, ApiError> {
-    let (raw, is_form) = raw_arguments(request).await?;
-    let mut txn = request.state.store.begin_write().await?;
-    let scope = nested_parent_in(&mut txn, request, parent).await?;
-    let (before, after) = put_in(
-        &mut txn,
-        kind,
-        request.param(param(kind)),
-        scope.as_ref(),
-        raw,
-        is_form,
-    )
-    .await?;
-    txn.audit(audit_record(
-        request,
-        kind,
-        &id_of(&after),
-        before.as_ref(),
-        Some(&after),
-    ))
-    .await?;
-    let version = txn.commit().await?;
-    Ok(committed(json(&render_entity(kind, &after)), version))
+    update(request, kind, parent, Update::Replace).await
 }
 
 /// `PATCH /E/{e}`, `PATCH /P/{p}/E/{e}`.
@@ -429,23 +417,32 @@ pub async fn patch(
     kind: EntityKind,
     parent: Option<Relation>,
 ) -> Result<Response, ApiError> {
+    update(request, kind, parent, Update::Merge).await
+}
+
+async fn update(
+    request: &AdminRequest,
+    kind: EntityKind,
+    parent: Option<Relation>,
+    how: Update,
+) -> Result<Response, ApiError> {
     let (raw, is_form) = raw_arguments(request).await?;
     let mut txn = request.state.store.begin_write().await?;
     let scope = nested_parent_in(&mut txn, request, parent).await?;
-    let (before, after) = patch_in(
-        &mut txn,
-        kind,
-        request.param(param(kind)),
-        scope.as_ref(),
-        raw,
-        is_form,
-    )
-    .await?;
+    let key = request.param(param(kind));
+    let (before, after) = match how {
+        Update::Replace => put_in(&mut txn, kind, key, scope.as_ref(), raw, is_form).await?,
+        Update::Merge => {
+            let (before, after) =
+                patch_in(&mut txn, kind, key, scope.as_ref(), raw, is_form).await?;
+            (Some(before), after)
+        }
+    };
     txn.audit(audit_record(
         request,
         kind,
         &id_of(&after),
-        Some(&before),
+        before.as_ref(),
         Some(&after),
     ))
     .await?;
