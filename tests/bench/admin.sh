@@ -15,69 +15,17 @@
 #   BENCH_KEEP=1             keep the work directory (logs, generated files)
 #   DATABASE_URL             PostgreSQL server (a fresh database is created on it)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
 
 duration=${BENCH_DURATION:-10}
 concurrency=${BENCH_CONCURRENCY:-16}
 routes=${BENCH_ROUTES:-10000}
 consumers=${BENCH_CONSUMERS:-10000}
 rounds=${BENCH_ROUNDS:-4}
-bin=${BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
-
-log() { echo "admin.sh: $*" >&2; }
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
-  cpu0=(taskset -c 0)
-  cpu1=(taskset -c 1)
-  pinning="tollgate-cp pinned to CPU 0, tollgate-bench to CPU 1 (taskset); PostgreSQL unpinned"
-else
-  cpu0=()
-  cpu1=()
-  pinning="no CPU pinning (taskset missing or fewer than 2 CPUs)"
-fi
-
-if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
-  log "building release binaries"
-  cargo build --release --bins >&2
-fi
-for b in tollgate-cp tollgate-bench; do
-  [ -x "$bin/$b" ] || { log "missing $bin/$b"; exit 1; }
-done
-
-services=$(tests/scripts/ensure-services.sh)
-server_url=${DATABASE_URL:-$(sed -n 1p <<<"$services")}
-server_url=${server_url%%\?*}
-db=tollgate_bench_$(date +%Y%m%d%H%M%S)_$$
-db_url="${server_url%/*}/$db"
-
-work=$(mktemp -d -t tollgate-bench-admin.XXXXXX)
-pids=()
-db_created=0
-status=1
-cleanup() {
-  trap - EXIT INT TERM
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "$db_created" = 1 ]; then
-    psql "$server_url" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 ||
-      log "could not drop database $db"
-  fi
-  if [ "$status" != 0 ] && [ -f "$work/cp.log" ]; then
-    log "tollgate-cp log (last 30 lines):"
-    tail -n 30 "$work/cp.log" >&2 || true
-  fi
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-psql "$server_url" -qAtc "CREATE DATABASE $db" >/dev/null
-db_created=1
-log "database $db"
-
-bench() { "${cpu1[@]}" "$bin/tollgate-bench" "$@"; }
+name=admin
+needs="tollgate-cp tollgate-bench"
+pinning_detail="tollgate-cp pinned to CPU 0, tollgate-bench to CPU 1"
+# shellcheck source=tests/bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # Same-run baseline: what PostgreSQL itself does at the same concurrency, from a
 # pgbench client on the bench client's CPU, before the control plane starts.
@@ -107,35 +55,7 @@ else
   log "pgbench not installed; no PostgreSQL baseline"
 fi
 
-"$bin/tollgate-cp" cert init --out "$work/pki" >/dev/null
-admin_port=$(free_port)
-cluster_port=$(free_port)
-admin="http://127.0.0.1:$admin_port"
-TOLLGATE_LOG_LEVEL=${TOLLGATE_LOG_LEVEL:-warn} "${cpu0[@]}" "$bin/tollgate-cp" serve \
-  --database-url "$db_url" \
-  --admin-listen "127.0.0.1:$admin_port" \
-  --cluster-listen "127.0.0.1:$cluster_port" \
-  --cluster-ca "$work/pki/ca.crt" --cluster-cert "$work/pki/cp.crt" --cluster-key "$work/pki/cp.key" \
-  >"$work/cp.log" 2>&1 &
-pids+=($!)
-# wait_http SECONDS URL...: until every URL answers 200; fails early if a
-# process this script started has exited.
-wait_http() {
-  local deadline=$((SECONDS + $1)) args=() pid
-  shift
-  for url in "$@"; do args+=(--url "$url"); done
-  until bench wait-http "${args[@]}" --timeout 1 2>/dev/null; do
-    for pid in "${pids[@]}"; do
-      kill -0 "$pid" 2>/dev/null || { log "process $pid exited early"; return 1; }
-    done
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      bench wait-http "${args[@]}" --timeout 0 || true
-      return 1
-    fi
-  done
-}
-wait_http 60 "$admin/status"
-log "tollgate-cp ready on $admin"
+start_cp
 
 echo "## Admin API benchmark"
 echo

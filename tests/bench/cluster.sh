@@ -21,7 +21,6 @@
 #   BENCH_KEEP=1             keep the work directory (logs, certificates, caches)
 #   DATABASE_URL             PostgreSQL server (a fresh database is created on it)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
 
 dp_count=${BENCH_DP_COUNT:-10}
 writes=${BENCH_WRITES:-200}
@@ -29,104 +28,20 @@ routes=${BENCH_ROUTES:-10000}
 consumers=${BENCH_CONSUMERS:-10000}
 rate=${BENCH_RATE:-2000}
 load_seconds=${BENCH_LOAD_SECONDS:-5}
-bin=${BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
-
-log() { echo "cluster.sh: $*" >&2; }
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-new_uuid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
-if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
-  cpu0=(taskset -c 0)
-  cpu1=(taskset -c 1)
-  pinning="tollgate-cp and every tollgate-dp pinned to CPU 0; tollgate-bench and the echo upstream to CPU 1 (taskset); PostgreSQL unpinned"
-else
-  cpu0=()
-  cpu1=()
-  pinning="no CPU pinning (taskset missing or fewer than 2 CPUs)"
-fi
-
-if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
-  log "building release binaries"
-  cargo build --release --bins >&2
-fi
-for b in tollgate-cp tollgate-dp tollgate-bench tollgate-echo; do
-  [ -x "$bin/$b" ] || { log "missing $bin/$b"; exit 1; }
-done
-
-services=$(tests/scripts/ensure-services.sh)
-server_url=${DATABASE_URL:-$(sed -n 1p <<<"$services")}
-server_url=${server_url%%\?*}
-db=tollgate_bench_$(date +%Y%m%d%H%M%S)_$$
-db_url="${server_url%/*}/$db"
-
-work=$(mktemp -d -t tollgate-bench-cluster.XXXXXX)
+name=cluster
+needs="tollgate-cp tollgate-dp tollgate-bench tollgate-echo"
+pinning_detail="tollgate-cp and every tollgate-dp pinned to CPU 0; tollgate-bench and the echo upstream to CPU 1"
+# shellcheck source=tests/bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 pki=$work/pki
-pids=()
-db_created=0
-status=1
-cleanup() {
-  trap - EXIT INT TERM
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "$db_created" = 1 ]; then
-    psql "$server_url" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 ||
-      log "could not drop database $db"
-  fi
-  if [ "$status" != 0 ]; then
-    for f in "$work"/*.log; do
-      [ -f "$f" ] || continue
-      log "$(basename "$f") (last 15 lines):"
-      tail -n 15 "$f" >&2 || true
-    done
-  fi
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-bench() { "${cpu1[@]}" "$bin/tollgate-bench" "$@"; }
-# wait_http SECONDS URL...: until every URL answers 200; fails early if a
-# process this script started has exited.
-wait_http() {
-  local deadline=$((SECONDS + $1)) args=() pid
-  shift
-  for url in "$@"; do args+=(--url "$url"); done
-  until bench wait-http "${args[@]}" --timeout 1 2>/dev/null; do
-    for pid in "${pids[@]}"; do
-      kill -0 "$pid" 2>/dev/null || { log "process $pid exited early"; return 1; }
-    done
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      bench wait-http "${args[@]}" --timeout 0 || true
-      return 1
-    fi
-  done
-}
-
-psql "$server_url" -qAtc "CREATE DATABASE $db" >/dev/null
-db_created=1
-log "database $db"
-"$bin/tollgate-cp" cert init --out "$pki" >/dev/null
+new_uuid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
 
 echo_port=$(free_port)
 "${cpu1[@]}" "$bin/tollgate-echo" "127.0.0.1:$echo_port" >"$work/echo.log" 2>&1 &
 pids+=($!)
 upstream="http://127.0.0.1:$echo_port"
-
-admin_port=$(free_port)
-cluster_port=$(free_port)
-admin="http://127.0.0.1:$admin_port"
-TOLLGATE_LOG_LEVEL=${TOLLGATE_LOG_LEVEL:-warn} "${cpu0[@]}" "$bin/tollgate-cp" serve \
-  --database-url "$db_url" \
-  --admin-listen "127.0.0.1:$admin_port" \
-  --cluster-listen "127.0.0.1:$cluster_port" \
-  --cluster-ca "$pki/ca.crt" --cluster-cert "$pki/cp.crt" --cluster-key "$pki/cp.key" \
-  >"$work/cp.log" 2>&1 &
-cp_pid=$!
-pids+=($!)
-wait_http 60 "$admin/status"
+start_cp
 wait_http 30 "$upstream/"
-log "tollgate-cp ready on $admin"
 
 # A small config first, so a data plane has something to load and report ready.
 bench config-gen --routes 100 --consumers 100 --upstream "$upstream" --out "$work/seed.yaml"
@@ -144,7 +59,7 @@ start_dp() {
   status_port=$(free_port)
   mkdir -p "$work/dp$i-cache"
   RUST_LOG=${RUST_LOG:-warn} TOLLGATE_LOG_LEVEL=${TOLLGATE_LOG_LEVEL:-warn} "${cpu0[@]}" "$bin/tollgate-dp" serve \
-    --control-plane "https://127.0.0.1:$cluster_port" \
+    --control-plane "$cluster_endpoint" \
     --cluster-ca "$pki/ca.crt" --cluster-cert "$pki/dp$i.crt" --cluster-key "$pki/dp$i.key" \
     --cluster-server-name tollgate-cp \
     --proxy-listen "127.0.0.1:$proxy_port" \
