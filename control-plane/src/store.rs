@@ -25,6 +25,7 @@ pub use tables::{children_of, table, Foreign, OnDelete, Table, INSERT_ORDER};
 use serde_json::{Map, Value};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Row};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -647,10 +648,76 @@ impl WriteTxn {
             let sql = format!("DELETE FROM {}", kind.table_name());
             sqlx::query(&sql).execute(&mut *self.tx).await?;
         }
+        // The tables are empty now, so every constraint is a question about
+        // the config itself: answer it in memory (with the errors `insert`
+        // would give), then write each table in a few multi-row INSERTs
+        // instead of several round trips per row.
+        let mut inserted: HashMap<&'static str, HashSet<String>> = HashMap::new();
         for kind in INSERT_ORDER {
+            let mut rows = Vec::new();
+            let mut ids = HashSet::new();
+            let mut seen_unique: Vec<HashSet<String>> =
+                vec![HashSet::new(); table(kind).unique.len()];
+            let mut seen_cache_keys = HashSet::new();
             for entity in config_entities(config, kind)? {
-                self.insert(kind, &entity).await?;
+                let row = RowValues::from_entity(self.store.keyring(), kind, &entity)?;
+                if !ids.insert(row.id.clone()) {
+                    return Err(StoreError::PrimaryKey { kind, id: row.id });
+                }
+                check_in_memory(
+                    kind,
+                    &entity,
+                    &row,
+                    &mut seen_unique,
+                    &mut seen_cache_keys,
+                    &inserted,
+                )?;
+                rows.push(row);
             }
+            self.insert_rows(kind, &rows).await?;
+            inserted.insert(kind.table_name(), ids);
+        }
+        Ok(())
+    }
+
+    /// Inserts `rows` (already checked) with as few statements as the bind
+    /// parameter limits of both backends allow.
+    async fn insert_rows(
+        &mut self,
+        kind: EntityKind,
+        rows: &[RowValues],
+    ) -> Result<(), StoreError> {
+        /// Under SQLite's default 32,766 and PostgreSQL's 65,535 parameters.
+        const MAX_PARAMETERS: usize = 30_000;
+        let Some(first) = rows.first() else {
+            return Ok(());
+        };
+        let (names, _) = first.columns(kind);
+        let per_statement = (MAX_PARAMETERS / names.len()).max(1);
+        for chunk in rows.chunks(per_statement) {
+            let mut sql = format!(
+                "INSERT INTO {} ({}) VALUES ",
+                kind.table_name(),
+                names.join(", ")
+            );
+            let mut values = Vec::with_capacity(chunk.len() * names.len());
+            for (n, row) in chunk.iter().enumerate() {
+                let (_, row_values) = row.columns(kind);
+                let first_param = n * names.len() + 1;
+                let params: Vec<String> = (first_param..first_param + names.len())
+                    .map(|i| format!("${i}"))
+                    .collect();
+                if n > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                sql.push_str(&params.join(", "));
+                sql.push(')');
+                values.extend(row_values);
+            }
+            bind_all(sqlx::query(&sql), &values)
+                .execute(&mut *self.tx)
+                .await?;
         }
         Ok(())
     }
@@ -754,6 +821,54 @@ impl WriteTxn {
         }
         Ok(())
     }
+}
+
+/// The checks of `WriteTxn::check_constraints` for a row of a whole-config
+/// replacement, against the rows of the same config seen so far: unique
+/// columns and plugin scope within `kind`, parents among `inserted`.
+fn check_in_memory(
+    kind: EntityKind,
+    entity: &Value,
+    row: &RowValues,
+    seen_unique: &mut [HashSet<String>],
+    seen_cache_keys: &mut HashSet<String>,
+    inserted: &HashMap<&'static str, HashSet<String>>,
+) -> Result<(), StoreError> {
+    let table = table(kind);
+    for ((field, value), seen) in table.unique.iter().zip(&row.unique).zip(seen_unique) {
+        let Some(value) = value else { continue };
+        if !seen.insert(value.clone()) {
+            let mut key = Map::new();
+            key.insert((*field).to_string(), Value::String(value.clone()));
+            return Err(StoreError::Unique { kind, key });
+        }
+    }
+    if let Some(cache_key) = &row.cache_key {
+        if !seen_cache_keys.insert(cache_key.clone()) {
+            let mut key = Map::new();
+            for field in ["name", "route", "service", "consumer"] {
+                key.insert(
+                    field.into(),
+                    entity.get(field).cloned().unwrap_or(Value::Null),
+                );
+            }
+            return Err(StoreError::Unique { kind, key });
+        }
+    }
+    for (foreign, id) in table.foreign.iter().zip(&row.foreign) {
+        let Some(id) = id else { continue };
+        let exists = inserted
+            .get(foreign.parent.table_name())
+            .is_some_and(|ids| ids.contains(id));
+        if !exists {
+            return Err(StoreError::MissingParent {
+                field: foreign.field.to_string(),
+                parent: foreign.parent,
+                key: serde_json::json!({ "id": id }),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A value bound to a statement.

@@ -294,3 +294,60 @@ async fn data_plane_rows(backend: Backend) {
     assert_eq!(rows, vec![row("a", "cp2", 2_000, 2)]);
 }
 both_backends!(data_planes_persist, data_plane_rows);
+
+/// A whole-config replacement checks its constraints against the config
+/// itself (the tables are emptied first) and, failing, changes nothing.
+async fn replace_all_constraints(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let valid = tollgate_shared::declarative::parse(
+        r#"
+_format_version: "3.0"
+services:
+  - name: a
+    url: http://a.example
+    routes: [{ name: ra, paths: [/a] }]
+  - name: b
+    url: http://b.example
+consumers:
+  - username: alice
+    jwt_secrets: [{ key: k1, secret: s1 }]
+"#,
+    )
+    .unwrap();
+    let version = store
+        .replace_all(&valid, AuditRecord::default())
+        .await
+        .unwrap();
+    assert_eq!(store.load_config().await.unwrap().1.services.len(), 2);
+
+    let mut same_name = valid.clone();
+    same_name.services[1].name = same_name.services[0].name.clone();
+    let mut orphan = valid.clone();
+    orphan.consumers.clear();
+    let mut same_id = valid.clone();
+    same_id.services[1].id = same_id.services[0].id;
+    let mut same_key = valid.clone();
+    let mut second = same_key.jwt_secrets[0].clone();
+    second.id = uuid::Uuid::new_v4();
+    same_key.jwt_secrets.push(second);
+    for (broken, expected) in [
+        (same_name, "UNIQUE violation detected on '{name=\"a\"}'"),
+        (same_key, "UNIQUE violation detected on '{key=\"k1\"}'"),
+        (orphan, "the foreign key"),
+        (same_id, "primary key violation"),
+    ] {
+        let err = store
+            .replace_all(&broken, AuditRecord::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+    // Nothing of the failed replacements stuck.
+    assert_eq!(store.version().await.unwrap(), version);
+    let (_, config) = store.load_config().await.unwrap();
+    assert_eq!(config.services.len(), 2);
+    assert_eq!(config.jwt_secrets.len(), 1);
+    assert_eq!(config.consumers.len(), 1);
+}
+both_backends!(replace_all_checks, replace_all_constraints);
