@@ -162,11 +162,17 @@ async fn data_plane_applies_acks_and_rejects_over_mtls() {
     })
     .await;
     assert_eq!(sink.applied().unwrap().0, 1);
-    assert_eq!(
-        cache.load().unwrap().unwrap().version,
-        1,
-        "applied snapshot persisted"
-    );
+    // Persisted after the Ack, in the background: wait for the file.
+    tollgate_tests::cluster::wait_until("the applied snapshot to be persisted", || async {
+        Ok(cache
+            .load()
+            .ok()
+            .flatten()
+            .filter(|s| s.version == 1)
+            .map(drop))
+    })
+    .await
+    .unwrap();
 
     cluster.publish.send_replace(published(2, &[]));
     wait_registry(&cluster.registry, |r| {
