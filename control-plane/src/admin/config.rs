@@ -106,13 +106,24 @@ fn summary(kind: EntityKind, entity: &Value) -> Value {
     Value::Object(out)
 }
 
-fn comparable(entity: &Value) -> Value {
-    let mut copy = entity.clone();
-    if let Value::Object(map) = &mut copy {
-        map.remove("created_at");
-        map.remove("updated_at");
+/// Whether two stored entities differ in anything but their timestamps.
+fn changed(old: &Value, new: &Value) -> bool {
+    const STAMPS: [&str; 2] = ["created_at", "updated_at"];
+    match (old, new) {
+        (Value::Object(old), Value::Object(new)) => {
+            let fields = |map: &'_ Map<String, Value>| {
+                map.iter()
+                    .filter(|(key, _)| !STAMPS.contains(&key.as_str()))
+                    .count()
+            };
+            fields(old) != fields(new)
+                || old
+                    .iter()
+                    .filter(|(key, _)| !STAMPS.contains(&key.as_str()))
+                    .any(|(key, value)| new.get(key) != Some(value))
+        }
+        _ => old != new,
     }
-    copy
 }
 
 fn by_id(entities: Vec<Value>) -> BTreeMap<String, Value> {
@@ -142,11 +153,7 @@ pub fn diff(old: &Config, new: &Config) -> Result<Value, StoreError> {
             .collect();
         let updated: Vec<Value> = after
             .iter()
-            .filter(|(id, e)| {
-                before
-                    .get(*id)
-                    .is_some_and(|old| comparable(old) != comparable(e))
-            })
+            .filter(|(id, e)| before.get(*id).is_some_and(|old| changed(old, e)))
             .map(|(_, e)| summary(kind, e))
             .collect();
         let deleted: Vec<Value> = before
@@ -164,9 +171,11 @@ pub fn diff(old: &Config, new: &Config) -> Result<Value, StoreError> {
 
 /// `POST /config`.
 pub async fn post(request: &AdminRequest) -> Result<Response, ApiError> {
+    let mut timer = StageTimer::new();
     let text = declarative_text(request).await?;
     let config =
         declarative::parse(&text).map_err(|e| invalid(e, flag(request, "flatten_errors")))?;
+    timer.stage("parse");
     let new_hash = config_hash(&config);
     let store = &request.state.store;
     if flag(request, "dry_run") {
@@ -178,13 +187,17 @@ pub async fn post(request: &AdminRequest) -> Result<Response, ApiError> {
         })));
     }
     let mut txn = store.begin_write().await?;
+    timer.stage("hash, lock");
     let current = txn.load_config().await?;
+    timer.stage("load current");
     let old_hash = config_hash(&current);
     if flag(request, "check_hash") && old_hash == new_hash {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
     let changes = diff(&current, &config)?;
+    timer.stage("hash current, diff");
     txn.replace_all(&config).await.map_err(store_refusal)?;
+    timer.stage("replace");
     txn.audit(AuditRecord {
         actor: request.actor.clone(),
         method: request.method.to_string(),
@@ -196,6 +209,7 @@ pub async fn post(request: &AdminRequest) -> Result<Response, ApiError> {
     })
     .await?;
     let version = txn.commit().await?;
+    timer.stage("audit, commit");
     let mut loaded = Map::new();
     for kind in EntityKind::ALL {
         let entities: Map<String, Value> = config_entities(&config, kind)?
@@ -211,8 +225,41 @@ pub async fn post(request: &AdminRequest) -> Result<Response, ApiError> {
             .collect();
         loaded.insert(kind.table_name().into(), Value::Object(entities));
     }
-    Ok(committed(
-        json_with_status(StatusCode::CREATED, &Value::Object(loaded)),
-        version,
-    ))
+    let response = json_with_status(StatusCode::CREATED, &Value::Object(loaded));
+    timer.stage("render");
+    tracing::debug!(stages = %timer, "POST /config");
+    Ok(committed(response, version))
+}
+
+/// Wall time per stage of a long request, for the debug log.
+struct StageTimer {
+    last: std::time::Instant,
+    stages: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl StageTimer {
+    fn new() -> Self {
+        Self {
+            last: std::time::Instant::now(),
+            stages: Vec::new(),
+        }
+    }
+
+    fn stage(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.stages.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for StageTimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, took)) in self.stages.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{name} {} ms", took.as_millis())?;
+        }
+        Ok(())
+    }
 }
