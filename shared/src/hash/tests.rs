@@ -149,3 +149,62 @@ fn mutate(value: &Value) -> Value {
         Value::Object(_) => Value::Null,
     }
 }
+
+/// Plugin config and route sources with every JSON shape the canonical form
+/// must render: floats, big integers, escapes, non-ASCII keys, nesting.
+fn tricky_config() -> Config {
+    let mut config = full_config();
+    config.plugins[0].config = json!({
+        "z": [1.0, -0.0, 1e21, 1.5e-7, 0.1, 123456789.125, -2.5],
+        "big": u64::MAX,
+        "neg": i64::MIN,
+        "é": {"b": "tab\tquote\"back\\slash\u{7f}\u{1f}", "a": [{"y": null, "x": true}]},
+        "A": "\u{2028}\u{10ffff}",
+        "": {},
+        "empty_list": [],
+    });
+    config.routes[0].sources = Some(vec![json!({"port": 1.25, "ip": "::1"}), json!(null)]);
+    config
+}
+
+/// The hashes are part of the protocol (data planes verify them and report
+/// them back): an implementation change must not move them.
+#[test]
+fn hashes_are_pinned() {
+    let cases = [
+        ("empty", Config::default()),
+        ("full", full_config()),
+        ("null", crate::convert::fixtures::null_config()),
+        ("generated", generated(300, 200)),
+        ("tricky", tricky_config()),
+    ];
+    let got: Vec<(&str, String)> = cases
+        .iter()
+        .map(|(name, config)| (*name, config_hash(config)))
+        .collect();
+    let want = [
+        (
+            "empty",
+            "7f7f88e0c68478071c248480ed9ccf250faf853fd4feed8ed5e6cf66c760e597",
+        ),
+        (
+            "full",
+            "f2cb13e343d903a7618827f124772c17d96c328b99bc8b04be8b86b6ab8625dd",
+        ),
+        (
+            "null",
+            "8931fc9e3ee7b6fa6efe6d6ec32ee7ea5f5f167f06e48306fd5fd13adcda943a",
+        ),
+        (
+            "generated",
+            "470045692770e631cb85fd41c7d7379aab508edd5465e2427ec6001bb877540f",
+        ),
+        (
+            "tricky",
+            "6267ffd2f2fc012f2d5666b8accc3a43aca16c69b515bd060ffb0cc7cef0f2d8",
+        ),
+    ];
+    for ((name, hash), (_, pinned)) in got.iter().zip(want) {
+        assert_eq!(hash, pinned, "{name}");
+    }
+}
