@@ -208,3 +208,142 @@ fn hashes_are_pinned() {
         assert_eq!(hash, pinned, "{name}");
     }
 }
+
+/// What `canonical_json(&serde_json::to_value(x))` gives: the reference the
+/// direct writer must match byte for byte.
+fn via_value<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    canonical_json(&serde_json::to_value(value).unwrap())
+}
+
+fn direct<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    super::canonical::write(value, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn direct_writer_matches_the_value_path_on_every_entity() {
+    for config in [
+        full_config(),
+        crate::convert::fixtures::null_config(),
+        generated(40, 30),
+        tricky_config(),
+    ] {
+        for service in &config.services {
+            assert_eq!(direct(service), via_value(service));
+        }
+        for route in &config.routes {
+            assert_eq!(direct(route), via_value(route));
+        }
+        for consumer in &config.consumers {
+            assert_eq!(direct(consumer), via_value(consumer));
+        }
+        for plugin in &config.plugins {
+            assert_eq!(direct(plugin), via_value(plugin));
+        }
+        for jwt in &config.jwt_secrets {
+            assert_eq!(direct(jwt), via_value(jwt));
+        }
+        for certificate in &config.certificates {
+            assert_eq!(direct(certificate), via_value(certificate));
+        }
+        for sni in &config.snis {
+            assert_eq!(direct(sni), via_value(sni));
+        }
+        assert_eq!(direct(&config), via_value(&config));
+    }
+}
+
+#[test]
+fn direct_writer_matches_the_value_path_on_every_serde_shape() {
+    use std::collections::BTreeMap;
+    #[derive(serde::Serialize)]
+    enum Shape {
+        Unit,
+        Newtype(Option<u8>),
+        Tuple(i8, char, f32),
+        Struct { z: u16, a: (), m: i128 },
+    }
+    #[derive(serde::Serialize)]
+    struct Unit;
+    #[derive(serde::Serialize)]
+    struct Wrapper(Vec<Shape>);
+    #[derive(serde::Serialize)]
+    struct Pair(u32, &'static str);
+    #[derive(serde::Serialize)]
+    struct Everything {
+        shapes: Wrapper,
+        pair: Pair,
+        unit: Unit,
+        #[serde(with = "serde_bytes_as_slice")]
+        bytes: Vec<u8>,
+        int_keys: BTreeMap<i32, bool>,
+        floats: Vec<f64>,
+        f32s: Vec<f32>,
+        big: u128,
+        small: i128,
+        #[serde(skip)]
+        _skipped: u8,
+        #[serde(rename = "B")]
+        upper: (),
+    }
+    mod serde_bytes_as_slice {
+        pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(v)
+        }
+    }
+    let value = Everything {
+        shapes: Wrapper(vec![
+            Shape::Unit,
+            Shape::Newtype(Some(7)),
+            Shape::Newtype(None),
+            Shape::Tuple(-3, 'é', 0.1),
+            Shape::Struct { z: 1, a: (), m: -5 },
+        ]),
+        pair: Pair(9, "x\u{0}y"),
+        unit: Unit,
+        bytes: vec![0, 255, 10],
+        int_keys: [(-1, true), (10, false), (2, true)].into_iter().collect(),
+        floats: vec![
+            f64::NAN,
+            f64::INFINITY,
+            -0.0,
+            1e300,
+            5e-324,
+            2.0,
+            0.30000000000000004,
+        ],
+        f32s: vec![0.1, f32::MAX, f32::NAN, 16777217.0],
+        big: u128::from(u64::MAX),
+        small: i128::from(i64::MIN),
+        _skipped: 1,
+        upper: (),
+    };
+    assert_eq!(direct(&value), via_value(&value));
+}
+
+#[test]
+fn direct_writer_refuses_what_it_cannot_mirror_and_the_hash_falls_back() {
+    use std::collections::BTreeMap;
+    let mut out = Vec::new();
+    assert!(super::canonical::write(&u128::MAX, &mut out).is_err());
+    let bool_keys: BTreeMap<bool, u8> = [(true, 1)].into_iter().collect();
+    assert!(super::canonical::write(&bool_keys, &mut Vec::new()).is_err());
+}
+
+#[test]
+fn duplicate_map_keys_keep_the_last_value_like_serde_json() {
+    struct Dup;
+    impl serde::Serialize for Dup {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(None)?;
+            map.serialize_entry("b", &1)?;
+            map.serialize_entry("a", &2)?;
+            map.serialize_entry("b", &3)?;
+            map.end()
+        }
+    }
+    assert_eq!(direct(&Dup), via_value(&Dup));
+    assert_eq!(String::from_utf8(direct(&Dup)).unwrap(), r#"{"a":2,"b":3}"#);
+}
