@@ -150,11 +150,10 @@ impl Report {
     }
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    // Level 6: what tonic's gzip encoder uses.
+fn gzip(bytes: &[u8], level: u32) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(
         Vec::with_capacity(bytes.len() / 4),
-        flate2::Compression::new(6),
+        flate2::Compression::new(level),
     );
     encoder.write_all(bytes).unwrap();
     encoder.finish().unwrap()
@@ -267,7 +266,13 @@ fn build_stages(report: &mut Report, version: u64, config: Config) {
         std::hint::black_box(proto.clone())
     });
     let encoded = report.time("prost encode", || message.encode_to_vec());
-    let compressed = report.time("gzip level 6", || gzip(&encoded));
+    // Level 6 is what tonic compresses each stream's messages with; level 1
+    // what the shared snapshot frame uses (cluster/wire.rs).
+    let compressed = report.time("gzip level 6", || gzip(&encoded, 6));
+    let fast = report.time("gzip level 1", || gzip(&encoded, 1));
+    if report.stages.first().is_some_and(|s| s.samples.len() == 1) {
+        println!("gzip level 1: {} bytes", fast.len());
+    }
     let input = config.clone();
     report.time("cluster::build::build (whole build)", || {
         tollgate_control_plane::cluster::build::build(version, input).unwrap()
