@@ -258,6 +258,12 @@ fn build_stages(report: &mut Report, version: u64, config: Config) {
     let snapshot = report.time("Snapshot::new (sort + hash)", || {
         Snapshot::new(version, input)
     });
+    report.time("  of which canonical_bytes", || {
+        tollgate_shared::hash::canonical_bytes(&snapshot.config).len()
+    });
+    report.time("  of which config_hash", || {
+        tollgate_shared::hash::config_hash(&snapshot.config)
+    });
     let proto = report.time("to_proto", || snapshot.to_proto(0));
     let message = pb::ControlPlaneMessage {
         kind: Some(pb::control_plane_message::Kind::Snapshot(proto.clone())),
@@ -273,6 +279,8 @@ fn build_stages(report: &mut Report, version: u64, config: Config) {
     if report.stages.first().is_some_and(|s| s.samples.len() == 1) {
         println!("gzip level 1: {} bytes", fast.len());
     }
+    let input = config.clone();
+    report.time("drop a Config", || drop(input));
     let input = config.clone();
     report.time("cluster::build::build (whole build)", || {
         tollgate_control_plane::cluster::build::build(version, input).unwrap()

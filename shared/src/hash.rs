@@ -113,13 +113,14 @@ impl_row!(
 );
 
 fn canonical_rows<T: Row>(rows: &[T]) -> Rows {
-    let mut bytes = Vec::with_capacity(rows.len() * 256);
+    let mut writer = canonical::Writer::new(Vec::with_capacity(rows.len() * 256));
     let mut spans = Vec::with_capacity(rows.len());
     for row in rows {
-        let from = bytes.len();
-        write_row(row, &mut bytes);
-        spans.push((row.row_id(), from, bytes.len()));
+        let from = writer.out.len();
+        write_row(row, &mut writer);
+        spans.push((row.row_id(), from, writer.out.len()));
     }
+    let bytes = writer.out;
     spans.sort_unstable_by(|a, b| {
         a.0.cmp(&b.0)
             .then_with(|| bytes[a.1..a.2].cmp(&bytes[b.1..b.2]))
@@ -129,18 +130,18 @@ fn canonical_rows<T: Row>(rows: &[T]) -> Rows {
 
 /// Appends the canonical JSON of one row: written directly, or through a
 /// `serde_json::Value` for whatever the direct writer does not handle.
-fn write_row<T: Row>(row: &T, out: &mut Vec<u8>) {
-    let from = out.len();
-    if canonical::write(row, out).is_ok() {
+fn write_row<T: Row>(row: &T, writer: &mut canonical::Writer) {
+    let from = writer.out.len();
+    if writer.write(row).is_ok() {
         return;
     }
-    out.truncate(from);
+    writer.out.truncate(from);
     match serde_json::to_value(row) {
-        Ok(value) => write_value(&value, out),
+        Ok(value) => write_value(&value, &mut writer.out),
         // Unreachable for these types (plain structs, string-keyed maps). The
         // Debug form still depends on every field, so the hash stays a
         // function of the content instead of panicking or dropping the row.
-        Err(_) => write_string(&format!("{row:?}"), out),
+        Err(_) => write_string(&format!("{row:?}"), &mut writer.out),
     }
 }
 
@@ -182,6 +183,16 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
+    // Most strings need no escape at all: one scan without early exit (which
+    // the compiler vectorizes), then one copy.
+    let needs_escape = bytes.iter().fold(false, |acc, &b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if !needs_escape {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     // Copy runs of bytes that need no escape in one go. Every byte of a
     // multi-byte UTF-8 sequence is >= 0x80, so only ASCII is ever escaped.
     let mut run = 0;

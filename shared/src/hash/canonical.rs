@@ -11,13 +11,14 @@
 //! Objects: values are written one after another as they come, with their keys
 //! kept aside; at the end of the object the keys are sorted by their bytes (a
 //! repeated key keeps its last value, as a `serde_json::Map` would) and the
-//! object is rebuilt in that order.
+//! object is rebuilt in that order. The key list and the copy buffer live in
+//! the [`Writer`] and are reused, so writing many rows allocates almost
+//! nothing per row.
 
 use super::{write_string, write_value};
 use serde::ser::{self, Serialize};
 use std::borrow::Cow;
 use std::fmt::Display;
-use std::io::Write as _;
 
 /// Why a value was not written; the caller falls back to the `Value` path.
 #[derive(Debug, thiserror::Error)]
@@ -34,22 +35,81 @@ fn unsupported(what: &str) -> Unsupported {
     Unsupported(format!("canonical writer does not handle {what}"))
 }
 
-/// Appends the canonical JSON of `value` to `out`. On error `out` may hold a
-/// partial value: the caller truncates it.
+/// Canonical JSON output plus the scratch space objects reuse.
+#[derive(Default)]
+pub(super) struct Writer {
+    /// Everything written so far.
+    pub(super) out: Vec<u8>,
+    /// The keys of the objects being written, innermost last.
+    entries: Vec<Entry>,
+    /// Where an object's values are copied while it is rebuilt in key order.
+    scratch: Vec<u8>,
+}
+
+/// One key of an object being written, and where its value sits (relative to
+/// the start of the object).
+struct Entry {
+    key: Cow<'static, str>,
+    from: usize,
+    to: usize,
+}
+
+impl Writer {
+    pub(super) fn new(out: Vec<u8>) -> Self {
+        Writer {
+            out,
+            entries: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Appends the canonical JSON of `value`. On error `out` may hold a
+    /// partial value: the caller truncates it.
+    pub(super) fn write<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
+        let result = value.serialize(Canonical { w: self });
+        if result.is_err() {
+            self.entries.clear();
+        }
+        result
+    }
+}
+
+/// [`Writer::write`] into a plain buffer.
+#[cfg(test)]
 pub(super) fn write<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), Unsupported> {
-    value.serialize(Canonical { out })
+    let mut writer = Writer::new(std::mem::take(out));
+    let result = writer.write(value);
+    *out = writer.out;
+    result
 }
 
 struct Canonical<'a> {
-    out: &'a mut Vec<u8>,
+    w: &'a mut Writer,
 }
 
-fn write_display(out: &mut Vec<u8>, value: impl Display) {
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "{value}");
+/// Decimal digits of `value`, as `Display` (and so `serde_json`) writes them.
+fn write_u64(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+fn write_i64(out: &mut Vec<u8>, value: i64) {
+    if value < 0 {
+        out.push(b'-');
+    }
+    write_u64(out, value.unsigned_abs());
 }
 
 /// A float exactly as `serde_json::to_value` then [`write_value`] renders it
@@ -70,7 +130,8 @@ impl<'a> ser::Serializer for Canonical<'a> {
     type SerializeStructVariant = Variant<Object<'a>>;
 
     fn serialize_bool(self, v: bool) -> Result<(), Unsupported> {
-        self.out
+        self.w
+            .out
             .extend_from_slice(if v { b"true" } else { b"false" });
         Ok(())
     }
@@ -84,7 +145,7 @@ impl<'a> ser::Serializer for Canonical<'a> {
         self.serialize_i64(i64::from(v))
     }
     fn serialize_i64(self, v: i64) -> Result<(), Unsupported> {
-        write_display(self.out, v);
+        write_i64(&mut self.w.out, v);
         Ok(())
     }
     fn serialize_i128(self, v: i128) -> Result<(), Unsupported> {
@@ -104,7 +165,7 @@ impl<'a> ser::Serializer for Canonical<'a> {
         self.serialize_u64(u64::from(v))
     }
     fn serialize_u64(self, v: u64) -> Result<(), Unsupported> {
-        write_display(self.out, v);
+        write_u64(&mut self.w.out, v);
         Ok(())
     }
     fn serialize_u128(self, v: u128) -> Result<(), Unsupported> {
@@ -114,32 +175,32 @@ impl<'a> ser::Serializer for Canonical<'a> {
         }
     }
     fn serialize_f32(self, v: f32) -> Result<(), Unsupported> {
-        write_float(self.out, serde_json::Value::from(v));
+        write_float(&mut self.w.out, serde_json::Value::from(v));
         Ok(())
     }
     fn serialize_f64(self, v: f64) -> Result<(), Unsupported> {
-        write_float(self.out, serde_json::Value::from(v));
+        write_float(&mut self.w.out, serde_json::Value::from(v));
         Ok(())
     }
     fn serialize_char(self, v: char) -> Result<(), Unsupported> {
         let mut buf = [0u8; 4];
-        write_string(v.encode_utf8(&mut buf), self.out);
+        write_string(v.encode_utf8(&mut buf), &mut self.w.out);
         Ok(())
     }
     fn serialize_str(self, v: &str) -> Result<(), Unsupported> {
-        write_string(v, self.out);
+        write_string(v, &mut self.w.out);
         Ok(())
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), Unsupported> {
         // serde_json renders bytes as an array of numbers.
-        self.out.push(b'[');
+        self.w.out.push(b'[');
         for (i, b) in v.iter().enumerate() {
             if i > 0 {
-                self.out.push(b',');
+                self.w.out.push(b',');
             }
-            write_display(self.out, b);
+            write_u64(&mut self.w.out, u64::from(*b));
         }
-        self.out.push(b']');
+        self.w.out.push(b']');
         Ok(())
     }
     fn serialize_none(self) -> Result<(), Unsupported> {
@@ -149,7 +210,7 @@ impl<'a> ser::Serializer for Canonical<'a> {
         value.serialize(self)
     }
     fn serialize_unit(self) -> Result<(), Unsupported> {
-        self.out.extend_from_slice(b"null");
+        self.w.out.extend_from_slice(b"null");
         Ok(())
     }
     fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Unsupported> {
@@ -179,17 +240,17 @@ impl<'a> ser::Serializer for Canonical<'a> {
         value: &T,
     ) -> Result<(), Unsupported> {
         // One key: nothing to sort.
-        self.out.push(b'{');
-        write_string(variant, self.out);
-        self.out.push(b':');
-        value.serialize(Canonical { out: self.out })?;
-        self.out.push(b'}');
+        self.w.out.push(b'{');
+        write_string(variant, &mut self.w.out);
+        self.w.out.push(b':');
+        value.serialize(Canonical { w: &mut *self.w })?;
+        self.w.out.push(b'}');
         Ok(())
     }
     fn serialize_seq(self, _len: Option<usize>) -> Result<Array<'a>, Unsupported> {
-        self.out.push(b'[');
+        self.w.out.push(b'[');
         Ok(Array {
-            out: self.out,
+            w: self.w,
             first: true,
         })
     }
@@ -210,17 +271,17 @@ impl<'a> ser::Serializer for Canonical<'a> {
         variant: &'static str,
         len: usize,
     ) -> Result<Variant<Array<'a>>, Unsupported> {
-        self.out.push(b'{');
-        write_string(variant, self.out);
-        self.out.push(b':');
+        self.w.out.push(b'{');
+        write_string(variant, &mut self.w.out);
+        self.w.out.push(b':');
         Ok(Variant(self.serialize_seq(Some(len))?))
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Object<'a>, Unsupported> {
-        let start = self.out.len();
+        let _ = len;
         Ok(Object {
-            out: self.out,
-            start,
-            entries: Vec::with_capacity(len.unwrap_or(0)),
+            start: self.w.out.len(),
+            first: self.w.entries.len(),
+            w: self.w,
             next_key: None,
         })
     }
@@ -235,9 +296,9 @@ impl<'a> ser::Serializer for Canonical<'a> {
         variant: &'static str,
         len: usize,
     ) -> Result<Variant<Object<'a>>, Unsupported> {
-        self.out.push(b'{');
-        write_string(variant, self.out);
-        self.out.push(b':');
+        self.w.out.push(b'{');
+        write_string(variant, &mut self.w.out);
+        self.w.out.push(b':');
         Ok(Variant(self.serialize_map(Some(len))?))
     }
 }
@@ -253,22 +314,22 @@ fn refuse_private(name: &str) -> Result<(), Unsupported> {
 }
 
 struct Array<'a> {
-    out: &'a mut Vec<u8>,
+    w: &'a mut Writer,
     first: bool,
 }
 
 impl<'a> Array<'a> {
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
         if !self.first {
-            self.out.push(b',');
+            self.w.out.push(b',');
         }
         self.first = false;
-        value.serialize(Canonical { out: self.out })
+        value.serialize(Canonical { w: &mut *self.w })
     }
     /// Writes the closing bracket; gives the buffer back for a variant's brace.
     fn close(self) -> &'a mut Vec<u8> {
-        self.out.push(b']');
-        self.out
+        self.w.out.push(b']');
+        &mut self.w.out
     }
 }
 
@@ -309,11 +370,11 @@ impl ser::SerializeTupleStruct for Array<'_> {
 }
 
 /// An object under construction: its values sit in `out` from `start` on, in
-/// arrival order; `entries` says which key each byte range belongs to.
+/// arrival order; its keys are `entries[first..]`.
 struct Object<'a> {
-    out: &'a mut Vec<u8>,
+    w: &'a mut Writer,
     start: usize,
-    entries: Vec<(Cow<'static, str>, usize, usize)>,
+    first: usize,
     next_key: Option<Cow<'static, str>>,
 }
 
@@ -323,37 +384,45 @@ impl<'a> Object<'a> {
         key: Cow<'static, str>,
         value: &T,
     ) -> Result<(), Unsupported> {
-        let from = self.out.len();
-        value.serialize(Canonical { out: self.out })?;
-        self.entries
-            .push((key, from - self.start, self.out.len() - self.start));
+        let from = self.w.out.len() - self.start;
+        value.serialize(Canonical { w: &mut *self.w })?;
+        let to = self.w.out.len() - self.start;
+        self.w.entries.push(Entry { key, from, to });
         Ok(())
     }
 
     /// Writes the object in key order; gives the buffer back for a variant's brace.
-    fn close(mut self) -> &'a mut Vec<u8> {
-        let values = self.out.split_off(self.start);
+    fn close(self) -> &'a mut Vec<u8> {
+        let Object {
+            w, start, first, ..
+        } = self;
         // Stable: among equal keys the last one written comes last.
-        self.entries
-            .sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        self.out.reserve(values.len() + self.entries.len() * 16 + 2);
-        self.out.push(b'{');
-        let mut first = true;
-        for (i, (key, from, to)) in self.entries.iter().enumerate() {
-            let superseded = self.entries.get(i + 1).is_some_and(|next| next.0 == *key);
+        w.entries[first..].sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+        w.scratch.clear();
+        w.scratch.extend_from_slice(&w.out[start..]);
+        w.out.truncate(start);
+        w.out.push(b'{');
+        let mut comma = false;
+        for i in first..w.entries.len() {
+            let entry = &w.entries[i];
+            let superseded = w
+                .entries
+                .get(i + 1)
+                .is_some_and(|next| next.key == entry.key);
             if superseded {
                 continue;
             }
-            if !first {
-                self.out.push(b',');
+            if comma {
+                w.out.push(b',');
             }
-            first = false;
-            write_string(key, self.out);
-            self.out.push(b':');
-            self.out.extend_from_slice(&values[*from..*to]);
+            comma = true;
+            write_string(&entry.key, &mut w.out);
+            w.out.push(b':');
+            w.out.extend_from_slice(&w.scratch[entry.from..entry.to]);
         }
-        self.out.push(b'}');
-        self.out
+        w.entries.truncate(first);
+        w.out.push(b'}');
+        &mut w.out
     }
 }
 

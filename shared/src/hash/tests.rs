@@ -347,3 +347,25 @@ fn duplicate_map_keys_keep_the_last_value_like_serde_json() {
     assert_eq!(direct(&Dup), via_value(&Dup));
     assert_eq!(String::from_utf8(direct(&Dup)).unwrap(), r#"{"a":2,"b":3}"#);
 }
+
+#[test]
+fn integers_render_like_serde_json() {
+    for value in [
+        0i64,
+        1,
+        -1,
+        9,
+        10,
+        -10,
+        99,
+        100,
+        i64::MAX,
+        i64::MIN,
+        1_700_000_000,
+    ] {
+        assert_eq!(direct(&value), via_value(&value), "{value}");
+    }
+    for value in [0u64, 7, 10, u64::MAX, u64::from(u32::MAX) + 1] {
+        assert_eq!(direct(&value), via_value(&value), "{value}");
+    }
+}
