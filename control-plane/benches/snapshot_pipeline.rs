@@ -14,7 +14,7 @@
 //! ```
 //!
 //! The PostgreSQL database is created when missing and dropped at the end
-//! unless `--keep` is given; a database that already holds the same number of
+//! unless `--keep` is given (`--load-only` skips the other stages); a database that already holds the same number of
 //! entities is reused instead of importing again. The config is the shape of
 //! `tollgate-bench config-gen` (one prefix route per service, one HS256 jwt
 //! credential per consumer), or `--config FILE` (declarative YAML/JSON).
@@ -37,6 +37,8 @@ struct Args {
     consumers: usize,
     iterations: usize,
     keep: bool,
+    /// Only time `load_config`.
+    load_only: bool,
 }
 
 fn args() -> Args {
@@ -48,6 +50,7 @@ fn args() -> Args {
         consumers: 10_000,
         iterations: 5,
         keep: false,
+        load_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -60,6 +63,7 @@ fn args() -> Args {
             "--consumers" => out.consumers = value().parse().unwrap(),
             "--iterations" => out.iterations = value().parse().unwrap(),
             "--keep" => out.keep = true,
+            "--load-only" => out.load_only = true,
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -349,6 +353,9 @@ async fn main() {
         }
     }
 
+    if args.load_only {
+        return;
+    }
     // Without a database, the stages run on the parsed config (sorted like a read).
     let (version, config) = loaded.unwrap_or((1, config));
     let mut report = Report::default();
