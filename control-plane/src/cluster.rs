@@ -7,28 +7,37 @@
 //! present); an incompatible node gets a `Refusal` with the reason and nothing
 //! else until that changes. Otherwise it gets the current snapshot at once and
 //! every later one, plus heartbeats. Acks and Nacks land in the registry.
+//!
+//! The service is served by [`SyncServer`] rather than the generated tonic
+//! server, so that every stream sends the same pre-encoded (and
+//! pre-compressed) snapshot frame ([`wire`]); the messages on the wire are
+//! the generated protocol's.
 
 pub mod build;
 pub mod persist;
 pub mod publisher;
 pub mod registry;
 pub mod view;
+pub mod wire;
 
+use bytes::Bytes;
 use registry::{DataPlaneRegistry, NodeHello};
 use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::Stream;
 use tollgate_proto::v1::{
-    cluster_server::{Cluster, ClusterServer},
     control_plane_message, data_plane_message, ControlPlaneMessage, DataPlaneMessage, Heartbeat,
     Refusal, Snapshot,
 };
-use tonic::codec::CompressionEncoding;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::codec::{Codec as _, CompressionEncoding};
+use tonic::{Status, Streaming};
+use wire::{OutBody, SnapshotFrames};
 
 /// A published snapshot together with the plugin names its config uses, so
 /// compatibility checks need not walk the config per node.
@@ -64,6 +73,8 @@ pub struct ClusterService {
     snapshots: SnapshotWatch,
     registry: DataPlaneRegistry,
     timing: ClusterTiming,
+    /// The encoded current snapshot, shared by every stream.
+    frames: SnapshotFrames,
 }
 
 impl ClusterService {
@@ -76,17 +87,99 @@ impl ClusterService {
             snapshots,
             registry,
             timing,
+            frames: SnapshotFrames::default(),
         }
     }
 
-    /// The tonic server wrapper with compression on both directions.
-    pub fn into_server(self) -> ClusterServer<Self> {
-        ClusterServer::new(self)
-            .send_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(16 * 1024 * 1024)
-            .max_encoding_message_size(256 * 1024 * 1024)
+    /// The HTTP service that serves `Sync`, with gzip in both directions.
+    pub fn into_server(self) -> SyncServer {
+        SyncServer { service: self }
     }
+}
+
+/// The largest message a data plane may send.
+const MAX_INBOUND_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// The `tollgate.cluster.v1.Cluster` service at the HTTP level: it decodes the
+/// data plane's messages with the generated codec and writes the response
+/// frames itself (see [`wire`]).
+#[derive(Clone)]
+pub struct SyncServer {
+    service: ClusterService,
+}
+
+impl tonic::server::NamedService for SyncServer {
+    const NAME: &'static str = tollgate_proto::v1::cluster_server::SERVICE_NAME;
+}
+
+type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<tonic::body::Body>, Infallible>> + Send>>;
+
+impl tower::Service<http::Request<tonic::body::Body>> for SyncServer {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> ResponseFuture {
+        let service = self.service.clone();
+        Box::pin(async move {
+            Ok(service
+                .sync(request)
+                .await
+                .unwrap_or_else(|status| status.into_http()))
+        })
+    }
+}
+
+/// Whether the client lists gzip in `grpc-accept-encoding`.
+fn accepts_gzip(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all("grpc-accept-encoding")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|e| e.trim() == "gzip")
+}
+
+/// The compression of the client's messages (`grpc-encoding`).
+fn request_encoding(headers: &http::HeaderMap) -> Result<Option<CompressionEncoding>, Status> {
+    match headers.get("grpc-encoding").map(|v| v.to_str()) {
+        None => Ok(None),
+        Some(Ok("identity")) => Ok(None),
+        Some(Ok("gzip")) => Ok(Some(CompressionEncoding::Gzip)),
+        Some(other) => Err(Status::unimplemented(format!(
+            "message compression {:?} is not supported; use gzip",
+            other.unwrap_or("?")
+        ))),
+    }
+}
+
+fn remote_addr<B>(request: &http::Request<B>) -> Option<SocketAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let extensions = request.extensions();
+    extensions
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|info| info.get_ref().remote_addr())
+        .or_else(|| {
+            extensions
+                .get::<TcpConnectInfo>()
+                .and_then(TcpConnectInfo::remote_addr)
+        })
+}
+
+/// The `notAfter` (unix seconds) of the client certificate presented on the
+/// connection `request` came in on.
+fn presented_certificate_expiry<B>(request: &http::Request<B>) -> Option<i64> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let certs = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()?
+        .peer_certs()?;
+    certificate_expiry(certs.first()?.as_ref())
 }
 
 /// The cluster listener's TLS material (PEM). Client certificates are always
@@ -122,10 +215,8 @@ pub async fn serve(
         .await
 }
 
-type OutStream = Pin<Box<dyn Stream<Item = Result<ControlPlaneMessage, Status>> + Send>>;
-
-fn out(kind: control_plane_message::Kind) -> Result<ControlPlaneMessage, Status> {
-    Ok(ControlPlaneMessage { kind: Some(kind) })
+fn message(kind: control_plane_message::Kind) -> ControlPlaneMessage {
+    ControlPlaneMessage { kind: Some(kind) }
 }
 
 /// Why a data plane may not receive the current config, if it may not.
@@ -176,20 +267,30 @@ fn parse_version(text: &str) -> Option<(u64, u64)> {
     Some((major, minor))
 }
 
-#[tonic::async_trait]
-impl Cluster for ClusterService {
-    type SyncStream = OutStream;
-
+impl ClusterService {
+    /// One `Sync` call: waits for Hello, then answers with a stream fed by a
+    /// [`StreamTask`].
     async fn sync(
-        &self,
-        request: Request<Streaming<DataPlaneMessage>>,
-    ) -> Result<Response<Self::SyncStream>, Status> {
-        let peer: Option<SocketAddr> = request.remote_addr();
+        self,
+        request: http::Request<tonic::body::Body>,
+    ) -> Result<http::Response<tonic::body::Body>, Status> {
+        let sync_path = format!("/{}/Sync", tollgate_proto::v1::cluster_server::SERVICE_NAME);
+        if request.uri().path() != sync_path {
+            return Err(Status::unimplemented(""));
+        }
+        let gzip = accepts_gzip(request.headers());
+        let encoding = request_encoding(request.headers())?;
+        let peer = remote_addr(&request);
         // The certificate the node actually presented, not what it says about it.
-        let presented_expiry = request
-            .peer_certs()
-            .and_then(|certs| certs.first().and_then(|c| certificate_expiry(c.as_ref())));
-        let mut inbound = request.into_inner();
+        let presented_expiry = presented_certificate_expiry(&request);
+        let decoder =
+            tonic_prost::ProstCodec::<ControlPlaneMessage, DataPlaneMessage>::default().decoder();
+        let mut inbound = Streaming::new_request(
+            decoder,
+            request.into_body(),
+            encoding,
+            Some(MAX_INBOUND_MESSAGE),
+        );
         let first = tokio::time::timeout(self.timing.hello_timeout, inbound.message())
             .await
             .map_err(|_| Status::deadline_exceeded("expected Hello"))??;
@@ -217,13 +318,27 @@ impl Cluster for ClusterService {
             session,
             inbound,
             tx,
+            gzip,
+            frames: self.frames.clone(),
             snapshots: self.snapshots.clone(),
             registry: self.registry.clone(),
             timing: self.timing,
         };
         tokio::spawn(task.run());
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-        Ok(Response::new(Box::pin(stream) as OutStream))
+        let mut response = http::Response::new(tonic::body::Body::new(OutBody::new(rx)));
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert(
+            "grpc-accept-encoding",
+            http::HeaderValue::from_static("gzip"),
+        );
+        if gzip {
+            headers.insert("grpc-encoding", http::HeaderValue::from_static("gzip"));
+        }
+        Ok(response)
     }
 }
 
@@ -231,7 +346,11 @@ struct StreamTask {
     node: NodeHello,
     session: u64,
     inbound: Streaming<DataPlaneMessage>,
-    tx: mpsc::Sender<Result<ControlPlaneMessage, Status>>,
+    /// Response frames, already encoded.
+    tx: mpsc::Sender<Bytes>,
+    /// Whether the data plane accepts gzip-compressed messages.
+    gzip: bool,
+    frames: SnapshotFrames,
     snapshots: SnapshotWatch,
     registry: DataPlaneRegistry,
     timing: ClusterTiming,
@@ -242,6 +361,17 @@ impl StreamTask {
         let reason = self.serve().await;
         tracing::info!(node_id = %self.node.node_id, reason, "data plane stream ended");
         self.registry.disconnected(&self.node.node_id, self.session);
+    }
+
+    /// Queues one small message; false when the stream is gone.
+    async fn send(&self, kind: control_plane_message::Kind) -> bool {
+        match wire::message_frame(&message(kind)) {
+            Ok(frame) => self.tx.send(frame).await.is_ok(),
+            Err(status) => {
+                tracing::error!(node_id = %self.node.node_id, error = %status, "cannot encode a message");
+                false
+            }
+        }
     }
 
     /// Sends the current snapshot unless the node may not have it; returns
@@ -256,12 +386,8 @@ impl StreamTask {
             if last_sent.as_deref() != Some(reason.as_str()) {
                 *last_sent = Some(reason.clone());
                 return self
-                    .tx
-                    .send(out(control_plane_message::Kind::Refusal(Refusal {
-                        reason,
-                    })))
-                    .await
-                    .is_ok();
+                    .send(control_plane_message::Kind::Refusal(Refusal { reason }))
+                    .await;
             }
             return true;
         }
@@ -274,11 +400,19 @@ impl StreamTask {
             published.snapshot.version,
             &published.snapshot.hash,
         );
-        let snapshot = (*published.snapshot).clone();
-        self.tx
-            .send(out(control_plane_message::Kind::Snapshot(snapshot)))
-            .await
-            .is_ok()
+        // The same frame for every stream: encoded (and compressed) once.
+        match self.frames.frame(&published.snapshot, self.gzip).await {
+            Ok(frame) => self.tx.send(frame).await.is_ok(),
+            Err(status) => {
+                tracing::error!(
+                    node_id = %self.node.node_id,
+                    version = published.snapshot.version,
+                    error = %status,
+                    "cannot encode the snapshot"
+                );
+                false
+            }
+        }
     }
 
     async fn serve(&mut self) -> &'static str {
@@ -308,7 +442,7 @@ impl StreamTask {
                         .map(|p| (p.snapshot.version, p.snapshot.hash.clone()))
                         .unwrap_or_default();
                     let beat = Heartbeat { sent_at_ms: registry::now_ms(), hash, version };
-                    if self.tx.send(out(control_plane_message::Kind::Heartbeat(beat))).await.is_err() {
+                    if !self.send(control_plane_message::Kind::Heartbeat(beat)).await {
                         return "stream closed";
                     }
                 }
@@ -333,5 +467,122 @@ impl StreamTask {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use tollgate_proto::v1::{cluster_client::ClusterClient, Hello};
+
+    fn published(version: u64) -> Published {
+        let config = tollgate_shared::declarative::parse(&format!(
+            "_format_version: \"3.0\"\nservices:\n  - name: s{version}\n    url: http://127.0.0.1:3000\n"
+        ))
+        .unwrap();
+        build::build(version, config).unwrap()
+    }
+
+    /// The service over plain HTTP/2 (TLS is exercised by the e2e tests).
+    async fn start(snapshots: SnapshotWatch) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service = ClusterService::new(
+            snapshots,
+            DataPlaneRegistry::default(),
+            ClusterTiming {
+                heartbeat: Duration::from_secs(60),
+                hello_timeout: Duration::from_secs(5),
+            },
+        );
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service.into_server())
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        format!("http://{addr}")
+    }
+
+    fn hello() -> DataPlaneMessage {
+        DataPlaneMessage {
+            kind: Some(data_plane_message::Kind::Hello(Hello {
+                node_id: uuid::Uuid::new_v4().to_string(),
+                version: tollgate_shared::VERSION.into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    async fn next_snapshot(inbound: &mut Streaming<ControlPlaneMessage>) -> Snapshot {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if let Some(control_plane_message::Kind::Snapshot(snapshot)) = msg.kind {
+                return snapshot;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn gzip_and_plain_clients_receive_every_published_snapshot() {
+        let (publish, snapshots) = watch::channel(Some(published(1)));
+        let endpoint = start(snapshots).await;
+        let mut streams = Vec::new();
+        for gzip in [true, false] {
+            let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut client = ClusterClient::new(channel);
+            if gzip {
+                client = client
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip);
+            }
+            let (tx, rx) = mpsc::channel(4);
+            tx.send(hello()).await.unwrap();
+            let response = client
+                .sync(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .unwrap();
+            assert_eq!(
+                response
+                    .metadata()
+                    .get("grpc-encoding")
+                    .map(|v| v.to_str().unwrap()),
+                gzip.then_some("gzip")
+            );
+            streams.push((tx, response.into_inner()));
+        }
+        for (_, inbound) in &mut streams {
+            let first = next_snapshot(inbound).await;
+            assert_eq!(first, *publish.borrow().as_ref().unwrap().snapshot.as_ref());
+        }
+        let second = published(2);
+        let want = (*second.snapshot).clone();
+        publish.send_replace(Some(second));
+        for (_, inbound) in &mut streams {
+            assert_eq!(next_snapshot(inbound).await, want);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_must_open_with_hello() {
+        let (_publish, snapshots) = watch::channel(Some(published(1)));
+        let endpoint = start(snapshots).await;
+        let mut client = ClusterClient::connect(endpoint).await.unwrap();
+        let heartbeat = DataPlaneMessage {
+            kind: Some(data_plane_message::Kind::Heartbeat(Heartbeat::default())),
+        };
+        let status = client
+            .sync(tokio_stream::iter(vec![heartbeat]))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
     }
 }

@@ -12,6 +12,7 @@
 //! - The latest committed version this process knows is published in a
 //!   `tokio::sync::watch` ([`Store::subscribe`]).
 
+mod config_read;
 mod data_planes;
 mod error;
 mod sealing;
@@ -387,7 +388,8 @@ impl Store {
                 Backend::Sqlite => self.inner.pool.begin().await?,
             };
             let version = read_version(&mut tx).await?;
-            let config = read_config(&mut tx, self.keyring()).await?;
+            let config =
+                config_read::read_config(&mut tx, self.inner.options.keyring.clone()).await?;
             tx.rollback().await?;
             Ok((version, config))
         })
@@ -735,7 +737,7 @@ impl WriteTxn {
 
     /// Every entity as currently seen inside this transaction.
     pub async fn load_config(&mut self) -> Result<Config, StoreError> {
-        read_config(&mut self.tx, self.store.keyring()).await
+        config_read::read_config(&mut self.tx, self.store.inner.options.keyring.clone()).await
     }
 
     /// Records an audit entry stamped with this change's version.
@@ -1207,73 +1209,6 @@ async fn list_in(
         } else {
             None
         },
-    })
-}
-
-async fn read_all(
-    conn: &mut AnyConnection,
-    keyring: Option<&Keyring>,
-    kind: EntityKind,
-) -> Result<Vec<Value>, StoreError> {
-    let sql = format!("SELECT id, data FROM {} ORDER BY id", kind.table_name());
-    let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
-    rows.iter().map(|r| parse_data(keyring, kind, r)).collect()
-}
-
-fn typed<T: serde::de::DeserializeOwned>(
-    kind: EntityKind,
-    values: Vec<Value>,
-) -> Result<Vec<T>, StoreError> {
-    values
-        .into_iter()
-        .map(|v| {
-            let id = v
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_string();
-            serde_json::from_value(v).map_err(|e| StoreError::Corrupt {
-                kind: kind.table_name(),
-                id,
-                reason: e.to_string(),
-            })
-        })
-        .collect()
-}
-
-async fn read_config(
-    conn: &mut AnyConnection,
-    keyring: Option<&Keyring>,
-) -> Result<Config, StoreError> {
-    Ok(Config {
-        services: typed(
-            EntityKind::Services,
-            read_all(conn, keyring, EntityKind::Services).await?,
-        )?,
-        routes: typed(
-            EntityKind::Routes,
-            read_all(conn, keyring, EntityKind::Routes).await?,
-        )?,
-        consumers: typed(
-            EntityKind::Consumers,
-            read_all(conn, keyring, EntityKind::Consumers).await?,
-        )?,
-        plugins: typed(
-            EntityKind::Plugins,
-            read_all(conn, keyring, EntityKind::Plugins).await?,
-        )?,
-        jwt_secrets: typed(
-            EntityKind::JwtSecrets,
-            read_all(conn, keyring, EntityKind::JwtSecrets).await?,
-        )?,
-        certificates: typed(
-            EntityKind::Certificates,
-            read_all(conn, keyring, EntityKind::Certificates).await?,
-        )?,
-        snis: typed(
-            EntityKind::Snis,
-            read_all(conn, keyring, EntityKind::Snis).await?,
-        )?,
     })
 }
 

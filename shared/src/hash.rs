@@ -8,17 +8,46 @@
 //! fixed order. Array order inside rows is kept: it is data (a plugin's
 //! `allow` list, a route's `paths`).
 
+mod canonical;
+
 use crate::config::Config;
 use crate::entity::{Certificate, Consumer, JwtSecret, Plugin, Route, Service, Sni};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fmt::Debug;
+use std::io::Write as _;
 use uuid::Uuid;
 
 /// Canonical JSON bytes of `config` (see the module docs).
 pub fn canonical_bytes(config: &Config) -> Vec<u8> {
-    let collections: [(&str, Vec<Vec<u8>>); 7] = [
+    let collections = canonical_collections(config);
+    let size: usize = collections
+        .iter()
+        .map(|(_, rows)| rows.bytes.len() + rows.spans.len() + 16)
+        .sum();
+    let mut out = Vec::with_capacity(size + 2);
+    emit(&collections, |bytes| out.extend_from_slice(bytes));
+    out
+}
+
+/// Lowercase hex SHA-256 of [`canonical_bytes`], computed without
+/// concatenating them.
+pub fn config_hash(config: &Config) -> String {
+    let mut hasher = Sha256::new();
+    emit(&canonical_collections(config), |bytes| hasher.update(bytes));
+    hex::encode(hasher.finalize())
+}
+
+/// The rows of one collection: their canonical JSON back to back in `bytes`,
+/// and `(id, start, end)` of each, in canonical order.
+struct Rows {
+    bytes: Vec<u8>,
+    spans: Vec<(Uuid, usize, usize)>,
+}
+
+fn canonical_collections(config: &Config) -> [(&'static str, Rows); 7] {
+    [
         ("certificates", canonical_rows(&config.certificates)),
         ("consumers", canonical_rows(&config.consumers)),
         ("jwt_secrets", canonical_rows(&config.jwt_secrets)),
@@ -26,34 +55,30 @@ pub fn canonical_bytes(config: &Config) -> Vec<u8> {
         ("routes", canonical_rows(&config.routes)),
         ("services", canonical_rows(&config.services)),
         ("snis", canonical_rows(&config.snis)),
-    ];
-    let size: usize = collections
-        .iter()
-        .map(|(_, rows)| rows.iter().map(|r| r.len() + 1).sum::<usize>() + 16)
-        .sum();
-    let mut out = Vec::with_capacity(size + 2);
-    out.push(b'{');
-    for (i, (name, rows)) in collections.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_string(name, &mut out);
-        out.extend_from_slice(b":[");
-        for (j, row) in rows.iter().enumerate() {
-            if j > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(row);
-        }
-        out.push(b']');
-    }
-    out.push(b'}');
-    out
+    ]
 }
 
-/// Lowercase hex SHA-256 of [`canonical_bytes`].
-pub fn config_hash(config: &Config) -> String {
-    hex::encode(Sha256::digest(canonical_bytes(config)))
+/// Feeds the canonical document to `sink`, piece by piece.
+fn emit(collections: &[(&'static str, Rows)], mut sink: impl FnMut(&[u8])) {
+    let mut name = Vec::new();
+    sink(b"{");
+    for (i, (collection, rows)) in collections.iter().enumerate() {
+        if i > 0 {
+            sink(b",");
+        }
+        name.clear();
+        write_string(collection, &mut name);
+        sink(&name);
+        sink(b":[");
+        for (j, (_, from, to)) in rows.spans.iter().enumerate() {
+            if j > 0 {
+                sink(b",");
+            }
+            sink(&rows.bytes[*from..*to]);
+        }
+        sink(b"]");
+    }
+    sink(b"}");
 }
 
 /// Canonical JSON of any JSON value: object keys sorted recursively.
@@ -87,26 +112,36 @@ impl_row!(
     Sni
 );
 
-fn canonical_rows<T: Row>(rows: &[T]) -> Vec<Vec<u8>> {
-    let mut keyed: Vec<(Uuid, Vec<u8>)> = rows
-        .iter()
-        .map(|row| (row.row_id(), canonical_row(row)))
-        .collect();
-    keyed.sort_unstable();
-    keyed.into_iter().map(|(_, bytes)| bytes).collect()
+fn canonical_rows<T: Row>(rows: &[T]) -> Rows {
+    let mut writer = canonical::Writer::new(Vec::with_capacity(rows.len() * 256));
+    let mut spans = Vec::with_capacity(rows.len());
+    for row in rows {
+        let from = writer.out.len();
+        write_row(row, &mut writer);
+        spans.push((row.row_id(), from, writer.out.len()));
+    }
+    let bytes = writer.out;
+    spans.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| bytes[a.1..a.2].cmp(&bytes[b.1..b.2]))
+    });
+    Rows { bytes, spans }
 }
 
-fn canonical_row<T: Row>(row: &T) -> Vec<u8> {
+/// Appends the canonical JSON of one row: written directly, or through a
+/// `serde_json::Value` for whatever the direct writer does not handle.
+fn write_row<T: Row>(row: &T, writer: &mut canonical::Writer) {
+    let from = writer.out.len();
+    if writer.write(row).is_ok() {
+        return;
+    }
+    writer.out.truncate(from);
     match serde_json::to_value(row) {
-        Ok(value) => canonical_json(&value),
+        Ok(value) => write_value(&value, &mut writer.out),
         // Unreachable for these types (plain structs, string-keyed maps). The
         // Debug form still depends on every field, so the hash stays a
         // function of the content instead of panicking or dropping the row.
-        Err(_) => {
-            let mut out = Vec::new();
-            write_string(&format!("{row:?}"), &mut out);
-            out
-        }
+        Err(_) => write_string(&format!("{row:?}"), &mut writer.out),
     }
 }
 
@@ -145,23 +180,42 @@ fn write_value(value: &Value, out: &mut Vec<u8>) {
 }
 
 fn write_string(s: &str, out: &mut Vec<u8>) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+    let bytes = s.as_bytes();
+    // Most strings need no escape at all: one scan without early exit (which
+    // the compiler vectorizes), then one copy.
+    let needs_escape = bytes.iter().fold(false, |acc, &b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if !needs_escape {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    // Copy runs of bytes that need no escape in one go. Every byte of a
+    // multi-byte UTF-8 sequence is >= 0x80, so only ASCII is ever escaped.
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        run = i + 1;
+        if escape.is_empty() {
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, "\\u{:04x}", b);
+        } else {
+            out.extend_from_slice(escape);
         }
     }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 

@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 use tollgate_shared::EntityKind;
 
-const PREFIX: &str = "$tg1$";
+/// How every sealed value starts.
+pub(super) const PREFIX: &str = "$tg1$";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
@@ -147,6 +148,11 @@ fn secret_paths(kind: EntityKind) -> &'static [&'static [&'static str]] {
         EntityKind::Plugins => &[&["config", "redis", "password"]],
         _ => &[],
     }
+}
+
+/// Whether entities of `kind` have fields that are sealed at rest.
+pub(super) fn has_secret_fields(kind: EntityKind) -> bool {
+    !secret_paths(kind).is_empty()
 }
 
 fn slot<'a>(entity: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {

@@ -149,3 +149,223 @@ fn mutate(value: &Value) -> Value {
         Value::Object(_) => Value::Null,
     }
 }
+
+/// Plugin config and route sources with every JSON shape the canonical form
+/// must render: floats, big integers, escapes, non-ASCII keys, nesting.
+fn tricky_config() -> Config {
+    let mut config = full_config();
+    config.plugins[0].config = json!({
+        "z": [1.0, -0.0, 1e21, 1.5e-7, 0.1, 123456789.125, -2.5],
+        "big": u64::MAX,
+        "neg": i64::MIN,
+        "é": {"b": "tab\tquote\"back\\slash\u{7f}\u{1f}", "a": [{"y": null, "x": true}]},
+        "A": "\u{2028}\u{10ffff}",
+        "": {},
+        "empty_list": [],
+    });
+    config.routes[0].sources = Some(vec![json!({"port": 1.25, "ip": "::1"}), json!(null)]);
+    config
+}
+
+/// The hashes are part of the protocol (data planes verify them and report
+/// them back): an implementation change must not move them.
+#[test]
+fn hashes_are_pinned() {
+    let cases = [
+        ("empty", Config::default()),
+        ("full", full_config()),
+        ("null", crate::convert::fixtures::null_config()),
+        ("generated", generated(300, 200)),
+        ("tricky", tricky_config()),
+    ];
+    let got: Vec<(&str, String)> = cases
+        .iter()
+        .map(|(name, config)| (*name, config_hash(config)))
+        .collect();
+    let want = [
+        (
+            "empty",
+            "7f7f88e0c68478071c248480ed9ccf250faf853fd4feed8ed5e6cf66c760e597",
+        ),
+        (
+            "full",
+            "f2cb13e343d903a7618827f124772c17d96c328b99bc8b04be8b86b6ab8625dd",
+        ),
+        (
+            "null",
+            "8931fc9e3ee7b6fa6efe6d6ec32ee7ea5f5f167f06e48306fd5fd13adcda943a",
+        ),
+        (
+            "generated",
+            "470045692770e631cb85fd41c7d7379aab508edd5465e2427ec6001bb877540f",
+        ),
+        (
+            "tricky",
+            "6267ffd2f2fc012f2d5666b8accc3a43aca16c69b515bd060ffb0cc7cef0f2d8",
+        ),
+    ];
+    for ((name, hash), (_, pinned)) in got.iter().zip(want) {
+        assert_eq!(hash, pinned, "{name}");
+    }
+}
+
+/// What `canonical_json(&serde_json::to_value(x))` gives: the reference the
+/// direct writer must match byte for byte.
+fn via_value<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    canonical_json(&serde_json::to_value(value).unwrap())
+}
+
+fn direct<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    super::canonical::write(value, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn direct_writer_matches_the_value_path_on_every_entity() {
+    for config in [
+        full_config(),
+        crate::convert::fixtures::null_config(),
+        generated(40, 30),
+        tricky_config(),
+    ] {
+        for service in &config.services {
+            assert_eq!(direct(service), via_value(service));
+        }
+        for route in &config.routes {
+            assert_eq!(direct(route), via_value(route));
+        }
+        for consumer in &config.consumers {
+            assert_eq!(direct(consumer), via_value(consumer));
+        }
+        for plugin in &config.plugins {
+            assert_eq!(direct(plugin), via_value(plugin));
+        }
+        for jwt in &config.jwt_secrets {
+            assert_eq!(direct(jwt), via_value(jwt));
+        }
+        for certificate in &config.certificates {
+            assert_eq!(direct(certificate), via_value(certificate));
+        }
+        for sni in &config.snis {
+            assert_eq!(direct(sni), via_value(sni));
+        }
+        assert_eq!(direct(&config), via_value(&config));
+    }
+}
+
+#[test]
+fn direct_writer_matches_the_value_path_on_every_serde_shape() {
+    use std::collections::BTreeMap;
+    #[derive(serde::Serialize)]
+    enum Shape {
+        Unit,
+        Newtype(Option<u8>),
+        Tuple(i8, char, f32),
+        Struct { z: u16, a: (), m: i128 },
+    }
+    #[derive(serde::Serialize)]
+    struct Unit;
+    #[derive(serde::Serialize)]
+    struct Wrapper(Vec<Shape>);
+    #[derive(serde::Serialize)]
+    struct Pair(u32, &'static str);
+    #[derive(serde::Serialize)]
+    struct Everything {
+        shapes: Wrapper,
+        pair: Pair,
+        unit: Unit,
+        #[serde(with = "serde_bytes_as_slice")]
+        bytes: Vec<u8>,
+        int_keys: BTreeMap<i32, bool>,
+        floats: Vec<f64>,
+        f32s: Vec<f32>,
+        big: u128,
+        small: i128,
+        #[serde(skip)]
+        _skipped: u8,
+        #[serde(rename = "B")]
+        upper: (),
+    }
+    mod serde_bytes_as_slice {
+        pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(v)
+        }
+    }
+    let value = Everything {
+        shapes: Wrapper(vec![
+            Shape::Unit,
+            Shape::Newtype(Some(7)),
+            Shape::Newtype(None),
+            Shape::Tuple(-3, 'é', 0.1),
+            Shape::Struct { z: 1, a: (), m: -5 },
+        ]),
+        pair: Pair(9, "x\u{0}y"),
+        unit: Unit,
+        bytes: vec![0, 255, 10],
+        int_keys: [(-1, true), (10, false), (2, true)].into_iter().collect(),
+        floats: vec![
+            f64::NAN,
+            f64::INFINITY,
+            -0.0,
+            1e300,
+            5e-324,
+            2.0,
+            0.30000000000000004,
+        ],
+        f32s: vec![0.1, f32::MAX, f32::NAN, 16777217.0],
+        big: u128::from(u64::MAX),
+        small: i128::from(i64::MIN),
+        _skipped: 1,
+        upper: (),
+    };
+    assert_eq!(direct(&value), via_value(&value));
+}
+
+#[test]
+fn direct_writer_refuses_what_it_cannot_mirror_and_the_hash_falls_back() {
+    use std::collections::BTreeMap;
+    let mut out = Vec::new();
+    assert!(super::canonical::write(&u128::MAX, &mut out).is_err());
+    let bool_keys: BTreeMap<bool, u8> = [(true, 1)].into_iter().collect();
+    assert!(super::canonical::write(&bool_keys, &mut Vec::new()).is_err());
+}
+
+#[test]
+fn duplicate_map_keys_keep_the_last_value_like_serde_json() {
+    struct Dup;
+    impl serde::Serialize for Dup {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(None)?;
+            map.serialize_entry("b", &1)?;
+            map.serialize_entry("a", &2)?;
+            map.serialize_entry("b", &3)?;
+            map.end()
+        }
+    }
+    assert_eq!(direct(&Dup), via_value(&Dup));
+    assert_eq!(String::from_utf8(direct(&Dup)).unwrap(), r#"{"a":2,"b":3}"#);
+}
+
+#[test]
+fn integers_render_like_serde_json() {
+    for value in [
+        0i64,
+        1,
+        -1,
+        9,
+        10,
+        -10,
+        99,
+        100,
+        i64::MAX,
+        i64::MIN,
+        1_700_000_000,
+    ] {
+        assert_eq!(direct(&value), via_value(&value), "{value}");
+    }
+    for value in [0u64, 7, 10, u64::MAX, u64::from(u32::MAX) + 1] {
+        assert_eq!(direct(&value), via_value(&value), "{value}");
+    }
+}
