@@ -8,6 +8,7 @@
 mod persist;
 
 use crate::cache::SnapshotCache;
+use crate::gateway::ConfigThread;
 use persist::{PersistQueue, Persister};
 use rand::Rng;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +30,49 @@ pub trait SnapshotSink: Send + Sync + 'static {
     fn apply(&self, snapshot: &Snapshot) -> Result<(), Vec<String>>;
     /// The version and hash currently served, if any.
     fn applied(&self) -> Option<(u64, String)>;
+    /// [`SnapshotSink::apply`] with the message by value, so that an
+    /// implementation can convert it without copying; on success, what to
+    /// persist. By default: `apply`, then persist the message as received.
+    fn apply_owned(&self, snapshot: Snapshot) -> Result<Persist, Vec<String>> {
+        self.apply(&snapshot).map(|()| Persist::Message(snapshot))
+    }
+    /// The thread to apply snapshots on; `None`: tokio's blocking pool.
+    fn config_thread(&self) -> Option<&ConfigThread> {
+        None
+    }
+}
+
+/// An applied snapshot, as handed to the cache writer.
+#[derive(Debug)]
+pub enum Persist {
+    /// The message as received.
+    Message(Snapshot),
+    /// The converted config; the writer encodes it back into a message (the
+    /// same config and hash: conversion is lossless), off the apply path.
+    Config {
+        snapshot: tollgate_shared::snapshot::Snapshot,
+        built_at_ms: i64,
+    },
+}
+
+impl Persist {
+    pub fn version(&self) -> u64 {
+        match self {
+            Persist::Message(message) => message.version,
+            Persist::Config { snapshot, .. } => snapshot.version,
+        }
+    }
+
+    /// Calls `write` with the message form.
+    fn with_message<T>(&self, write: impl FnOnce(&Snapshot) -> T) -> T {
+        match self {
+            Persist::Message(message) => write(message),
+            Persist::Config {
+                snapshot,
+                built_at_ms,
+            } => write(&snapshot.to_proto(*built_at_ms)),
+        }
+    }
 }
 
 /// Settings of the sync client.
@@ -277,22 +321,31 @@ async fn apply(
         .applied()
         .is_some_and(|(_, current)| current == snapshot.hash);
     if !already {
-        // Compiling a large config takes a while: keep it off the async workers.
-        // The message never comes back here: it goes to the persistence queue
-        // (or is dropped) on the blocking thread.
+        // Compiling a large config takes a while: keep it off the async workers,
+        // on the sink's config thread when it has one. The message never comes
+        // back here: it goes to the persistence queue (or is dropped) there.
         let worker_sink = Arc::clone(sink);
         let queue = queue.cloned();
-        let result = match tokio::task::spawn_blocking(move || {
-            let result = worker_sink.apply(&snapshot);
-            if let (Ok(()), Some(queue)) = (&result, queue) {
-                queue.push(snapshot);
+        let job = move || match worker_sink.apply_owned(snapshot) {
+            Ok(persist) => {
+                if let Some(queue) = queue {
+                    queue.push(persist);
+                }
+                Ok(())
             }
-            result
-        })
-        .await
-        {
-            Ok(result) => result,
-            Err(e) => Err(vec![format!("config compilation aborted: {e}")]),
+            Err(errors) => Err(errors),
+        };
+        let aborted =
+            |e: &dyn std::fmt::Display| Err(vec![format!("config compilation aborted: {e}")]);
+        let result = match sink.config_thread() {
+            Some(thread) => match thread.run(job).await {
+                Ok(result) => result,
+                Err(e) => aborted(&e),
+            },
+            None => match tokio::task::spawn_blocking(job).await {
+                Ok(result) => result,
+                Err(e) => aborted(&e),
+            },
         };
         if let Err(errors) = result {
             status.snapshots_rejected.fetch_add(1, Ordering::Relaxed);

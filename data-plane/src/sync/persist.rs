@@ -8,7 +8,7 @@
 //! always the newest it has seen, an older snapshot can never land on disk
 //! after a newer one. Failures are logged and counted; the config keeps serving.
 
-use super::SyncStatus;
+use super::{Persist, SyncStatus};
 use crate::cache::{CacheError, SnapshotCache};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -32,14 +32,14 @@ impl SnapshotStore for SnapshotCache {
 /// The sending side: hand it each applied snapshot, in apply order.
 #[derive(Debug, Clone)]
 pub(crate) struct PersistQueue {
-    latest: watch::Sender<Option<Arc<Snapshot>>>,
+    latest: watch::Sender<Option<Arc<Persist>>>,
 }
 
 impl PersistQueue {
     /// Replaces the snapshot waiting to be written (if any) by `snapshot`.
     /// Called on the compile thread: the replaced snapshot, if the writer had
     /// not picked it up, is dropped here rather than on an async worker.
-    pub(crate) fn push(&self, snapshot: Snapshot) {
+    pub(crate) fn push(&self, snapshot: Persist) {
         drop(self.latest.send_replace(Some(Arc::new(snapshot))));
     }
 }
@@ -82,7 +82,7 @@ impl Persister {
 
 async fn write_loop(
     store: Arc<dyn SnapshotStore>,
-    mut pending: watch::Receiver<Option<Arc<Snapshot>>>,
+    mut pending: watch::Receiver<Option<Arc<Persist>>>,
     status: Arc<SyncStatus>,
     stop: CancellationToken,
 ) {
@@ -114,12 +114,14 @@ async fn write_loop(
     }
 }
 
-async fn write(store: &Arc<dyn SnapshotStore>, snapshot: Arc<Snapshot>, status: &SyncStatus) {
-    let version = snapshot.version;
+async fn write(store: &Arc<dyn SnapshotStore>, snapshot: Arc<Persist>, status: &SyncStatus) {
+    let version = snapshot.version();
     let store = Arc::clone(store);
-    // The write blocks on fsync; the last reference to the snapshot is usually
-    // this one, so a large message is also freed off the async workers.
-    let outcome = tokio::task::spawn_blocking(move || store.store(&snapshot)).await;
+    // Encoding and fsync block; the last reference to the snapshot is usually
+    // this one, so a large config is also freed off the async workers.
+    let outcome =
+        tokio::task::spawn_blocking(move || snapshot.with_message(|message| store.store(message)))
+            .await;
     match outcome {
         Ok(Ok(())) => status.record_persisted(version),
         Ok(Err(e)) => {
@@ -197,7 +199,7 @@ mod tests {
         let persister = Persister::spawn(Arc::new(cache.clone()), Arc::clone(&status));
         let queue = persister.queue();
         for version in 1..=50 {
-            queue.push(snapshot(version));
+            queue.push(Persist::Message(snapshot(version)));
         }
         status.wait_persisted(50).await;
         assert_eq!(cache.load().unwrap().unwrap().version, 50);
@@ -211,11 +213,11 @@ mod tests {
         let status = Arc::new(SyncStatus::default());
         let persister = Persister::spawn(store.clone(), Arc::clone(&status));
         let queue = persister.queue();
-        queue.push(snapshot(1));
+        queue.push(Persist::Message(snapshot(1)));
         assert_eq!(gate.entered.recv().await, Some(1));
         // While 1 is being written, 2..=4 arrive: only the newest is written next.
         for version in 2..=4 {
-            queue.push(snapshot(version));
+            queue.push(Persist::Message(snapshot(version)));
         }
         for _ in 0..4 {
             gate.release.send(()).unwrap();
@@ -230,9 +232,9 @@ mod tests {
         let (store, mut gate) = gated(vec![1]);
         let status = Arc::new(SyncStatus::default());
         let persister = Persister::spawn(store.clone(), Arc::clone(&status));
-        persister.queue().push(snapshot(1));
+        persister.queue().push(Persist::Message(snapshot(1)));
         assert_eq!(gate.entered.recv().await, Some(1));
-        persister.queue().push(snapshot(2));
+        persister.queue().push(Persist::Message(snapshot(2)));
         for _ in 0..2 {
             gate.release.send(()).unwrap();
         }
@@ -251,7 +253,7 @@ mod tests {
         let status = Arc::new(SyncStatus::default());
         let persister =
             Persister::spawn(Arc::new(SnapshotCache::new(&blocked)), Arc::clone(&status));
-        persister.queue().push(snapshot(1));
+        persister.queue().push(Persist::Message(snapshot(1)));
         persister.finish().await;
         assert_eq!(status.persist_failures.load(Ordering::Relaxed), 1);
         assert_eq!(status.persisted_version(), 0);
