@@ -47,7 +47,7 @@ pub fn apply_file(gateway: &Gateway, path: &Path) -> Result<Applied, ConfigFileE
         }
     }
     gateway
-        .apply_local(&config)
+        .apply_local_hashed(&config, hash)
         .map_err(|errors| ConfigFileError::Compile {
             path: shown,
             errors,

@@ -1,17 +1,22 @@
 //! The gateway: the one `ArcSwap<Compiled>` every request loads once, and the
 //! single entry point that compiles and swaps a new config in (`apply`), used
-//! by the config-file loader today and by the cluster sync client.
+//! by the config-file loader and by the cluster sync client. It owns the
+//! config thread (`worker`) where configs are compiled and old ones freed.
+
+mod worker;
+
+pub use worker::{ConfigThread, JobAborted};
 
 use crate::compile::{compile, CompileError, Compiled, ConfigMeta, Deps};
 use crate::status::StatusState;
-use crate::sync::SnapshotSink;
+use crate::sync::{Persist, SnapshotSink};
 use crate::tls::CertificateSource;
 use arc_swap::ArcSwap;
 use rustls::sign::CertifiedKey;
 use rustls::SignatureScheme;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tollgate_shared::snapshot::Snapshot;
+use tollgate_shared::snapshot::{Snapshot, SnapshotError};
 use tollgate_shared::Config;
 
 /// A config that was compiled and swapped in.
@@ -29,16 +34,33 @@ pub struct Gateway {
     deps: Deps,
     status: Arc<StatusState>,
     local_version: AtomicU64,
+    thread: ConfigThread,
 }
 
 impl Gateway {
+    /// Starts the gateway's config thread too.
     pub fn new(deps: Deps, status: Arc<StatusState>) -> Self {
         Self {
             compiled: ArcSwap::from_pointee(Compiled::empty()),
             deps,
             status,
             local_version: AtomicU64::new(0),
+            thread: ConfigThread::spawn(),
         }
+    }
+
+    /// The thread to compile configs on (see [`ConfigThread`]).
+    pub fn config_thread(&self) -> &ConfigThread {
+        &self.thread
+    }
+
+    /// Runs `job` with this gateway on its config thread.
+    pub async fn run_on_config_thread<T: Send + 'static>(
+        self: &Arc<Self>,
+        job: impl FnOnce(&Gateway) -> T + Send + 'static,
+    ) -> Result<T, JobAborted> {
+        let gateway = Arc::clone(self);
+        self.thread.run(move || job(&gateway)).await
     }
 
     /// The config to use for one request (or one handshake).
@@ -51,12 +73,26 @@ impl Gateway {
     }
 
     /// Compiles `config` and swaps it in, or keeps the current config and
-    /// returns every error. CPU-bound on large configs: call it from a blocking
-    /// task (`tokio::task::spawn_blocking`) when the runtime serves traffic.
+    /// returns every error. CPU-bound on large configs: when the runtime serves
+    /// traffic, call it on the config thread ([`Gateway::config_thread`]) or
+    /// at least a blocking task.
     pub fn apply(&self, meta: ConfigMeta, config: &Config) -> Result<Applied, Vec<CompileError>> {
-        match compile(meta.clone(), config, &self.deps) {
+        let compiled = compile(meta.clone(), config, &self.deps);
+        self.install(meta, compiled)
+    }
+
+    /// Swaps in a compiled config (or records why there is none). The
+    /// replaced config goes to the config thread, which frees it once the
+    /// last request using it is done, so no proxy worker pays for that.
+    fn install(
+        &self,
+        meta: ConfigMeta,
+        compiled: Result<Compiled, Vec<CompileError>>,
+    ) -> Result<Applied, Vec<CompileError>> {
+        match compiled {
             Ok(compiled) => {
-                self.compiled.store(Arc::new(compiled));
+                let old = self.compiled.swap(Arc::new(compiled));
+                self.thread.retire(old);
                 let applied = Applied {
                     version: meta.version,
                     hash: meta.hash,
@@ -80,29 +116,97 @@ impl Gateway {
     /// [`Gateway::apply`] for a config without a control-plane version (file
     /// mode): the version counts up locally and the hash is computed here.
     pub fn apply_local(&self, config: &Config) -> Result<Applied, Vec<CompileError>> {
+        self.apply_local_hashed(config, tollgate_shared::hash::config_hash(config))
+    }
+
+    /// [`Gateway::apply_local`] when the caller already has the config's hash
+    /// (hashing a large config costs about as much as compiling it).
+    pub fn apply_local_hashed(
+        &self,
+        config: &Config,
+        hash: String,
+    ) -> Result<Applied, Vec<CompileError>> {
         let meta = ConfigMeta {
             version: self.local_version.load(Ordering::Acquire) + 1,
-            hash: tollgate_shared::hash::config_hash(config),
+            hash,
         };
         self.apply(meta, config)
+    }
+
+    /// Converts a snapshot message, verifies its hash, compiles and swaps it
+    /// in; on success returns what to persist.
+    ///
+    /// The same checks, in the same order of precedence, as
+    /// `Snapshot::try_from` followed by [`Gateway::apply`]: a message that does
+    /// not convert, then one whose hash does not match, is refused with that
+    /// one error; otherwise compile errors are returned. The hash is verified
+    /// on a second thread while this one compiles: both read the converted
+    /// config, and the result is only swapped in when both succeed.
+    fn apply_message(&self, message: tollgate_proto::v1::Snapshot) -> Result<Persist, Vec<String>> {
+        let tollgate_proto::v1::Snapshot {
+            version,
+            hash,
+            config,
+            built_at_ms,
+        } = message;
+        let refused = |error: SnapshotError| vec![error.to_string()];
+        let config = config.ok_or_else(|| refused(SnapshotError::MissingConfig { version }))?;
+        let config = Config::try_from(config)
+            .map_err(|source| refused(SnapshotError::Convert { version, source }))?;
+        let snapshot = Snapshot {
+            version,
+            hash,
+            config,
+        };
+        let meta = ConfigMeta {
+            version,
+            hash: snapshot.hash.clone(),
+        };
+        let (verified, compiled) = std::thread::scope(|scope| {
+            let verifier = std::thread::Builder::new()
+                .name("tollgate-verify".into())
+                .spawn_scoped(scope, || snapshot.verify());
+            let compiled = compile(meta.clone(), &snapshot.config, &self.deps);
+            let verified = match verifier {
+                // A verification that panicked proves nothing: verify again here.
+                Ok(verifier) => verifier.join().unwrap_or_else(|_| snapshot.verify()),
+                // No second thread to be had: verify on this one.
+                Err(_) => snapshot.verify(),
+            };
+            (verified, compiled)
+        });
+        verified.map_err(refused)?;
+        self.install(meta, compiled).map_err(|errors| {
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<String>>()
+        })?;
+        Ok(Persist::Config {
+            snapshot,
+            built_at_ms,
+        })
     }
 }
 
 /// The cluster sync client hands every snapshot from the control plane here.
 impl SnapshotSink for Gateway {
     fn apply(&self, snapshot: &tollgate_proto::v1::Snapshot) -> Result<(), Vec<String>> {
-        let snapshot = Snapshot::try_from(snapshot.clone()).map_err(|e| vec![e.to_string()])?;
-        let meta = ConfigMeta {
-            version: snapshot.version,
-            hash: snapshot.hash,
-        };
-        Gateway::apply(self, meta, &snapshot.config)
-            .map(drop)
-            .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+        self.apply_message(snapshot.clone()).map(drop)
+    }
+
+    /// Takes the message by value: converting it needs no copy, and the
+    /// converted config is what gets persisted (re-encoded in the background).
+    fn apply_owned(&self, snapshot: tollgate_proto::v1::Snapshot) -> Result<Persist, Vec<String>> {
+        self.apply_message(snapshot)
     }
 
     fn applied(&self) -> Option<(u64, String)> {
         self.status.applied().map(|a| (a.version, a.hash))
+    }
+
+    fn config_thread(&self) -> Option<&ConfigThread> {
+        Some(&self.thread)
     }
 }
 
@@ -122,3 +226,6 @@ pub(crate) fn unix_ms() -> i64 {
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests;

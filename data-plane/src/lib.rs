@@ -261,12 +261,12 @@ async fn start_sync(
     let snapshot_cache = cache::SnapshotCache::new(&settings.cache_dir);
     match snapshot_cache.load() {
         Ok(Some(snapshot)) => {
-            let sink = Arc::clone(&gateway);
             let version = snapshot.version;
-            let applied = tokio::task::spawn_blocking(move || {
-                sync::SnapshotSink::apply(sink.as_ref(), &snapshot)
-            })
-            .await?;
+            let applied = gateway
+                .run_on_config_thread(move |gateway| {
+                    sync::SnapshotSink::apply_owned(gateway, snapshot).map(drop)
+                })
+                .await?;
             match applied {
                 Ok(()) => tracing::info!(version, "serving the cached configuration"),
                 Err(errors) => tracing::warn!(version, ?errors, "cached configuration rejected"),
@@ -312,9 +312,10 @@ async fn reload(settings: &Settings, data_plane: &DataPlane) {
     let Some(path) = settings.config_file.clone() else {
         return;
     };
-    let gateway = Arc::clone(data_plane.gateway());
-    let outcome =
-        tokio::task::spawn_blocking(move || config_file::apply_file(&gateway, &path)).await;
+    let outcome = data_plane
+        .gateway()
+        .run_on_config_thread(move |gateway| config_file::apply_file(gateway, &path))
+        .await;
     match outcome {
         Ok(Ok(applied)) => {
             tracing::info!(version = applied.version, hash = %applied.hash, "configuration reloaded")

@@ -1,15 +1,20 @@
 //! The cluster sync client: one long-lived mTLS gRPC stream to the control
 //! plane. It says Hello, applies each snapshot through a [`SnapshotSink`]
-//! (compile and swap, all or nothing), persists what it applied, and answers
-//! Ack or Nack. It reconnects with jittered exponential backoff and drops a
-//! silent control plane after three heartbeat intervals.
+//! (compile and swap, all or nothing), answers Ack or Nack as soon as the swap
+//! is done, and persists what it applied in the background (`persist`). It
+//! reconnects with jittered exponential backoff and drops a silent control
+//! plane after three heartbeat intervals.
+
+mod persist;
 
 use crate::cache::SnapshotCache;
+use crate::gateway::ConfigThread;
+use persist::{PersistQueue, Persister};
 use rand::Rng;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tollgate_proto::v1::{
     cluster_client::ClusterClient, control_plane_message, data_plane_message, Ack,
@@ -25,6 +30,49 @@ pub trait SnapshotSink: Send + Sync + 'static {
     fn apply(&self, snapshot: &Snapshot) -> Result<(), Vec<String>>;
     /// The version and hash currently served, if any.
     fn applied(&self) -> Option<(u64, String)>;
+    /// [`SnapshotSink::apply`] with the message by value, so that an
+    /// implementation can convert it without copying; on success, what to
+    /// persist. By default: `apply`, then persist the message as received.
+    fn apply_owned(&self, snapshot: Snapshot) -> Result<Persist, Vec<String>> {
+        self.apply(&snapshot).map(|()| Persist::Message(snapshot))
+    }
+    /// The thread to apply snapshots on; `None`: tokio's blocking pool.
+    fn config_thread(&self) -> Option<&ConfigThread> {
+        None
+    }
+}
+
+/// An applied snapshot, as handed to the cache writer.
+#[derive(Debug)]
+pub enum Persist {
+    /// The message as received.
+    Message(Snapshot),
+    /// The converted config; the writer encodes it back into a message (the
+    /// same config and hash: conversion is lossless), off the apply path.
+    Config {
+        snapshot: tollgate_shared::snapshot::Snapshot,
+        built_at_ms: i64,
+    },
+}
+
+impl Persist {
+    pub fn version(&self) -> u64 {
+        match self {
+            Persist::Message(message) => message.version,
+            Persist::Config { snapshot, .. } => snapshot.version,
+        }
+    }
+
+    /// Calls `write` with the message form.
+    fn with_message<T>(&self, write: impl FnOnce(&Snapshot) -> T) -> T {
+        match self {
+            Persist::Message(message) => write(message),
+            Persist::Config {
+                snapshot,
+                built_at_ms,
+            } => write(&snapshot.to_proto(*built_at_ms)),
+        }
+    }
 }
 
 /// Settings of the sync client.
@@ -50,10 +98,31 @@ pub struct SyncStatus {
     pub connected: AtomicBool,
     pub snapshots_applied: AtomicU64,
     pub snapshots_rejected: AtomicU64,
+    /// Applied snapshots that could not be written to the cache.
+    pub persist_failures: AtomicU64,
     pub last_error: Mutex<Option<String>>,
+    /// Version of the snapshot last written to the cache (0: none yet).
+    persisted: watch::Sender<u64>,
 }
 
 impl SyncStatus {
+    /// Version of the snapshot last written to the cache, 0 before the first.
+    pub fn persisted_version(&self) -> u64 {
+        *self.persisted.borrow()
+    }
+
+    /// Waits until a snapshot of `version` or newer is on disk. The Ack does
+    /// not wait for the write, so whoever needs the file waits here.
+    pub async fn wait_persisted(&self, version: u64) {
+        let mut persisted = self.persisted.subscribe();
+        // `self` owns the sender, so the channel stays open while we wait.
+        let _ = persisted.wait_for(|v| *v >= version).await;
+    }
+
+    fn record_persisted(&self, version: u64) {
+        self.persisted.send_replace(version);
+    }
+
     fn set_error(&self, error: Option<String>) {
         if let Ok(mut slot) = self.last_error.lock() {
             *slot = error;
@@ -86,12 +155,28 @@ pub async fn run(
     status: Arc<SyncStatus>,
     shutdown: CancellationToken,
 ) {
+    let persister = cache.map(|cache| Persister::spawn(Arc::new(cache), Arc::clone(&status)));
+    let queue = persister.as_ref().map(Persister::queue);
+    sessions(settings, sink, queue, &status, shutdown).await;
+    // Write the newest applied snapshot if it is still pending.
+    if let Some(persister) = persister {
+        persister.finish().await;
+    }
+}
+
+async fn sessions(
+    settings: SyncSettings,
+    sink: Arc<dyn SnapshotSink>,
+    queue: Option<PersistQueue>,
+    status: &SyncStatus,
+    shutdown: CancellationToken,
+) {
     let mut backoff = BACKOFF_START;
     loop {
         let started = tokio::time::Instant::now();
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = session(&settings, &sink, cache.as_ref(), &status) => r,
+            r = session(&settings, &sink, queue.as_ref(), status) => r,
         };
         status.connected.store(false, Ordering::Relaxed);
         if let Err(e) = outcome {
@@ -141,7 +226,7 @@ fn message(kind: data_plane_message::Kind) -> DataPlaneMessage {
 async fn session(
     settings: &SyncSettings,
     sink: &Arc<dyn SnapshotSink>,
-    cache: Option<&SnapshotCache>,
+    queue: Option<&PersistQueue>,
     status: &SyncStatus,
 ) -> Result<(), SessionError> {
     let channel = connect(settings).await?;
@@ -194,7 +279,7 @@ async fn session(
                     Err(status) => return Err(SessionError::Rpc(status)),
                 };
                 deadline = tokio::time::Instant::now() + silence_limit;
-                if let Some(reply) = handle(msg, sink, cache, status).await {
+                if let Some(reply) = handle(msg, sink, queue, status).await {
                     if tx.send(reply).await.is_err() {
                         return Err(SessionError::Closed);
                     }
@@ -207,7 +292,7 @@ async fn session(
 async fn handle(
     msg: ControlPlaneMessage,
     sink: &Arc<dyn SnapshotSink>,
-    cache: Option<&SnapshotCache>,
+    queue: Option<&PersistQueue>,
     status: &SyncStatus,
 ) -> Option<DataPlaneMessage> {
     match msg.kind? {
@@ -218,15 +303,17 @@ async fn handle(
             None
         }
         control_plane_message::Kind::Snapshot(snapshot) => {
-            Some(apply(snapshot, sink, cache, status).await)
+            Some(apply(snapshot, sink, queue, status).await)
         }
     }
 }
 
+/// Compiles and swaps `snapshot` in, queues it for persistence, and answers:
+/// the Ack does not wait for the cache write.
 async fn apply(
     snapshot: Snapshot,
     sink: &Arc<dyn SnapshotSink>,
-    cache: Option<&SnapshotCache>,
+    queue: Option<&PersistQueue>,
     status: &SyncStatus,
 ) -> DataPlaneMessage {
     let (version, hash) = (snapshot.version, snapshot.hash.clone());
@@ -234,24 +321,31 @@ async fn apply(
         .applied()
         .is_some_and(|(_, current)| current == snapshot.hash);
     if !already {
-        // Compiling a large config takes a while: keep it off the async workers.
+        // Compiling a large config takes a while: keep it off the async workers,
+        // on the sink's config thread when it has one. The message never comes
+        // back here: it goes to the persistence queue (or is dropped) there.
         let worker_sink = Arc::clone(sink);
-        let (snapshot, result) = match tokio::task::spawn_blocking(move || {
-            let result = worker_sink.apply(&snapshot);
-            (snapshot, result)
-        })
-        .await
-        {
-            Ok(done) => done,
-            Err(e) => {
-                let errors = vec![format!("config compilation aborted: {e}")];
-                status.snapshots_rejected.fetch_add(1, Ordering::Relaxed);
-                return message(data_plane_message::Kind::Nack(Nack {
-                    version,
-                    hash,
-                    errors,
-                }));
+        let queue = queue.cloned();
+        let job = move || match worker_sink.apply_owned(snapshot) {
+            Ok(persist) => {
+                if let Some(queue) = queue {
+                    queue.push(persist);
+                }
+                Ok(())
             }
+            Err(errors) => Err(errors),
+        };
+        let aborted =
+            |e: &dyn std::fmt::Display| Err(vec![format!("config compilation aborted: {e}")]);
+        let result = match sink.config_thread() {
+            Some(thread) => match thread.run(job).await {
+                Ok(result) => result,
+                Err(e) => aborted(&e),
+            },
+            None => match tokio::task::spawn_blocking(job).await {
+                Ok(result) => result,
+                Err(e) => aborted(&e),
+            },
         };
         if let Err(errors) = result {
             status.snapshots_rejected.fetch_add(1, Ordering::Relaxed);
@@ -263,15 +357,6 @@ async fn apply(
             }));
         }
         status.snapshots_applied.fetch_add(1, Ordering::Relaxed);
-        if let Some(cache) = cache {
-            let cache = cache.clone();
-            let stored = tokio::task::spawn_blocking(move || cache.store(&snapshot)).await;
-            match stored {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "could not persist the config"),
-                Err(e) => tracing::error!(error = %e, "config persistence task failed"),
-            }
-        }
         tracing::info!(version, "applied config snapshot");
     }
     message(data_plane_message::Kind::Ack(Ack {

@@ -95,26 +95,44 @@ pub struct PoolKey {
 /// request path reaches its pool through the compiled service, without a lookup.
 #[derive(Debug)]
 pub struct PoolRegistry {
-    pools: Mutex<HashMap<PoolKey, Weak<HostPool>>>,
+    pools: Mutex<Pools>,
     settings: PoolSettings,
     tls: UpstreamTls,
 }
 
+/// The registry's map, and the size at which dead entries are next pruned.
+#[derive(Debug, Default)]
+struct Pools {
+    by_key: HashMap<PoolKey, Weak<HostPool>>,
+    prune_at: usize,
+}
+
+/// Dead entries are first pruned when the map reaches this size.
+const PRUNE_MIN: usize = 64;
+
 impl PoolRegistry {
     pub fn new(settings: PoolSettings, tls: UpstreamTls) -> Self {
         Self {
-            pools: Mutex::new(HashMap::new()),
+            pools: Mutex::new(Pools::default()),
             settings,
             tls,
         }
     }
 
     pub fn pool(&self, key: PoolKey) -> Result<Arc<HostPool>, String> {
-        let mut pools = lock(&self.pools);
-        if let Some(pool) = pools.get(&key).and_then(Weak::upgrade) {
+        let mut guard = lock(&self.pools);
+        let pools = &mut *guard;
+        if let Some(pool) = pools.by_key.get(&key).and_then(Weak::upgrade) {
             return Ok(pool);
         }
-        pools.retain(|_, pool| pool.strong_count() > 0);
+        // Pruning walks the whole map: doing it on every new pool made a
+        // config with N distinct upstreams cost O(N²). Pruning when the map
+        // has doubled since the last prune keeps it linear overall while dead
+        // entries never outnumber the live ones by more than that.
+        if pools.by_key.len() >= pools.prune_at {
+            pools.by_key.retain(|_, pool| pool.strong_count() > 0);
+            pools.prune_at = (pools.by_key.len() * 2).max(PRUNE_MIN);
+        }
         let tls = if key.protocol.is_tls() {
             let server_name = ServerName::try_from(key.host.to_string())
                 .map_err(|_| format!("'{}' is not a valid TLS server name", key.host))?;
@@ -134,7 +152,7 @@ impl PoolRegistry {
             settings: self.settings.clone(),
             reaper_running: AtomicBool::new(false),
         });
-        pools.insert(key, Arc::downgrade(&pool));
+        pools.by_key.insert(key, Arc::downgrade(&pool));
         Ok(pool)
     }
 }
@@ -425,4 +443,42 @@ async fn connect_any(addrs: &[SocketAddr]) -> std::io::Result<TcpStream> {
     Err(last_error.unwrap_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::NotFound, "name resolved to no address")
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn registry() -> PoolRegistry {
+        let tls = UpstreamTls::new(rustls::RootCertStore::empty()).unwrap();
+        PoolRegistry::new(PoolSettings::default(), tls)
+    }
+
+    fn key(i: usize) -> PoolKey {
+        PoolKey {
+            protocol: UpstreamProtocol::Http,
+            host: Arc::from(format!("u{i}.test")),
+            port: 80,
+            verify_tls: false,
+        }
+    }
+
+    #[test]
+    fn a_key_has_one_pool_and_dead_pools_are_pruned() {
+        let registry = registry();
+        let live = registry.pool(key(0)).unwrap();
+        assert!(Arc::ptr_eq(&live, &registry.pool(key(0)).unwrap()));
+        for i in 1..5_000 {
+            // Each pool dies at once: its entry is dead from then on.
+            drop(registry.pool(key(i)).unwrap());
+            assert!(lock(&registry.pools).by_key.len() <= PRUNE_MIN, "at {i}");
+        }
+        assert!(Arc::ptr_eq(&live, &registry.pool(key(0)).unwrap()));
+        let kept: Vec<Arc<HostPool>> = (1..1_000).map(|i| registry.pool(key(i)).unwrap()).collect();
+        assert_eq!(lock(&registry.pools).by_key.len(), kept.len() + 1);
+        for (i, pool) in kept.iter().enumerate() {
+            assert!(Arc::ptr_eq(pool, &registry.pool(key(i + 1)).unwrap()));
+        }
+    }
 }
