@@ -203,15 +203,15 @@ pub async fn serve(
         .identity(Identity::from_pem(tls.cert_pem, tls.key_pem))
         .client_ca_root(Certificate::from_pem(tls.ca_pem))
         .client_auth_optional(false);
+    // The builder's `tcp_nodelay` only reaches sockets tonic binds itself: set
+    // it on ours, or Nagle holds a snapshot frame behind the data plane's
+    // delayed ACK of the previous one (40 ms per back-to-back change).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
         .tls_config(tls)?
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(service.into_server())
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
 
