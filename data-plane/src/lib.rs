@@ -290,13 +290,24 @@ async fn start_sync(
         heartbeat: Duration::from_secs(10),
         cert_expiry: 0,
     };
-    tokio::spawn(sync::run(
+    // The sync client gets a thread and runtime of its own: receiving a large
+    // snapshot means tens of milliseconds of TLS, gunzip and protobuf decoding,
+    // which on a proxy worker would hold up every request queued behind it.
+    let sync_client = sync::run(
         sync_settings,
         gateway as Arc<dyn sync::SnapshotSink>,
         Some(snapshot_cache),
         Arc::new(sync::SyncStatus::default()),
         stop,
-    ));
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the cluster sync runtime")?;
+    std::thread::Builder::new()
+        .name("tollgate-sync".into())
+        .spawn(move || runtime.block_on(sync_client))
+        .context("cannot start the cluster sync thread")?;
     Ok(())
 }
 
