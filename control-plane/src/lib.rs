@@ -220,31 +220,12 @@ fn start_cluster(
     let registry = DataPlaneRegistry::new(Some(events_tx));
     let (publish, snapshots) = tokio::sync::watch::channel(None);
     let publisher_status = Arc::new(PublisherStatus::default());
-    let trigger = Arc::new(tokio::sync::Notify::new());
     let mut tasks = Vec::new();
 
-    tasks.push(tokio::spawn({
-        let mut versions = store.subscribe();
-        let trigger = trigger.clone();
-        let stop = stop.clone();
-        async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    changed = versions.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                        trigger.notify_one();
-                    }
-                }
-            }
-        }
-    }));
     tasks.push(tokio::spawn(publisher::run(
         Arc::new(store.clone()),
         Arc::new(cluster::build::build),
-        trigger,
+        store.subscribe(),
         publish,
         publisher_status.clone(),
         PublisherTiming::default(),

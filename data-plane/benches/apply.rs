@@ -9,8 +9,6 @@
 //! - `proto clone`: one deep copy of the decoded message
 //! - `try_from`: `Snapshot::try_from` (conversion + hash verification)
 //! - `hash`: `config_hash` alone (the verification part of `try_from`)
-//! - `fast hash`: the same hash computed by the prototype in
-//!   `apply/canonical.rs` (checked to be equal), to size a shared-crate change
 //! - `compile`: `compile::compile` on a data plane's pool registry
 //! - `check`: `compile::check` (what the control plane runs before publishing)
 //! - `drop compiled`: freeing one compiled config
@@ -26,9 +24,6 @@
 //! default 5; `--distinct-hosts` gives every service its own upstream host;
 //! `--only PHASE`, e.g. `--only "sink apply"`, times that phase alone, for
 //! profiling with `perf record`).
-
-#[path = "apply/canonical.rs"]
-mod canonical;
 
 use prost::Message;
 use std::fmt::Write as _;
@@ -198,18 +193,6 @@ fn main() -> Result<(), String> {
     phase("hash", rounds, |_| {
         tollgate_shared::hash::config_hash(&snapshots[0].config)
     });
-    if wanted("fast hash") {
-        let fast = canonical::config_hash(&snapshots[0].config).map_err(|e| e.to_string())?;
-        if fast != snapshots[0].hash {
-            return Err(format!(
-                "fast hash {fast} differs from {}",
-                snapshots[0].hash
-            ));
-        }
-        phase("fast hash", rounds, |_| {
-            canonical::config_hash(&snapshots[0].config)
-        });
-    }
 
     let deps = deps()?;
     let meta = ConfigMeta {

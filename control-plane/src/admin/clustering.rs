@@ -78,12 +78,13 @@ fn render_published(published: &PublishedSummary) -> Value {
 pub async fn data_planes(request: &AdminRequest) -> Result<Response, ApiError> {
     let view = view(request)?;
     let now = now_ms();
-    let nodes = view.data_planes().await?;
+    let published = view.published();
+    let nodes = view.data_planes(published.hash.as_deref()).await?;
     let data: Vec<Value> = nodes.iter().map(|n| render(n, now)).collect();
     Ok(json(&json!({
         "data": data,
         "next": null,
-        "published": render_published(&view.published()),
+        "published": render_published(&published),
     })))
 }
 
@@ -91,7 +92,8 @@ pub async fn data_planes(request: &AdminRequest) -> Result<Response, ApiError> {
 pub async fn status(request: &AdminRequest) -> Result<Response, ApiError> {
     let view = view(request)?;
     let mut out = Map::new();
-    for node in view.data_planes().await? {
+    // Kong's summary carries no status, so the published hash does not matter.
+    for node in view.data_planes(None).await? {
         let s = &node.state;
         out.insert(
             s.id.clone(),

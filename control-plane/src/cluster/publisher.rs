@@ -8,7 +8,7 @@ use super::Published;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tollgate_shared::Config;
 
@@ -52,12 +52,13 @@ pub struct PublisherStatus {
     pub last_build_ms: std::sync::atomic::AtomicU64,
 }
 
-/// Runs until `shutdown`. `trigger` is notified by local writes and by the
-/// NOTIFY listener.
+/// Runs until `shutdown`. `changes` is the store's version watch, which local
+/// commits and the NOTIFY listener advance; a change seen while a build runs
+/// triggers the next one.
 pub async fn run<S: ConfigSource>(
     source: Arc<S>,
     build: BuildFn,
-    trigger: Arc<Notify>,
+    mut changes: watch::Receiver<i64>,
     publish: watch::Sender<Option<Published>>,
     status: Arc<PublisherStatus>,
     timing: PublisherTiming,
@@ -76,7 +77,12 @@ pub async fn run<S: ConfigSource>(
         if !pending {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = trigger.notified() => pending = true,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    pending = true;
+                }
                 _ = poll.tick() => {
                     let published = publish.borrow().as_ref().map(|p| p.snapshot.version);
                     match source.version().await {
@@ -150,6 +156,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use tokio::sync::Notify;
     use tollgate_proto::v1::Snapshot;
 
     #[derive(Default)]
@@ -204,7 +211,7 @@ mod tests {
     async fn publishes_on_trigger_and_poll_and_never_publishes_a_failed_build() {
         let source = Arc::new(FakeSource::default());
         source.version.store(1, Ordering::SeqCst);
-        let trigger = Arc::new(Notify::new());
+        let (trigger, changes) = watch::channel(0_i64);
         let rejected = Arc::new(Notify::new());
         let (tx, mut rx) = watch::channel(None);
         let status = Arc::new(PublisherStatus::default());
@@ -216,7 +223,7 @@ mod tests {
         tokio::spawn(run(
             source.clone(),
             builder(3, rejected.clone()),
-            trigger.clone(),
+            changes,
             tx,
             status.clone(),
             timing,
@@ -225,12 +232,12 @@ mod tests {
         wait_version(&mut rx, 1).await;
 
         source.version.store(2, Ordering::SeqCst);
-        trigger.notify_one();
+        trigger.send_replace(2);
         wait_version(&mut rx, 2).await;
 
         // Version 3 fails to build: 2 stays published and the failure is recorded.
         source.version.store(3, Ordering::SeqCst);
-        trigger.notify_one();
+        trigger.send_replace(3);
         tokio::time::timeout(Duration::from_secs(5), rejected.notified())
             .await
             .unwrap();

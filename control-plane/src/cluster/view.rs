@@ -63,9 +63,13 @@ impl ClusterView {
         }
     }
 
-    /// Every known data plane, by id. The live registry wins over a stored row
+    /// Every known data plane, by id, judged against `published_hash` (see
+    /// [`ClusterView::published`]). The live registry wins over a stored row
     /// unless the row is fresher (the node moved to another control plane).
-    pub async fn data_planes(&self) -> Result<Vec<DataPlaneEntry>, StoreError> {
+    pub async fn data_planes(
+        &self,
+        published_hash: Option<&str>,
+    ) -> Result<Vec<DataPlaneEntry>, StoreError> {
         let now = now_ms();
         let mut nodes: BTreeMap<String, DataPlaneState> = BTreeMap::new();
         for row in self.store.load_data_planes().await? {
@@ -86,13 +90,11 @@ impl ClusterView {
                 nodes.insert(live.id.clone(), live);
             }
         }
-        let published = self.published();
-        let hash = published.hash.as_deref();
         Ok(nodes
             .into_values()
             .map(|state| DataPlaneEntry {
-                sync_status: state.sync_status(hash),
-                lag_ms: state.lag_ms(hash, now),
+                sync_status: state.sync_status(published_hash),
+                lag_ms: state.lag_ms(published_hash, now),
                 state,
             })
             .collect())
