@@ -256,7 +256,7 @@ async fn drop_postgres(url: &str) {
 fn build_stages(report: &mut Report, version: u64, config: Config) {
     let checked = config.clone();
     report.time("compile::check (data plane compile)", || {
-        tollgate_data_plane::compile::check(&checked).unwrap()
+        tollgate_shared::compile::check(&checked).unwrap()
     });
     let input = config.clone();
     let snapshot = report.time("Snapshot::new (sort + hash)", || {

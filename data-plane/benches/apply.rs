@@ -108,6 +108,7 @@ fn deps() -> Result<Deps, String> {
     let tls = UpstreamTls::new(rustls::RootCertStore::empty()).map_err(|e| e.to_string())?;
     Ok(Deps {
         pools: Arc::new(PoolRegistry::new(PoolSettings::default(), tls)),
+        resources: tollgate_shared::runtime::Resources::check_only(),
     })
 }
 

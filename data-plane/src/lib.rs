@@ -14,7 +14,7 @@ pub mod config_file;
 pub mod gateway;
 pub mod plugins;
 pub mod proxy;
-pub mod router;
+pub use tollgate_shared::router;
 pub mod settings;
 pub mod shutdown;
 pub mod status;
@@ -79,7 +79,9 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     let status = Arc::new(StatusState::new());
     let upstream_tls = UpstreamTls::new(UpstreamTls::system_roots())?;
     let pools = Arc::new(PoolRegistry::new(settings.pool.clone(), upstream_tls));
-    let gateway = Arc::new(Gateway::new(Deps { pools }, Arc::clone(&status)));
+    let file_sinks = Arc::new(plugins::resources::FileSinks::default());
+    let resources = tollgate_shared::runtime::Resources::live(file_sinks);
+    let gateway = Arc::new(Gateway::new(Deps { pools, resources }, Arc::clone(&status)));
     let (trigger, signal) = shutdown::channel();
     let drain = Arc::new(Drain::default());
     let shared = Arc::new(ProxyShared::new(
@@ -286,7 +288,7 @@ async fn start_sync(
         key_pem,
         node_id,
         hostname,
-        plugins: plugins::SUPPORTED.iter().map(ToString::to_string).collect(),
+        plugins: plugins::supported(),
         heartbeat: Duration::from_secs(10),
         cert_expiry: 0,
     };

@@ -38,6 +38,8 @@ pub struct StatusState {
     pub connections_active: AtomicU64,
     pub total_requests: AtomicU64,
     pub requests_in_flight: AtomicU64,
+    /// Requests answered 500 because a plugin failed or panicked.
+    pub plugin_failures: AtomicU64,
     config: Mutex<ConfigFacts>,
 }
 
@@ -56,8 +58,14 @@ impl StatusState {
             connections_active: AtomicU64::new(0),
             total_requests: AtomicU64::new(0),
             requests_in_flight: AtomicU64::new(0),
+            plugin_failures: AtomicU64::new(0),
             config: Mutex::new(ConfigFacts::default()),
         }
+    }
+
+    /// A plugin failed or panicked on a request (its name is in the log).
+    pub(crate) fn record_plugin_failure(&self, _plugin: &'static str) {
+        self.plugin_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn record_applied(&self, applied: &Applied) {
@@ -118,6 +126,9 @@ impl StatusState {
                 "total_requests": self.total_requests.load(Ordering::Relaxed),
             },
             "configuration_hash": hash,
+            "plugins": {
+                "failures": self.plugin_failures.load(Ordering::Relaxed),
+            },
             "config": {
                 "version": facts.applied.as_ref().map(|a| a.version),
                 "hash": facts.applied.as_ref().map(|a| a.hash.clone()),

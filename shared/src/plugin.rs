@@ -1,7 +1,11 @@
-//! Plugin specs: one typed config per bundled plugin, with Kong's field names
-//! and defaults, and the facts the runtime needs about each plugin (priority,
-//! allowed scopes, default protocols). Each plugin module also owns the schema
-//! its `config` is validated against.
+//! The plugin table: every plugin this build knows, in one place. A row gives
+//! the Kong name, Kong's priority, the typed config (validated by the schema
+//! the plugin's module owns) and the runtime form its compile step produces
+//! (`Unsupported` for a plugin whose runtime has not landed: its configs are
+//! refused rather than served without it). From the rows come [`PluginSpec`]
+//! (typed configs), [`Plugin`] (the closed enum of compiled plugins, dispatched
+//! by `match`), the schema lookup and the lists announced to peers. Adding a
+//! plugin is its module under `plugin/` and one row here.
 
 mod file_log;
 mod http_log;
@@ -9,93 +13,260 @@ mod ip_restriction;
 mod jwt;
 mod prometheus;
 mod rate_limiting;
+#[cfg(feature = "test-plugins")]
+pub mod testing;
 
 pub use file_log::FileLogConfig;
 pub use http_log::{HttpLogConfig, HttpLogMethod, QueueConfig};
-pub use ip_restriction::IpRestrictionConfig;
+pub use ip_restriction::{IpRestriction, IpRestrictionConfig, IpRestrictionError};
 pub use jwt::{JwtClaim, JwtConfig};
 pub use prometheus::PrometheusConfig;
 pub use rate_limiting::{LimitBy, Period, RateLimitPolicy, RateLimitingConfig, RedisConfig};
 
-use crate::entity::{EntityKind, Plugin};
+use crate::entity::EntityKind;
+use crate::runtime::{
+    CompileContext, CompilePlugin, Decision, PluginCompileError, PluginError, PluginRuntime,
+    Phases, RequestContext, ResponseHead, Unsupported,
+};
 use crate::schema::engine::Subschema;
 use crate::validation::FieldErrors;
 use serde::{Deserialize, Deserializer};
 use std::sync::LazyLock;
 
-/// A plugin instance's typed, validated config. A closed set: the data plane
-/// compiles each variant into its runtime form.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PluginSpec {
-    Jwt(JwtConfig),
-    RateLimiting(RateLimitingConfig),
-    IpRestriction(IpRestrictionConfig),
-    FileLog(FileLogConfig),
-    HttpLog(HttpLogConfig),
-    Prometheus(PrometheusConfig),
+/// What the table says about one plugin.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginRow {
+    /// Kong's name.
+    pub name: &'static str,
+    /// Kong's execution priority (higher runs first, kong-compat §3.2).
+    pub priority: i32,
+    /// The phases its runtime implements.
+    pub phases: Phases,
+    /// Whether this build runs it (its runtime is not `Unsupported`).
+    pub supported: bool,
+    schema: fn() -> Subschema,
+}
+
+macro_rules! plugin_table {
+    ($(
+        $(#[$meta:meta])*
+        $variant:ident {
+            name: $name:literal,
+            priority: $priority:literal,
+            config: $config:ty,
+            runtime: $runtime:ty,
+            schema: $schema:path $(,)?
+        }
+    )*) => {
+        /// A plugin instance's typed, validated config, one variant per row.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum PluginSpec {
+            $( $(#[$meta])* $variant($config), )*
+        }
+
+        /// A compiled plugin instance, ready to run on requests.
+        #[derive(Debug)]
+        pub enum Plugin {
+            $( $(#[$meta])* $variant($runtime), )*
+        }
+
+        fn rows() -> Vec<PluginRow> {
+            let mut rows = Vec::new();
+            $(
+                $(#[$meta])*
+                rows.push(PluginRow {
+                    name: $name,
+                    priority: $priority,
+                    phases: <$runtime as PluginRuntime>::PHASES,
+                    supported: !is_unsupported::<$runtime>(),
+                    schema: $schema,
+                });
+            )*
+            rows
+        }
+
+        impl PluginSpec {
+            fn typed(name: &str, config: serde_json::Value) -> Option<Result<PluginSpec, serde_json::Error>> {
+                Some(match name {
+                    $( $(#[$meta])* $name => serde_json::from_value(config).map(PluginSpec::$variant), )*
+                    _ => return None,
+                })
+            }
+
+            /// The plugin's Kong name.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $( $(#[$meta])* PluginSpec::$variant(_) => $name, )*
+                }
+            }
+
+            /// Compiles the spec into its runtime form. No I/O happens here;
+            /// resources come from `cx`.
+            pub fn compile(&self, cx: &CompileContext<'_>) -> Result<Plugin, PluginCompileError> {
+                match self {
+                    $( $(#[$meta])* PluginSpec::$variant(config) => {
+                        <$runtime as CompilePlugin<$config>>::compile(config, cx).map(Plugin::$variant)
+                    } )*
+                }
+            }
+        }
+
+        impl Plugin {
+            /// The plugin's Kong name.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $( $(#[$meta])* Plugin::$variant(_) => $name, )*
+                }
+            }
+
+            pub fn phases(&self) -> Phases {
+                match self {
+                    $( $(#[$meta])* Plugin::$variant(_) => <$runtime as PluginRuntime>::PHASES, )*
+                }
+            }
+
+            pub fn rewrite(&self, ctx: &mut RequestContext) -> Decision {
+                match self {
+                    $( $(#[$meta])* Plugin::$variant(plugin) => plugin.rewrite(ctx), )*
+                }
+            }
+
+            pub async fn access(&self, ctx: &mut RequestContext) -> Result<Decision, PluginError> {
+                match self {
+                    $( $(#[$meta])* Plugin::$variant(plugin) => plugin.access(ctx).await, )*
+                }
+            }
+
+            pub fn response(&self, ctx: &mut RequestContext, head: ResponseHead<'_>) {
+                match self {
+                    $( $(#[$meta])* Plugin::$variant(plugin) => plugin.response(ctx, head), )*
+                }
+            }
+
+            pub fn log(&self, ctx: &RequestContext) {
+                match self {
+                    $( $(#[$meta])* Plugin::$variant(plugin) => plugin.log(ctx), )*
+                }
+            }
+        }
+    };
+}
+
+fn is_unsupported<T: 'static>() -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<Unsupported>()
+}
+
+plugin_table! {
+    Jwt {
+        name: "jwt",
+        priority: 1450,
+        config: JwtConfig,
+        runtime: Unsupported,
+        schema: jwt::subschema,
+    }
+    IpRestriction {
+        name: "ip-restriction",
+        priority: 990,
+        config: IpRestrictionConfig,
+        runtime: IpRestriction,
+        schema: ip_restriction::subschema,
+    }
+    RateLimiting {
+        name: "rate-limiting",
+        priority: 910,
+        config: RateLimitingConfig,
+        runtime: Unsupported,
+        schema: rate_limiting::subschema,
+    }
+    Prometheus {
+        name: "prometheus",
+        priority: 13,
+        config: PrometheusConfig,
+        runtime: Unsupported,
+        schema: prometheus::subschema,
+    }
+    HttpLog {
+        name: "http-log",
+        priority: 12,
+        config: HttpLogConfig,
+        runtime: Unsupported,
+        schema: http_log::subschema,
+    }
+    FileLog {
+        name: "file-log",
+        priority: 9,
+        config: FileLogConfig,
+        runtime: Unsupported,
+        schema: file_log::subschema,
+    }
+    // Test-only: counts requests in a keyed resource (`X-Test-Count`).
+    #[cfg(feature = "test-plugins")]
+    TestCounter {
+        name: "tollgate-test-counter",
+        priority: 5,
+        config: testing::CounterConfig,
+        runtime: testing::Counter,
+        schema: testing::counter_subschema,
+    }
+    // Test-only: appends every phase it sees to a log file.
+    #[cfg(feature = "test-plugins")]
+    TestRecorder {
+        name: "tollgate-test-recorder",
+        priority: 3,
+        config: testing::RecorderConfig,
+        runtime: testing::Recorder,
+        schema: testing::recorder_subschema,
+    }
+    // Test-only: fails or panics in `access` when asked by a request header, or
+    // identifies a consumer (it runs where authentication plugins do).
+    #[cfg(feature = "test-plugins")]
+    TestFault {
+        name: "tollgate-test-fault",
+        priority: 1500,
+        config: testing::FaultConfig,
+        runtime: testing::Fault,
+        schema: testing::fault_subschema,
+    }
+}
+
+static TABLE: LazyLock<Vec<PluginRow>> = LazyLock::new(rows);
+static SCHEMAS: LazyLock<Vec<(&'static str, Subschema)>> =
+    LazyLock::new(|| TABLE.iter().map(|row| (row.name, (row.schema)())).collect());
+
+/// Every plugin this build knows, in the table's order.
+pub fn table() -> &'static [PluginRow] {
+    &TABLE
+}
+
+/// The table's row for `name`.
+pub fn row(name: &str) -> Option<&'static PluginRow> {
+    TABLE.iter().find(|row| row.name == name)
 }
 
 /// The plugins this build bundles, by Kong name.
-pub const BUNDLED: [&str; 6] = [
-    "jwt",
-    "rate-limiting",
-    "ip-restriction",
-    "file-log",
-    "http-log",
-    "prometheus",
-];
+pub fn bundled() -> impl Iterator<Item = &'static str> {
+    TABLE.iter().map(|row| row.name)
+}
 
-/// Kong's execution priority of a plugin (higher runs first), for every
-/// plugin Kong bundles; `None` for names Kong does not know.
+/// The plugins this build runs, announced by a data plane to its control plane.
+pub fn supported() -> impl Iterator<Item = &'static str> {
+    TABLE.iter().filter(|row| row.supported).map(|row| row.name)
+}
+
+/// The message Kong gives for a plugin it does not run.
+pub fn not_enabled_message(name: &str) -> String {
+    format!("plugin '{name}' not enabled; add it to the 'plugins' configuration property")
+}
+
+/// Kong's execution priority of a plugin in the table (higher runs first).
 pub fn priority(name: &str) -> Option<i32> {
-    Some(match name {
-        "pre-function" => 1_000_000,
-        "correlation-id" => 100_001,
-        "zipkin" => 100_000,
-        "bot-detection" => 2500,
-        "cors" => 2000,
-        "session" => 1900,
-        "acme" => 1705,
-        "jwt" => 1450,
-        "oauth2" => 1400,
-        "key-auth" => 1250,
-        "ldap-auth" => 1200,
-        "basic-auth" => 1100,
-        "hmac-auth" => 1030,
-        "grpc-gateway" => 998,
-        "ip-restriction" => 990,
-        "request-size-limiting" => 951,
-        "acl" => 950,
-        "rate-limiting" => 910,
-        "response-ratelimiting" => 900,
-        "request-transformer" => 801,
-        "response-transformer" => 800,
-        "redirect" => 779,
-        "standard-webhooks" => 760,
-        "aws-lambda" => 750,
-        "azure-functions" => 749,
-        "proxy-cache" => 100,
-        "opentelemetry" => 14,
-        "prometheus" => 13,
-        "http-log" => 12,
-        "statsd" => 11,
-        "datadog" => 10,
-        "file-log" => 9,
-        "udp-log" => 8,
-        "tcp-log" => 7,
-        "loggly" => 6,
-        "syslog" => 4,
-        "grpc-web" => 3,
-        "request-termination" => 2,
-        "post-function" => -1000,
-        _ => return None,
-    })
+    row(name).map(|row| row.priority)
 }
 
 impl PluginSpec {
     /// Validates a plugin entity (its config against the plugin's schema,
     /// defaults filled) and returns the config in its typed form.
-    pub fn from_plugin(plugin: &Plugin) -> Result<PluginSpec, FieldErrors> {
+    pub fn from_plugin(plugin: &crate::Plugin) -> Result<PluginSpec, FieldErrors> {
         let input = serde_json::to_value(plugin).map_err(|e| {
             let mut errors = FieldErrors::new();
             errors.add_entity(format!("cannot encode plugin: {e}"));
@@ -106,42 +277,18 @@ impl PluginSpec {
             .get("config")
             .cloned()
             .unwrap_or(serde_json::Value::Null);
-        let typed = |e: serde_json::Error| {
-            let mut errors = FieldErrors::new();
-            errors.add("config", format!("invalid config: {e}"));
-            errors
-        };
-        Ok(match plugin.name.as_str() {
-            "jwt" => PluginSpec::Jwt(serde_json::from_value(config).map_err(typed)?),
-            "rate-limiting" => {
-                PluginSpec::RateLimiting(serde_json::from_value(config).map_err(typed)?)
-            }
-            "ip-restriction" => {
-                PluginSpec::IpRestriction(serde_json::from_value(config).map_err(typed)?)
-            }
-            "file-log" => PluginSpec::FileLog(serde_json::from_value(config).map_err(typed)?),
-            "http-log" => PluginSpec::HttpLog(serde_json::from_value(config).map_err(typed)?),
-            "prometheus" => PluginSpec::Prometheus(serde_json::from_value(config).map_err(typed)?),
-            other => {
+        match PluginSpec::typed(&plugin.name, config) {
+            Some(Ok(spec)) => Ok(spec),
+            Some(Err(e)) => {
                 let mut errors = FieldErrors::new();
-                errors.add(
-                    "name",
-                    format!("plugin '{other}' not enabled; add it to the 'plugins' configuration property"),
-                );
-                return Err(errors);
+                errors.add("config", format!("invalid config: {e}"));
+                Err(errors)
             }
-        })
-    }
-
-    /// The plugin's Kong name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            PluginSpec::Jwt(_) => "jwt",
-            PluginSpec::RateLimiting(_) => "rate-limiting",
-            PluginSpec::IpRestriction(_) => "ip-restriction",
-            PluginSpec::FileLog(_) => "file-log",
-            PluginSpec::HttpLog(_) => "http-log",
-            PluginSpec::Prometheus(_) => "prometheus",
+            None => {
+                let mut errors = FieldErrors::new();
+                errors.add("name", not_enabled_message(&plugin.name));
+                Err(errors)
+            }
         }
     }
 
@@ -151,24 +298,12 @@ impl PluginSpec {
     }
 }
 
-static JWT: LazyLock<Subschema> = LazyLock::new(jwt::subschema);
-static RATE_LIMITING: LazyLock<Subschema> = LazyLock::new(rate_limiting::subschema);
-static IP_RESTRICTION: LazyLock<Subschema> = LazyLock::new(ip_restriction::subschema);
-static FILE_LOG: LazyLock<Subschema> = LazyLock::new(file_log::subschema);
-static HTTP_LOG: LazyLock<Subschema> = LazyLock::new(http_log::subschema);
-static PROMETHEUS: LazyLock<Subschema> = LazyLock::new(prometheus::subschema);
-
-/// The schema a bundled plugin adds to the plugin entity.
+/// The schema a plugin in the table adds to the plugin entity.
 pub(crate) fn subschema(name: &str) -> Option<&'static Subschema> {
-    Some(match name {
-        "jwt" => &JWT,
-        "rate-limiting" => &RATE_LIMITING,
-        "ip-restriction" => &IP_RESTRICTION,
-        "file-log" => &FILE_LOG,
-        "http-log" => &HTTP_LOG,
-        "prometheus" => &PROMETHEUS,
-        _ => return None,
-    })
+    SCHEMAS
+        .iter()
+        .find(|(row, _)| *row == name)
+        .map(|(_, schema)| schema)
 }
 
 /// Deserializes `null` as the type's default: Kong lets these fields be null,

@@ -9,30 +9,18 @@ use super::AdminRequest;
 use crate::schema_bridge::{coerce_form, validate_entity};
 use axum::response::Response;
 use serde_json::{json, Map, Value};
-use tollgate_shared::plugin::BUNDLED;
 use tollgate_shared::EntityKind;
-
-/// Kong's execution priority of each bundled plugin (shown by `GET /`).
-fn priority(name: &str) -> i64 {
-    match name {
-        "jwt" => 1450,
-        "ip-restriction" => 990,
-        "rate-limiting" => 910,
-        "prometheus" => 13,
-        "http-log" => 12,
-        "file-log" => 9,
-        _ => 0,
-    }
-}
 
 /// `GET /`.
 pub async fn root(request: &AdminRequest) -> Result<Response, ApiError> {
     let state = &request.state;
     let mut available = Map::new();
-    for name in BUNDLED {
+    // Kong lists the plugins its `plugins` setting loads; here, the plugins
+    // the data planes of this build run.
+    for row in tollgate_shared::plugin::table().iter().filter(|r| r.supported) {
         available.insert(
-            name.to_string(),
-            json!({ "version": tollgate_shared::VERSION, "priority": priority(name) }),
+            row.name.to_string(),
+            json!({ "version": tollgate_shared::VERSION, "priority": row.priority }),
         );
     }
     // The node answers even when the database is down; the list is then empty.
@@ -80,7 +68,7 @@ pub fn endpoints(request: &AdminRequest) -> Response {
 
 /// `GET /plugins/enabled`.
 pub fn plugins_enabled() -> Response {
-    let mut names: Vec<&str> = BUNDLED.to_vec();
+    let mut names: Vec<&str> = tollgate_shared::plugin::supported().collect();
     names.sort_unstable();
     json(&json!({ "enabled_plugins": names }))
 }

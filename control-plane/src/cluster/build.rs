@@ -20,7 +20,7 @@ pub fn build(version: u64, mut config: Config) -> Result<Published, Vec<String>>
     config.sort();
     let config = &config;
     let (checked, hash, message) = std::thread::scope(|scope| {
-        let check = scope.spawn(|| tollgate_data_plane::compile::check(config));
+        let check = scope.spawn(|| tollgate_shared::compile::check(config));
         let hash = config_hash(config);
         let message = pb::Config::from(config);
         (check.join(), hash, message)

@@ -9,7 +9,13 @@ fn gateway() -> Gateway {
         crate::settings::PoolSettings::default(),
         tls,
     ));
-    Gateway::new(Deps { pools }, Arc::new(StatusState::new()))
+    Gateway::new(
+        Deps {
+            pools,
+            resources: tollgate_shared::runtime::Resources::check_only(),
+        },
+        Arc::new(StatusState::new()),
+    )
 }
 
 fn config(plugin: &str) -> Config {

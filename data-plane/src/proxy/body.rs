@@ -3,6 +3,7 @@
 //! hands its upstream connection back to the pool the moment it ends.
 
 use super::server::ActiveRequest;
+use super::service::LogJob;
 use super::upstream::{ConnControl, Http1Lease};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -155,8 +156,22 @@ impl Body for RequestBody {
 /// A response body sent to the client.
 pub struct ResponseBody {
     inner: Inner,
+    /// The log phase, run when the body is dropped: the response finished or
+    /// the client went away. Dropped before `_active` so that the connection
+    /// counts as busy until the log phase is done.
+    log: Option<Box<LogJob>>,
+    /// Data bytes delivered so far (counted only when there is a log phase).
+    sent: u64,
     /// Marks the client connection busy until the body is dropped.
     _active: Option<ActiveRequest>,
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.take() {
+            log.finish(self.sent);
+        }
+    }
 }
 
 enum Inner {
@@ -172,6 +187,8 @@ impl ResponseBody {
         let bytes = bytes.into();
         ResponseBody {
             inner: Inner::Full((!bytes.is_empty()).then_some(bytes)),
+            log: None,
+            sent: 0,
             _active: None,
         }
     }
@@ -179,6 +196,8 @@ impl ResponseBody {
     pub fn empty() -> ResponseBody {
         ResponseBody {
             inner: Inner::Full(None),
+            log: None,
+            sent: 0,
             _active: None,
         }
     }
@@ -194,12 +213,18 @@ impl ResponseBody {
         };
         ResponseBody {
             inner: Inner::Upstream { body, lease },
+            log: None,
+            sent: 0,
             _active: None,
         }
     }
 
     pub(crate) fn set_active(&mut self, active: ActiveRequest) {
         self._active = Some(active);
+    }
+
+    pub(crate) fn set_log(&mut self, log: Box<LogJob>) {
+        self.log = Some(log);
     }
 }
 
@@ -211,7 +236,39 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.get_mut().inner {
+        let this = self.get_mut();
+        let frame = ready!(this.poll_inner(cx));
+        if this.log.is_some() {
+            if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+                this.sent += data.map_or(0, |d| d.len() as u64);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Full(bytes) => bytes.is_none(),
+            Inner::Upstream { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Inner::Upstream { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+impl ResponseBody {
+    fn poll_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.inner {
             Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Inner::Upstream { body, lease } => {
                 // The leased connection feeds the body: drive it first.
@@ -231,22 +288,6 @@ impl Body for ResponseBody {
                 }
                 Poll::Ready(frame)
             }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.inner {
-            Inner::Full(bytes) => bytes.is_none(),
-            Inner::Upstream { body, .. } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Inner::Full(bytes) => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
-            Inner::Upstream { body, .. } => body.size_hint(),
         }
     }
 }

@@ -1,7 +1,10 @@
-//! One proxied request: load the compiled config once, check the client
-//! limits, normalize the path, route, run the route's plugin chain, build the
-//! upstream request (path, Host, forwarding headers), forward it, and decorate
-//! the response. Every early exit goes through `respond`.
+//! One proxied request, as the list of its phases: check the client limits,
+//! load the compiled config once, run the global `rewrite` plugins, route,
+//! run the route's `access` plugins, forward upstream, run the `response`
+//! plugins on the response head, and hand the `log` phase to the response
+//! body, which runs it once the response is finished or the client left.
+//! Every early exit goes through `respond`, and the response and log phases
+//! run for those too, as Kong runs them for a request a plugin answered.
 
 use super::body::{RequestBody, ResponseBody};
 use super::error::ProxyError;
@@ -14,16 +17,19 @@ use super::headers::{
 use super::respond::{respond, FormatHints, Reply, Style};
 use super::server::{ActiveRequest, ClientConn};
 use super::upstream::{self, UpstreamResponse};
-use crate::compile::{CompiledRoute, CompiledService};
-use crate::plugins::{Decision, PluginRequest, Protocol};
+use crate::compile::{Compiled, CompiledRoute, CompiledService};
+use crate::plugins::{Decision, PluginChain, PluginFailure, Protocol, RequestContext};
 use crate::router::{self, RequestInfo};
+use futures_util::FutureExt;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::time::Instant;
+use tollgate_shared::runtime::Phase;
 
 /// An early end of a request: what to answer and how to format it.
 struct Exit {
@@ -48,17 +54,14 @@ pub async fn handle(
     let started = Instant::now();
     let active = ActiveRequest::begin(&conn);
     let request_id = new_request_id();
-    let mut response = match proxy(&conn, request, &request_id, started).await {
-        Ok(response) => response,
-        Err(exit) => respond(
-            exit.reply,
-            &exit.hints,
-            &request_id,
-            &conn.shared.values,
-            started.elapsed(),
-        ),
+    let (mut response, log) = match check_limits(&conn, &request) {
+        Some(exit) => (render_exit(&conn, exit, &request_id, started), None),
+        None => proxy(&conn, request, request_id, started).await,
     };
     response.body_mut().set_active(active);
+    if let Some(log) = log {
+        response.body_mut().set_log(log);
+    }
     Ok(response)
 }
 
@@ -117,39 +120,241 @@ fn is_grpc_request(headers: &HeaderMap) -> bool {
         .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
 }
 
-async fn proxy(
-    conn: &ClientConn,
-    mut request: Request<Incoming>,
-    request_id: &HeaderValue,
-    started: Instant,
-) -> Result<Response<ResponseBody>, Exit> {
-    let shared = &conn.shared;
-    let limits = &shared.limits;
-
+/// 414 and 431 before anything else looks at the request.
+fn check_limits(conn: &ClientConn, request: &Request<Incoming>) -> Option<Exit> {
+    let limits = &conn.shared.limits;
     let target_len = request
         .uri()
         .path_and_query()
         .map_or(0, |pq| pq.as_str().len());
-    let over_limit = if target_len > limits.max_request_target {
-        Some(StatusCode::URI_TOO_LONG)
+    let status = if target_len > limits.max_request_target {
+        StatusCode::URI_TOO_LONG
     } else if header_bytes(request.headers()) > limits.max_header_bytes {
-        Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
     } else {
-        None
+        return None;
     };
-    if let Some(status) = over_limit {
-        // Like nginx, stop reading from a client that sent an oversized head.
-        let mut reply = Reply::error_page(status);
-        if request.version() < Version::HTTP_2 {
-            let mut close = HeaderMap::new();
-            close.insert(header::CONNECTION, HeaderValue::from_static("close"));
-            reply.headers = Some(close);
-        }
-        return Err(Exit::new(reply, request.headers()));
+    // Like nginx, stop reading from a client that sent an oversized head.
+    let mut reply = Reply::error_page(status);
+    if request.version() < Version::HTTP_2 {
+        let mut close = HeaderMap::new();
+        close.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        reply.headers = Some(close);
     }
+    Some(Exit::new(reply, request.headers()))
+}
 
-    let compiled = shared.gateway.current();
-    let raw_path = request.uri().path();
+/// The log phase's work, handed to the response body: it runs once the
+/// response is finished or the client went away, off the latency path.
+pub struct LogJob {
+    ctx: RequestContext,
+}
+
+impl std::fmt::Debug for LogJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogJob").finish_non_exhaustive()
+    }
+}
+
+impl LogJob {
+    /// Runs the log phase; `response_bytes` is what the body delivered.
+    pub fn finish(mut self, response_bytes: u64) {
+        self.ctx.timings.finished = Some(std::time::Instant::now());
+        self.ctx.bytes.response = response_bytes;
+        let ctx = &self.ctx;
+        if std::panic::catch_unwind(AssertUnwindSafe(|| PluginChain::log(ctx))).is_err() {
+            tracing::error!(
+                plugin = ctx.running_plugin().unwrap_or("unknown"),
+                "a plugin panicked in the log phase"
+            );
+        }
+    }
+}
+
+fn log_job(ctx: RequestContext) -> Option<Box<LogJob>> {
+    PluginChain::wants_log(&ctx).then(|| Box::new(LogJob { ctx }))
+}
+
+/// Renders an early exit that happened before a request context existed.
+fn render_exit(
+    conn: &ClientConn,
+    exit: Exit,
+    request_id: &HeaderValue,
+    started: Instant,
+) -> Response<ResponseBody> {
+    respond(
+        exit.reply,
+        &exit.hints,
+        request_id,
+        &conn.shared.values,
+        started.elapsed(),
+    )
+}
+
+/// Renders an exit of a request with a context: the response phase runs on
+/// it and the log phase is prepared, as for a proxied response.
+fn finish_exit(
+    conn: &ClientConn,
+    exit: Exit,
+    mut ctx: RequestContext,
+    started: Instant,
+) -> (Response<ResponseBody>, Option<Box<LogJob>>) {
+    let mut response = render_exit(conn, exit, &ctx.request_id, started);
+    response_phase(&mut ctx, &mut response);
+    (response, log_job(ctx))
+}
+
+/// Adds the headers plugins asked for and runs the response phase.
+fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody>) {
+    if !ctx.response_headers.is_empty() {
+        let extra = std::mem::take(&mut ctx.response_headers);
+        for (name, value) in extra {
+            if let Some(name) = name {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    let (mut parts, body) = std::mem::replace(response, Response::new(ResponseBody::empty())).into_parts();
+    let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        PluginChain::response(ctx, &mut parts.status, &mut parts.headers);
+    }));
+    if ran.is_err() {
+        tracing::error!(
+            plugin = ctx.running_plugin().unwrap_or("unknown"),
+            "a plugin panicked in the response phase"
+        );
+    }
+    ctx.status = Some(parts.status);
+    *response = Response::from_parts(parts, body);
+}
+
+/// The whole request after the limits check, phase by phase.
+async fn proxy(
+    conn: &ClientConn,
+    mut request: Request<Incoming>,
+    request_id: HeaderValue,
+    started: Instant,
+) -> (Response<ResponseBody>, Option<Box<LogJob>>) {
+    let compiled = conn.shared.gateway.current();
+    let upgrade = is_upgrade_request(request.headers(), request.version());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let (parts, body) = request.into_parts();
+    let protocol = match (conn.https, is_grpc_request(&parts.headers)) {
+        (false, false) => Protocol::Http,
+        (true, false) => Protocol::Https,
+        (false, true) => Protocol::Grpc,
+        (true, true) => Protocol::Grpcs,
+    };
+    let (client_ip, resolved_ip) = conn.client_address(&parts.headers);
+    let mut ctx = RequestContext::new(
+        parts,
+        client_ip,
+        conn.peer_ip,
+        protocol,
+        request_id,
+        started.into_std(),
+    );
+
+    if let Err(exit) = rewrite_phase(&compiled, &mut ctx) {
+        return finish_exit(conn, exit, ctx, started);
+    }
+    let routed = match route(conn, &compiled, &ctx) {
+        Ok(routed) => routed,
+        Err(exit) => return finish_exit(conn, exit, ctx, started),
+    };
+    let route = routed.route;
+    ctx.route = Some(Arc::clone(&route.entity));
+    ctx.service = route.service.as_ref().map(|s| Arc::clone(&s.entity));
+    if let Err(exit) = access_phase(conn, route, &mut ctx).await {
+        return finish_exit(conn, exit, ctx, started);
+    }
+    let Some(service) = route.service.as_ref() else {
+        let reply = Reply::from_error(&ProxyError::Internal("route without service"));
+        let exit = Exit::new(reply, ctx.headers());
+        return finish_exit(conn, exit, ctx, started);
+    };
+    match forward(conn, route, service, routed.plan, resolved_ip, &mut ctx, body, client_upgrade, started).await {
+        Ok(mut response) => {
+            response_phase(&mut ctx, &mut response);
+            (response, log_job(ctx))
+        }
+        Err(exit) => finish_exit(conn, exit, ctx, started),
+    }
+}
+
+/// The rewrite phase: global plugins, before routing.
+fn rewrite_phase(compiled: &Compiled, ctx: &mut RequestContext) -> Result<(), Exit> {
+    let chain = &compiled.global_chain;
+    if !chain.runs(Phase::Rewrite) {
+        return Ok(());
+    }
+    match chain.rewrite(ctx) {
+        Decision::Continue => Ok(()),
+        Decision::Respond(rejection) => Err(Exit::new(
+            Reply::from_rejection(rejection),
+            ctx.headers(),
+        )),
+    }
+}
+
+/// The access phase of the route's chain. A plugin that fails or panics
+/// answers Kong's 500; the worker and every other request carry on.
+async fn access_phase(
+    conn: &ClientConn,
+    route: &CompiledRoute,
+    ctx: &mut RequestContext,
+) -> Result<(), Exit> {
+    if route.chain.is_empty() {
+        return Ok(());
+    }
+    let outcome = AssertUnwindSafe(route.chain.access(ctx))
+        .catch_unwind()
+        .await;
+    let failure = match outcome {
+        Ok(Ok(Decision::Continue)) => return Ok(()),
+        Ok(Ok(Decision::Respond(rejection))) => {
+            return Err(Exit::new(Reply::from_rejection(rejection), ctx.headers()));
+        }
+        Ok(Err(PluginFailure { plugin, error })) => {
+            tracing::error!(plugin, %error, "plugin failed in the access phase");
+            plugin
+        }
+        Err(_) => {
+            let plugin = ctx.running_plugin().unwrap_or("unknown");
+            tracing::error!(plugin, "plugin panicked in the access phase");
+            plugin
+        }
+    };
+    conn.shared.status.record_plugin_failure(failure);
+    Err(Exit::new(
+        Reply::kong(StatusCode::INTERNAL_SERVER_ERROR, "An unexpected error occurred"),
+        ctx.headers(),
+    ))
+}
+
+/// What routing decided, and what the upstream request needs from the
+/// original request line (computed before plugins may edit headers).
+struct Routed<'c> {
+    route: &'c CompiledRoute,
+    plan: UpstreamPlan,
+}
+
+struct UpstreamPlan {
+    uri: Uri,
+    forwarded_path: Option<HeaderValue>,
+    forwarded_host: Option<HeaderValue>,
+    preserved_host: Option<HeaderValue>,
+    forwarded_prefix: Option<HeaderValue>,
+}
+
+/// Path normalization, the router, and the checks after it (kong-compat §2.7).
+fn route<'c>(
+    conn: &ClientConn,
+    compiled: &'c Compiled,
+    ctx: &RequestContext,
+) -> Result<Routed<'c>, Exit> {
+    let request = &ctx.request;
+    let raw_path = request.uri.path();
     let path: Cow<'_, str> = if is_normalized(raw_path) {
         Cow::Borrowed(raw_path)
     } else {
@@ -157,87 +362,85 @@ async fn proxy(
             Ok(normalized) => Cow::Owned(normalized),
             Err(_) => {
                 let reply = Reply::from_error(&ProxyError::InvalidPath);
-                return Err(Exit::new(reply, request.headers()));
+                return Err(Exit::new(reply, &request.headers));
             }
         }
     };
-    let host = request_host(request.uri(), request.headers());
+    let host = request_host(&request.uri, &request.headers);
     let found = compiled.router.find(&RequestInfo {
-        method: request.method().as_str(),
+        method: request.method.as_str(),
         host,
         path: &path,
-        headers: request.headers(),
+        headers: &request.headers,
         https: conn.https,
         sni: conn.sni.as_deref(),
         listener_port: conn.listener_port,
     });
     let Some(found) = found else {
         let reply = Reply::kong(StatusCode::NOT_FOUND, "no Route matched with those values");
-        return Err(Exit::new(reply, request.headers()));
+        return Err(Exit::new(reply, &request.headers));
     };
     let Some(route) = compiled.routes.get(found.route_index) else {
         let reply = Reply::from_error(&ProxyError::Internal("route index out of range"));
-        return Err(Exit::new(reply, request.headers()));
+        return Err(Exit::new(reply, &request.headers));
     };
-
-    let grpc = is_grpc_request(request.headers());
-    let protocol = match (conn.https, grpc) {
-        (false, false) => Protocol::Http,
-        (true, false) => Protocol::Https,
-        (false, true) => Protocol::Grpc,
-        (true, true) => Protocol::Grpcs,
-    };
-    if let Some(reply) = protocol_mismatch(route, protocol, &request, host) {
-        return Err(Exit::new(reply, request.headers()));
+    if let Some(reply) = protocol_mismatch(route, ctx.protocol, request, host) {
+        return Err(Exit::new(reply, &request.headers));
     }
     let Some(service) = route.service.as_ref() else {
         let reply = Reply::kong(
             StatusCode::SERVICE_UNAVAILABLE,
             "no Service found with those values",
         );
-        return Err(Exit::new(reply, request.headers()));
+        return Err(Exit::new(reply, &request.headers));
     };
-
-    let (client_ip, resolved_ip_value) = conn.client_address(request.headers());
-    if !route.chain.is_empty() {
-        let mut plugin_request = PluginRequest {
-            client_ip,
-            protocol,
-            headers: request.headers(),
-            consumer: None,
-        };
-        if let Decision::Respond(rejection) = route.chain.on_request(&mut plugin_request) {
-            return Err(Exit::new(
-                Reply::from_rejection(rejection),
-                request.headers(),
-            ));
-        }
-    }
-
     let stripped = found.stripped_prefix();
-    let upstream_uri = match upstream_uri(service, &path, stripped, request.uri().query()) {
-        Some(uri) => uri,
-        None => {
-            let reply = Reply::from_error(&ProxyError::InvalidPath);
-            return Err(Exit::new(reply, request.headers()));
-        }
+    let Some(uri) = upstream_uri(service, &path, stripped, request.uri.query()) else {
+        let reply = Reply::from_error(&ProxyError::InvalidPath);
+        return Err(Exit::new(reply, &request.headers));
     };
-    let forwarded_path = HeaderValue::from_str(request.uri().path()).ok();
-    let forwarded_host = host.map(forwarded_host_value);
     // HTTP/2 carries the host in `:authority`, which must become `Host` upstream.
-    let preserved_host = if route.preserve_host && !request.headers().contains_key(header::HOST) {
+    let preserved_host = if route.preserve_host && !request.headers.contains_key(header::HOST) {
         host.and_then(|h| HeaderValue::from_str(h).ok())
     } else {
         None
     };
-    drop(path);
+    let plan = UpstreamPlan {
+        uri,
+        forwarded_path: HeaderValue::from_str(request.uri.path()).ok(),
+        forwarded_host: host.map(forwarded_host_value),
+        preserved_host,
+        forwarded_prefix: stripped
+            .filter(|p| !p.is_empty() && *p != "/")
+            .and_then(|p| HeaderValue::from_str(p).ok()),
+    };
+    Ok(Routed { route, plan })
+}
 
-    let upgrade = is_upgrade_request(request.headers(), request.version());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-    let client_version = request.version();
-    let (parts, body) = request.into_parts();
-    let hints = FormatHints::of(&parts.headers);
-    let mut headers = parts.headers;
+/// Builds the upstream request from the context (headers as plugins left
+/// them), sends it, and decorates the response head.
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    conn: &ClientConn,
+    route: &CompiledRoute,
+    service: &CompiledService,
+    plan: UpstreamPlan,
+    resolved_ip: Option<HeaderValue>,
+    ctx: &mut RequestContext,
+    body: Incoming,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    started: Instant,
+) -> Result<Response<ResponseBody>, Exit> {
+    let shared = &conn.shared;
+    let client_version = ctx.request.version;
+    let hints = FormatHints::of(&ctx.request.headers);
+    let upgrade = client_upgrade.is_some();
+    // The log phase may want the request headers after the upstream took them.
+    let mut headers = if route.chain.runs(Phase::Log) {
+        ctx.request.headers.clone()
+    } else {
+        std::mem::take(&mut ctx.request.headers)
+    };
     let keep = if upgrade {
         Keep::Upgrade
     } else if service.protocol.is_http2() {
@@ -253,19 +456,22 @@ async fn proxy(
             conn,
             route,
             service,
-            resolved_ip: resolved_ip_value,
-            forwarded_path,
-            forwarded_host,
-            preserved_host,
-            stripped,
+            resolved_ip,
+            forwarded_path: plan.forwarded_path,
+            forwarded_host: plan.forwarded_host,
+            preserved_host: plan.preserved_host,
+            forwarded_prefix: plan.forwarded_prefix,
             client_version,
-            request_id,
+            request_id: &ctx.request_id,
         },
     );
 
-    let mut upstream_request = Request::new(RequestBody::from_incoming(body, limits.body_timeout));
-    *upstream_request.method_mut() = parts.method;
-    *upstream_request.uri_mut() = upstream_uri;
+    let mut upstream_request = Request::new(RequestBody::from_incoming(
+        body,
+        shared.limits.body_timeout,
+    ));
+    *upstream_request.method_mut() = ctx.request.method.clone();
+    *upstream_request.uri_mut() = plan.uri;
     *upstream_request.version_mut() = if service.protocol.is_http2() {
         Version::HTTP_2
     } else {
@@ -274,6 +480,7 @@ async fn proxy(
     *upstream_request.headers_mut() = headers;
 
     let sent_at = Instant::now();
+    ctx.timings.upstream_sent = Some(sent_at.into_std());
     let proxy_latency = sent_at - started;
     let result = if let Some(client_upgrade) = client_upgrade {
         upgrade_exchange(&service.target, upstream_request, client_upgrade).await
@@ -290,7 +497,9 @@ async fn proxy(
             });
         }
     };
-    let upstream_latency = sent_at.elapsed();
+    let first_byte = Instant::now();
+    ctx.timings.upstream_first_byte = Some(first_byte.into_std());
+    let upstream_latency = first_byte - sent_at;
 
     let (mut parts, body) = response.into_parts();
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
@@ -313,7 +522,7 @@ async fn proxy(
     parts
         .headers
         .insert(X_PROXY_LATENCY, values.latency(proxy_latency));
-    parts.headers.insert(X_REQUEST_ID, request_id.clone());
+    parts.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
     parts.version = client_version;
     Ok(Response::from_parts(
         parts,
@@ -325,7 +534,7 @@ async fn proxy(
 fn protocol_mismatch(
     route: &CompiledRoute,
     protocol: Protocol,
-    request: &Request<Incoming>,
+    request: &http::request::Parts,
     host: Option<&str>,
 ) -> Option<Reply> {
     if route.grpc_only && matches!(protocol, Protocol::Http | Protocol::Https) {
@@ -334,7 +543,7 @@ fn protocol_mismatch(
             "Non-gRPC request matched gRPC route",
         ));
     }
-    if route.grpc_only && request.version() != Version::HTTP_2 {
+    if route.grpc_only && request.version != Version::HTTP_2 {
         return Some(Reply::kong(
             StatusCode::UPGRADE_REQUIRED,
             "Please use HTTP2 protocol",
@@ -364,7 +573,7 @@ fn protocol_mismatch(
             ..Reply::kong(status, "Please use HTTPS protocol")
         });
     }
-    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let target = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let location = format!(
         "https://{}{target}",
         host.map(host_without_port).unwrap_or("")
@@ -419,7 +628,7 @@ struct UpstreamHeaderFacts<'a> {
     forwarded_path: Option<HeaderValue>,
     forwarded_host: Option<HeaderValue>,
     preserved_host: Option<HeaderValue>,
-    stripped: Option<&'a str>,
+    forwarded_prefix: Option<HeaderValue>,
     client_version: Version,
     request_id: &'a HeaderValue,
 }
@@ -462,11 +671,7 @@ fn add_upstream_headers(headers: &mut HeaderMap, facts: UpstreamHeaderFacts<'_>)
     set(X_FORWARDED_HOST, facts.forwarded_host);
     set(X_FORWARDED_PORT, Some(conn.listener_port_value.clone()));
     set(X_FORWARDED_PATH, facts.forwarded_path);
-    let prefix = facts
-        .stripped
-        .filter(|p| !p.is_empty() && *p != "/")
-        .and_then(|p| HeaderValue::from_str(p).ok());
-    set(X_FORWARDED_PREFIX, prefix);
+    set(X_FORWARDED_PREFIX, facts.forwarded_prefix);
 
     headers.insert(X_REAL_IP, client_ip);
     if let Some(host) = facts.preserved_host {

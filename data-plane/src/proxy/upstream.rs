@@ -29,6 +29,26 @@ pub struct UpstreamTarget {
     pub retries: u32,
 }
 
+impl tollgate_shared::compile::BindUpstream for PoolRegistry {
+    type Target = UpstreamTarget;
+
+    /// Each service reaches its pool directly from the compiled config; pools
+    /// are shared by services with the same key and survive config swaps.
+    fn bind(&self, spec: &tollgate_shared::compile::UpstreamSpec) -> Result<UpstreamTarget, String> {
+        let pool = self.pool(PoolKey {
+            protocol: spec.protocol,
+            host: Arc::clone(&spec.host),
+            port: spec.port,
+            verify_tls: spec.verify_tls,
+        })?;
+        Ok(UpstreamTarget {
+            pool,
+            timeouts: spec.timeouts,
+            retries: spec.retries,
+        })
+    }
+}
+
 /// The upstream's response head and body, and the connection to give back
 /// when the body ends (HTTP/1.1 only).
 pub struct UpstreamResponse {

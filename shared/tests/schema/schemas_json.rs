@@ -1,7 +1,6 @@
 //! The `/schemas` descriptions.
 
 use serde_json::{json, Value};
-use tollgate_shared::plugin::BUNDLED;
 use tollgate_shared::schema::{entity_schema_json, plugin_schema_json};
 use tollgate_shared::EntityKind;
 
@@ -71,7 +70,7 @@ fn entity_schemas_have_kong_shape() {
 
 #[test]
 fn plugin_schemas_for_bundled_plugins_only() {
-    for name in BUNDLED {
+    for name in tollgate_shared::plugin::bundled() {
         let schema = plugin_schema_json(name).unwrap();
         assert_eq!(field(&schema, "config")["type"], json!("record"), "{name}");
         assert!(field(&schema, "protocols")["default"].is_array(), "{name}");

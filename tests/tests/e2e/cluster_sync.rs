@@ -181,7 +181,7 @@ async fn a_rejected_snapshot_is_shown_with_its_reason_and_the_old_config_keeps_s
         key_pem: read("dp.key"),
         node_id: node_id.clone(),
         hostname: "refusing-node".into(),
-        plugins: tollgate_data_plane::plugins::SUPPORTED
+        plugins: tollgate_data_plane::plugins::supported()
             .iter()
             .map(ToString::to_string)
             .collect(),

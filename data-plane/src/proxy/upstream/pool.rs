@@ -27,61 +27,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
-/// How a service talks to its upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum UpstreamProtocol {
-    Http,
-    Https,
-    /// gRPC over cleartext HTTP/2 (prior knowledge).
-    Grpc,
-    /// gRPC over TLS with ALPN h2.
-    Grpcs,
-}
-
-impl UpstreamProtocol {
-    pub fn parse(name: &str) -> Option<UpstreamProtocol> {
-        Some(match name {
-            "http" => UpstreamProtocol::Http,
-            "https" => UpstreamProtocol::Https,
-            "grpc" => UpstreamProtocol::Grpc,
-            "grpcs" => UpstreamProtocol::Grpcs,
-            _ => return None,
-        })
-    }
-
-    pub fn is_tls(self) -> bool {
-        matches!(self, UpstreamProtocol::Https | UpstreamProtocol::Grpcs)
-    }
-
-    pub fn is_http2(self) -> bool {
-        matches!(self, UpstreamProtocol::Grpc | UpstreamProtocol::Grpcs)
-    }
-
-    pub fn scheme(self) -> &'static str {
-        if self.is_tls() {
-            "https"
-        } else {
-            "http"
-        }
-    }
-
-    /// The port that is left out of the `Host` header.
-    pub fn default_port(self) -> u16 {
-        if self.is_tls() {
-            443
-        } else {
-            80
-        }
-    }
-}
-
-/// Per-try timeouts of a service (kong-compat §2.8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    pub connect: Duration,
-    pub read: Duration,
-    pub write: Duration,
-}
+pub use tollgate_shared::compile::{Timeouts, UpstreamProtocol};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {

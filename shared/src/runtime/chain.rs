@@ -1,8 +1,10 @@
 //! The plugin chain of one route: which instance of each plugin applies
 //! (global/service/route/consumer combinations, most specific wins) and the
-//! order they run in (descending priority), per kong-compat §3.
+//! order they run in (descending priority), per kong-compat §3, and the
+//! phase runners that use that selection.
 
-use super::{Decision, Plugin, PluginRequest, ProtocolSet};
+use super::{Decision, Phase, Phases, PluginError, ProtocolSet, RequestContext, ResponseHead};
+use crate::plugin::Plugin;
 use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -41,10 +43,19 @@ impl ChainStep {
     }
 }
 
+/// A plugin's access handler failed; the request gets Kong's 500.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginFailure {
+    pub plugin: &'static str,
+    pub error: PluginError,
+}
+
 /// The steps of a route in execution order.
 #[derive(Debug, Default)]
 pub struct PluginChain {
     pub steps: Vec<ChainStep>,
+    /// The union of the phases of every instance in the chain.
+    pub phases: Phases,
 }
 
 impl PluginChain {
@@ -52,21 +63,111 @@ impl PluginChain {
         self.steps.is_empty()
     }
 
-    /// Runs the access phase; the first rejection stops the chain. The consumer
-    /// is read before each step because an authentication step may set it.
-    pub fn on_request(&self, request: &mut PluginRequest<'_>) -> Decision {
+    /// Whether any instance of this chain runs in `phase`.
+    pub fn runs(&self, phase: Phase) -> bool {
+        self.phases.contains(phase)
+    }
+
+    /// The rewrite phase (global chain only): the first rejection stops it.
+    pub fn rewrite(&self, ctx: &mut RequestContext) -> Decision {
         for step in &self.steps {
-            let Some(instance) = step.instance_for(request.consumer) else {
+            let Some(instance) = step.default.as_ref() else {
                 continue;
             };
-            if !instance.protocols.contains(request.protocol) {
+            if !instance.plugin.phases().contains(Phase::Rewrite)
+                || !instance.protocols.contains(ctx.protocol)
+            {
                 continue;
             }
-            if let Decision::Respond(rejection) = instance.plugin.on_request(request) {
+            ctx.running = Some(instance.plugin.name());
+            let decision = instance.plugin.rewrite(ctx);
+            ctx.running = None;
+            if let Decision::Respond(rejection) = decision {
                 return Decision::Respond(rejection);
             }
         }
         Decision::Continue
+    }
+
+    /// The access phase. Selects the instance of every step (reading the
+    /// consumer before each, since an authentication step may set it), runs
+    /// their access handlers until one answers or fails, and keeps selecting
+    /// after that so the `response` and `log` phases run for every plugin
+    /// that applies to the request, as Kong does for a request a plugin
+    /// answered itself.
+    pub async fn access(&self, ctx: &mut RequestContext) -> Result<Decision, PluginFailure> {
+        let mut outcome: Result<Decision, PluginFailure> = Ok(Decision::Continue);
+        for step in &self.steps {
+            let Some(instance) = step.instance_for(ctx.consumer_id()) else {
+                continue;
+            };
+            if !instance.protocols.contains(ctx.protocol) {
+                continue;
+            }
+            let phases = instance.plugin.phases();
+            if phases.contains(Phase::Response) || phases.contains(Phase::Log) {
+                ctx.selected.push(Arc::clone(instance));
+            }
+            let undecided = matches!(outcome, Ok(Decision::Continue));
+            if !undecided || !phases.contains(Phase::Access) {
+                continue;
+            }
+            let name = instance.plugin.name();
+            ctx.running = Some(name);
+            outcome = instance
+                .plugin
+                .access(ctx)
+                .await
+                .map_err(|error| PluginFailure {
+                    plugin: name,
+                    error,
+                });
+            ctx.running = None;
+        }
+        outcome
+    }
+
+    /// The response phase over the instances selected in `access`.
+    pub fn response(ctx: &mut RequestContext, status: &mut http::StatusCode, headers: &mut http::HeaderMap) {
+        if ctx.selected.is_empty() {
+            return;
+        }
+        let selected = std::mem::take(&mut ctx.selected);
+        for instance in &selected {
+            if instance.plugin.phases().contains(Phase::Response) {
+                ctx.running = Some(instance.plugin.name());
+                instance.plugin.response(ctx, ResponseHead { status, headers });
+                ctx.running = None;
+            }
+        }
+        ctx.selected = selected;
+    }
+
+    /// The log phase over the instances selected in `access`.
+    pub fn log(ctx: &RequestContext) {
+        for instance in &ctx.selected {
+            if instance.plugin.phases().contains(Phase::Log) {
+                instance.plugin.log(ctx);
+            }
+        }
+    }
+
+    /// Whether the log phase has anything to run for this request.
+    pub fn wants_log(ctx: &RequestContext) -> bool {
+        ctx.selected
+            .iter()
+            .any(|i| i.plugin.phases().contains(Phase::Log))
+    }
+
+    /// The chain of global instances (no route, service or consumer), which
+    /// alone run in the rewrite phase.
+    pub fn build_global(candidates: &[&Arc<PluginInstance>]) -> PluginChain {
+        let globals: Vec<&Arc<PluginInstance>> = candidates
+            .iter()
+            .copied()
+            .filter(|i| i.route.is_none() && i.service.is_none() && i.consumer.is_none())
+            .collect();
+        PluginChain::build(Uuid::nil(), None, &globals)
     }
 
     /// Builds the chain of a route with id `route` whose service is `service`
@@ -98,7 +199,11 @@ impl PluginChain {
                 .cmp(&a.priority)
                 .then_with(|| a.name.cmp(&b.name))
         });
-        PluginChain { steps }
+        let phases = steps
+            .iter()
+            .flat_map(|s| s.default.iter().chain(s.by_consumer.values()))
+            .fold(Phases::NONE, |acc, i| acc.with(i.plugin.phases()));
+        PluginChain { steps, phases }
     }
 }
 
@@ -163,7 +268,8 @@ fn resolve_step(name: &str, instances: &[&Arc<PluginInstance>]) -> Option<ChainS
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::plugins::{IpRestriction, Protocol};
+    use crate::plugin::{IpRestriction, Plugin};
+    use crate::runtime::{Protocol, RequestContext};
     use serde_json::json;
 
     fn instance(
@@ -182,8 +288,8 @@ mod tests {
             route: route.map(Uuid::from_u128),
             service: service.map(Uuid::from_u128),
             consumer: consumer.map(Uuid::from_u128),
-            plugin: crate::plugins::Plugin::IpRestriction(
-                IpRestriction::compile(
+            plugin: Plugin::IpRestriction(
+                IpRestriction::from_config(
                     &serde_json::from_value(json!({"deny": ["1.1.1.1"]})).unwrap(),
                 )
                 .unwrap(),
@@ -257,22 +363,40 @@ mod tests {
         assert_eq!(names, ["high", "mid", "low"]);
     }
 
+    fn context(protocol: Protocol) -> RequestContext {
+        let (parts, ()) = http::Request::new(()).into_parts();
+        let ip = "1.1.1.1".parse().unwrap();
+        RequestContext::new(
+            parts,
+            ip,
+            ip,
+            protocol,
+            http::HeaderValue::from_static("0"),
+            std::time::Instant::now(),
+        )
+    }
+
+    fn run_access(chain: &PluginChain, ctx: &mut RequestContext) -> Decision {
+        // The access futures of these plugins are ready at once.
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut future = std::pin::pin!(chain.access(ctx));
+        match std::future::Future::poll(future.as_mut(), &mut cx) {
+            std::task::Poll::Ready(outcome) => outcome.unwrap(),
+            std::task::Poll::Pending => panic!("access did not complete"),
+        }
+    }
+
     #[test]
     fn protocols_filter_instances() {
         let mut only_https = instance(1, "p", 1, None, None, None);
         Arc::get_mut(&mut only_https).unwrap().protocols = ProtocolSet::from_names(&["https"]);
         let chain = PluginChain::build(Uuid::from_u128(R), None, &[&only_https]);
-        let headers = http::HeaderMap::new();
-        let mut request = PluginRequest {
-            client_ip: "1.1.1.1".parse().unwrap(),
-            protocol: Protocol::Http,
-            headers: &headers,
-            consumer: None,
-        };
-        assert!(matches!(chain.on_request(&mut request), Decision::Continue));
-        request.protocol = Protocol::Https;
+        let mut http_request = context(Protocol::Http);
+        assert!(matches!(run_access(&chain, &mut http_request), Decision::Continue));
+        let mut https_request = context(Protocol::Https);
         assert!(matches!(
-            chain.on_request(&mut request),
+            run_access(&chain, &mut https_request),
             Decision::Respond(_)
         ));
     }

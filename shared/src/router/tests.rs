@@ -7,7 +7,7 @@ use super::compile::{Group, GroupPaths, RequestFacts, HOST_BUF_LEN};
 use super::index::PathMatch;
 use super::*;
 use std::collections::BTreeMap;
-use tollgate_shared::ForeignKey;
+use crate::ForeignKey;
 use uuid::Uuid;
 
 const ENABLED_SERVICE: u128 = 0xE0;

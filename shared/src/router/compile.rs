@@ -11,7 +11,7 @@ use http::HeaderName;
 use regex::{Regex, RegexBuilder};
 use std::borrow::Cow;
 use std::sync::Arc;
-use tollgate_shared::Route;
+use crate::Route;
 use uuid::Uuid;
 
 /// Kong's namespace for the ids of split routes (`uuid.factory_v5` in

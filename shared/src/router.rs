@@ -26,7 +26,7 @@ mod upstream;
 mod tests;
 
 use std::sync::Arc;
-use tollgate_shared::{Route, Service};
+use crate::{Route, Service};
 
 pub use path::{normalize_path, PathError};
 pub use upstream::{append_query, upstream_path};

@@ -1,0 +1,160 @@
+//! [`RequestContext`]: everything one request carries through the phases,
+//! allocated once per request. The proxy fills what it parsed (route,
+//! service, client address, the request head); plugins read that instead of
+//! parsing again, and write what later steps need (consumer, credential,
+//! upstream header edits, response headers, their own typed state).
+
+use super::{PluginInstance, Protocol};
+use crate::{Consumer, Route, Service};
+use http::request::Parts;
+use http::{Extensions, HeaderMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The consumer an authentication plugin identified.
+pub type ConsumerRef = Arc<Consumer>;
+
+/// The credential that identified the consumer, as Kong's log record and
+/// `X-Credential-Identifier` name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRef {
+    pub id: uuid::Uuid,
+    /// The credential's public identifier (a JWT `key`, a key-auth key's id,
+    /// a basic-auth username), sent upstream as `X-Credential-Identifier`.
+    pub identifier: String,
+    /// The credential's consumer.
+    pub consumer: uuid::Uuid,
+}
+
+/// When each step of the request happened.
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    /// The request head was received.
+    pub received: Instant,
+    /// An upstream connection was ready for this request.
+    pub upstream_connected: Option<Instant>,
+    /// The upstream request was sent (the proxy's own work ends here).
+    pub upstream_sent: Option<Instant>,
+    /// The first byte of the upstream response head arrived.
+    pub upstream_first_byte: Option<Instant>,
+    /// The response was finished, or the client went away.
+    pub finished: Option<Instant>,
+}
+
+impl Timings {
+    pub fn new(received: Instant) -> Timings {
+        Timings {
+            received,
+            upstream_connected: None,
+            upstream_sent: None,
+            upstream_first_byte: None,
+            finished: None,
+        }
+    }
+}
+
+/// Bytes in each direction, heads included, for the log record and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByteCounts {
+    pub request: u64,
+    pub response: u64,
+}
+
+/// One request's state across the phases.
+#[derive(Debug)]
+pub struct RequestContext {
+    /// The client request head. Its headers are the upstream request's
+    /// headers: a plugin adds, replaces or removes upstream headers here, and
+    /// the proxy strips hop-by-hop headers and adds forwarding headers after
+    /// the access phase.
+    pub request: Parts,
+    /// The host the request was routed by (absolute-form target, `:authority`
+    /// or `Host`, decided once), without changes of case.
+    pub host: Option<String>,
+    /// The client address after `--trusted-ips` real-IP processing.
+    pub client_ip: IpAddr,
+    /// The address of the TCP peer.
+    pub peer_ip: IpAddr,
+    pub protocol: Protocol,
+    /// The 32-hex-digit request id sent as `X-Kong-Request-Id`-style header.
+    pub request_id: http::HeaderValue,
+    /// The matched route and its service; `None` before routing (rewrite
+    /// phase) or when nothing matched.
+    pub route: Option<Arc<Route>>,
+    pub service: Option<Arc<Service>>,
+    /// Set by an authentication plugin.
+    pub consumer: Option<ConsumerRef>,
+    pub credential: Option<CredentialRef>,
+    /// Headers added to the response sent to the client, proxied or generated.
+    pub response_headers: HeaderMap,
+    /// The status finally sent to the client (set before the log phase).
+    pub status: Option<http::StatusCode>,
+    pub timings: Timings,
+    pub bytes: ByteCounts,
+    /// Typed per-plugin state, e.g. counts computed in `access` and turned
+    /// into headers in `response`. Allocates only when a plugin stores something.
+    pub state: Extensions,
+    /// The instances selected for this request, in execution order: the
+    /// `response` and `log` phases run these, including for a request a
+    /// plugin answered itself.
+    pub(crate) selected: Vec<Arc<PluginInstance>>,
+    /// The name of the plugin running now, so a panic can be attributed.
+    pub(crate) running: Option<&'static str>,
+}
+
+impl RequestContext {
+    /// A context for a request whose head the proxy has parsed.
+    pub fn new(
+        request: Parts,
+        client_ip: IpAddr,
+        peer_ip: IpAddr,
+        protocol: Protocol,
+        request_id: http::HeaderValue,
+        received: Instant,
+    ) -> RequestContext {
+        RequestContext {
+            request,
+            host: None,
+            client_ip,
+            peer_ip,
+            protocol,
+            request_id,
+            route: None,
+            service: None,
+            consumer: None,
+            credential: None,
+            response_headers: HeaderMap::new(),
+            status: None,
+            timings: Timings::new(received),
+            bytes: ByteCounts::default(),
+            state: Extensions::new(),
+            selected: Vec::new(),
+            running: None,
+        }
+    }
+
+    /// The upstream request headers (the client's, as plugins edited them).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.request.headers
+    }
+
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        &mut self.request.headers
+    }
+
+    /// The plugin that was running when a phase failed or panicked.
+    pub fn running_plugin(&self) -> Option<&'static str> {
+        self.running
+    }
+
+    /// The names of the instances selected for this request, in order.
+    pub fn selected_plugins(&self) -> impl Iterator<Item = &str> {
+        self.selected.iter().map(|i| i.name.as_str())
+    }
+
+    pub fn consumer_id(&self) -> Option<uuid::Uuid> {
+        self.consumer.as_ref().map(|c| c.id)
+    }
+
+}

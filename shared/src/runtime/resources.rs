@@ -1,0 +1,204 @@
+//! Long-lived objects that plugins share and that outlive a config swap:
+//! open log files, keyed state such as counters, and (through handles the
+//! data plane provides) backends like Redis. A compiled plugin holds an `Arc`
+//! to what it uses; the registry keeps only `Weak`s, so a resource stays the
+//! same object across every swap that still uses it and is closed by the swap
+//! that drops its last user.
+//!
+//! The control plane compiles with [`Resources::check_only`]: the same compile
+//! code runs, but no file is opened and no socket is made.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+/// A destination for log lines (one JSON object per line).
+pub trait LineSink: Send + Sync + fmt::Debug {
+    /// Appends one line; `line` has no trailing newline. Failures are the
+    /// sink's to count and report: logging never fails a request.
+    fn write_line(&self, line: &[u8]);
+}
+
+/// Opens log files by path; one open file per path however many plugin
+/// instances name it.
+pub trait LogFiles: Send + Sync + fmt::Debug {
+    /// The sink appending to `path` (created `0644` if missing). `reopen`
+    /// asks for Kong's `reopen: true` (close and reopen for every write).
+    fn open(&self, path: &str, reopen: bool) -> Result<Arc<dyn LineSink>, String>;
+}
+
+/// Get-or-create by key, holding values weakly.
+pub struct SharedSet<K, V: ?Sized> {
+    entries: Mutex<HashMap<K, Weak<V>>>,
+}
+
+impl<K, V: ?Sized> fmt::Debug for SharedSet<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = self
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        f.debug_struct("SharedSet").field("entries", &len).finish()
+    }
+}
+
+impl<K, V: ?Sized> Default for SharedSet<K, V> {
+    fn default() -> Self {
+        SharedSet {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone, V: ?Sized> SharedSet<K, V> {
+    /// The live value for `key`, or a new one from `create`.
+    pub fn get_or_try_insert<E>(
+        &self,
+        key: &K,
+        create: impl FnOnce() -> Result<Arc<V>, E>,
+    ) -> Result<Arc<V>, E> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(live) = entries.get(key).and_then(Weak::upgrade) {
+            return Ok(live);
+        }
+        let value = create()?;
+        entries.insert(key.clone(), Arc::downgrade(&value));
+        // Dropped values leave dead entries; sweep them while the lock is held
+        // anyway, once they could make up half the map.
+        if entries.len() >= 16 && entries.len().is_power_of_two() {
+            entries.retain(|_, weak| weak.strong_count() > 0);
+        }
+        Ok(value)
+    }
+
+    /// How many values are alive (used by some config).
+    pub fn live(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|weak| weak.strong_count() > 0)
+            .count()
+    }
+}
+
+type AnyShared = dyn Any + Send + Sync;
+
+/// Everything compile hands to plugins that must outlive a config swap.
+#[derive(Clone)]
+pub struct Resources {
+    check_only: bool,
+    log_files: Arc<dyn LogFiles>,
+    keyed: Arc<SharedSet<(TypeId, String), AnyShared>>,
+}
+
+impl fmt::Debug for Resources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resources")
+            .field("check_only", &self.check_only)
+            .field("log_files", &self.log_files)
+            .field("keyed", &self.keyed)
+            .finish()
+    }
+}
+
+impl Resources {
+    /// Resources for a running data plane.
+    pub fn live(log_files: Arc<dyn LogFiles>) -> Resources {
+        Resources {
+            check_only: false,
+            log_files,
+            keyed: Arc::default(),
+        }
+    }
+
+    /// Resources for checking that a config compiles: nothing is opened.
+    pub fn check_only() -> Resources {
+        Resources {
+            check_only: true,
+            log_files: Arc::new(NoFiles),
+            keyed: Arc::default(),
+        }
+    }
+
+    /// `true` on the control plane's check: a plugin may skip preparing what
+    /// only serving needs.
+    pub fn is_check_only(&self) -> bool {
+        self.check_only
+    }
+
+    /// The log file sink for `path`, shared by every instance naming it.
+    pub fn log_file(&self, path: &str, reopen: bool) -> Result<Arc<dyn LineSink>, String> {
+        self.log_files.open(path, reopen)
+    }
+
+    /// Shared state of type `T` under `key` (e.g. counters of one limit),
+    /// created with `T::default()` on first use and the same object for as
+    /// long as some compiled config holds it.
+    pub fn keyed<T: Any + Send + Sync + Default>(&self, key: &str) -> Arc<T> {
+        let id = (TypeId::of::<T>(), key.to_string());
+        let created = self.keyed.get_or_try_insert(&id, || {
+            Ok::<_, std::convert::Infallible>(Arc::new(T::default()) as Arc<AnyShared>)
+        });
+        let value = match created {
+            Ok(value) => value,
+            Err(never) => match never {},
+        };
+        // The key includes the TypeId, so the downcast cannot fail; a fresh
+        // value is the safe answer if it ever did.
+        value.downcast::<T>().unwrap_or_default()
+    }
+}
+
+/// The check-only file opener: accepts any path, writes nowhere.
+#[derive(Debug)]
+struct NoFiles;
+
+#[derive(Debug)]
+struct NoSink;
+
+impl LineSink for NoSink {
+    fn write_line(&self, _line: &[u8]) {}
+}
+
+impl LogFiles for NoFiles {
+    fn open(&self, _path: &str, _reopen: bool) -> Result<Arc<dyn LineSink>, String> {
+        Ok(Arc::new(NoSink))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[test]
+    fn keyed_state_is_shared_while_held_and_dropped_after() {
+        let resources = Resources::check_only();
+        let a = resources.keyed::<AtomicU64>("limit");
+        a.fetch_add(3, Ordering::Relaxed);
+        let b = resources.keyed::<AtomicU64>("limit");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(resources.keyed::<AtomicU64>("other").load(Ordering::Relaxed), 0);
+        drop((a, b));
+        assert_eq!(resources.keyed::<AtomicU64>("limit").load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn shared_set_sweeps_dead_entries() {
+        let set: SharedSet<u32, u32> = SharedSet::default();
+        let mut held = Vec::new();
+        for i in 0..100 {
+            let value = set.get_or_try_insert(&i, || Ok::<_, ()>(Arc::new(i))).unwrap();
+            if i % 10 == 0 {
+                held.push(value);
+            }
+        }
+        assert_eq!(set.live(), 10);
+        assert!(set.entries.lock().unwrap().len() < 100);
+    }
+}
