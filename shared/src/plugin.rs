@@ -25,8 +25,8 @@ pub use rate_limiting::{LimitBy, Period, RateLimitPolicy, RateLimitingConfig, Re
 
 use crate::entity::EntityKind;
 use crate::runtime::{
-    CompileContext, CompilePlugin, Decision, PluginCompileError, PluginError, PluginRuntime,
-    Phases, RequestContext, ResponseHead, Unsupported,
+    CompileContext, CompilePlugin, Decision, Phases, PluginCompileError, PluginError,
+    PluginRuntime, RequestContext, ResponseHead, Unsupported,
 };
 use crate::schema::engine::Subschema;
 use crate::validation::FieldErrors;

@@ -214,7 +214,8 @@ fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody
             }
         }
     }
-    let (mut parts, body) = std::mem::replace(response, Response::new(ResponseBody::empty())).into_parts();
+    let (mut parts, body) =
+        std::mem::replace(response, Response::new(ResponseBody::empty())).into_parts();
     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
         PluginChain::response(ctx, &mut parts.status, &mut parts.headers);
     }));
@@ -273,7 +274,19 @@ async fn proxy(
         let exit = Exit::new(reply, ctx.headers());
         return finish_exit(conn, exit, ctx, started);
     };
-    match forward(conn, route, service, routed.plan, resolved_ip, &mut ctx, body, client_upgrade, started).await {
+    match forward(
+        conn,
+        route,
+        service,
+        routed.plan,
+        resolved_ip,
+        &mut ctx,
+        body,
+        client_upgrade,
+        started,
+    )
+    .await
+    {
         Ok(mut response) => {
             response_phase(&mut ctx, &mut response);
             (response, log_job(ctx))
@@ -290,10 +303,9 @@ fn rewrite_phase(compiled: &Compiled, ctx: &mut RequestContext) -> Result<(), Ex
     }
     match chain.rewrite(ctx) {
         Decision::Continue => Ok(()),
-        Decision::Respond(rejection) => Err(Exit::new(
-            Reply::from_rejection(rejection),
-            ctx.headers(),
-        )),
+        Decision::Respond(rejection) => {
+            Err(Exit::new(Reply::from_rejection(rejection), ctx.headers()))
+        }
     }
 }
 
@@ -327,7 +339,10 @@ async fn access_phase(
     };
     conn.shared.status.record_plugin_failure(failure);
     Err(Exit::new(
-        Reply::kong(StatusCode::INTERNAL_SERVER_ERROR, "An unexpected error occurred"),
+        Reply::kong(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "An unexpected error occurred",
+        ),
         ctx.headers(),
     ))
 }
@@ -466,10 +481,8 @@ async fn forward(
         },
     );
 
-    let mut upstream_request = Request::new(RequestBody::from_incoming(
-        body,
-        shared.limits.body_timeout,
-    ));
+    let mut upstream_request =
+        Request::new(RequestBody::from_incoming(body, shared.limits.body_timeout));
     *upstream_request.method_mut() = ctx.request.method.clone();
     *upstream_request.uri_mut() = plan.uri;
     *upstream_request.version_mut() = if service.protocol.is_http2() {

@@ -34,7 +34,10 @@ impl tollgate_shared::compile::BindUpstream for PoolRegistry {
 
     /// Each service reaches its pool directly from the compiled config; pools
     /// are shared by services with the same key and survive config swaps.
-    fn bind(&self, spec: &tollgate_shared::compile::UpstreamSpec) -> Result<UpstreamTarget, String> {
+    fn bind(
+        &self,
+        spec: &tollgate_shared::compile::UpstreamSpec,
+    ) -> Result<UpstreamTarget, String> {
         let pool = self.pool(PoolKey {
             protocol: spec.protocol,
             host: Arc::clone(&spec.host),

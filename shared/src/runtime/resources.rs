@@ -183,9 +183,19 @@ mod tests {
         a.fetch_add(3, Ordering::Relaxed);
         let b = resources.keyed::<AtomicU64>("limit");
         assert!(Arc::ptr_eq(&a, &b));
-        assert_eq!(resources.keyed::<AtomicU64>("other").load(Ordering::Relaxed), 0);
+        assert_eq!(
+            resources
+                .keyed::<AtomicU64>("other")
+                .load(Ordering::Relaxed),
+            0
+        );
         drop((a, b));
-        assert_eq!(resources.keyed::<AtomicU64>("limit").load(Ordering::Relaxed), 0);
+        assert_eq!(
+            resources
+                .keyed::<AtomicU64>("limit")
+                .load(Ordering::Relaxed),
+            0
+        );
     }
 
     #[test]
@@ -193,7 +203,9 @@ mod tests {
         let set: SharedSet<u32, u32> = SharedSet::default();
         let mut held = Vec::new();
         for i in 0..100 {
-            let value = set.get_or_try_insert(&i, || Ok::<_, ()>(Arc::new(i))).unwrap();
+            let value = set
+                .get_or_try_insert(&i, || Ok::<_, ()>(Arc::new(i)))
+                .unwrap();
             if i % 10 == 0 {
                 held.push(value);
             }

@@ -3,9 +3,7 @@
 
 use super::{expect_errors, invalid, valid, CONSUMER_ID, SERVICE_ID};
 use serde_json::{json, Value};
-use tollgate_shared::plugin::{
-    self, HttpLogMethod, JwtClaim, LimitBy, Period, RateLimitPolicy,
-};
+use tollgate_shared::plugin::{self, HttpLogMethod, JwtClaim, LimitBy, Period, RateLimitPolicy};
 use tollgate_shared::schema::render_entity;
 use tollgate_shared::EntityKind::Plugins;
 use tollgate_shared::{Plugin, PluginSpec};
@@ -107,7 +105,9 @@ fn default_protocols_per_plugin() {
 
 #[test]
 fn bundled_names_and_priorities() {
-    let mut bundled: Vec<&str> = plugin::bundled().filter(|n| !n.starts_with("tollgate-test")).collect();
+    let mut bundled: Vec<&str> = plugin::bundled()
+        .filter(|n| !n.starts_with("tollgate-test"))
+        .collect();
     bundled.sort_unstable();
     assert_eq!(
         bundled,
