@@ -31,7 +31,8 @@ fn render(entry: &DataPlaneEntry, now: i64) -> Value {
     let last_error = s
         .incompatible_reason
         .clone()
-        .or_else(|| (!s.last_errors.is_empty()).then(|| s.last_errors.join("; ")));
+        .or_else(|| (!s.last_errors.is_empty()).then(|| s.last_errors.join("; ")))
+        .or_else(|| entry.unpublished_reason.clone());
     let ttl = (PURGE_AFTER.as_millis() as i64 - (now - s.last_seen_ms)).max(0) / 1000;
     json!({
         "id": s.id,

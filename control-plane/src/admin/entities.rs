@@ -28,7 +28,11 @@ fn id_of(entity: &Value) -> String {
 }
 
 fn validate(kind: EntityKind, input: &Value) -> Result<Value, ApiError> {
-    validate_entity(kind, input).map_err(ApiError::Schema)
+    let entity = validate_entity(kind, input).map_err(ApiError::Schema)?;
+    // The data planes' own compile step, on what this write adds or changes:
+    // a change they could not serve is refused here, never committed.
+    tollgate_shared::compile::check_entity(kind, &entity).map_err(ApiError::Schema)?;
+    Ok(entity)
 }
 
 /// Whether `child` references `parent_id` through `relation`.
