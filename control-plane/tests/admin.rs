@@ -11,6 +11,8 @@ mod declarative;
 mod errors;
 #[path = "admin/info.rs"]
 mod info;
+#[path = "admin/listener.rs"]
+mod listener;
 #[path = "admin/outage.rs"]
 mod outage;
 #[path = "admin/security.rs"]
