@@ -294,15 +294,30 @@ fn read_file_settings(path: Option<&Path>) -> Result<FileSettings, SettingsError
 
 fn check_database_url(url: String) -> Result<String, SettingsError> {
     let supported = ["sqlite:", "postgres://", "postgresql://"];
-    if supported.iter().any(|p| url.starts_with(p)) {
-        Ok(url)
-    } else {
-        Err(SettingsError::Invalid {
+    if !supported.iter().any(|p| url.starts_with(p)) {
+        return Err(SettingsError::Invalid {
             setting: "database-url",
             value: crate::store::redact_url(&url),
             reason: "expected sqlite://PATH or postgres://USER@HOST/DB".into(),
-        })
+        });
     }
+    // The driver logs a parameter it does not know together with its value:
+    // a secret it would ignore anyway is refused rather than written to the log.
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let unsupported_secret = query
+        .split('&')
+        .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
+        .find(|name| {
+            crate::store::is_secret_url_parameter(name) && !name.eq_ignore_ascii_case("password")
+        });
+    if let Some(name) = unsupported_secret {
+        return Err(SettingsError::Invalid {
+            setting: "database-url",
+            value: crate::store::redact_url(&url),
+            reason: format!("the query parameter {name:?} is not supported"),
+        });
+    }
+    Ok(url)
 }
 
 /// Reads the token file: one token per non-empty line, `#` comments allowed.

@@ -5,6 +5,8 @@
 mod concurrency;
 #[path = "admin/crud.rs"]
 mod crud;
+#[path = "admin/database_url.rs"]
+mod database_url;
 #[path = "admin/declarative.rs"]
 mod declarative;
 #[path = "admin/errors.rs"]
