@@ -13,6 +13,8 @@ mod declarative;
 mod errors;
 #[path = "admin/info.rs"]
 mod info;
+#[path = "admin/lengths.rs"]
+mod lengths;
 #[path = "admin/listener.rs"]
 mod listener;
 #[path = "admin/outage.rs"]
