@@ -19,6 +19,8 @@ mod lengths;
 mod listener;
 #[path = "admin/outage.rs"]
 mod outage;
+#[path = "admin/precision.rs"]
+mod precision;
 #[path = "admin/security.rs"]
 mod security;
 #[path = "admin/seed.rs"]
