@@ -167,3 +167,67 @@ async fn empty_offset(backend: Backend) {
     }
 }
 both_backends!(empty_offset_is_kong_invalid_offset, empty_offset);
+
+/// The document lists the 400, 413 and 415 answers the API gives, and the
+/// request bodies it really accepts.
+async fn openapi_answers(backend: Backend) {
+    let admin = Admin::new(backend).await;
+    let doc = admin.get("/openapi.json").await.body;
+    let op = |path: &str, method: &str| doc["paths"][path][method].clone();
+
+    let reply = admin
+        .send(Method::POST, "/services", Some("text/plain"), "host=a")
+        .await;
+    expect_status(&reply, 415);
+    assert_eq!(reply.text, "");
+    for (path, method) in [
+        ("/services", "post"),
+        ("/services/{service}", "put"),
+        ("/services/{service}", "patch"),
+        ("/routes/{route}/service", "patch"),
+        ("/config", "post"),
+        ("/schemas/{entity}/validate", "post"),
+    ] {
+        let responses = &op(path, method)["responses"];
+        for status in ["400", "413", "415"] {
+            assert!(
+                responses[status].is_object(),
+                "{method} {path} lacks {status}"
+            );
+        }
+    }
+    assert!(op("/services", "get")["responses"]["415"].is_null());
+    let reply = admin.get("/services?size=x").await;
+    expect_status(&reply, 400);
+    assert!(op("/services", "get")["responses"]["400"].is_object());
+
+    let offset = op("/services", "get")["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "offset")
+        .cloned()
+        .unwrap();
+    assert_eq!(offset["schema"]["minLength"], json!(1));
+
+    let body_schema = |path: &str, method: &str| {
+        op(path, method)["requestBody"]["content"]["application/json"]["schema"].clone()
+    };
+    // Nested: the path supplies the consumer.
+    let nested = body_schema("/consumers/{consumer}/jwt", "post");
+    assert!(nested["properties"]["key"].is_object());
+    assert!(!nested["required"]
+        .as_array()
+        .is_some_and(|r| r.contains(&json!("consumer"))));
+    assert_eq!(
+        body_schema("/jwts", "post"),
+        json!({"$ref": "#/components/schemas/JwtSecrets"})
+    );
+    // PATCH is partial; PUT by name takes the name from the path.
+    assert!(body_schema("/services/{service}", "patch")["required"].is_null());
+    let put_sni = body_schema("/snis/{sni}", "put");
+    assert!(!put_sni["required"]
+        .as_array()
+        .is_some_and(|r| r.contains(&json!("name"))));
+}
+both_backends!(openapi_documents_real_answers, openapi_answers);
