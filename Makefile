@@ -16,14 +16,15 @@ run: build
 services:
 	@$(SERVICES) >/dev/null
 
-## test: the whole suite against real PostgreSQL and Redis
+## test: the whole suite against real PostgreSQL and Redis, then schemathesis over the Admin API
 test:
 	@urls=$$($(SERVICES)) && \
 	export DATABASE_URL=$${DATABASE_URL:-$$(sed -n 1p <<<"$$urls")} && \
 	export REDIS_URL=$${REDIS_URL:-$$(sed -n 2p <<<"$$urls")} && \
 	echo "DATABASE_URL=$$DATABASE_URL REDIS_URL=$$REDIS_URL" && \
 	$(CARGO) build --workspace --bins && \
-	$(CARGO) test --workspace --no-fail-fast
+	$(CARGO) test --workspace --no-fail-fast && \
+	tests/scripts/schemathesis.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

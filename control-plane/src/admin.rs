@@ -238,7 +238,9 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
         return ApiError::NotFound.into_response();
     };
     let endpoint = matched.endpoint.clone();
-    let params = matched.params;
+    let Some(params) = matched.params else {
+        return ApiError::BadRequest("Invalid UTF-8 in the request path".into()).into_response();
+    };
     if parts.method == Method::OPTIONS {
         let allow = allow_header(endpoint.methods);
         let mut r = response::no_content();
@@ -257,7 +259,10 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
         parts.method.clone()
     };
     if !endpoint.methods.contains(&effective) {
-        return ApiError::MethodNotAllowed.into_response();
+        let mut r = ApiError::MethodNotAllowed.into_response();
+        r.headers_mut()
+            .insert(header::ALLOW, allow_header(endpoint.methods));
+        return r;
     }
     let limit = if endpoint.op == Op::Config {
         MAX_CONFIG_BODY
@@ -266,6 +271,10 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     };
     let body = match read_body(body, &parts.headers, limit).await {
         Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let query = match paging::query_args(parts.uri.query()) {
+        Ok(q) => q,
         Err(e) => return e.into_response(),
     };
     let actor = parts
@@ -282,7 +291,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
         state,
         method: effective,
         path: trimmed,
-        query: paging::query_args(parts.uri.query()),
+        query,
         params,
         headers: parts.headers,
         body,

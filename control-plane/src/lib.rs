@@ -189,6 +189,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<ControlPlane> {
         listener,
         app,
         state.counters.clone(),
+        settings.admin_limits,
         stop.clone().cancelled_owned(),
     ));
     Ok(ControlPlane {

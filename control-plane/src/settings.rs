@@ -2,6 +2,7 @@
 //! precedence flags > `TOLLGATE_*` environment > `--config` file > defaults, and
 //! checked so that a bad value stops start-up with one line naming the setting.
 
+use crate::listener::AdminLimits;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -25,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the Admin API and the cluster stream (applies pending migrations unless --no-migrate).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit (idempotent, safe from several hosts at once).
     Migrate(MigrateArgs),
     /// Cluster certificates for mTLS between control and data planes.
@@ -68,6 +69,17 @@ pub struct ServeArgs {
     /// File holding the Admin API bearer token(s), one per line; required for a non-loopback listener.
     #[arg(long, env = "TOLLGATE_ADMIN_TOKEN_FILE", value_name = "PATH")]
     pub admin_token_file: Option<PathBuf>,
+    /// Seconds a client has to send a complete request head, from connecting or
+    /// from the end of the previous response (so it also ends idle keep-alive) [default: 30]
+    #[arg(long, env = "TOLLGATE_ADMIN_HEADER_TIMEOUT", value_name = "SECS")]
+    pub admin_header_timeout: Option<u64>,
+    /// Seconds an Admin API connection may send and receive nothing while no
+    /// request is being handled (a stalled upload, an unread response) [default: 60]
+    #[arg(long, env = "TOLLGATE_ADMIN_IDLE_TIMEOUT", value_name = "SECS")]
+    pub admin_idle_timeout: Option<u64>,
+    /// Admin API connections served at once; one more is answered 503 and closed [default: 1024]
+    #[arg(long, env = "TOLLGATE_ADMIN_MAX_CONNECTIONS", value_name = "N")]
+    pub admin_max_connections: Option<u64>,
     /// Address of the cluster (data plane) listener [default: 0.0.0.0:8005]
     #[arg(long, env = "TOLLGATE_CLUSTER_LISTEN", value_name = "ADDR")]
     pub cluster_listen: Option<String>,
@@ -116,6 +128,12 @@ struct FileSettings {
     admin_listen: Option<String>,
     #[serde(alias = "admin-token-file")]
     admin_token_file: Option<PathBuf>,
+    #[serde(alias = "admin-header-timeout")]
+    admin_header_timeout: Option<u64>,
+    #[serde(alias = "admin-idle-timeout")]
+    admin_idle_timeout: Option<u64>,
+    #[serde(alias = "admin-max-connections")]
+    admin_max_connections: Option<u64>,
     #[serde(alias = "cluster-listen")]
     cluster_listen: Option<String>,
     #[serde(alias = "cluster-ca")]
@@ -237,6 +255,7 @@ pub struct ServeSettings {
     pub admin_listen: ListenAddr,
     pub admin_tokens: Vec<AdminToken>,
     pub admin_token_file: Option<PathBuf>,
+    pub admin_limits: AdminLimits,
     pub cluster_listen: SocketAddr,
     pub cluster_tls: Option<ClusterTls>,
     pub secrets_key_file: Option<PathBuf>,
@@ -275,15 +294,30 @@ fn read_file_settings(path: Option<&Path>) -> Result<FileSettings, SettingsError
 
 fn check_database_url(url: String) -> Result<String, SettingsError> {
     let supported = ["sqlite:", "postgres://", "postgresql://"];
-    if supported.iter().any(|p| url.starts_with(p)) {
-        Ok(url)
-    } else {
-        Err(SettingsError::Invalid {
+    if !supported.iter().any(|p| url.starts_with(p)) {
+        return Err(SettingsError::Invalid {
             setting: "database-url",
             value: crate::store::redact_url(&url),
             reason: "expected sqlite://PATH or postgres://USER@HOST/DB".into(),
-        })
+        });
     }
+    // The driver logs a parameter it does not know together with its value:
+    // a secret it would ignore anyway is refused rather than written to the log.
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let unsupported_secret = query
+        .split('&')
+        .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
+        .find(|name| {
+            crate::store::is_secret_url_parameter(name) && !name.eq_ignore_ascii_case("password")
+        });
+    if let Some(name) = unsupported_secret {
+        return Err(SettingsError::Invalid {
+            setting: "database-url",
+            value: crate::store::redact_url(&url),
+            reason: format!("the query parameter {name:?} is not supported"),
+        });
+    }
+    Ok(url)
 }
 
 /// Reads the token file: one token per non-empty line, `#` comments allowed.
@@ -307,6 +341,43 @@ pub fn read_admin_tokens(path: &Path) -> Result<Vec<AdminToken>, SettingsError> 
         return Err(invalid("a token shorter than 16 characters".into()));
     }
     Ok(tokens)
+}
+
+/// The admin listener's limits; zero is refused (it would disable the bound
+/// or the listener).
+fn admin_limits(
+    header_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
+    max_connections: Option<u64>,
+) -> Result<AdminLimits, SettingsError> {
+    let at_least_one = |setting: &'static str, value: Option<u64>| match value {
+        Some(0) => Err(SettingsError::Invalid {
+            setting,
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        }),
+        other => Ok(other),
+    };
+    let defaults = AdminLimits::default();
+    let seconds = std::time::Duration::from_secs;
+    Ok(AdminLimits {
+        header_timeout: at_least_one("admin-header-timeout", header_timeout)?
+            .map_or(defaults.header_timeout, seconds),
+        idle_timeout: at_least_one("admin-idle-timeout", idle_timeout)?
+            .map_or(defaults.idle_timeout, seconds),
+        max_connections: match at_least_one("admin-max-connections", max_connections)? {
+            None => defaults.max_connections,
+            // tokio's semaphore holds at most usize::MAX >> 3 permits.
+            Some(n) => usize::try_from(n)
+                .ok()
+                .filter(|n| *n <= tokio::sync::Semaphore::MAX_PERMITS)
+                .ok_or_else(|| SettingsError::Invalid {
+                    setting: "admin-max-connections",
+                    value: n.to_string(),
+                    reason: "too large".into(),
+                })?,
+        },
+    })
 }
 
 impl ServeArgs {
@@ -336,6 +407,11 @@ impl ServeArgs {
         if admin_tokens.is_empty() && !admin_listen.is_local() {
             return Err(SettingsError::ExposedWithoutToken(admin_listen.to_string()));
         }
+        let admin_limits = admin_limits(
+            self.admin_header_timeout.or(file.admin_header_timeout),
+            self.admin_idle_timeout.or(file.admin_idle_timeout),
+            self.admin_max_connections.or(file.admin_max_connections),
+        )?;
         let cluster_listen_text = self
             .cluster_listen
             .or(file.cluster_listen)
@@ -391,6 +467,7 @@ impl ServeArgs {
             admin_listen,
             admin_tokens,
             admin_token_file,
+            admin_limits,
             cluster_listen,
             cluster_tls,
             secrets_key_file,
@@ -471,6 +548,36 @@ mod tests {
         assert_eq!(s.cluster_listen.to_string(), DEFAULT_CLUSTER_LISTEN);
         assert!(s.migrate);
         assert!(s.admin_tokens.is_empty());
+        assert_eq!(s.admin_limits, AdminLimits::default());
+    }
+
+    #[test]
+    fn admin_limits_from_flags_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cp.toml");
+        std::fs::write(
+            &file,
+            "admin-header-timeout = 5\nadmin_idle_timeout = 7\nadmin-max-connections = 9\n",
+        )
+        .unwrap();
+        let s = serve(&["--config", file.to_str().unwrap()]).unwrap();
+        assert_eq!(
+            s.admin_limits,
+            AdminLimits {
+                header_timeout: std::time::Duration::from_secs(5),
+                idle_timeout: std::time::Duration::from_secs(7),
+                max_connections: 9,
+            }
+        );
+        let s = serve(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--admin-max-connections",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(s.admin_limits.max_connections, 3);
+        assert_eq!(s.admin_limits.idle_timeout.as_secs(), 7);
     }
 
     #[test]
@@ -530,6 +637,15 @@ mod tests {
             (vec!["--database-url", "mysql://x"], "--database-url"),
             (vec!["--cluster-listen", "unix:/x"], "--cluster-listen"),
             (vec!["--cluster-ca", "/ca.pem"], "--cluster-cert"),
+            (
+                vec!["--admin-header-timeout", "0"],
+                "--admin-header-timeout",
+            ),
+            (vec!["--admin-idle-timeout", "0"], "--admin-idle-timeout"),
+            (
+                vec!["--admin-max-connections", "0"],
+                "--admin-max-connections",
+            ),
             (vec!["--config", file.to_str().unwrap()], "--config"),
             (
                 vec!["--admin-token-file", "/nonexistent/token"],

@@ -131,18 +131,49 @@ struct Inner {
     options: StoreOptions,
 }
 
-/// Replaces the password of a database URL with `******` for logs and `GET /`.
+/// Replaces the passwords of a database URL with `******` for logs and `GET /`:
+/// the userinfo password and any query parameter whose name says it holds a
+/// secret (libpq's `password`, `sslpassword`).
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    const MASK: &str = "******";
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_string();
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{scheme}://{user}:{MASK}@{host}{path}"),
+                    None => base.to_string(),
+                },
+                None => base.to_string(),
+            }
+        }
+        None => base.to_string(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:******@{host}"),
-        None => url.to_string(),
-    }
+    let Some(query) = query else {
+        return base;
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if is_secret_url_parameter(name) => format!("{name}={MASK}"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
+}
+
+/// The decoded, lower-cased name of a URL query parameter that holds a secret.
+pub fn is_secret_url_parameter(name: &str) -> bool {
+    let name = percent_encoding::percent_decode_str(name)
+        .decode_utf8_lossy()
+        .to_ascii_lowercase();
+    ["password", "secret", "token"]
+        .iter()
+        .any(|word| name.contains(word))
 }
 
 fn backend_of(url: &str) -> Result<Backend, StoreError> {
@@ -1279,6 +1310,25 @@ mod tests {
             "postgres://kong:******@127.0.0.1/kong"
         );
         assert_eq!(redact_url("postgres://kong@h/k"), "postgres://kong@h/k");
+        let cases = [
+            (
+                "postgres://kong@h/k?password=StrongPass&sslmode=disable",
+                "postgres://kong@h/k?password=******&sslmode=disable",
+            ),
+            (
+                "postgres://kong:a@h/k?sslmode=require&sslpassword=KeyPass&Pass%77ord=x",
+                "postgres://kong:******@h/k?sslmode=require&sslpassword=******&Pass%77ord=******",
+            ),
+            // an `@` in the query is not userinfo
+            (
+                "postgres://h/k?PASSWORD=p@ss:word",
+                "postgres://h/k?PASSWORD=******",
+            ),
+            ("sqlite://a.db?mode=rwc", "sqlite://a.db?mode=rwc"),
+        ];
+        for (url, redacted) in cases {
+            assert_eq!(redact_url(url), redacted, "{url}");
+        }
     }
 
     #[test]

@@ -200,7 +200,8 @@ pub struct RouteTable {
 /// A matched request path.
 pub struct Matched<'a> {
     pub endpoint: &'a Endpoint,
-    pub params: Vec<(String, String)>,
+    /// Percent-decoded parameters; `None` when one is not UTF-8.
+    pub params: Option<Vec<(String, String)>>,
 }
 
 impl RouteTable {
@@ -225,16 +226,17 @@ impl RouteTable {
         let params = matched
             .params
             .iter()
-            .map(|(k, v)| (k.to_string(), decode_segment(v)))
+            .map(|(k, v)| Some((k.to_string(), decode_segment(v)?)))
             .collect();
         Some(Matched { endpoint, params })
     }
 }
 
-fn decode_segment(segment: &str) -> String {
+fn decode_segment(segment: &str) -> Option<String> {
     percent_encoding::percent_decode_str(segment)
-        .decode_utf8_lossy()
-        .into_owned()
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
 }
 
 #[cfg(test)]
@@ -275,7 +277,8 @@ mod tests {
         let m = table.find("/services/my%20api").unwrap();
         assert_eq!(
             m.params,
-            vec![("service".to_string(), "my api".to_string())]
+            Some(vec![("service".to_string(), "my api".to_string())])
         );
+        assert_eq!(table.find("/services/%FF%FE").unwrap().params, None);
     }
 }

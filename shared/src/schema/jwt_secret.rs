@@ -17,7 +17,7 @@ pub(crate) fn schema() -> Record {
         typedefs::id(),
         typedefs::timestamp("created_at"),
         Field::foreign("consumer", "consumers").required(),
-        Field::string("key").auto(Auto::RandomString),
+        typedefs::unique_string("key").auto(Auto::RandomString),
         Field::string("secret").auto(Auto::RandomString),
         Field::string("rsa_public_key"),
         Field::string("algorithm")

@@ -4,6 +4,7 @@
 
 mod consumers;
 mod forms;
+mod lengths;
 mod plugins;
 mod roundtrip;
 mod routes;
