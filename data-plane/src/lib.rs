@@ -51,6 +51,7 @@ pub enum StartError {
 /// A running data plane: its listeners, its gateway, and the handle to stop it.
 pub struct DataPlane {
     gateway: Arc<Gateway>,
+    status: Arc<StatusState>,
     resolver: Arc<SniResolver>,
     proxy_addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
@@ -127,7 +128,7 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     let status_addr = local_addr(&status_listener, settings.status_listen)?;
     tasks.push(tokio::spawn(status::serve(
         status_listener,
-        status,
+        Arc::clone(&status),
         None,
         signal,
     )));
@@ -135,6 +136,7 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
 
     Ok(DataPlane {
         gateway,
+        status,
         resolver,
         proxy_addrs,
         tls_addrs,
@@ -149,6 +151,11 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
 impl DataPlane {
     pub fn gateway(&self) -> &Arc<Gateway> {
         &self.gateway
+    }
+
+    /// The counters and facts the status listener reports.
+    pub fn status(&self) -> &Arc<StatusState> {
+        &self.status
     }
 
     pub fn proxy_addrs(&self) -> &[SocketAddr] {
@@ -293,11 +300,13 @@ async fn start_sync(
     // The sync client gets a thread and runtime of its own: receiving a large
     // snapshot means tens of milliseconds of TLS, gunzip and protobuf decoding,
     // which on a proxy worker would hold up every request queued behind it.
+    let sync_status = Arc::new(sync::SyncStatus::default());
+    data_plane.status().follow_sync(Arc::clone(&sync_status));
     let sync_client = sync::run(
         sync_settings,
         gateway as Arc<dyn sync::SnapshotSink>,
         Some(snapshot_cache),
-        Arc::new(sync::SyncStatus::default()),
+        sync_status,
         stop,
     );
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -13,7 +13,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use crate::sync::SyncStatus;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 use tokio::net::TcpListener;
 
@@ -39,6 +40,8 @@ pub struct StatusState {
     pub total_requests: AtomicU64,
     pub requests_in_flight: AtomicU64,
     config: Mutex<ConfigFacts>,
+    /// The sync client's state, when this data plane follows a control plane.
+    sync: OnceLock<Arc<SyncStatus>>,
 }
 
 impl Default for StatusState {
@@ -57,7 +60,13 @@ impl StatusState {
             total_requests: AtomicU64::new(0),
             requests_in_flight: AtomicU64::new(0),
             config: Mutex::new(ConfigFacts::default()),
+            sync: OnceLock::new(),
         }
+    }
+
+    /// Reports `sync`'s connection state as `control_plane` in `/status`.
+    pub fn follow_sync(&self, sync: Arc<SyncStatus>) {
+        let _ = self.sync.set(sync);
     }
 
     pub(crate) fn record_applied(&self, applied: &Applied) {
@@ -93,7 +102,8 @@ impl StatusState {
     }
 
     /// The `/status` body: Kong's `server` object and `configuration_hash`,
-    /// plus Tollgate's config version, rejection count and uptime.
+    /// plus Tollgate's config version, rejection count, the control plane
+    /// connection (`null` without one) and uptime.
     pub fn to_json(&self) -> serde_json::Value {
         let facts = self
             .config
@@ -125,6 +135,7 @@ impl StatusState {
                 "rejected": facts.rejected,
                 "last_error": facts.last_error,
             },
+            "control_plane": self.sync.get().map(|sync| sync.link().to_json()),
             "uptime_seconds": self.started.elapsed().as_secs(),
             "version": env!("CARGO_PKG_VERSION"),
         })
