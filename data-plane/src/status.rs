@@ -6,6 +6,7 @@
 use crate::compile::CompileError;
 use crate::gateway::Applied;
 use crate::shutdown::ShutdownSignal;
+use crate::sync::SyncStatus;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -13,7 +14,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use crate::sync::SyncStatus;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 use tokio::net::TcpListener;

@@ -147,7 +147,12 @@ impl SyncStatus {
 
     /// Moves to `state` with `error`; returns whether that is a change (the
     /// caller logs only changes).
-    fn transition(&self, state: LinkState, error: Option<String>, next_attempt_ms: Option<i64>) -> bool {
+    fn transition(
+        &self,
+        state: LinkState,
+        error: Option<String>,
+        next_attempt_ms: Option<i64>,
+    ) -> bool {
         let mut link = self
             .link
             .lock()
@@ -254,9 +259,9 @@ impl SessionError {
     }
 
     fn rpc(addr: &str, status: &tonic::Status) -> SessionError {
-        if let Some(problem) = std::error::Error::source(status)
-            .and_then(|source| connect::find_problem(source).or_else(|| connect::explain_tls(addr, source)))
-        {
+        if let Some(problem) = std::error::Error::source(status).and_then(|source| {
+            connect::find_problem(source).or_else(|| connect::explain_tls(addr, source))
+        }) {
             return SessionError::Connect(problem);
         }
         match status.code() {
@@ -353,7 +358,11 @@ async fn sessions(
             Err(error) => error.to_string(),
         };
         let next_attempt_ms = now_ms() + delay.as_millis() as i64;
-        if status.transition(LinkState::Disconnected, Some(reason.clone()), Some(next_attempt_ms)) {
+        if status.transition(
+            LinkState::Disconnected,
+            Some(reason.clone()),
+            Some(next_attempt_ms),
+        ) {
             tracing::warn!(
                 control_plane = %settings.endpoint,
                 retry_in = ?delay,

@@ -172,9 +172,9 @@ impl Connector {
             .await
             .map_err(|_| timed_out())?
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => ConnectProblem::Refused {
-                    addr: addr.clone(),
-                },
+                std::io::ErrorKind::ConnectionRefused => {
+                    ConnectProblem::Refused { addr: addr.clone() }
+                }
                 std::io::ErrorKind::TimedOut => timed_out(),
                 _ => ConnectProblem::Io {
                     addr: addr.clone(),
@@ -295,13 +295,14 @@ fn classify_tls(addr: String, error: &rustls::Error) -> ConnectProblem {
             CertificateError::UnknownIssuer | CertificateError::BadSignature => {
                 ConnectProblem::UnknownCa { addr }
             }
-            CertificateError::NotValidForNameContext { expected, presented } => {
-                ConnectProblem::NameMismatch {
-                    addr,
-                    expected: expected.to_str().into_owned(),
-                    presented: presented.clone(),
-                }
-            }
+            CertificateError::NotValidForNameContext {
+                expected,
+                presented,
+            } => ConnectProblem::NameMismatch {
+                addr,
+                expected: expected.to_str().into_owned(),
+                presented: presented.iter().map(|n| plain_name(n)).collect(),
+            },
             CertificateError::NotValidForName => ConnectProblem::NameMismatch {
                 addr,
                 expected: String::new(),
@@ -351,6 +352,17 @@ fn classify_tls(addr: String, error: &rustls::Error) -> ConnectProblem {
             reason: other.to_string(),
         },
     }
+}
+
+/// `DnsName("cp")` → `cp`, `IpAddress(127.0.0.1)` → `127.0.0.1`: rustls
+/// reports the names a certificate presents in their debug form.
+fn plain_name(name: &str) -> String {
+    for prefix in ["DnsName(", "IpAddress(", "URI(", "Uri("] {
+        if let Some(inner) = name.strip_prefix(prefix).and_then(|n| n.strip_suffix(')')) {
+            return inner.trim_matches('"').to_string();
+        }
+    }
+    name.to_string()
 }
 
 fn alert_name(alert: AlertDescription) -> String {
@@ -407,7 +419,10 @@ pub fn find_tls_error(error: &(dyn std::error::Error + 'static)) -> Option<rustl
 }
 
 /// Explains an error seen after the connection was made, when it is a TLS one.
-pub fn explain_tls(addr: &str, error: &(dyn std::error::Error + 'static)) -> Option<ConnectProblem> {
+pub fn explain_tls(
+    addr: &str,
+    error: &(dyn std::error::Error + 'static),
+) -> Option<ConnectProblem> {
     find_tls_error(error).map(|tls| classify_tls(addr.to_string(), &tls))
 }
 
@@ -427,6 +442,13 @@ mod tests {
             alert_name(AlertDescription::CertificateRequired),
             "certificate required"
         );
+    }
+
+    #[test]
+    fn presented_names_read_plainly() {
+        assert_eq!(plain_name("DnsName(\"tollgate-cp\")"), "tollgate-cp");
+        assert_eq!(plain_name("IpAddress(127.0.0.1)"), "127.0.0.1");
+        assert_eq!(plain_name("cp.example"), "cp.example");
     }
 
     #[test]

@@ -85,9 +85,11 @@ mod tests {
         let warnings = check_validity("--cluster-cert", &pem, NOT_AFTER - 10 * 86_400).unwrap();
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("expires in 10 day(s)"), "{warnings:?}");
-        assert!(check_validity("--cluster-cert", &pem, NOT_AFTER - 40 * 86_400)
-            .unwrap()
-            .is_empty());
+        assert!(
+            check_validity("--cluster-cert", &pem, NOT_AFTER - 40 * 86_400)
+                .unwrap()
+                .is_empty()
+        );
         let err = check_validity("--cluster-cert", &pem, 1_500_000_000).unwrap_err();
         assert!(err.contains("not valid before"), "{err}");
         let err = check_validity("--cluster-ca", "garbage", NOT_AFTER).unwrap_err();
