@@ -11,6 +11,7 @@ pub mod listener;
 pub mod schema_bridge;
 pub mod settings;
 pub mod state;
+pub mod status_command;
 pub mod store;
 
 use anyhow::Context;

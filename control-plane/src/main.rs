@@ -52,6 +52,24 @@ fn main() -> ExitCode {
             Err(err) => return fail(err),
         },
         Command::Cert { command } => return cert(command),
+        Command::Status(args) => {
+            let url = args
+                .admin_url
+                .unwrap_or_else(|| "http://127.0.0.1:8001".into());
+            return match runtime.block_on(tollgate_control_plane::status_command::run(
+                &url,
+                args.admin_token_file.as_deref(),
+            )) {
+                Ok(table) => {
+                    print!("{table}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("tollgate-cp: {err}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Migrate(args) => match args.resolve() {
             Ok(settings) => {
                 startup::init_logging(&settings.log_level, settings.log_format);

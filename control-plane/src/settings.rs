@@ -29,6 +29,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit (idempotent, safe from several hosts at once).
     Migrate(MigrateArgs),
+    /// Print the cluster as a table (node, version applied, sync status, lag, last error) from the Admin API.
+    Status(StatusArgs),
     /// Cluster certificates for mTLS between control and data planes.
     Cert {
         #[command(subcommand)]
@@ -110,6 +112,16 @@ pub struct MigrateArgs {
     /// text or json (one object per line) [default: text]
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The Admin API to ask [default: http://127.0.0.1:8001]
+    #[arg(long, env = "TOLLGATE_ADMIN_URL", value_name = "URL")]
+    pub admin_url: Option<String>,
+    /// File holding the Admin API bearer token (its first token is sent).
+    #[arg(long, env = "TOLLGATE_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// The `--config` TOML file. Unknown keys are refused so that a typo is not
