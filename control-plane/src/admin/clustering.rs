@@ -185,9 +185,11 @@ impl WaitParams {
             None | Some("all") => Quorum::All,
             Some(text) => match text.parse::<usize>() {
                 Ok(n) if n >= 1 => Quorum::AtLeast(n),
-                _ => return Err(bad(format!(
+                _ => {
+                    return Err(bad(format!(
                     "quorum: expected 'all' or a number of data planes (1 or more); got '{text}'"
-                ))),
+                )))
+                }
             },
         };
         Ok(WaitParams {

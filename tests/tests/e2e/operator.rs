@@ -249,3 +249,154 @@ async fn a_data_plane_pointed_at_the_admin_port_says_so_once_and_in_status() {
     assert!(log.contains("retry_in="), "{log}");
     assert_ne!(status["control_plane"], Value::Null);
 }
+
+async fn wait_call(admin: std::net::SocketAddr, query: &str) -> (u16, Value) {
+    let reply = cluster::admin(admin, "GET", &format!("/clustering/wait?{query}"), None)
+        .await
+        .unwrap();
+    (reply.status.as_u16(), reply.json())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clustering_wait_reaches_times_out_and_counts_a_quorum_and_status_prints_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pki, cp) = control_plane(dir.path());
+    pki.issue("dp2").unwrap();
+    let start = |certificate: &str, n: u32| {
+        DataPlaneProcess::start(
+            &pki,
+            &DataPlaneOptions {
+                control_plane: cp.cluster,
+                certificate: certificate.into(),
+                cache_dir: dir.path().join(format!("cache-{n}")),
+                node_id: uuid::Uuid::new_v4().to_string(),
+            },
+        )
+        .unwrap()
+    };
+    let dp1 = start("dp", 1);
+    let mut dp2 = start("dp2", 2);
+    for dp in [&dp1, &dp2] {
+        cluster::wait_for_node(cp.admin, &dp.node_id, "the node to connect", |n| {
+            n["connected"] == true
+        })
+        .await
+        .unwrap();
+    }
+
+    let version = cluster::admin_write(
+        cp.admin,
+        "POST",
+        "/services",
+        serde_json::json!({"name": "waited", "url": "http://127.0.0.1:9"}),
+    )
+    .await
+    .unwrap();
+    // Reached: both connected data planes applied it.
+    let (status, body) = wait_call(cp.admin, &format!("version={version}&timeout=30s")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reached"], 2, "{body}");
+    assert_eq!(body["connected"], 2, "{body}");
+    for node in body["data"].as_array().unwrap() {
+        assert!(
+            node["config_version"].as_u64().unwrap() >= version,
+            "{body}"
+        );
+    }
+
+    // Timeout: a version nobody has, answered with each node's state.
+    let (status, body) = wait_call(
+        cp.admin,
+        &format!("version={}&timeout=300ms", version + 100),
+    )
+    .await;
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("timed out"),
+        "{body}"
+    );
+    assert_eq!(body["data"].as_array().unwrap().len(), 2, "{body}");
+    assert_eq!(body["reached"], 0, "{body}");
+
+    // Quorum: more than are connected cannot be reached; exactly as many can.
+    let (status, body) = wait_call(
+        cp.admin,
+        &format!("version={version}&quorum=3&timeout=200ms"),
+    )
+    .await;
+    assert_eq!(status, 504, "{body}");
+    let (status, body) =
+        wait_call(cp.admin, &format!("version={version}&quorum=2&timeout=5s")).await;
+    assert_eq!(status, 200, "{body}");
+
+    // One data plane goes away: "all" means the connected one; quorum=2 is short.
+    dp2.process.kill();
+    cluster::wait_for_node(cp.admin, &dp2.node_id, "the node to drop", |n| {
+        n["connected"] == false
+    })
+    .await
+    .unwrap();
+    let next = cluster::admin_write(
+        cp.admin,
+        "PATCH",
+        "/services/waited",
+        serde_json::json!({"retries": 3}),
+    )
+    .await
+    .unwrap();
+    let (status, body) = wait_call(cp.admin, &format!("version={next}&timeout=30s")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["connected"], 1, "{body}");
+    let (status, body) =
+        wait_call(cp.admin, &format!("version={next}&quorum=2&timeout=200ms")).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["reached"], 1, "{body}");
+
+    // Bad parameters are Kong-style 400s.
+    for query in [
+        "",
+        "version=x",
+        "version=1&timeout=forever",
+        "version=1&quorum=0",
+    ] {
+        let (status, body) = wait_call(cp.admin, query).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["message"].is_string(), "{query}: {body}");
+    }
+
+    // The same cluster as a table.
+    let output = std::process::Command::new(cluster::binary("tollgate-cp").unwrap())
+        .args(["status", "--admin-url", &format!("http://{}", cp.admin)])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{table}");
+    assert!(
+        table.contains(&format!("published config version {next}")),
+        "{table}"
+    );
+    let header = table.lines().nth(1).unwrap();
+    assert!(
+        header.starts_with("NODE") && header.contains("LAST ERROR"),
+        "{table}"
+    );
+    let row = table.lines().find(|l| l.starts_with(&dp1.node_id)).unwrap();
+    assert!(
+        row.contains("in_sync") && row.contains(&next.to_string()),
+        "{table}"
+    );
+    assert!(table.contains(&dp2.node_id), "{table}");
+
+    // Unreachable: one line, non-zero.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap();
+    drop(closed);
+    let output = std::process::Command::new(cluster::binary("tollgate-cp").unwrap())
+        .args(["status", "--admin-url", &format!("http://{closed_addr}")])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("connection refused"), "{stderr}");
+}
