@@ -299,7 +299,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     };
     // Bounds a request whose database hangs mid-transaction: dropping the
     // handler rolls its transaction back and frees the writer slot.
-    let deadline = if endpoint.op == Op::Config {
+    let deadline = if matches!(endpoint.op, Op::Config | Op::ClusteringWait) {
         CONFIG_REQUEST_TIMEOUT
     } else {
         REQUEST_TIMEOUT
@@ -332,6 +332,7 @@ async fn handle(request: &AdminRequest, op: Op) -> Result<Response, ApiError> {
         (Op::OpenApi, _) => Ok(openapi::document(request)),
         (Op::ClusteringDataPlanes, _) => clustering::data_planes(request).await,
         (Op::ClusteringStatus, _) => clustering::status(request).await,
+        (Op::ClusteringWait, _) => clustering::wait(request).await,
         (Op::Collection { kind, parent }, &M::GET) => entities::list(request, kind, parent).await,
         (Op::Collection { kind, parent }, _) => entities::create(request, kind, parent).await,
         (Op::Entity { kind, parent }, &M::GET) => entities::get(request, kind, parent).await,

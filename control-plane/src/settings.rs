@@ -8,6 +8,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use tollgate_data_plane::startup::{check_log_level, toml_error, LogFormat};
 
 /// Default `--database-url`: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://tollgate.db";
@@ -29,6 +30,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit (idempotent, safe from several hosts at once).
     Migrate(MigrateArgs),
+    /// Print the cluster as a table (node, version applied, sync status, lag, last error) from the Admin API.
+    Status(StatusArgs),
     /// Cluster certificates for mTLS between control and data planes.
     Cert {
         #[command(subcommand)]
@@ -102,6 +105,9 @@ pub struct ServeArgs {
     /// tracing filter, e.g. `info` or `tollgate_control_plane=debug` [default: info]
     #[arg(long, env = "TOLLGATE_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// text or json (one object per line) [default: text]
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +121,19 @@ pub struct MigrateArgs {
     /// tracing filter [default: info]
     #[arg(long, env = "TOLLGATE_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// text or json (one object per line) [default: text]
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The Admin API to ask [default: http://127.0.0.1:8001]
+    #[arg(long, env = "TOLLGATE_ADMIN_URL", value_name = "URL")]
+    pub admin_url: Option<String>,
+    /// File holding the Admin API bearer token (its first token is sent).
+    #[arg(long, env = "TOLLGATE_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// The `--config` TOML file. Unknown keys are refused so that a typo is not
@@ -148,6 +167,8 @@ struct FileSettings {
     no_migrate: Option<bool>,
     #[serde(alias = "log-level")]
     log_level: Option<String>,
+    #[serde(alias = "log-format")]
+    log_format: Option<String>,
 }
 
 /// A setting that cannot be used; the message names the setting.
@@ -263,6 +284,7 @@ pub struct ServeSettings {
     pub keyring: Option<std::sync::Arc<crate::store::Keyring>>,
     pub migrate: bool,
     pub log_level: String,
+    pub log_format: LogFormat,
 }
 
 /// Everything `migrate` needs.
@@ -270,6 +292,39 @@ pub struct ServeSettings {
 pub struct MigrateSettings {
     pub database_url: String,
     pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+/// `--log-level` and `--log-format`, checked.
+struct LogSettings {
+    level: String,
+    format: LogFormat,
+}
+
+impl LogSettings {
+    fn resolve(
+        level: Option<String>,
+        format: Option<String>,
+        file: &FileSettings,
+    ) -> Result<LogSettings, SettingsError> {
+        let level = level
+            .or_else(|| file.log_level.clone())
+            .unwrap_or_else(|| "info".into());
+        check_log_level(&level).map_err(|reason| SettingsError::Invalid {
+            setting: "log-level",
+            value: level.clone(),
+            reason,
+        })?;
+        let format = match format.or_else(|| file.log_format.clone()) {
+            Some(text) => text.parse().map_err(|reason| SettingsError::Invalid {
+                setting: "log-format",
+                value: text.clone(),
+                reason,
+            })?,
+            None => LogFormat::Text,
+        };
+        Ok(LogSettings { level, format })
+    }
 }
 
 fn read_file_settings(path: Option<&Path>) -> Result<FileSettings, SettingsError> {
@@ -282,13 +337,7 @@ fn read_file_settings(path: Option<&Path>) -> Result<FileSettings, SettingsError
     })?;
     toml::from_str(&text).map_err(|e| SettingsError::ConfigFile {
         path: path.display().to_string(),
-        // toml's message spans several lines (a caret diagram); keep the first.
-        reason: e
-            .message()
-            .lines()
-            .next()
-            .unwrap_or("invalid TOML")
-            .to_string(),
+        reason: toml_error(&text, &e),
     })
 }
 
@@ -384,6 +433,7 @@ impl ServeArgs {
     /// Merges flags/env (already applied by clap) over the file and defaults.
     pub fn resolve(self) -> Result<ServeSettings, SettingsError> {
         let file = read_file_settings(self.config.as_deref())?;
+        let log = LogSettings::resolve(self.log_level, self.log_format, &file)?;
         let database_url = check_database_url(
             self.database_url
                 .or(file.database_url)
@@ -473,10 +523,8 @@ impl ServeArgs {
             secrets_key_file,
             keyring,
             migrate: !self.no_migrate.or(file.no_migrate).unwrap_or(false),
-            log_level: self
-                .log_level
-                .or(file.log_level)
-                .unwrap_or_else(|| "info".into()),
+            log_level: log.level,
+            log_format: log.format,
         })
     }
 }
@@ -484,16 +532,15 @@ impl ServeArgs {
 impl MigrateArgs {
     pub fn resolve(self) -> Result<MigrateSettings, SettingsError> {
         let file = read_file_settings(self.config.as_deref())?;
+        let log = LogSettings::resolve(self.log_level, self.log_format, &file)?;
         Ok(MigrateSettings {
             database_url: check_database_url(
                 self.database_url
                     .or(file.database_url)
                     .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             )?,
-            log_level: self
-                .log_level
-                .or(file.log_level)
-                .unwrap_or_else(|| "info".into()),
+            log_level: log.level,
+            log_format: log.format,
         })
     }
 }
@@ -628,6 +675,29 @@ mod tests {
     }
 
     #[test]
+    fn malformed_toml_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cp.toml");
+        std::fs::write(
+            &file,
+            "database_url = \"sqlite://x.db\"\n\nadmin_listen = 127.0.0.1:8001\n",
+        )
+        .unwrap();
+        let err = serve(&["--config", file.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cp.toml: line 3: "), "{err}");
+        std::fs::write(&file, "log_format = \"json\"\ndatabse_url = \"x\"\n").unwrap();
+        let err = serve(&["--config", file.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2: unknown field `databse_url`"), "{err}");
+        std::fs::write(&file, "log_format = \"json\"\n").unwrap();
+        let s = serve(&["--config", file.to_str().unwrap()]).unwrap();
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
     fn invalid_settings_name_the_setting() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("cp.toml");
@@ -647,6 +717,8 @@ mod tests {
                 "--admin-max-connections",
             ),
             (vec!["--config", file.to_str().unwrap()], "--config"),
+            (vec!["--log-format", "xml"], "--log-format"),
+            (vec!["--log-level", "info,=["], "--log-level"),
             (
                 vec!["--admin-token-file", "/nonexistent/token"],
                 "--admin-token-file",

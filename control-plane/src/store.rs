@@ -176,6 +176,48 @@ pub fn is_secret_url_parameter(name: &str) -> bool {
         .any(|word| name.contains(word))
 }
 
+/// How long the start-up probe waits for a direct connection.
+const CONNECT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `host:port` of a PostgreSQL URL (5432 when absent), or an SQLite path.
+fn database_address(url: &str) -> String {
+    let Some((_, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if !url.starts_with("postgres") {
+        return rest.split('?').next().unwrap_or(rest).to_string();
+    }
+    if host.is_empty() {
+        return "the local socket".into();
+    }
+    let has_port = host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !host.ends_with(']');
+    if has_port {
+        host.to_string()
+    } else {
+        format!("{host}:5432")
+    }
+}
+
+/// One line naming why a connection failed.
+fn describe_connect_error(addr: &str, error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("connection refused at {addr}: is PostgreSQL running and listening there?")
+        }
+        sqlx::Error::Io(io) => format!("cannot reach {addr}: {io}"),
+        sqlx::Error::Database(db) => format!("{addr}: {}", db.message()),
+        sqlx::Error::Tls(tls) => format!("TLS with {addr} failed: {tls}"),
+        other => format!("{addr}: {other}"),
+    }
+}
+
 fn backend_of(url: &str) -> Result<Backend, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Backend::Postgres)
@@ -287,7 +329,11 @@ impl Store {
     /// Applies pending migrations. On PostgreSQL an advisory lock makes
     /// concurrent runs from several hosts wait for each other.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.inner.pool.acquire().await?;
+        let mut conn = match self.inner.pool.acquire().await {
+            Ok(conn) => conn,
+            Err(sqlx::Error::PoolTimedOut) => return Err(self.why_unreachable().await),
+            Err(error) => return Err(error.into()),
+        };
         match self.inner.backend {
             Backend::Postgres => {
                 sqlx::query("SELECT pg_advisory_lock($1)")
@@ -320,6 +366,30 @@ impl Store {
         let version = self.version().await?;
         self.publish_version(version);
         Ok(())
+    }
+
+    /// The pool only says it timed out; one direct connection attempt says
+    /// why ("connection refused at 127.0.0.1:5433", a failed password, a
+    /// missing database).
+    async fn why_unreachable(&self) -> StoreError {
+        let addr = database_address(&self.inner.url);
+        let attempt = async {
+            let options = AnyConnectOptions::from_str(&self.inner.url)?;
+            <AnyConnection as sqlx::Connection>::connect_with(&options)
+                .await
+                .map(drop)
+        };
+        let reason = match tokio::time::timeout(CONNECT_PROBE_TIMEOUT, attempt).await {
+            Ok(Ok(())) => {
+                format!("{addr} accepts connections now, but none came in time; try again")
+            }
+            Ok(Err(error)) => describe_connect_error(&addr, &error),
+            Err(_) => format!(
+                "no answer from {addr} within {} s: check the host, port and firewalls",
+                CONNECT_PROBE_TIMEOUT.as_secs()
+            ),
+        };
+        StoreError::Unavailable(reason)
     }
 
     /// Checks that the database answers.
@@ -1290,6 +1360,20 @@ pub fn config_entities(config: &Config, kind: EntityKind) -> Result<Vec<Value>, 
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn database_addresses_for_messages() {
+        assert_eq!(
+            database_address("postgres://u:p@db.internal/x"),
+            "db.internal:5432"
+        );
+        assert_eq!(
+            database_address("postgres://127.0.0.1:5433/x?sslmode=disable"),
+            "127.0.0.1:5433"
+        );
+        assert_eq!(database_address("postgresql://u@[::1]/x"), "[::1]:5432");
+        assert_eq!(database_address("sqlite://data/t.db?mode=rwc"), "data/t.db");
+    }
 
     #[test]
     fn urls() {

@@ -2,6 +2,7 @@
 //! variables (`TOLLGATE_<FLAG>`) and the TOML file given by `--config`, merged
 //! with flags over env over file, then checked into typed [`Settings`].
 
+use crate::startup::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use http::HeaderName;
 use ipnet::IpNet;
@@ -51,14 +52,17 @@ pub struct ServeArgs {
     #[arg(long, env = "TOLLGATE_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Control plane URL, e.g. https://cp.internal:8005.
-    #[arg(long, env = "TOLLGATE_CONTROL_PLANE")]
+    /// Control plane cluster URL, e.g. https://cp.internal:8005. This or --config-file is required.
+    #[arg(long, env = "TOLLGATE_CONTROL_PLANE", value_name = "URL")]
     pub control_plane: Option<String>,
-    #[arg(long, env = "TOLLGATE_CLUSTER_CA")]
+    /// Cluster CA certificate (PEM) the control plane's certificate must chain to. Required with --control-plane.
+    #[arg(long, env = "TOLLGATE_CLUSTER_CA", value_name = "PEM")]
     pub cluster_ca: Option<PathBuf>,
-    #[arg(long, env = "TOLLGATE_CLUSTER_CERT")]
+    /// This data plane's client certificate (PEM), issued by the cluster CA. Required with --control-plane.
+    #[arg(long, env = "TOLLGATE_CLUSTER_CERT", value_name = "PEM")]
     pub cluster_cert: Option<PathBuf>,
-    #[arg(long, env = "TOLLGATE_CLUSTER_KEY")]
+    /// Private key (PEM) of --cluster-cert. Required with --control-plane.
+    #[arg(long, env = "TOLLGATE_CLUSTER_KEY", value_name = "PEM")]
     pub cluster_key: Option<PathBuf>,
     /// Name the control plane's cluster certificate carries. Default tollgate-cp.
     #[arg(long, env = "TOLLGATE_CLUSTER_SERVER_NAME")]
@@ -84,6 +88,7 @@ pub struct ServeArgs {
     /// Header carrying the client address from a trusted peer. Default X-Real-IP.
     #[arg(long, env = "TOLLGATE_REAL_IP_HEADER")]
     pub real_ip_header: Option<String>,
+    /// This node's id (a UUID) as the control plane lists it. Default: a UUID kept in --cache-dir.
     #[arg(long, env = "TOLLGATE_NODE_ID")]
     pub node_id: Option<String>,
     /// Proxy worker threads. Default: the number of CPUs.
@@ -104,6 +109,12 @@ pub struct ServeArgs {
     /// Seconds a client connection may stay idle or take to send a request head. Default 60.
     #[arg(long, env = "TOLLGATE_CLIENT_HEADER_TIMEOUT")]
     pub client_header_timeout: Option<u64>,
+    /// Log filter: a level (error, warn, info, debug, trace) or a tracing filter. Default: RUST_LOG, else info.
+    #[arg(long, env = "TOLLGATE_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Log format: text or json (one object per line). Default text.
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
 }
 
 impl ServeArgs {
@@ -137,6 +148,8 @@ impl ServeArgs {
         fill(&mut self.tls_key, file.tls_key);
         fill(&mut self.shutdown_grace, file.shutdown_grace);
         fill(&mut self.client_header_timeout, file.client_header_timeout);
+        fill(&mut self.log_level, file.log_level);
+        fill(&mut self.log_format, file.log_format);
     }
 }
 
@@ -207,6 +220,9 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub limits: ClientLimits,
     pub pool: PoolSettings,
+    /// `--log-level`; `None`: `RUST_LOG`, else `info`.
+    pub log_level: Option<String>,
+    pub log_format: LogFormat,
 }
 
 impl Default for Settings {
@@ -233,6 +249,8 @@ impl Default for Settings {
             shutdown_grace: Duration::from_secs(10),
             limits: ClientLimits::default(),
             pool: PoolSettings::default(),
+            log_level: None,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -324,6 +342,25 @@ impl Settings {
                 ));
             }
         }
+        if args.control_plane.is_none() && args.config_file.is_none() {
+            return Err(invalid(
+                "--control-plane",
+                "give --control-plane https://CP:8005 (with --cluster-ca/--cluster-cert/--cluster-key) or --config-file kong.yml; without either there is no configuration to serve",
+            ));
+        }
+        let log_level = match args.log_level {
+            Some(filter) => {
+                crate::startup::check_log_level(&filter).map_err(|e| invalid("--log-level", e))?;
+                Some(filter)
+            }
+            None => None,
+        };
+        let log_format = match &args.log_format {
+            Some(format) => format
+                .parse()
+                .map_err(|e: String| invalid("--log-format", e))?,
+            None => LogFormat::Text,
+        };
         let mut limits = ClientLimits::default();
         if let Some(secs) = args.client_header_timeout {
             if secs == 0 {
@@ -356,6 +393,8 @@ impl Settings {
                 .unwrap_or(defaults.shutdown_grace),
             limits,
             pool: PoolSettings::default(),
+            log_level,
+            log_format,
         })
     }
 }
@@ -367,14 +406,29 @@ fn read_toml(path: &std::path::Path) -> Result<ServeArgs, SettingsError> {
     };
     let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
     let table: toml::Table =
-        toml::from_str(&text).map_err(|e| file_error(e.message().to_string()))?;
+        toml::from_str(&text).map_err(|e| file_error(crate::startup::toml_error(&text, &e)))?;
     // Keys may be spelled like the flags (`proxy-listen`) or in TOML style (`proxy_listen`).
     let normalized: toml::Table = table
         .into_iter()
         .map(|(key, value)| (key.replace('-', "_"), value))
         .collect();
-    ServeArgs::deserialize(toml::Value::Table(normalized))
-        .map_err(|e| file_error(e.message().to_string()))
+    ServeArgs::deserialize(toml::Value::Table(normalized)).map_err(|e| {
+        // The table was rebuilt, so the error has no position: find the key it names.
+        let message = e
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid value")
+            .to_string();
+        let line = message
+            .split('`')
+            .nth(1)
+            .and_then(|key| crate::startup::line_of_key(&text, key));
+        file_error(match line {
+            Some(line) => format!("line {line}: {message}"),
+            None => message,
+        })
+    })
 }
 
 fn parse_addrs(setting: &'static str, values: &[String]) -> Result<Vec<SocketAddr>, SettingsError> {
@@ -418,7 +472,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_contract() {
-        let s = parse(&[]).unwrap();
+        let s = parse(&["--config-file", "kong.yml"]).unwrap();
         assert_eq!(s.proxy_listen, vec!["0.0.0.0:8000".parse().unwrap()]);
         assert!(s.proxy_tls_listen.is_empty());
         assert_eq!(s.status_listen, "127.0.0.1:8100".parse().unwrap());
@@ -438,6 +492,15 @@ mod tests {
             (&["--tls-cert", "/x.pem"], "--tls-cert"),
             (&["--control-plane", "cp:8005"], "--control-plane"),
             (&["--control-plane", "https://cp:8005"], "--cluster-ca"),
+            (&[], "--control-plane"),
+            (
+                &["--config-file", "k.yml", "--log-format", "xml"],
+                "--log-format",
+            ),
+            (
+                &["--config-file", "k.yml", "--log-level", "info,=["],
+                "--log-level",
+            ),
         ];
         for (argv, setting) in cases {
             let err = parse(argv).unwrap_err().to_string();
@@ -455,7 +518,15 @@ mod tests {
             "proxy-listen = [\"127.0.0.1:9000\", \"127.0.0.1:9001\"]\nworkers = 3\ntrusted_ips = [\"10.0.0.0/8\"]\n",
         )
         .unwrap();
-        let s = parse(&["--config", path.to_str().unwrap(), "--workers", "2"]).unwrap();
+        let s = parse(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--config-file",
+            "kong.yml",
+        ])
+        .unwrap();
         assert_eq!(s.workers, 2);
         assert_eq!(s.proxy_listen.len(), 2);
         assert_eq!(s.trusted_ips, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
@@ -465,16 +536,32 @@ mod tests {
     fn unknown_file_key_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dp.toml");
-        std::fs::write(&path, "proxy_lisen = [\"127.0.0.1:9000\"]\n").unwrap();
+        std::fs::write(&path, "workers = 2\nproxy-lisen = [\"127.0.0.1:9000\"]\n").unwrap();
         let err = parse(&["--config", path.to_str().unwrap()])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("proxy_lisen"), "{err}");
+        assert!(err.contains("line 2: unknown field `proxy_lisen`"), "{err}");
+        std::fs::write(
+            &path,
+            "workers = 2\nlog_level = \"debug\"\nproxy_listen = [\n",
+        )
+        .unwrap();
+        let err = parse(&["--config", path.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3: "), "{err}");
+        assert!(!err.contains('\n'), "{err}");
     }
 
     #[test]
     fn trusted_ips_accept_addresses_and_cidrs() {
-        let s = parse(&["--trusted-ips", "127.0.0.1, 10.1.2.3/8 ,::1"]).unwrap();
+        let s = parse(&[
+            "--trusted-ips",
+            "127.0.0.1, 10.1.2.3/8 ,::1",
+            "--config-file",
+            "kong.yml",
+        ])
+        .unwrap();
         let expected: Vec<IpNet> = vec![
             "127.0.0.1/32".parse().unwrap(),
             "10.0.0.0/8".parse().unwrap(),

@@ -305,10 +305,21 @@ fn operation(endpoint: &Endpoint, method: &Method) -> Value {
                     "Every data plane: what it runs, sync status, last error, lag".into()
                 }
                 Op::ClusteringStatus => "Data planes by id (Kong's deprecated summary)".into(),
+                Op::ClusteringWait => {
+                    "Wait until connected data planes applied a config version (504 on timeout)"
+                        .into()
+                }
                 _ => String::new(),
             };
             if op == Op::Audit || op == Op::Tags {
                 operation.insert("parameters".into(), Value::Array(list_parameters()));
+            }
+            if op == Op::ClusteringWait {
+                operation.insert("parameters".into(), super::clustering::wait_parameters());
+                responses.insert(
+                    "504".into(),
+                    json_response("timed out; per-node state", json!({"type": "object"})),
+                );
             }
             responses.insert("200".into(), json_response("OK", json!({"type": "object"})));
         }

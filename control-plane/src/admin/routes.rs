@@ -33,6 +33,8 @@ pub enum Op {
     OpenApi,
     ClusteringDataPlanes,
     ClusteringStatus,
+    /// `/clustering/wait`: until data planes applied a version.
+    ClusteringWait,
     /// `/tags` and `/tags/{tag}`.
     Tags,
     /// `/E` or `/P/{p}/E`: list, create.
@@ -140,6 +142,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         fixed("/openapi.json", GET, Op::OpenApi),
         fixed("/clustering/data-planes", GET, Op::ClusteringDataPlanes),
         fixed("/clustering/status", GET, Op::ClusteringStatus),
+        fixed("/clustering/wait", GET, Op::ClusteringWait),
     ];
     for kind in EntityKind::ALL {
         let base = format!("/{}", collection(kind));
