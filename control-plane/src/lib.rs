@@ -106,7 +106,7 @@ impl ControlPlane {
 /// certificate (one expiring within 30 days is a warning). Each refusal
 /// names its setting.
 fn read_cluster_tls(tls: &settings::ClusterTls) -> anyhow::Result<cluster::ClusterTls> {
-    use tollgate_data_plane::sync::validity;
+    use tollgate_shared::certificates::validity;
     let read = |setting: &str, path: &std::path::Path| {
         std::fs::read_to_string(path).map_err(|e| {
             anyhow::anyhow!(

@@ -3,7 +3,7 @@
 use clap::Parser;
 use std::process::ExitCode;
 use tollgate_control_plane::settings::{CertCommand, Cli, Command};
-use tollgate_data_plane::startup::{self, CliOutcome};
+use tollgate_shared::startup::{self, CliOutcome};
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("tollgate-cp: {message}");

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use tollgate_data_plane::startup::{check_log_level, toml_error, LogFormat};
+use tollgate_shared::startup::{check_log_level, toml_error, LogFormat};
 
 /// Default `--database-url`: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://tollgate.db";

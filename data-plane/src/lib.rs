@@ -17,7 +17,7 @@ pub mod proxy;
 pub use tollgate_shared::router;
 pub mod settings;
 pub mod shutdown;
-pub mod startup;
+pub use tollgate_shared::startup;
 pub mod status;
 pub mod sync;
 pub mod tls;

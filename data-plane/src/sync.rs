@@ -11,7 +11,7 @@
 
 mod connect;
 mod persist;
-pub mod validity;
+pub use tollgate_shared::certificates::validity;
 
 pub use connect::{ConnectProblem, Connector, ConnectorError, TlsSetupError, CONNECT_TIMEOUT};
 

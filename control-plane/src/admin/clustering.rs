@@ -225,6 +225,7 @@ pub async fn wait(request: &AdminRequest) -> Result<Response, ApiError> {
             .map(|state| DataPlaneEntry {
                 sync_status: state.sync_status(published.hash.as_deref()),
                 lag_ms: state.lag_ms(published.hash.as_deref(), now),
+                unpublished_reason: None,
                 state,
             })
             .collect();
