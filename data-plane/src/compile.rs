@@ -91,6 +91,9 @@ pub struct CompiledRoute {
     pub https_redirect_status_code: StatusCode,
     pub strip_path: bool,
     pub preserve_host: bool,
+    /// Read the whole request body before taking an upstream connection.
+    pub request_buffering: bool,
+    pub response_buffering: bool,
     pub service: Option<Arc<CompiledService>>,
     pub chain: Arc<PluginChain>,
 }
@@ -302,6 +305,8 @@ fn compile_route(
             .unwrap_or(StatusCode::UPGRADE_REQUIRED),
         strip_path: route.strip_path,
         preserve_host: route.preserve_host,
+        request_buffering: route.request_buffering,
+        response_buffering: route.response_buffering,
         service,
         chain,
     }

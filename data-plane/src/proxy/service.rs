@@ -1,34 +1,45 @@
 //! One proxied request: load the compiled config once, check the client
-//! limits, normalize the path, route, run the route's plugin chain, build the
-//! upstream request (path, Host, forwarding headers), forward it, and decorate
-//! the response. Every early exit goes through `respond`.
+//! limits and framing, decide the request's host, normalize the path, route,
+//! run the route's plugin chain, build the upstream request (path, Host,
+//! forwarding headers, the body streamed or buffered), forward it, and
+//! decorate the response. Every early exit goes through `respond`; denials
+//! and gateway 5xx are counted and logged (rate-limited) on the way.
 
-use super::body::{RequestBody, ResponseBody};
+use super::body::{
+    buffer_request_body, BufferLimits, ClientBodyError, ClientBodyOrSpoolError, RequestBody,
+    ResponseBody,
+};
 use super::error::ProxyError;
 use super::headers::{
-    append_forwarded_for, header_bytes, host_without_port, is_upgrade_request, strip_hop_by_hop,
-    Keep, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PATH, X_FORWARDED_PORT,
-    X_FORWARDED_PREFIX, X_FORWARDED_PROTO, X_PROXY_LATENCY, X_REAL_IP, X_REQUEST_ID,
-    X_UPSTREAM_LATENCY,
+    append_forwarded_for, has_unsupported_transfer_coding, header_bytes, host_without_port,
+    is_upgrade_request, is_websocket, strip_hop_by_hop, Keep, X_FORWARDED_FOR, X_FORWARDED_HOST,
+    X_FORWARDED_PATH, X_FORWARDED_PORT, X_FORWARDED_PREFIX, X_FORWARDED_PROTO, X_PROXY_LATENCY,
+    X_REAL_IP, X_REQUEST_ID, X_UPSTREAM_LATENCY,
 };
+use super::host::canonical_host;
 use super::respond::{respond, FormatHints, Reply, Style};
 use super::server::{ActiveRequest, ClientConn};
 use super::upstream::{self, UpstreamResponse};
 use crate::compile::{CompiledRoute, CompiledService};
-use crate::plugins::{Decision, PluginRequest, Protocol};
+use crate::plugins::{Decision, PluginRequest, Protocol, Rejection};
 use crate::router::{self, RequestInfo};
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::time::Instant;
 
-/// An early end of a request: what to answer and how to format it.
+/// An early end of a request: what to answer, how to format it, and for a
+/// failure, its fixed label.
 struct Exit {
     reply: Reply,
     hints: FormatHints,
+    cause: Option<&'static str>,
 }
 
 impl Exit {
@@ -36,8 +47,34 @@ impl Exit {
         Exit {
             reply,
             hints: FormatHints::of(headers),
+            cause: None,
         }
     }
+
+    fn failed(error: &ProxyError, hints: FormatHints, version: Version) -> Exit {
+        let mut reply = Reply::from_error(error);
+        // A client whose body was refused or broken may still be sending it.
+        if error.side() == super::error::Side::Client {
+            reply = closing(reply, version);
+        }
+        Exit {
+            reply,
+            hints,
+            cause: Some(error.label()),
+        }
+    }
+}
+
+/// `reply` with `Connection: close` on HTTP/1: like nginx, stop reading from
+/// a client whose request could not be framed or was refused mid-body.
+fn closing(mut reply: Reply, version: Version) -> Reply {
+    if version < Version::HTTP_2 {
+        reply
+            .headers
+            .get_or_insert_with(HeaderMap::new)
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    reply
 }
 
 /// Entry point for every request of a client connection.
@@ -50,13 +87,18 @@ pub async fn handle(
     let request_id = new_request_id();
     let mut response = match proxy(&conn, request, &request_id, started).await {
         Ok(response) => response,
-        Err(exit) => respond(
-            exit.reply,
-            &exit.hints,
-            &request_id,
-            &conn.shared.values,
-            started.elapsed(),
-        ),
+        Err(exit) => {
+            if exit.reply.status.is_server_error() {
+                note_gateway_error(&conn, &exit, &request_id);
+            }
+            respond(
+                exit.reply,
+                &exit.hints,
+                &request_id,
+                &conn.shared.values,
+                started.elapsed(),
+            )
+        }
     };
     response.body_mut().set_active(active);
     Ok(response)
@@ -104,11 +146,61 @@ fn is_normalized(path: &str) -> bool {
     true
 }
 
-fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
-    headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()))
+/// Counts a 5xx the gateway answered itself and logs it, rate-limited.
+fn note_gateway_error(conn: &ClientConn, exit: &Exit, request_id: &HeaderValue) {
+    let shared = &conn.shared;
+    shared.status.gateway_errors.fetch_add(1, Ordering::Relaxed);
+    if let Some(suppressed) = shared.log_limits.gateway_errors.admit() {
+        tracing::warn!(
+            status = exit.reply.status.as_u16(),
+            cause = exit.cause.unwrap_or("gateway"),
+            client_ip = %conn.peer_ip,
+            request_id = request_id.to_str().unwrap_or(""),
+            suppressed,
+            "request failed"
+        );
+    }
+}
+
+/// Counts a request a plugin answered itself and logs it, rate-limited.
+fn note_denial(conn: &ClientConn, route: &CompiledRoute, rejection: &Rejection, client_ip: IpAddr) {
+    let shared = &conn.shared;
+    shared
+        .status
+        .requests_denied
+        .fetch_add(1, Ordering::Relaxed);
+    if let Some(suppressed) = shared.log_limits.denials.admit() {
+        tracing::warn!(
+            status = rejection.status.as_u16(),
+            %client_ip,
+            route = %route.id,
+            message = %rejection.message,
+            suppressed,
+            "request denied by a plugin"
+        );
+    }
+}
+
+/// What is refused from the request head alone: a target or header block
+/// over the limits (414, 431) and a transfer coding other than `chunked`
+/// (501, as nginx). The connection is closed after the answer.
+fn head_rejection(conn: &ClientConn, request: &Request<Incoming>) -> Option<Reply> {
+    let limits = &conn.shared.limits;
+    let target_len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    let status = if target_len > limits.max_request_target {
+        StatusCode::URI_TOO_LONG
+    } else if header_bytes(request.headers()) > limits.max_header_bytes {
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    } else if !request.body().is_end_stream() && has_unsupported_transfer_coding(request.headers())
+    {
+        StatusCode::NOT_IMPLEMENTED
+    } else {
+        return None;
+    };
+    Some(closing(Reply::error_page(status), request.version()))
 }
 
 fn is_grpc_request(headers: &HeaderMap) -> bool {
@@ -124,29 +216,20 @@ async fn proxy(
     started: Instant,
 ) -> Result<Response<ResponseBody>, Exit> {
     let shared = &conn.shared;
-    let limits = &shared.limits;
-
-    let target_len = request
-        .uri()
-        .path_and_query()
-        .map_or(0, |pq| pq.as_str().len());
-    let over_limit = if target_len > limits.max_request_target {
-        Some(StatusCode::URI_TOO_LONG)
-    } else if header_bytes(request.headers()) > limits.max_header_bytes {
-        Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
-    } else {
-        None
-    };
-    if let Some(status) = over_limit {
-        // Like nginx, stop reading from a client that sent an oversized head.
-        let mut reply = Reply::error_page(status);
-        if request.version() < Version::HTTP_2 {
-            let mut close = HeaderMap::new();
-            close.insert(header::CONNECTION, HeaderValue::from_static("close"));
-            reply.headers = Some(close);
-        }
+    if let Some(reply) = head_rejection(conn, &request) {
         return Err(Exit::new(reply, request.headers()));
     }
+    let host = match canonical_host(request.version(), request.uri(), request.headers()) {
+        Ok(host) => host,
+        Err(_) => {
+            let reply = closing(
+                Reply::error_page(StatusCode::BAD_REQUEST),
+                request.version(),
+            );
+            return Err(Exit::new(reply, request.headers()));
+        }
+    };
+    host.apply_to(request.headers_mut());
 
     let compiled = shared.gateway.current();
     let raw_path = request.uri().path();
@@ -161,10 +244,9 @@ async fn proxy(
             }
         }
     };
-    let host = request_host(request.uri(), request.headers());
     let found = compiled.router.find(&RequestInfo {
         method: request.method().as_str(),
-        host,
+        host: host.as_str(),
         path: &path,
         headers: request.headers(),
         https: conn.https,
@@ -187,7 +269,7 @@ async fn proxy(
         (false, true) => Protocol::Grpc,
         (true, true) => Protocol::Grpcs,
     };
-    if let Some(reply) = protocol_mismatch(route, protocol, &request, host) {
+    if let Some(reply) = protocol_mismatch(route, protocol, &request, host.as_str()) {
         return Err(Exit::new(reply, request.headers()));
     }
     let Some(service) = route.service.as_ref() else {
@@ -207,6 +289,7 @@ async fn proxy(
             consumer: None,
         };
         if let Decision::Respond(rejection) = route.chain.on_request(&mut plugin_request) {
+            note_denial(conn, route, &rejection, client_ip);
             return Err(Exit::new(
                 Reply::from_rejection(rejection),
                 request.headers(),
@@ -223,13 +306,11 @@ async fn proxy(
         }
     };
     let forwarded_path = HeaderValue::from_str(request.uri().path()).ok();
-    let forwarded_host = host.map(forwarded_host_value);
-    // HTTP/2 carries the host in `:authority`, which must become `Host` upstream.
-    let preserved_host = if route.preserve_host && !request.headers().contains_key(header::HOST) {
-        host.and_then(|h| HeaderValue::from_str(h).ok())
-    } else {
-        None
-    };
+    let forwarded_host = host.as_str().map(forwarded_host_value);
+    let preserved_host = route
+        .preserve_host
+        .then(|| host.header_value().cloned())
+        .flatten();
     drop(path);
 
     let upgrade = is_upgrade_request(request.headers(), request.version());
@@ -251,7 +332,6 @@ async fn proxy(
         &mut headers,
         UpstreamHeaderFacts {
             conn,
-            route,
             service,
             resolved_ip: resolved_ip_value,
             forwarded_path,
@@ -263,7 +343,21 @@ async fn proxy(
         },
     );
 
-    let mut upstream_request = Request::new(RequestBody::from_incoming(body, limits.body_timeout));
+    let body = match upstream_body(
+        conn,
+        route,
+        service,
+        upgrade,
+        &parts.method,
+        body,
+        &mut headers,
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(error) => return Err(Exit::failed(&error, hints, client_version)),
+    };
+    let mut upstream_request = Request::new(body);
     *upstream_request.method_mut() = parts.method;
     *upstream_request.uri_mut() = upstream_uri;
     *upstream_request.version_mut() = if service.protocol.is_http2() {
@@ -281,14 +375,18 @@ async fn proxy(
         upstream::forward(&service.target, upstream_request).await
     };
     let UpstreamResponse { response, lease } = match result {
-        Ok(exchange) => exchange,
-        Err(error) => {
-            tracing::debug!(error = error.label(), service = %service.id, "upstream failed");
-            return Err(Exit {
-                reply: Reply::from_error(&error),
+        Ok(exchange)
+            if exchange.response.status() == StatusCode::SWITCHING_PROTOCOLS && !upgrade =>
+        {
+            // A tunnel the client never asked for would bypass every route control.
+            return Err(Exit::failed(
+                &ProxyError::UnexpectedUpgrade,
                 hints,
-            });
+                client_version,
+            ));
         }
+        Ok(exchange) => exchange,
+        Err(error) => return Err(Exit::failed(&error, hints, client_version)),
     };
     let upstream_latency = sent_at.elapsed();
 
@@ -318,6 +416,62 @@ async fn proxy(
     Ok(Response::from_parts(
         parts,
         ResponseBody::upstream(body, lease),
+    ))
+}
+
+/// The body sent upstream. When the route buffers requests it is read
+/// completely first, before any upstream connection is taken (not for a
+/// WebSocket or an HTTP/2 upstream, whose streams cannot wait for their end);
+/// otherwise it streams through. Either way the size limit applies.
+async fn upstream_body(
+    conn: &ClientConn,
+    route: &CompiledRoute,
+    service: &CompiledService,
+    upgrade: bool,
+    method: &Method,
+    body: Incoming,
+    headers: &mut HeaderMap,
+) -> Result<RequestBody, ProxyError> {
+    if body.is_end_stream() {
+        return Ok(RequestBody::Empty);
+    }
+    let limits = &conn.shared.limits;
+    if route.request_buffering && !upgrade && !service.protocol.is_http2() {
+        let buffer_limits = BufferLimits {
+            max: limits.max_body_size,
+            memory: limits.body_buffer_size,
+            temp_dir: &limits.body_temp_dir,
+            stall_timeout: limits.body_timeout,
+        };
+        let buffered =
+            buffer_request_body(body, &buffer_limits)
+                .await
+                .map_err(|error| match error {
+                    ClientBodyOrSpoolError::Client(client) => ProxyError::from(&client),
+                    ClientBodyOrSpoolError::Spool(io) => ProxyError::BodyBuffer(io),
+                })?;
+        // The length is known now, whatever framing the client used.
+        let length = buffered.size_hint().lower();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        return Ok(buffered);
+    }
+    if limits.max_body_size > 0 && body.size_hint().lower() > limits.max_body_size {
+        return Err(ProxyError::from(&ClientBodyError::TooLarge));
+    }
+    if body.size_hint().exact().is_none()
+        && matches!(*method, Method::GET | Method::HEAD)
+        && !service.protocol.is_http2()
+    {
+        // hyper would send a GET or HEAD body of unknown length as no body at all.
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+    Ok(RequestBody::from_incoming(
+        body,
+        limits.body_timeout,
+        limits.max_body_size,
     ))
 }
 
@@ -412,12 +566,12 @@ fn forwarded_host_value(host: &str) -> HeaderValue {
 
 struct UpstreamHeaderFacts<'a> {
     conn: &'a ClientConn,
-    route: &'a CompiledRoute,
     service: &'a CompiledService,
     /// The client address when real-IP processing changed it.
     resolved_ip: Option<HeaderValue>,
     forwarded_path: Option<HeaderValue>,
     forwarded_host: Option<HeaderValue>,
+    /// The request's host when the route preserves it (none: the service's).
     preserved_host: Option<HeaderValue>,
     stripped: Option<&'a str>,
     client_version: Version,
@@ -469,11 +623,10 @@ fn add_upstream_headers(headers: &mut HeaderMap, facts: UpstreamHeaderFacts<'_>)
     set(X_FORWARDED_PREFIX, prefix);
 
     headers.insert(X_REAL_IP, client_ip);
-    if let Some(host) = facts.preserved_host {
-        headers.insert(header::HOST, host);
-    } else if !facts.route.preserve_host || !headers.contains_key(header::HOST) {
-        headers.insert(header::HOST, facts.service.host_header.clone());
-    }
+    let host = facts
+        .preserved_host
+        .unwrap_or_else(|| facts.service.host_header.clone());
+    headers.insert(header::HOST, host);
     values.append_via(headers, facts.client_version);
     headers.insert(X_REQUEST_ID, facts.request_id.clone());
 }
@@ -486,6 +639,9 @@ async fn upgrade_exchange(
 ) -> Result<UpstreamResponse, ProxyError> {
     let mut response = upstream::forward_upgrade(target, request).await?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if !is_websocket(response.headers()) {
+            return Err(ProxyError::UnexpectedUpgrade);
+        }
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         tokio::spawn(async move {
             let (client, upstream) = match tokio::join!(client_upgrade, upstream_upgrade) {
