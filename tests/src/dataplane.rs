@@ -320,3 +320,39 @@ pub async fn send_tls(
         read_reply(sender.send_request(request).await?).await
     }
 }
+
+/// The data plane's `/status` body.
+pub async fn status(data_plane: &DataPlane) -> anyhow::Result<Value> {
+    Ok(get(data_plane.status_addr(), "/status").await?.json())
+}
+
+/// Checks `condition` every 10 ms until it holds or `limit` passes; returns
+/// whether it held. For states that have no event to wait on (counters).
+pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Reads one response head (through the blank line) from a raw connection.
+pub async fn read_head(stream: &mut TcpStream) -> anyhow::Result<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await? == 0 {
+            anyhow::bail!(
+                "closed before the head ended: {}",
+                String::from_utf8_lossy(&head)
+            );
+        }
+        head.push(byte[0]);
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}

@@ -7,6 +7,7 @@ mod e2e {
     pub mod cluster_sync;
     pub mod cluster_tls;
     pub mod proxy_basics;
+    pub mod proxy_hardening;
     pub mod proxy_protocols;
     pub mod proxy_security;
     pub mod proxy_upstream;
