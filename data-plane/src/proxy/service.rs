@@ -230,6 +230,7 @@ async fn proxy(
         }
     };
     host.apply_to(request.headers_mut());
+    let host_name = host.as_str();
 
     let compiled = shared.gateway.current();
     let raw_path = request.uri().path();
@@ -246,7 +247,7 @@ async fn proxy(
     };
     let found = compiled.router.find(&RequestInfo {
         method: request.method().as_str(),
-        host: host.as_str(),
+        host: host_name,
         path: &path,
         headers: request.headers(),
         https: conn.https,
@@ -269,7 +270,7 @@ async fn proxy(
         (false, true) => Protocol::Grpc,
         (true, true) => Protocol::Grpcs,
     };
-    if let Some(reply) = protocol_mismatch(route, protocol, &request, host.as_str()) {
+    if let Some(reply) = protocol_mismatch(route, protocol, &request, host_name) {
         return Err(Exit::new(reply, request.headers()));
     }
     let Some(service) = route.service.as_ref() else {
@@ -306,7 +307,7 @@ async fn proxy(
         }
     };
     let forwarded_path = HeaderValue::from_str(request.uri().path()).ok();
-    let forwarded_host = host.as_str().map(forwarded_host_value);
+    let forwarded_host = host_name.map(forwarded_host_value);
     let preserved_host = route
         .preserve_host
         .then(|| host.header_value().cloned())

@@ -267,7 +267,7 @@ async fn only_websocket_is_forwarded_as_an_upgrade() {
     // Nor is an h2c answer to a WebSocket request a tunnel.
     let mismatched = exchange(
         proxy,
-        b"GET /switch HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        b"GET /switch HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n",
     )
     .await;
     assert_eq!(mismatched.status, 502, "{}", mismatched.head);
