@@ -56,6 +56,33 @@ pub struct Scope {
     pub consumer: Option<u128>,
 }
 
+impl Scope {
+    /// A plugin on route `n` only.
+    pub fn route(n: u128) -> Scope {
+        Scope {
+            route: Some(n),
+            ..Scope::default()
+        }
+    }
+
+    /// A plugin on service `n` only.
+    pub fn service(n: u128) -> Scope {
+        Scope {
+            service: Some(n),
+            ..Scope::default()
+        }
+    }
+}
+
+/// The smallest config: service 1 at `upstream` (patched with `service_patch`)
+/// and route 10 on `/` to it.
+pub fn one_route(upstream: SocketAddr, service_patch: Value) -> anyhow::Result<Config> {
+    ConfigBuilder::new()
+        .service(1, upstream, service_patch)
+        .route(10, Some(1), &["/"], json!({}))
+        .build()
+}
+
 fn fk(n: Option<u128>) -> Value {
     n.map_or(Value::Null, |n| json!({ "id": uuid(n) }))
 }
@@ -324,6 +351,29 @@ pub async fn send_tls(
 /// The data plane's `/status` body.
 pub async fn status(data_plane: &DataPlane) -> anyhow::Result<Value> {
     Ok(get(data_plane.status_addr(), "/status").await?.json())
+}
+
+/// Reads `/status` every 10 ms until `pointer` (a JSON pointer such as
+/// `/server/connections_active`) equals `expected` or `limit` passes; returns
+/// the last value read.
+pub async fn wait_for_status(
+    data_plane: &DataPlane,
+    pointer: &str,
+    expected: Value,
+    limit: Duration,
+) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let value = status(data_plane)
+            .await?
+            .pointer(pointer)
+            .cloned()
+            .unwrap_or(Value::Null);
+        if value == expected || tokio::time::Instant::now() >= deadline {
+            return Ok(value);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Checks `condition` every 10 ms until it holds or `limit` passes; returns

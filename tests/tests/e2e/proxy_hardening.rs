@@ -17,7 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tollgate_data_plane::{DataPlane, Settings};
 use tollgate_tests::dataplane::{
-    self, get, raw_exchange, read_head, send_from, wait_until, ConfigBuilder, Scope,
+    self, get, raw_exchange, read_head, send_from, wait_for_status, wait_until, ConfigBuilder,
+    Scope,
 };
 use tollgate_tests::echo;
 
@@ -85,10 +86,7 @@ async fn the_host_is_decided_once_and_used_everywhere() {
             100,
             "ip-restriction",
             json!({"deny": ["127.0.0.1"]}),
-            Scope {
-                route: Some(11),
-                ..Scope::default()
-            },
+            Scope::route(11),
         )
         .build()
         .unwrap();
@@ -309,17 +307,10 @@ async fn slow_bodies_hold_no_upstream_connection_until_complete() {
             .unwrap();
         clients.push(stream);
     }
-    let mut in_flight = 0;
-    for _ in 0..1000 {
-        in_flight = status_of(&dp).await["server"]["connections_writing"]
-            .as_u64()
-            .unwrap();
-        if in_flight as usize == CLIENTS {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(in_flight as usize, CLIENTS, "requests in progress");
+    let in_flight = wait_for_status(&dp, "/server/connections_writing", json!(CLIENTS), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(in_flight, CLIENTS, "requests in progress");
     assert_eq!(
         stats.connections(),
         0,
@@ -524,11 +515,7 @@ async fn request_framing_defects_are_client_errors() {
 async fn an_invalid_upstream_answer_is_not_retried() {
     let (upstream, connections) =
         scripted_upstream(b"HTTP/1.1 200 OK\r\nthis is no header\r\n\r\n").await;
-    let config = ConfigBuilder::new()
-        .service(1, upstream, json!({"retries": 5}))
-        .route(10, Some(1), &["/"], json!({}))
-        .build()
-        .unwrap();
+    let config = dataplane::one_route(upstream, json!({"retries": 5})).unwrap();
     let dp = dataplane::start(Settings::loopback(), &config)
         .await
         .unwrap();
@@ -605,10 +592,7 @@ async fn denials_and_gateway_errors_are_counted_and_logged_at_a_bounded_rate() {
             100,
             "ip-restriction",
             json!({"deny": ["127.0.0.0/8"]}),
-            Scope {
-                route: Some(10),
-                ..Scope::default()
-            },
+            Scope::route(10),
         )
         .build()
         .unwrap();
@@ -649,11 +633,7 @@ async fn denials_and_gateway_errors_are_counted_and_logged_at_a_bounded_rate() {
 #[tokio::test]
 async fn connections_per_client_address_are_capped() {
     let upstream = echo::spawn().await.unwrap();
-    let config = ConfigBuilder::new()
-        .service(1, upstream, json!({}))
-        .route(10, Some(1), &["/"], json!({}))
-        .build()
-        .unwrap();
+    let config = dataplane::one_route(upstream, json!({})).unwrap();
     let mut settings = Settings::loopback();
     settings.limits.max_connections_per_ip = 2;
     let dp = dataplane::start(settings, &config).await.unwrap();
@@ -661,16 +641,9 @@ async fn connections_per_client_address_are_capped() {
 
     let first = TcpStream::connect(proxy).await.unwrap();
     let mut second = TcpStream::connect(proxy).await.unwrap();
-    let mut active = 0;
-    for _ in 0..500 {
-        active = status_of(&dp).await["server"]["connections_active"]
-            .as_u64()
-            .unwrap();
-        if active == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let active = wait_for_status(&dp, "/server/connections_active", json!(2), LIMIT)
+        .await
+        .unwrap();
     assert_eq!(active, 2);
 
     // The third is closed at once, without an answer.
@@ -707,14 +680,10 @@ async fn connections_per_client_address_are_capped() {
     // A slot comes back when its connection ends.
     drop(first);
     drop(second);
-    let mut reply = None;
-    for _ in 0..500 {
-        if status_of(&dp).await["server"]["connections_active"] == 0 {
-            reply = Some(get(proxy, "/").await.unwrap());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(reply.map(|r| r.status), Some(http::StatusCode::OK));
+    let active = wait_for_status(&dp, "/server/connections_active", json!(0), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(active, 0);
+    assert_eq!(get(proxy, "/").await.unwrap().status, 200);
     dp.shutdown().await;
 }
