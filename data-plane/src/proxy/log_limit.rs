@@ -31,7 +31,7 @@ impl LogLimiter {
     /// `Some(n)` when this event may be logged, `n` being how many were
     /// suppressed since the last admitted one; `None` when it must not be.
     pub fn admit(&self) -> Option<u64> {
-        let window = u64::try_from(self.epoch.elapsed().as_secs()).unwrap_or(u64::MAX);
+        let window = self.epoch.elapsed().as_secs();
         let seen = self.window.load(Ordering::Relaxed);
         if seen != window
             && self
