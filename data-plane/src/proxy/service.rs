@@ -163,7 +163,13 @@ fn note_gateway_error(conn: &ClientConn, exit: &Exit, request_id: &HeaderValue) 
 }
 
 /// Counts a request a plugin answered itself and logs it, rate-limited.
-fn note_denial(conn: &ClientConn, route: &CompiledRoute, rejection: &Rejection, client_ip: IpAddr) {
+fn note_denial(
+    conn: &ClientConn,
+    route: &CompiledRoute,
+    rejection: &Rejection,
+    client_ip: IpAddr,
+    host: Option<&str>,
+) {
     let shared = &conn.shared;
     shared
         .status
@@ -173,6 +179,7 @@ fn note_denial(conn: &ClientConn, route: &CompiledRoute, rejection: &Rejection, 
         tracing::warn!(
             status = rejection.status.as_u16(),
             %client_ip,
+            host = host.unwrap_or(""),
             route = %route.id,
             message = %rejection.message,
             suppressed,
@@ -290,7 +297,7 @@ async fn proxy(
             consumer: None,
         };
         if let Decision::Respond(rejection) = route.chain.on_request(&mut plugin_request) {
-            note_denial(conn, route, &rejection, client_ip);
+            note_denial(conn, route, &rejection, client_ip, host_name);
             return Err(Exit::new(
                 Reply::from_rejection(rejection),
                 request.headers(),
@@ -444,13 +451,13 @@ async fn upstream_body(
             temp_dir: &limits.body_temp_dir,
             stall_timeout: limits.body_timeout,
         };
-        let buffered =
-            buffer_request_body(body, &buffer_limits)
-                .await
-                .map_err(|error| match error {
-                    ClientBodyOrSpoolError::Client(client) => ProxyError::from(&client),
-                    ClientBodyOrSpoolError::Spool(io) => ProxyError::BodyBuffer(io),
-                })?;
+        // Boxed so that the request future stays small for bodyless requests.
+        let buffered = Box::pin(buffer_request_body(body, &buffer_limits))
+            .await
+            .map_err(|error| match error {
+                ClientBodyOrSpoolError::Client(client) => ProxyError::from(&client),
+                ClientBodyOrSpoolError::Spool(io) => ProxyError::BodyBuffer(io),
+            })?;
         // The length is known now, whatever framing the client used.
         let length = buffered.size_hint().lower();
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));

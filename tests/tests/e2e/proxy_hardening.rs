@@ -398,6 +398,12 @@ async fn body_limits_and_spooling() {
         0,
         "an oversized body reached the upstream"
     );
+    // Streamed, the limit cuts the body off on its way.
+    let mut streamed_over =
+        b"POST /stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    streamed_over.extend(chunked(&[&block, &block, &block]));
+    let cut = exchange(proxy, &streamed_over).await;
+    assert_eq!(cut.status, 413, "{}", cut.head);
 
     // Past the memory threshold the body goes to a temporary file, and arrives whole.
     let body: String = (0..1000)
