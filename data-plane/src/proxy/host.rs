@@ -6,6 +6,7 @@
 //! can disagree about which host a request is for.
 
 use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::Authority;
 use http::{Uri, Version};
 
 /// Why a request's host could not be decided; every case is a 400.
@@ -20,29 +21,44 @@ pub enum HostError {
 }
 
 /// The canonical host of one request, as sent by the client (port included).
+/// Both forms share the request's own bytes: deciding copies nothing.
 #[derive(Debug, Clone, Default)]
 pub struct RequestHost {
-    value: Option<HeaderValue>,
-    /// The value is not the request's own `Host` header (absolute-form target,
-    /// `:authority`, or a `Host` that disagreed): the header must be replaced.
-    replaces_header: bool,
+    value: Option<HostValue>,
+    /// A `Host` header disagreed with the target or `:authority`: the header
+    /// is replaced, so that plugins reading headers see what routing saw.
+    rewrite_header: bool,
+}
+
+#[derive(Debug, Clone)]
+enum HostValue {
+    Header(HeaderValue),
+    Authority(Authority),
 }
 
 impl RequestHost {
     pub fn as_str(&self) -> Option<&str> {
-        // Only values that passed `is_valid_host` (visible ASCII) are stored.
-        self.value.as_ref().and_then(|v| v.to_str().ok())
+        match self.value.as_ref()? {
+            // Only values that passed `is_valid_host` (visible ASCII) are stored.
+            HostValue::Header(value) => value.to_str().ok(),
+            HostValue::Authority(authority) => Some(authority.as_str()),
+        }
     }
 
-    pub fn header_value(&self) -> Option<&HeaderValue> {
-        self.value.as_ref()
+    /// The host as a header value (`preserve_host`).
+    pub fn header_value(&self) -> Option<HeaderValue> {
+        match self.value.as_ref()? {
+            HostValue::Header(value) => Some(value.clone()),
+            HostValue::Authority(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        }
     }
 
-    /// Makes the request's `Host` header this host, so that plugins reading the
-    /// headers see what routing saw. Free when the header already is the host.
+    /// Replaces a disagreeing `Host` header with this host; free otherwise.
     pub fn apply_to(&self, headers: &mut HeaderMap) {
-        if let (true, Some(value)) = (self.replaces_header, &self.value) {
-            headers.insert(header::HOST, value.clone());
+        if self.rewrite_header {
+            if let Some(value) = self.header_value() {
+                headers.insert(header::HOST, value);
+            }
         }
     }
 }
@@ -58,33 +74,38 @@ pub fn canonical_host(
     if host_headers.next().is_some() {
         return Err(HostError::Repeated);
     }
+    // RFC 9112 §3.2 (and nginx): HTTP/1.1 needs Host even with an absolute-form target.
+    if host_header.is_none() && version == Version::HTTP_11 {
+        return Err(HostError::Missing);
+    }
     if let Some(authority) = uri.authority() {
-        let text = authority
-            .as_str()
-            .rsplit_once('@')
-            .map_or(authority.as_str(), |(_, host)| host);
+        let (value, text) = match authority.as_str().rsplit_once('@') {
+            None => (HostValue::Authority(authority.clone()), authority.as_str()),
+            Some((_, host)) => {
+                let value = HeaderValue::from_str(host).map_err(|_| HostError::Invalid)?;
+                (HostValue::Header(value), host)
+            }
+        };
         if !is_valid_host(text.as_bytes()) {
             return Err(HostError::Invalid);
         }
         if let Some(header) = host_header.filter(|h| h.as_bytes() == text.as_bytes()) {
             return Ok(RequestHost {
-                value: Some(header.clone()),
-                replaces_header: false,
+                value: Some(HostValue::Header(header.clone())),
+                rewrite_header: false,
             });
         }
-        let value = HeaderValue::from_str(text).map_err(|_| HostError::Invalid)?;
         return Ok(RequestHost {
             value: Some(value),
-            replaces_header: true,
+            rewrite_header: host_header.is_some(),
         });
     }
     match host_header {
         Some(header) if is_valid_host(header.as_bytes()) => Ok(RequestHost {
-            value: Some(header.clone()),
-            replaces_header: false,
+            value: Some(HostValue::Header(header.clone())),
+            rewrite_header: false,
         }),
         Some(_) => Err(HostError::Invalid),
-        None if version == Version::HTTP_11 => Err(HostError::Missing),
         // HTTP/1.0 may omit the host; HTTP/2 may for non-http schemes.
         None => Ok(RequestHost::default()),
     }
@@ -118,7 +139,7 @@ mod tests {
     fn one_host_header_is_the_host() {
         let host = decide(Version::HTTP_11, "/x", &["api.example:8000"]).unwrap();
         assert_eq!(host.as_str(), Some("api.example:8000"));
-        assert!(!host.replaces_header);
+        assert!(!host.rewrite_header);
     }
 
     #[test]
@@ -126,6 +147,7 @@ mod tests {
         use HostError::*;
         let cases: &[(Version, &str, &[&str], HostError)] = &[
             (Version::HTTP_11, "/", &[], Missing),
+            (Version::HTTP_11, "http://a.example/", &[], Missing),
             (Version::HTTP_11, "/", &["a.example", "b.example"], Repeated),
             (Version::HTTP_10, "/", &["a.example", "a.example"], Repeated),
             (Version::HTTP_11, "/", &[""], Invalid),
@@ -154,7 +176,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(host.as_str(), Some("public.example"));
-        assert!(host.replaces_header);
+        assert!(host.rewrite_header);
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("internal.example"));
         host.apply_to(&mut headers);
@@ -166,8 +188,13 @@ mod tests {
             &["a.example:8443"],
         )
         .unwrap();
-        assert!(!same.replaces_header);
-        let user = decide(Version::HTTP_11, "http://u:p@a.example/", &[]).unwrap();
+        assert!(!same.rewrite_header);
+        // HTTP/2 without a host header: nothing to rewrite.
+        let h2 = decide(Version::HTTP_2, "https://a.example/", &[]).unwrap();
+        assert_eq!(h2.as_str(), Some("a.example"));
+        assert!(!h2.rewrite_header);
+        assert_eq!(h2.header_value().unwrap(), "a.example");
+        let user = decide(Version::HTTP_11, "http://u:p@a.example/", &["b"]).unwrap();
         assert_eq!(user.as_str(), Some("a.example"));
     }
 }

@@ -315,10 +315,11 @@ async fn proxy(
     };
     let forwarded_path = HeaderValue::from_str(request.uri().path()).ok();
     let forwarded_host = host_name.map(forwarded_host_value);
-    let preserved_host = route
-        .preserve_host
-        .then(|| host.header_value().cloned())
-        .flatten();
+    let preserved_host = if route.preserve_host {
+        host.header_value()
+    } else {
+        None
+    };
     drop(path);
 
     let upgrade = is_upgrade_request(request.headers(), request.version());
