@@ -158,7 +158,7 @@ impl RequestBody {
 pub async fn buffer_request_body(
     body: Incoming,
     limits: &BufferLimits<'_>,
-) -> Result<RequestBody, ClientBodyOrSpoolError> {
+) -> Result<RequestBody, BufferError> {
     if limits.max > 0 && body.size_hint().lower() > limits.max {
         return Err(ClientBodyError::TooLarge.into());
     }
@@ -168,8 +168,8 @@ pub async fn buffer_request_body(
     let mut spool: Option<(tokio::fs::File, u64)> = None;
     while let Some(frame) = streaming.frame().await {
         let frame = frame.map_err(|error| match error.downcast::<ClientBodyError>() {
-            Ok(client) => ClientBodyOrSpoolError::Client(*client),
-            Err(_) => ClientBodyOrSpoolError::Spool(io::Error::other("request body failed")),
+            Ok(client) => BufferError::Client(*client),
+            Err(_) => BufferError::Spool(io::Error::other("request body failed")),
         })?;
         let Ok(data) = frame.into_data() else {
             // Trailers of a buffered body are not forwarded.
@@ -219,7 +219,7 @@ pub async fn buffer_request_body(
 
 /// Why a body could not be buffered: the client's fault, or the spool file's.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientBodyOrSpoolError {
+pub enum BufferError {
     #[error(transparent)]
     Client(#[from] ClientBodyError),
     #[error("cannot spool the request body: {0}")]

@@ -6,8 +6,7 @@
 //! and gateway 5xx are counted and logged (rate-limited) on the way.
 
 use super::body::{
-    buffer_request_body, BufferLimits, ClientBodyError, ClientBodyOrSpoolError, RequestBody,
-    ResponseBody,
+    buffer_request_body, BufferError, BufferLimits, ClientBodyError, RequestBody, ResponseBody,
 };
 use super::error::ProxyError;
 use super::headers::{
@@ -395,7 +394,10 @@ async fn proxy(
             ));
         }
         Ok(exchange) => exchange,
-        Err(error) => return Err(Exit::failed(&error, hints, client_version)),
+        Err(error) => {
+            tracing::debug!(error = error.label(), service = %service.id, "upstream failed");
+            return Err(Exit::failed(&error, hints, client_version));
+        }
     };
     let upstream_latency = sent_at.elapsed();
 
@@ -456,8 +458,8 @@ async fn upstream_body(
         let buffered = Box::pin(buffer_request_body(body, &buffer_limits))
             .await
             .map_err(|error| match error {
-                ClientBodyOrSpoolError::Client(client) => ProxyError::from(&client),
-                ClientBodyOrSpoolError::Spool(io) => ProxyError::BodyBuffer(io),
+                BufferError::Client(client) => ProxyError::from(&client),
+                BufferError::Spool(io) => ProxyError::BodyBuffer(io),
             })?;
         // The length is known now, whatever framing the client used.
         let length = buffered.size_hint().lower();
