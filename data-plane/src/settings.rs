@@ -117,7 +117,8 @@ pub struct ServeArgs {
     /// Directory of the temporary files of large buffered request bodies. Default: the system's.
     #[arg(long, env = "TOLLGATE_CLIENT_BODY_TEMP_DIR")]
     pub client_body_temp_dir: Option<PathBuf>,
-    /// Most simultaneous proxy connections from one client address; 0 is unlimited. Default 0.
+    /// Most simultaneous proxy connections from one client address (`--trusted-ips` peers
+    /// exempt); 0 is unlimited. Default 0.
     #[arg(long, env = "TOLLGATE_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
 }

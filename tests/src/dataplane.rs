@@ -233,15 +233,7 @@ pub async fn send_from(
 ) -> anyhow::Result<Reply> {
     let stream = match local {
         None => TcpStream::connect(addr).await?,
-        Some(ip) => {
-            let socket = if ip.is_ipv4() {
-                tokio::net::TcpSocket::new_v4()?
-            } else {
-                tokio::net::TcpSocket::new_v6()?
-            };
-            socket.bind(SocketAddr::new(ip, 0))?;
-            socket.connect(addr).await?
-        }
+        Some(ip) => connect_from(ip, addr).await?,
     };
     if !request.headers().contains_key(http::header::HOST) {
         request.headers_mut().insert(
@@ -253,6 +245,17 @@ pub async fn send_from(
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     read_reply(sender.send_request(request).await?).await
+}
+
+/// A TCP connection to `addr` from the local address `ip`.
+pub async fn connect_from(ip: std::net::IpAddr, addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let socket = if ip.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    Ok(socket.connect(addr).await?)
 }
 
 pub async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> anyhow::Result<Reply> {

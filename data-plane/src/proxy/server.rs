@@ -279,14 +279,17 @@ async fn accept_loop(listener: TcpListener, shared: Arc<ProxyShared>, tls: Optio
         let status = &shared.status;
         status.connections_accepted.fetch_add(1, Ordering::Relaxed);
         let slot = match &shared.per_ip {
-            None => None,
-            Some(per_ip) => match per_ip.admit(peer.ip()) {
-                Some(slot) => Some(slot),
-                None => {
-                    refuse_over_cap(&shared, peer);
-                    continue;
+            // A trusted peer is a proxy in front, carrying many clients.
+            Some(per_ip) if !shared.is_trusted(peer.ip().to_canonical()) => {
+                match per_ip.admit(peer.ip()) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        refuse_over_cap(&shared, peer);
+                        continue;
+                    }
                 }
-            },
+            }
+            _ => None,
         };
         let _ = stream.set_nodelay(true);
         status.connections_handled.fetch_add(1, Ordering::Relaxed);

@@ -642,6 +642,7 @@ async fn connections_per_client_address_are_capped() {
     let config = dataplane::one_route(upstream, json!({})).unwrap();
     let mut settings = Settings::loopback();
     settings.limits.max_connections_per_ip = 2;
+    settings.trusted_ips = vec!["127.0.0.3/32".parse().unwrap()];
     let dp = dataplane::start(settings, &config).await.unwrap();
     let proxy = dp.proxy_addrs()[0];
 
@@ -682,6 +683,24 @@ async fn connections_per_client_address_are_capped() {
         .await
         .unwrap()
         .starts_with("HTTP/1.1 200"));
+
+    // A trusted peer (a proxy in front, carrying many clients) is not capped.
+    let mut trusted = Vec::new();
+    for _ in 0..4 {
+        trusted.push(
+            dataplane::connect_from(ip("127.0.0.3"), proxy)
+                .await
+                .unwrap(),
+        );
+    }
+    for stream in &mut trusted {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(read_head(stream).await.unwrap().starts_with("HTTP/1.1 200"));
+    }
+    drop(trusted);
 
     // A slot comes back when its connection ends.
     drop(first);
