@@ -307,9 +307,14 @@ async fn slow_bodies_hold_no_upstream_connection_until_complete() {
             .unwrap();
         clients.push(stream);
     }
-    let in_flight = wait_for_status(&dp, "/server/connections_writing", json!(CLIENTS), LIMIT)
-        .await
-        .unwrap();
+    let in_flight = wait_for_status(
+        &dp,
+        "/server/connections_writing",
+        json!(CLIENTS),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
     assert_eq!(in_flight, CLIENTS, "requests in progress");
     assert_eq!(
         stats.connections(),
