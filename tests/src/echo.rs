@@ -1,6 +1,7 @@
 //! The echo upstream: answers every request with what it received, as JSON
 //! (method, uri, version, headers, body, peer). Special paths make it slow
-//! (`/__delay/<ms>`) or answer a given status (`/__status/<code>`); an
+//! (`/__delay/<ms>`), answer a given status (`/__status/<code>`) or a body of
+//! `n` bytes (`/__bytes/<n>`, at most 64 MiB); an
 //! `Upgrade` request is switched and its bytes echoed back (WebSocket tests).
 //! [`spawn_counted`] also reports how many connections and requests reached it.
 
@@ -63,6 +64,17 @@ async fn echo(
         .and_then(|ms| ms.parse::<u64>().ok())
     {
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(size) = path
+        .strip_prefix("/__bytes/")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        return Ok(Response::new(Full::new(Bytes::from(vec![
+            b'x';
+            size.min(
+                64 << 20
+            )
+        ]))));
     }
     if req.headers().contains_key(hyper::header::UPGRADE) {
         let protocol = req.headers()[hyper::header::UPGRADE].clone();

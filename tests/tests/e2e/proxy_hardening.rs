@@ -451,6 +451,46 @@ async fn body_limits_and_spooling() {
 }
 
 #[tokio::test]
+async fn a_slow_reader_does_not_hold_the_upstream_connection() {
+    const SIZE: usize = 128 * 1024;
+    let (upstream, stats) = echo::spawn_counted().await.unwrap();
+    // Both values of response_buffering read ahead the same way (ARCHITECTURE.md).
+    for (route, response_buffering) in [(10u128, true), (11, false)] {
+        let config = ConfigBuilder::new()
+            .service(1, upstream, json!({}))
+            .route(
+                route,
+                Some(1),
+                &["/"],
+                json!({"strip_path": false, "response_buffering": response_buffering}),
+            )
+            .build()
+            .unwrap();
+        let dp = dataplane::start(Settings::loopback(), &config)
+            .await
+            .unwrap();
+        let mut reader = TcpStream::connect(dp.proxy_addrs()[0]).await.unwrap();
+        reader
+            .write_all(format!("GET /__bytes/{SIZE} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let head = read_head(&mut reader).await.unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let compiled = dp.gateway().current();
+        let service = compiled.routes[0].service.as_ref().unwrap();
+        assert!(
+            wait_until(LIMIT, || service.target.pool.idle_count() == 1).await,
+            "response_buffering {response_buffering}: the upstream connection waits for the reader"
+        );
+        let mut body = vec![0u8; SIZE];
+        reader.read_exact(&mut body).await.unwrap();
+        assert!(body.iter().all(|&b| b == b'x'));
+        dp.shutdown().await;
+    }
+    assert_eq!(stats.requests(), 2);
+}
+
+#[tokio::test]
 async fn a_stalled_buffered_body_is_408_and_never_reaches_the_upstream() {
     let (upstream, stats) = echo::spawn_counted().await.unwrap();
     let mut settings = Settings::loopback();
