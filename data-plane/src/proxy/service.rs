@@ -459,7 +459,17 @@ async fn upstream_body(
             .await
             .map_err(|error| match error {
                 BufferError::Client(client) => ProxyError::from(&client),
-                BufferError::Spool(io) => ProxyError::BodyBuffer(io),
+                BufferError::Spool(io) => {
+                    // The one failure whose cause an operator must see (a full disk…).
+                    if conn.shared.log_limits.gateway_errors.admit().is_some() {
+                        tracing::error!(
+                            error = %io,
+                            dir = %limits.body_temp_dir.display(),
+                            "cannot spool a request body"
+                        );
+                    }
+                    ProxyError::BodyBuffer(io)
+                }
             })?;
         // The length is known now, whatever framing the client used.
         let length = buffered.size_hint().lower();
