@@ -428,6 +428,29 @@ async fn body_limits_and_spooling() {
     assert!(whole.upstream_header("transfer-encoding").is_none());
     dp.shutdown().await;
 
+    // A body that cannot be spooled is the gateway's failure, and goes nowhere.
+    let mut settings = Settings::loopback();
+    settings.limits.body_buffer_size = 16;
+    settings.limits.body_temp_dir = temp.path().join("missing");
+    let dp = dataplane::start(settings, &buffering_config(upstream))
+        .await
+        .unwrap();
+    let requests_before = stats.requests();
+    let mut unspoolable =
+        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    unspoolable.extend_from_slice(&[b'y'; 100]);
+    let failed = exchange(dp.proxy_addrs()[0], &unspoolable).await;
+    assert_eq!(failed.status, 500, "{}", failed.head);
+    assert!(
+        failed.body.starts_with("An unexpected error occurred"),
+        "{}",
+        failed.body
+    );
+    assert_eq!(stats.requests(), requests_before);
+    assert_eq!(status_of(&dp).await["proxy"]["gateway_errors"], 1);
+    dp.shutdown().await;
+
     // With the default limits, a large body spans several spool reads.
     let dp = dataplane::start(Settings::loopback(), &buffering_config(upstream))
         .await
