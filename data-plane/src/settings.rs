@@ -115,6 +115,70 @@ pub struct ServeArgs {
     /// Log format: text or json (one object per line). Default text.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Seconds a request body may send nothing before the request is answered 408. Default 60.
+    #[arg(long, env = "TOLLGATE_CLIENT_BODY_TIMEOUT")]
+    pub client_body_timeout: Option<u64>,
+    /// Largest request body (bytes, or with k/m/g), 413 above it; 0 is unlimited. Default 0 (as Kong).
+    #[arg(long, env = "TOLLGATE_CLIENT_MAX_BODY_SIZE")]
+    pub client_max_body_size: Option<ByteSize>,
+    /// Buffered request bodies up to this size stay in memory, larger ones go to a
+    /// temporary file. Default 16k.
+    #[arg(long, env = "TOLLGATE_CLIENT_BODY_BUFFER_SIZE")]
+    pub client_body_buffer_size: Option<ByteSize>,
+    /// Directory of the temporary files of large buffered request bodies. Default: the system's.
+    #[arg(long, env = "TOLLGATE_CLIENT_BODY_TEMP_DIR")]
+    pub client_body_temp_dir: Option<PathBuf>,
+    /// Most simultaneous proxy connections from one client address (`--trusted-ips` peers
+    /// exempt); 0 is unlimited. Default 0.
+    #[arg(long, env = "TOLLGATE_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+}
+
+/// A size in bytes, written as a number with an optional `k`, `m` or `g`
+/// (powers of 1024, as nginx), from a flag, a variable or the TOML file
+/// (where a plain integer works too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let (digits, unit) = match text.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_lowercase()),
+            _ => (text, 'b'),
+        };
+        let multiplier: u64 = match unit {
+            'b' => 1,
+            'k' => 1 << 10,
+            'm' => 1 << 20,
+            'g' => 1 << 30,
+            _ => return Err(format!("'{text}' is not a size like 512k, 10m or 1048576")),
+        };
+        digits
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(multiplier))
+            .map(ByteSize)
+            .ok_or_else(|| format!("'{text}' is not a size like 512k, 10m or 1048576"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(u64),
+            Text(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Number(n) => Ok(ByteSize(n)),
+            Written::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 impl ServeArgs {
@@ -150,6 +214,17 @@ impl ServeArgs {
         fill(&mut self.client_header_timeout, file.client_header_timeout);
         fill(&mut self.log_level, file.log_level);
         fill(&mut self.log_format, file.log_format);
+        fill(&mut self.client_body_timeout, file.client_body_timeout);
+        fill(&mut self.client_max_body_size, file.client_max_body_size);
+        fill(
+            &mut self.client_body_buffer_size,
+            file.client_body_buffer_size,
+        );
+        fill(&mut self.client_body_temp_dir, file.client_body_temp_dir);
+        fill(
+            &mut self.max_connections_per_ip,
+            file.max_connections_per_ip,
+        );
     }
 }
 
@@ -167,6 +242,13 @@ pub struct ClientLimits {
     pub header_timeout: Duration,
     /// A request body that receives no data for this long is abandoned (408).
     pub body_timeout: Duration,
+    /// Largest request body in bytes (413 above it); 0 is unlimited.
+    pub max_body_size: u64,
+    /// A buffered request body larger than this is spilled to `body_temp_dir`.
+    pub body_buffer_size: usize,
+    pub body_temp_dir: PathBuf,
+    /// Most simultaneous proxy connections per client address; 0 is unlimited.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for ClientLimits {
@@ -177,6 +259,12 @@ impl Default for ClientLimits {
             max_headers: 100,
             header_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(60),
+            // Kong sets nginx's client_max_body_size to 0 for the proxy: an
+            // upload that passes Kong must pass here too.
+            max_body_size: 0,
+            body_buffer_size: 16 * 1024,
+            body_temp_dir: std::env::temp_dir(),
+            max_connections_per_ip: 0,
         }
     }
 }
@@ -368,6 +456,33 @@ impl Settings {
             }
             limits.header_timeout = Duration::from_secs(secs);
         }
+        if let Some(secs) = args.client_body_timeout {
+            if secs == 0 {
+                return Err(invalid("--client-body-timeout", "must be at least 1"));
+            }
+            limits.body_timeout = Duration::from_secs(secs);
+        }
+        if let Some(ByteSize(size)) = args.client_max_body_size {
+            limits.max_body_size = size;
+        }
+        if let Some(ByteSize(size)) = args.client_body_buffer_size {
+            limits.body_buffer_size = usize::try_from(size)
+                .ok()
+                .filter(|s| *s <= 64 << 20)
+                .ok_or_else(|| invalid("--client-body-buffer-size", "must be at most 64m"))?;
+        }
+        if let Some(dir) = args.client_body_temp_dir {
+            if !dir.is_dir() {
+                return Err(invalid(
+                    "--client-body-temp-dir",
+                    format!("'{}' is not a directory", dir.display()),
+                ));
+            }
+            limits.body_temp_dir = dir;
+        }
+        if let Some(cap) = args.max_connections_per_ip {
+            limits.max_connections_per_ip = cap;
+        }
         Ok(Settings {
             control_plane: args.control_plane,
             cluster_ca: args.cluster_ca,
@@ -501,6 +616,23 @@ mod tests {
                 &["--config-file", "k.yml", "--log-level", "info,=["],
                 "--log-level",
             ),
+            (
+                &["--config-file", "k.yml", "--client-body-timeout", "0"],
+                "--client-body-timeout",
+            ),
+            (
+                &["--config-file", "k.yml", "--client-body-buffer-size", "1g"],
+                "--client-body-buffer-size",
+            ),
+            (
+                &[
+                    "--config-file",
+                    "k.yml",
+                    "--client-body-temp-dir",
+                    "/nonexistent/dir",
+                ],
+                "--client-body-temp-dir",
+            ),
         ];
         for (argv, setting) in cases {
             let err = parse(argv).unwrap_err().to_string();
@@ -530,6 +662,36 @@ mod tests {
         assert_eq!(s.workers, 2);
         assert_eq!(s.proxy_listen.len(), 2);
         assert_eq!(s.trusted_ips, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+    }
+
+    #[test]
+    fn body_limits_take_sizes_from_flags_env_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dp.toml");
+        std::fs::write(
+            &path,
+            "client-max-body-size = \"10m\"\nclient_body_buffer_size = 4096\nmax_connections_per_ip = 8\n",
+        )
+        .unwrap();
+        let s = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        assert_eq!(s.limits.max_body_size, 10 << 20);
+        assert_eq!(s.limits.body_buffer_size, 4096);
+        assert_eq!(s.limits.max_connections_per_ip, 8);
+        let s = parse(&[
+            "--client-max-body-size",
+            "512K",
+            "--client-body-timeout",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(s.limits.max_body_size, 512 << 10);
+        assert_eq!(s.limits.body_timeout, Duration::from_secs(5));
+        let defaults = parse(&[]).unwrap().limits;
+        assert_eq!(defaults.max_body_size, 0);
+        assert_eq!(defaults.max_connections_per_ip, 0);
+        for bad in ["", "k", "10x", "-1", "99999999999g"] {
+            assert!(bad.parse::<ByteSize>().is_err(), "{bad}");
+        }
     }
 
     #[test]

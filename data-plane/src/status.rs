@@ -41,6 +41,12 @@ pub struct StatusState {
     pub requests_in_flight: AtomicU64,
     /// Requests answered 500 because a plugin failed or panicked.
     pub plugin_failures: AtomicU64,
+    /// Requests a plugin answered itself (denied, rate-limited…).
+    pub requests_denied: AtomicU64,
+    /// 5xx responses the gateway generated (not passed through from an upstream).
+    pub gateway_errors: AtomicU64,
+    /// Connections closed at accept by the per-client-address cap.
+    pub connections_refused_per_ip: AtomicU64,
     config: Mutex<ConfigFacts>,
     /// The sync client's state, when this data plane follows a control plane.
     sync: OnceLock<Arc<SyncStatus>>,
@@ -62,6 +68,9 @@ impl StatusState {
             total_requests: AtomicU64::new(0),
             requests_in_flight: AtomicU64::new(0),
             plugin_failures: AtomicU64::new(0),
+            requests_denied: AtomicU64::new(0),
+            gateway_errors: AtomicU64::new(0),
+            connections_refused_per_ip: AtomicU64::new(0),
             config: Mutex::new(ConfigFacts::default()),
             sync: OnceLock::new(),
         }
@@ -110,8 +119,8 @@ impl StatusState {
     }
 
     /// The `/status` body: Kong's `server` object and `configuration_hash`,
-    /// plus Tollgate's config version, rejection count, the control plane
-    /// connection (`null` without one) and uptime.
+    /// plus Tollgate's `proxy` counters, config version, rejection count, the
+    /// control plane connection (`null` without one) and uptime.
     pub fn to_json(&self) -> serde_json::Value {
         let facts = self
             .config
@@ -134,6 +143,11 @@ impl StatusState {
                 "connections_accepted": self.connections_accepted.load(Ordering::Relaxed),
                 "connections_handled": self.connections_handled.load(Ordering::Relaxed),
                 "total_requests": self.total_requests.load(Ordering::Relaxed),
+            },
+            "proxy": {
+                "requests_denied": self.requests_denied.load(Ordering::Relaxed),
+                "gateway_errors": self.gateway_errors.load(Ordering::Relaxed),
+                "connections_refused_per_ip": self.connections_refused_per_ip.load(Ordering::Relaxed),
             },
             "configuration_hash": hash,
             "plugins": {

@@ -9,6 +9,7 @@ mod e2e {
     pub mod operator;
     pub mod plugin_runtime;
     pub mod proxy_basics;
+    pub mod proxy_hardening;
     pub mod proxy_protocols;
     pub mod proxy_security;
     pub mod proxy_upstream;

@@ -94,6 +94,7 @@ pub fn error_page_message(status: StatusCode) -> &'static str {
         417 => "Expectation failed",
         431 => "Request header or cookie too large",
         500 => "An unexpected error occurred",
+        501 => "Not implemented",
         502 => "An invalid response was received from the upstream server",
         503 => "The upstream server is currently unavailable",
         504 => "The upstream server is timing out",
