@@ -335,3 +335,59 @@ async fn certificate_snis(backend: Backend) {
     expect_status(&admin.get("/snis/f.example").await, 404);
 }
 both_backends!(certificate_snis_shorthand, certificate_snis);
+
+/// Found by schemathesis: an explicit `null` in a defaulted field was stored
+/// as `null`, which the typed configuration cannot hold, so `GET /config`
+/// (and every snapshot build) failed with a 500. It now takes the default.
+async fn null_takes_the_default(backend: Backend) {
+    let admin = Admin::new(backend).await;
+    let reply = admin
+        .form(
+            Method::POST,
+            "/services",
+            &[("name", "s"), ("host", "a.example"), ("retries", "")],
+        )
+        .await;
+    expect_status(&reply, 201);
+    assert_eq!(reply.body["retries"], json!(5));
+    let reply = admin
+        .json(
+            Method::PATCH,
+            "/services/s",
+            json!({"connect_timeout": null, "read_timeout": 5}),
+        )
+        .await;
+    expect_status(&reply, 200);
+    assert_eq!(reply.body["connect_timeout"], json!(60000));
+    assert_eq!(reply.body["read_timeout"], json!(5));
+    expect_status(
+        &admin
+            .json(Method::POST, "/consumers", json!({"username": "u"}))
+            .await,
+        201,
+    );
+    let reply = admin
+        .json(
+            Method::PUT,
+            "/consumers/u/jwt/k1",
+            json!({"algorithm": null}),
+        )
+        .await;
+    expect_status(&reply, 200);
+    assert_eq!(reply.body["algorithm"], json!("HS256"));
+    let reply = admin
+        .json(
+            Method::POST,
+            "/routes",
+            json!({"paths": ["/a"], "regex_priority": null, "path_handling": null}),
+        )
+        .await;
+    expect_status(&reply, 201);
+    assert_eq!(reply.body["regex_priority"], json!(0));
+    assert_eq!(reply.body["path_handling"], json!("v0"));
+    expect_status(&admin.get("/config").await, 200);
+}
+both_backends!(
+    null_in_a_defaulted_field_takes_the_default,
+    null_takes_the_default
+);
