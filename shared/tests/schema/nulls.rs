@@ -68,3 +68,60 @@ fn a_null_field_is_refused_or_typed() {
         untyped.join("\n")
     );
 }
+
+/// The same for every plugin's `config` fields, down to nested records:
+/// accepted means the typed spec (what the data plane compiles) can be built.
+#[test]
+fn a_null_plugin_config_field_is_refused_or_typed() {
+    use tollgate_shared::PluginSpec;
+    let samples = [
+        ("jwt", json!({})),
+        ("ip-restriction", json!({"allow": ["10.0.0.0/8"]})),
+        (
+            "rate-limiting",
+            json!({"minute": 5, "policy": "redis", "redis": {"host": "r"}}),
+        ),
+        ("file-log", json!({"path": "/tmp/x.log"})),
+        ("http-log", json!({"http_endpoint": "http://x/"})),
+        ("prometheus", json!({})),
+    ];
+    let mut untyped = Vec::new();
+    for (name, config) in samples {
+        let full = validate_entity(Plugins, &json!({"name": name, "config": config})).unwrap();
+        let mut paths: Vec<Vec<String>> = Vec::new();
+        collect_paths(&full["config"], &mut Vec::new(), &mut paths);
+        for path in paths {
+            let mut input = json!({"name": name, "config": full["config"].clone()});
+            let mut slot = &mut input["config"];
+            for key in &path {
+                slot = &mut slot[key.as_str()];
+            }
+            *slot = Value::Null;
+            let Ok(validated) = validate_entity(Plugins, &input) else {
+                continue;
+            };
+            let typed = serde_json::from_value::<Plugin>(validated)
+                .map_err(|e| e.to_string())
+                .and_then(|p| PluginSpec::from_plugin(&p).map_err(|e| e.message()));
+            if let Err(e) = typed {
+                untyped.push(format!("{name} config.{}: {e}", path.join(".")));
+            }
+        }
+    }
+    assert!(
+        untyped.is_empty(),
+        "accepted but untyped:\n{}",
+        untyped.join("\n")
+    );
+}
+
+fn collect_paths(value: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    if let Value::Object(map) = value {
+        for (key, nested) in map {
+            prefix.push(key.clone());
+            out.push(prefix.clone());
+            collect_paths(nested, prefix, out);
+            prefix.pop();
+        }
+    }
+}
