@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod body;
+pub mod certificates;
 pub mod clustering;
 pub mod config;
 pub mod entities;

@@ -383,7 +383,16 @@ pub fn build(endpoints: &[Endpoint]) -> Value {
     let mut schemas = Map::new();
     for kind in EntityKind::ALL {
         let kong = entity_schema(kind);
-        schemas.insert(schema_name(kind), record_to_schema(kong.get("fields")));
+        let mut schema = record_to_schema(kong.get("fields"));
+        if kind == EntityKind::Certificates {
+            schema["properties"]["snis"] = json!({
+                "type": "array",
+                "items": { "type": "string" },
+                "nullable": true,
+                "description": "on POST: server names to create as SNI entities with the certificate",
+            });
+        }
+        schemas.insert(schema_name(kind), schema);
     }
     schemas.insert(
         "Error".into(),

@@ -241,3 +241,52 @@ async fn response_or_refusal(stream: &mut TcpStream) -> String {
         read_response(stream).await
     }
 }
+
+/// A handler that runs longer than the idle timeout (a large `/config`) is
+/// not idleness: its client still gets the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_handler_is_not_idle() {
+    let idle_timeout = Duration::from_millis(200);
+    // The handler stands in for slow database work; the test itself waits on the response.
+    let app = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(move || async move {
+            tokio::time::sleep(idle_timeout * 4).await;
+            "done"
+        }),
+    );
+    let bound = AdminListener::bind(&ListenAddr::Tcp("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let addr: SocketAddr = bound.local_addr().parse().unwrap();
+    let stop = CancellationToken::new();
+    let counters = std::sync::Arc::new(tollgate_control_plane::state::ServerCounters::default());
+    let task = tokio::spawn(listener::serve(
+        bound,
+        app,
+        counters,
+        AdminLimits {
+            header_timeout: Duration::from_secs(60),
+            idle_timeout,
+            max_connections: 4,
+        },
+        stop.clone().cancelled_owned(),
+    ));
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = read_response(&mut stream).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with("done"), "{reply}");
+    // Idle again after the answer: now it is closed.
+    let (sent, _) = wait_for_close(&mut stream).await;
+    assert_eq!(sent, "");
+    stop.cancel();
+    tokio::time::timeout(PATIENCE, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

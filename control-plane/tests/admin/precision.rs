@@ -225,9 +225,169 @@ async fn openapi_answers(backend: Backend) {
     );
     // PATCH is partial; PUT by name takes the name from the path.
     assert!(body_schema("/services/{service}", "patch")["required"].is_null());
+    assert_eq!(
+        doc["components"]["schemas"]["Certificates"]["properties"]["snis"]["items"],
+        json!({"type": "string"})
+    );
     let put_sni = body_schema("/snis/{sni}", "put");
     assert!(!put_sni["required"]
         .as_array()
         .is_some_and(|r| r.contains(&json!("name"))));
 }
 both_backends!(openapi_documents_real_answers, openapi_answers);
+
+/// `POST /certificates` with Kong's `snis` shorthand creates the SNIs with
+/// the certificate, all or nothing.
+async fn certificate_snis(backend: Backend) {
+    let admin = Admin::new(backend).await;
+    let generated = rcgen::generate_simple_self_signed(vec!["a.example".to_string()]).unwrap();
+    let cert = generated.cert.pem();
+    let key = generated.signing_key.serialize_pem();
+
+    let reply = admin
+        .json(
+            Method::POST,
+            "/certificates",
+            json!({"cert": cert, "key": key, "snis": ["b.example", "a.example"]}),
+        )
+        .await;
+    expect_status(&reply, 201);
+    assert_eq!(reply.body["snis"], json!(["a.example", "b.example"]));
+    let cert_id = reply.body["id"].as_str().unwrap().to_string();
+    let snis = admin.get(&format!("/certificates/{cert_id}/snis")).await;
+    let mut names: Vec<&str> = snis.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["a.example", "b.example"]);
+
+    // A form's repeated or single `snis`, like curl -d.
+    let reply = admin
+        .form(
+            Method::POST,
+            "/certificates",
+            &[("cert", &cert), ("key", &key), ("snis", "c.example")],
+        )
+        .await;
+    expect_status(&reply, 201);
+    assert_eq!(reply.body["snis"], json!(["c.example"]));
+    // Without the shorthand the answer is unchanged.
+    let reply = admin
+        .form(
+            Method::POST,
+            "/certificates",
+            &[("cert", &cert), ("key", &key)],
+        )
+        .await;
+    expect_status(&reply, 201);
+    assert!(reply.body.get("snis").is_none());
+
+    let before = admin.version().await;
+    let certificates = admin.get("/certificates").await.body["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    let refused = [
+        (
+            json!(["d.example", "d.example"]),
+            json!("d.example is duplicated"),
+        ),
+        (
+            json!(["e.example", "a.example"]),
+            json!(format!(
+                "a.example already associated with existing certificate '{cert_id}'"
+            )),
+        ),
+        (json!(42), json!("expected an array")),
+    ];
+    for (snis, message) in refused {
+        let reply = admin
+            .json(
+                Method::POST,
+                "/certificates",
+                json!({"cert": cert, "key": key, "snis": snis}),
+            )
+            .await;
+        expect_status(&reply, 400);
+        assert_eq!(reply.body["fields"]["snis"], message, "{}", reply.text);
+    }
+    // An invalid name fails as the SNI entity would, and takes the certificate with it.
+    let reply = admin
+        .json(
+            Method::POST,
+            "/certificates",
+            json!({"cert": cert, "key": key, "snis": ["f.example", "10.0.0.1"]}),
+        )
+        .await;
+    expect_status(&reply, 400);
+    assert_eq!(reply.body["code"], json!(2));
+    assert_eq!(admin.version().await, before, "nothing was written");
+    assert_eq!(
+        admin.get("/certificates").await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        certificates
+    );
+    expect_status(&admin.get("/snis/f.example").await, 404);
+}
+both_backends!(certificate_snis_shorthand, certificate_snis);
+
+/// Found by schemathesis: an explicit `null` in a defaulted field was stored
+/// as `null`, which the typed configuration cannot hold, so `GET /config`
+/// (and every snapshot build) failed with a 500. It now takes the default.
+async fn null_takes_the_default(backend: Backend) {
+    let admin = Admin::new(backend).await;
+    let reply = admin
+        .form(
+            Method::POST,
+            "/services",
+            &[("name", "s"), ("host", "a.example"), ("retries", "")],
+        )
+        .await;
+    expect_status(&reply, 201);
+    assert_eq!(reply.body["retries"], json!(5));
+    let reply = admin
+        .json(
+            Method::PATCH,
+            "/services/s",
+            json!({"connect_timeout": null, "read_timeout": 5}),
+        )
+        .await;
+    expect_status(&reply, 200);
+    assert_eq!(reply.body["connect_timeout"], json!(60000));
+    assert_eq!(reply.body["read_timeout"], json!(5));
+    expect_status(
+        &admin
+            .json(Method::POST, "/consumers", json!({"username": "u"}))
+            .await,
+        201,
+    );
+    let reply = admin
+        .json(
+            Method::PUT,
+            "/consumers/u/jwt/k1",
+            json!({"algorithm": null}),
+        )
+        .await;
+    expect_status(&reply, 200);
+    assert_eq!(reply.body["algorithm"], json!("HS256"));
+    let reply = admin
+        .json(
+            Method::POST,
+            "/routes",
+            json!({"paths": ["/a"], "regex_priority": null, "path_handling": null}),
+        )
+        .await;
+    expect_status(&reply, 201);
+    assert_eq!(reply.body["regex_priority"], json!(0));
+    assert_eq!(reply.body["path_handling"], json!("v0"));
+    expect_status(&admin.get("/config").await, 200);
+}
+both_backends!(
+    null_in_a_defaulted_field_takes_the_default,
+    null_takes_the_default
+);

@@ -282,6 +282,9 @@ pub(crate) struct Field {
     pub rules: Vec<Rule>,
     /// Replaces every rule's message (Kong's `err`), not type errors.
     pub err: Option<&'static str>,
+    /// An explicit `null` takes the default. Kong stores the `null`; Tollgate's
+    /// typed entities need a value there, so `null` resets the field instead.
+    pub null_is_default: bool,
 }
 
 impl Field {
@@ -294,6 +297,7 @@ impl Field {
             auto: None,
             rules: Vec::new(),
             err: None,
+            null_is_default: false,
         }
     }
 
@@ -345,6 +349,13 @@ impl Field {
 
     pub fn default(mut self, value: Value) -> Self {
         self.default = Some(value);
+        self
+    }
+
+    /// A default that an explicit `null` also takes (see [`Field::null_is_default`]).
+    pub fn default_on_null(mut self, value: Value) -> Self {
+        self.default = Some(value);
+        self.null_is_default = true;
         self
     }
 
@@ -720,7 +731,8 @@ fn fill_missing(field: &Field, data: &mut Map<String, Value>) {
         }
         return;
     }
-    if current.is_some() {
+    let reset = field.null_is_default && current.is_some_and(Value::is_null);
+    if current.is_some() && !reset {
         return;
     }
     if let Some(default) = &field.default {

@@ -21,7 +21,7 @@ pub(crate) fn schema() -> Record {
         Field::string("secret").auto(Auto::RandomString),
         Field::string("rsa_public_key"),
         Field::string("algorithm")
-            .default(json!("HS256"))
+            .default_on_null(json!("HS256"))
             .rule(Rule::OneOf(strings(&algorithms))),
         typedefs::tags(),
     ])

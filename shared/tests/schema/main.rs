@@ -5,6 +5,7 @@
 mod consumers;
 mod forms;
 mod lengths;
+mod nulls;
 mod plugins;
 mod roundtrip;
 mod routes;
