@@ -140,9 +140,7 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 #[test]
 fn sigterm_stops_gracefully_with_exit_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("kong.yml");
-    std::fs::write(&file, "_format_version: \"3.0\"\n").unwrap();
+    let (_dir, file) = empty_config();
     let mut running = start(&["--config-file", file.to_str().unwrap()]);
     let (status, body) = http_get(running.status, "/status/ready");
     assert_eq!(status, 200, "{body}");
@@ -234,6 +232,14 @@ fn invalid_config_file_at_start_exits_non_zero() {
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("kong.yml"), "{stderr}");
+}
+
+/// A declarative file with nothing in it, in a directory kept while the guard lives.
+fn empty_config() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kong.yml");
+    std::fs::write(&file, "_format_version: \"3.0\"\n").unwrap();
+    (dir, file)
 }
 
 /// Runs to completion; returns (success, stderr).
@@ -403,9 +409,7 @@ fn a_certificate_expiring_within_30_days_is_a_warning() {
 fn a_busy_port_names_the_listener_and_address_once() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("kong.yml");
-    std::fs::write(&file, "_format_version: \"3.0\"\n").unwrap();
+    let (_dir, file) = empty_config();
     let (ok, stderr) = output(&[
         "--config-file",
         file.to_str().unwrap(),
@@ -472,9 +476,7 @@ fn help_describes_every_flag_with_its_variable() {
 
 #[test]
 fn log_format_json_writes_one_object_per_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("kong.yml");
-    std::fs::write(&file, "_format_version: \"3.0\"\n").unwrap();
+    let (_dir, file) = empty_config();
     let mut child = serve(&[
         "--config-file",
         file.to_str().unwrap(),
