@@ -139,6 +139,27 @@ async fn sync_failures_name_the_cause_and_what_to_do() {
     assert!(refused.contains("refused a cluster handshake"), "{refused}");
     assert!(refused.contains("peer=127.0.0.1:"), "{refused}");
 
+    // A port that accepts and says nothing: bounded by the handshake timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let error = first_failure(settings(&pki, format!("https://{silent_addr}")))
+        .await
+        .last_error
+        .unwrap();
+    assert!(
+        error.contains(&format!(
+            "{silent_addr} does not speak the cluster protocol (no TLS handshake)"
+        )),
+        "{error}"
+    );
+    held.abort();
+
     // The Admin API's port is not the cluster port.
     let error = first_failure(settings(&pki, format!("https://{}", cp.admin)))
         .await
