@@ -101,6 +101,28 @@ async fn sync_failures_name_the_cause_and_what_to_do() {
         "{error}"
     );
 
+    // A listener whose accept queue is full drops new SYNs: the connect times out.
+    let full = tokio::net::TcpSocket::new_v4().unwrap();
+    full.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = full.listen(0).unwrap();
+    let full_addr = full.local_addr().unwrap();
+    let mut queued = Vec::new();
+    while let Ok(stream) =
+        std::net::TcpStream::connect_timeout(&full_addr, std::time::Duration::from_millis(500))
+    {
+        queued.push(stream);
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
+    let error = first_failure(settings(&pki, format!("https://{full_addr}")))
+        .await
+        .last_error
+        .unwrap();
+    assert!(
+        error.contains(&format!("no answer from {full_addr} within 5 s")),
+        "{error}"
+    );
+    drop((queued, full));
+
     // The CA given to the data plane did not issue the control plane's certificate.
     let other = ClusterCa::generate("another CA").unwrap();
     let mut wrong_ca = settings(&pki, cluster_url.clone());
