@@ -144,6 +144,11 @@ fn sigterm_stops_gracefully_with_exit_zero() {
     let mut running = start(&["--config-file", file.to_str().unwrap()]);
     let (status, body) = http_get(running.status, "/status/ready");
     assert_eq!(status, 200, "{body}");
+    let (_, body) = http_get(running.status, "/status");
+    assert!(
+        body.contains("\"control_plane\":null"),
+        "no control plane in file mode: {body}"
+    );
     assert_eq!(http_get(running.proxy, "/").0, 404);
     signal(&running.child, "TERM");
     let exit = running.child.wait().unwrap();

@@ -327,6 +327,22 @@ async fn clustering_wait_reaches_times_out_and_counts_a_quorum_and_status_prints
         .unwrap();
     }
 
+    // The data plane marks itself connected once the stream's response arrives.
+    let status = wait_until("the data plane to report connected", || async {
+        let status = cluster::admin(dp1.status, "GET", "/status", None)
+            .await?
+            .json();
+        Ok((status["control_plane"]["state"] == "connected").then_some(status))
+    })
+    .await
+    .unwrap();
+    assert_eq!(status["control_plane"]["state"], "connected", "{status}");
+    assert_eq!(
+        status["control_plane"]["last_error"],
+        Value::Null,
+        "{status}"
+    );
+
     let version = cluster::admin_write(
         cp.admin,
         "POST",
