@@ -63,16 +63,21 @@ struct Running {
     lines: std::sync::mpsc::Receiver<String>,
 }
 
-/// Starts the binary on loopback ports and reads its addresses from the log.
-fn start(extra: &[&str]) -> Running {
+/// `extra` with the proxy and status listeners on free loopback ports.
+fn on_loopback<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "--proxy-listen",
         "127.0.0.1:0",
         "--status-listen",
         "127.0.0.1:0",
-        "--workers",
-        "1",
     ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Starts the binary on loopback ports and reads its addresses from the log.
+fn start(extra: &[&str]) -> Running {
+    let mut args = on_loopback(&["--workers", "1"]);
     args.extend_from_slice(extra);
     let mut child = serve(&args).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
@@ -224,16 +229,9 @@ fn invalid_config_file_at_start_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("kong.yml");
     std::fs::write(&file, "services: [ {{").unwrap();
-    let output = serve(&[
-        "--config-file",
-        file.to_str().unwrap(),
-        "--proxy-listen",
-        "127.0.0.1:0",
-        "--status-listen",
-        "127.0.0.1:0",
-    ])
-    .output()
-    .unwrap();
+    let output = serve(&on_loopback(&["--config-file", file.to_str().unwrap()]))
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("kong.yml"), "{stderr}");
@@ -482,16 +480,12 @@ fn help_describes_every_flag_with_its_variable() {
 #[test]
 fn log_format_json_writes_one_object_per_line() {
     let (_dir, file) = empty_config();
-    let mut child = serve(&[
+    let mut child = serve(&on_loopback(&[
         "--config-file",
         file.to_str().unwrap(),
-        "--proxy-listen",
-        "127.0.0.1:0",
-        "--status-listen",
-        "127.0.0.1:0",
         "--log-format",
         "json",
-    ])
+    ]))
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();

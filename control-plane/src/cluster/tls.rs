@@ -360,33 +360,23 @@ mod tests {
         let log = RefusalLog::new(Duration::from_secs(10), 2);
         let start = Instant::now();
         let at = |secs| start + Duration::from_secs(secs);
-        assert_eq!(
-            log.admit(at(0)),
-            Admission::Log {
-                suppressed_before: 0
-            }
-        );
-        assert_eq!(
-            log.admit(at(1)),
-            Admission::Log {
-                suppressed_before: 0
-            }
-        );
-        assert_eq!(log.admit(at(2)), Admission::Suppress);
-        assert_eq!(log.admit(at(3)), Admission::Suppress);
-        // The next window logs again and reports what the last one swallowed.
-        assert_eq!(
-            log.admit(at(11)),
-            Admission::Log {
-                suppressed_before: 2
-            }
-        );
-        assert_eq!(
-            log.admit(at(12)),
-            Admission::Log {
-                suppressed_before: 0
-            }
-        );
+        // (second, Some(suppressed count reported first) when logged, None when suppressed);
+        // the window after 10 s logs again and reports what the last one swallowed.
+        let expected = [
+            (0, Some(0)),
+            (1, Some(0)),
+            (2, None),
+            (3, None),
+            (11, Some(2)),
+            (12, Some(0)),
+        ];
+        for (second, want) in expected {
+            let got = match log.admit(at(second)) {
+                Admission::Log { suppressed_before } => Some(suppressed_before),
+                Admission::Suppress => None,
+            };
+            assert_eq!(got, want, "at {second} s");
+        }
     }
 
     #[test]
