@@ -63,16 +63,21 @@ struct Running {
     lines: std::sync::mpsc::Receiver<String>,
 }
 
-/// Starts the binary on loopback ports and reads its addresses from the log.
-fn start(extra: &[&str]) -> Running {
+/// `extra` with the proxy and status listeners on free loopback ports.
+fn on_loopback<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "--proxy-listen",
         "127.0.0.1:0",
         "--status-listen",
         "127.0.0.1:0",
-        "--workers",
-        "1",
     ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Starts the binary on loopback ports and reads its addresses from the log.
+fn start(extra: &[&str]) -> Running {
+    let mut args = on_loopback(&["--workers", "1"]);
     args.extend_from_slice(extra);
     let mut child = serve(&args).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
@@ -140,12 +145,15 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 #[test]
 fn sigterm_stops_gracefully_with_exit_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("kong.yml");
-    std::fs::write(&file, "_format_version: \"3.0\"\n").unwrap();
+    let (_dir, file) = empty_config();
     let mut running = start(&["--config-file", file.to_str().unwrap()]);
     let (status, body) = http_get(running.status, "/status/ready");
     assert_eq!(status, 200, "{body}");
+    let (_, body) = http_get(running.status, "/status");
+    assert!(
+        body.contains("\"control_plane\":null"),
+        "no control plane in file mode: {body}"
+    );
     assert_eq!(http_get(running.proxy, "/").0, 404);
     signal(&running.child, "TERM");
     let exit = running.child.wait().unwrap();
@@ -221,19 +229,20 @@ fn invalid_config_file_at_start_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("kong.yml");
     std::fs::write(&file, "services: [ {{").unwrap();
-    let output = serve(&[
-        "--config-file",
-        file.to_str().unwrap(),
-        "--proxy-listen",
-        "127.0.0.1:0",
-        "--status-listen",
-        "127.0.0.1:0",
-    ])
-    .output()
-    .unwrap();
+    let output = serve(&on_loopback(&["--config-file", file.to_str().unwrap()]))
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("kong.yml"), "{stderr}");
+}
+
+/// A declarative file with nothing in it, in a directory kept while the guard lives.
+fn empty_config() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kong.yml");
+    std::fs::write(&file, "_format_version: \"3.0\"\n").unwrap();
+    (dir, file)
 }
 
 /// Runs to completion; returns (success, stderr).
@@ -403,9 +412,7 @@ fn a_certificate_expiring_within_30_days_is_a_warning() {
 fn a_busy_port_names_the_listener_and_address_once() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("kong.yml");
-    std::fs::write(&file, "_format_version: \"3.0\"\n").unwrap();
+    let (_dir, file) = empty_config();
     let (ok, stderr) = output(&[
         "--config-file",
         file.to_str().unwrap(),
@@ -472,19 +479,13 @@ fn help_describes_every_flag_with_its_variable() {
 
 #[test]
 fn log_format_json_writes_one_object_per_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("kong.yml");
-    std::fs::write(&file, "_format_version: \"3.0\"\n").unwrap();
-    let mut child = serve(&[
+    let (_dir, file) = empty_config();
+    let mut child = serve(&on_loopback(&[
         "--config-file",
         file.to_str().unwrap(),
-        "--proxy-listen",
-        "127.0.0.1:0",
-        "--status-listen",
-        "127.0.0.1:0",
         "--log-format",
         "json",
-    ])
+    ]))
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();

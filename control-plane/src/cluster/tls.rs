@@ -253,28 +253,51 @@ impl RefusalLog {
 
     /// Logs one refusal, unless this window's allowance is spent.
     pub fn refused(&self, peer: SocketAddr, reason: &str) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.started.elapsed() >= self.window {
-            if state.suppressed > 0 {
-                tracing::warn!(
-                    suppressed = state.suppressed,
-                    "more cluster handshakes were refused than logged in the last {:?}",
-                    self.window
-                );
+        match self.admit(Instant::now()) {
+            Admission::Log { suppressed_before } => {
+                if suppressed_before > 0 {
+                    tracing::warn!(
+                        suppressed = suppressed_before,
+                        "more cluster handshakes were refused than logged in the previous {:?}",
+                        self.window
+                    );
+                }
+                tracing::warn!(%peer, reason, "refused a cluster handshake");
             }
+            Admission::Suppress => {}
+        }
+    }
+
+    /// Whether a refusal at `now` is logged, and how many went unlogged in
+    /// the window that just ended.
+    fn admit(&self, now: Instant) -> Admission {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut suppressed_before = 0;
+        if now.saturating_duration_since(state.started) >= self.window {
+            suppressed_before = state.suppressed;
             *state = RefusalWindow {
-                started: Instant::now(),
+                started: now,
                 logged: 0,
                 suppressed: 0,
             };
         }
         if state.logged < self.burst {
             state.logged += 1;
-            tracing::warn!(%peer, reason, "refused a cluster handshake");
+            Admission::Log { suppressed_before }
         } else {
             state.suppressed += 1;
+            Admission::Suppress
         }
     }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Admission {
+    /// Log it, after saying how many the previous window suppressed.
+    Log {
+        suppressed_before: u64,
+    },
+    Suppress,
 }
 
 impl Default for RefusalLog {
@@ -324,5 +347,58 @@ pub async fn accept(
                 ),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_up_to_the_burst_then_counted() {
+        let log = RefusalLog::new(Duration::from_secs(10), 2);
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        // (second, Some(suppressed count reported first) when logged, None when suppressed);
+        // the window after 10 s logs again and reports what the last one swallowed.
+        let expected = [
+            (0, Some(0)),
+            (1, Some(0)),
+            (2, None),
+            (3, None),
+            (11, Some(2)),
+            (12, Some(0)),
+        ];
+        for (second, want) in expected {
+            let got = match log.admit(at(second)) {
+                Admission::Log { suppressed_before } => Some(suppressed_before),
+                Admission::Suppress => None,
+            };
+            assert_eq!(got, want, "at {second} s");
+        }
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let ca = crate::cert::ClusterCa::generate("ca").unwrap();
+        let issue = || {
+            ca.issue(
+                "tollgate-cp",
+                crate::cert::Role::ControlPlane,
+                crate::cert::Validity::leaf(),
+            )
+            .unwrap()
+        };
+        let (one, two) = (issue(), issue());
+        let err = server_config(&ca.cert_pem, &one.cert_pem, &two.key_pem)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .starts_with("invalid setting --cluster-key: it does not match"),
+            "{err}"
+        );
+        assert!(server_config(&ca.cert_pem, &one.cert_pem, &one.key_pem).is_ok());
     }
 }

@@ -192,7 +192,7 @@ impl Connector {
             addr: addr.clone(),
             detail: "no TLS handshake".into(),
         })?
-        .map_err(|e| classify_io(&addr, &e))?;
+        .map_err(|e| self.name_expected(classify_io(&addr, &e)))?;
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(ConnectProblem::NotClusterProtocol {
                 addr,
@@ -207,6 +207,24 @@ impl Connector {
             })?
             .map_err(|e| classify_io(&addr, &e))?;
         Ok(TokioIo::new(tls))
+    }
+}
+
+impl Connector {
+    /// Fills in the name we asked for when rustls did not say it.
+    fn name_expected(&self, problem: ConnectProblem) -> ConnectProblem {
+        match problem {
+            ConnectProblem::NameMismatch {
+                addr,
+                expected,
+                presented,
+            } if expected.is_empty() => ConnectProblem::NameMismatch {
+                addr,
+                expected: self.server_name.to_str().into_owned(),
+                presented,
+            },
+            other => other,
+        }
     }
 }
 

@@ -101,6 +101,28 @@ async fn sync_failures_name_the_cause_and_what_to_do() {
         "{error}"
     );
 
+    // A listener whose accept queue is full drops new SYNs: the connect times out.
+    let full = tokio::net::TcpSocket::new_v4().unwrap();
+    full.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = full.listen(0).unwrap();
+    let full_addr = full.local_addr().unwrap();
+    let mut queued = Vec::new();
+    while let Ok(stream) =
+        std::net::TcpStream::connect_timeout(&full_addr, std::time::Duration::from_millis(500))
+    {
+        queued.push(stream);
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
+    let error = first_failure(settings(&pki, format!("https://{full_addr}")))
+        .await
+        .last_error
+        .unwrap();
+    assert!(
+        error.contains(&format!("no answer from {full_addr} within 5 s")),
+        "{error}"
+    );
+    drop((queued, full));
+
     // The CA given to the data plane did not issue the control plane's certificate.
     let other = ClusterCa::generate("another CA").unwrap();
     let mut wrong_ca = settings(&pki, cluster_url.clone());
@@ -138,6 +160,27 @@ async fn sync_failures_name_the_cause_and_what_to_do() {
         .unwrap();
     assert!(refused.contains("refused a cluster handshake"), "{refused}");
     assert!(refused.contains("peer=127.0.0.1:"), "{refused}");
+
+    // A port that accepts and says nothing: bounded by the handshake timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let error = first_failure(settings(&pki, format!("https://{silent_addr}")))
+        .await
+        .last_error
+        .unwrap();
+    assert!(
+        error.contains(&format!(
+            "{silent_addr} does not speak the cluster protocol (no TLS handshake)"
+        )),
+        "{error}"
+    );
+    held.abort();
 
     // The Admin API's port is not the cluster port.
     let error = first_failure(settings(&pki, format!("https://{}", cp.admin)))
@@ -283,6 +326,22 @@ async fn clustering_wait_reaches_times_out_and_counts_a_quorum_and_status_prints
         .await
         .unwrap();
     }
+
+    // The data plane marks itself connected once the stream's response arrives.
+    let status = wait_until("the data plane to report connected", || async {
+        let status = cluster::admin(dp1.status, "GET", "/status", None)
+            .await?
+            .json();
+        Ok((status["control_plane"]["state"] == "connected").then_some(status))
+    })
+    .await
+    .unwrap();
+    assert_eq!(status["control_plane"]["state"], "connected", "{status}");
+    assert_eq!(
+        status["control_plane"]["last_error"],
+        Value::Null,
+        "{status}"
+    );
 
     let version = cluster::admin_write(
         cp.admin,
