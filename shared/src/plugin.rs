@@ -16,7 +16,7 @@ mod rate_limiting;
 #[cfg(feature = "test-plugins")]
 pub mod testing;
 
-pub use file_log::FileLogConfig;
+pub use file_log::{FileLog, FileLogConfig};
 pub use http_log::{HttpLogConfig, HttpLogMethod, QueueConfig};
 pub use ip_restriction::{IpRestriction, IpRestrictionConfig, IpRestrictionError};
 pub use jwt::{JwtClaim, JwtConfig};
@@ -198,7 +198,7 @@ plugin_table! {
         name: "file-log",
         priority: 9,
         config: FileLogConfig,
-        runtime: Unsupported,
+        runtime: FileLog,
         schema: file_log::subschema,
     }
     // Test-only: counts requests in a keyed resource (`X-Test-Count`).

@@ -11,10 +11,14 @@
 
 mod chain;
 mod context;
+mod log_record;
 mod resources;
 
 pub use chain::{ChainStep, PluginChain, PluginFailure, PluginInstance};
-pub use context::{ByteCounts, ConsumerRef, CredentialRef, RequestContext, Timings};
+pub use context::{
+    ByteCounts, ConsumerRef, CredentialRef, LogFacts, RequestContext, Timings, TlsFacts,
+};
+pub use log_record::{LogRecord, DEFAULT_WORKSPACE_ID};
 pub use resources::{LineSink, LogFiles, Resources, SharedSet};
 
 use http::{HeaderMap, StatusCode};

@@ -409,3 +409,28 @@ pub async fn read_head(stream: &mut TcpStream) -> anyhow::Result<String> {
     }
     Ok(String::from_utf8_lossy(&head).into_owned())
 }
+
+/// Reads `path` every 10 ms until it holds at least `count` JSON lines (the
+/// log phase runs after the response, so a line may land a moment after the
+/// client has its answer); fails after 5 s.
+pub async fn wait_for_json_lines(
+    path: &std::path::Path,
+    count: usize,
+) -> anyhow::Result<Vec<Value>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines = text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<Vec<Value>, _>>()
+            .with_context(|| format!("{} holds a line that is not JSON", path.display()))?;
+        if lines.len() >= count {
+            return Ok(lines);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("{} never reached {count} lines: {text}", path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -37,7 +37,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::time::Instant;
-use tollgate_shared::runtime::Phase;
+use tollgate_shared::runtime::{LogFacts, Phase};
 
 /// An early end of a request: what to answer, how to format it, and for a
 /// failure, its fixed label.
@@ -254,7 +254,12 @@ impl LogJob {
     /// Runs the log phase; `response_bytes` is what the body delivered.
     pub fn finish(mut self, response_bytes: u64) {
         self.ctx.timings.finished = Some(std::time::Instant::now());
-        self.ctx.bytes.response = response_bytes;
+        let head = self
+            .ctx
+            .log_facts
+            .as_ref()
+            .map_or(0, |facts| head_size(&facts.response_headers, STATUS_LINE));
+        self.ctx.bytes.response = head + response_bytes;
         let ctx = &self.ctx;
         if std::panic::catch_unwind(AssertUnwindSafe(|| PluginChain::log(ctx))).is_err() {
             tracing::error!(
@@ -267,6 +272,44 @@ impl LogJob {
 
 fn log_job(ctx: RequestContext) -> Option<Box<LogJob>> {
     PluginChain::wants_log(&ctx).then(|| Box::new(LogJob { ctx }))
+}
+
+/// The length of `HTTP/1.1 200 OK\r\n`, the usual status line.
+const STATUS_LINE: u64 = 17;
+
+/// Bytes of a head as HTTP/1.1 sends it (`name: value\r\n` per field and the
+/// blank line) after a first line of `first_line` bytes, for the log record's
+/// sizes (nginx `$request_length`, `$bytes_sent`).
+fn head_size(headers: &HeaderMap, first_line: u64) -> u64 {
+    let fields = header_bytes(headers) as u64 + 4 * headers.len() as u64;
+    first_line + fields + 2
+}
+
+/// Starts the log record's facts once the route is known, only for a route
+/// whose chain logs: the listener port, and the request's size as far as the
+/// head tells it (the body's own length is added once it is read).
+fn start_log_facts(conn: &ClientConn, route: &CompiledRoute, ctx: &mut RequestContext) {
+    if !route.chain.runs(Phase::Log) {
+        return;
+    }
+    let request = &ctx.request;
+    let target = request
+        .uri
+        .path_and_query()
+        .map_or(1, |pq| pq.as_str().len());
+    // `GET /x HTTP/1.1\r\n`
+    let first_line = (request.method.as_str().len() + target + 11) as u64;
+    let declared_body = request
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    ctx.bytes.request = head_size(&request.headers, first_line) + declared_body;
+    ctx.log_facts = Some(Box::new(LogFacts {
+        server_port: conn.listener_port,
+        ..LogFacts::default()
+    }));
 }
 
 /// Renders an early exit; 5xx the gateway produced are counted and logged.
@@ -323,6 +366,22 @@ fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody
         );
     }
     ctx.status = Some(parts.status);
+    if let Some(facts) = ctx.log_facts.as_mut() {
+        facts.response_headers = parts.headers.clone();
+        // hyper writes the length of a sized body itself; the log shows it as sent.
+        if let Some(length) = body.size_hint().exact() {
+            let bodiless = parts.status.is_informational()
+                || parts.status == StatusCode::NO_CONTENT
+                || parts.status == StatusCode::NOT_MODIFIED;
+            if !bodiless && !parts.headers.contains_key(header::TRANSFER_ENCODING) {
+                facts
+                    .response_headers
+                    .entry(header::CONTENT_LENGTH)
+                    .or_insert_with(|| HeaderValue::from(length));
+            }
+        }
+        ctx.timings.responded = Some(std::time::Instant::now());
+    }
     *response = Response::from_parts(parts, body);
 }
 
@@ -364,6 +423,7 @@ async fn proxy(
     let route = routed.route;
     ctx.route = Some(Arc::clone(&route.entity));
     ctx.service = route.service.as_ref().map(|s| Arc::clone(&s.entity));
+    start_log_facts(conn, route, &mut ctx);
     if let Err(exit) = access_phase(conn, route, &mut ctx, host.as_str()).await {
         return finish_exit(conn, exit, ctx, started);
     }
@@ -600,6 +660,15 @@ async fn forward(
         Ok(body) => body,
         Err(error) => return Err(Exit::failed(&error, hints, client_version)),
     };
+    if let Some(facts) = ctx.log_facts.as_mut() {
+        if !ctx.request.headers.contains_key(header::CONTENT_LENGTH) {
+            // A chunked body the route buffered: its length is known now.
+            ctx.bytes.request += body.size_hint().exact().unwrap_or(0);
+        }
+        let key = service.target.pool.key();
+        facts.upstream_uri = Some(plan.uri.clone());
+        facts.upstream_target = Some((Arc::clone(&key.host), key.port));
+    }
     let mut upstream_request = Request::new(body);
     *upstream_request.method_mut() = ctx.request.method.clone();
     *upstream_request.uri_mut() = plan.uri;
@@ -640,6 +709,10 @@ async fn forward(
     let upstream_latency = first_byte - sent_at;
 
     let (mut parts, body) = response.into_parts();
+    if let Some(facts) = ctx.log_facts.as_mut() {
+        facts.upstream_status = Some(parts.status);
+        facts.proxied = true;
+    }
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     strip_hop_by_hop(
         &mut parts.headers,

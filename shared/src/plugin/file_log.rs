@@ -1,11 +1,20 @@
-//! The `file-log` plugin: config (Kong priority 9).
+//! The `file-log` plugin (Kong priority 9, kong-compat §7.2): its config and
+//! schema, and its runtime: one compact JSON line of Kong's log record per
+//! request, appended in the log phase to the file the data plane keeps open
+//! for the path (shared by every instance naming it; rotation is the file
+//! sink's business, see `data-plane/src/plugins/resources.rs`).
 
 use super::null_as_default;
+use crate::runtime::{
+    CompileContext, CompilePlugin, LineSink, Phases, PluginCompileError, PluginRuntime,
+    RequestContext,
+};
 use crate::schema::engine::{Field, Record, Rule, Subschema};
 use crate::schema::typedefs::{self, HTTP_PROTOCOLS, PROTOCOLS};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -45,5 +54,32 @@ pub(crate) fn subschema() -> Subschema {
             ),
         ],
         checks: vec![],
+    }
+}
+
+/// A compiled `file-log` instance: the sink of its path.
+#[derive(Debug)]
+pub struct FileLog {
+    sink: Arc<dyn LineSink>,
+}
+
+impl PluginRuntime for FileLog {
+    const PHASES: Phases = Phases::LOG;
+
+    fn log(&self, ctx: &RequestContext) {
+        self.sink.write_line(ctx.log_record().as_bytes());
+    }
+}
+
+impl CompilePlugin<FileLogConfig> for FileLog {
+    fn compile(
+        config: &FileLogConfig,
+        cx: &CompileContext<'_>,
+    ) -> Result<Self, PluginCompileError> {
+        let sink = cx
+            .resources
+            .log_file(&config.path, config.reopen)
+            .map_err(PluginCompileError::Resource)?;
+        Ok(FileLog { sink })
     }
 }

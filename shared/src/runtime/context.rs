@@ -40,6 +40,9 @@ pub struct Timings {
     pub upstream_first_byte: Option<Instant>,
     /// The response was finished, or the client went away.
     pub finished: Option<Instant>,
+    /// The response head was ready to send (recorded only for the log phase:
+    /// Kong's response latency when the gateway answered itself).
+    pub responded: Option<Instant>,
 }
 
 impl Timings {
@@ -50,6 +53,7 @@ impl Timings {
             upstream_sent: None,
             upstream_first_byte: None,
             finished: None,
+            responded: None,
         }
     }
 }
@@ -59,6 +63,38 @@ impl Timings {
 pub struct ByteCounts {
     pub request: u64,
     pub response: u64,
+}
+
+/// What the proxy records for the log record (kong-compat §7.1) beyond what
+/// the phases need. Present only when the route's chain has a log phase, so a
+/// request without one allocates and copies nothing for it.
+#[derive(Debug, Clone, Default)]
+pub struct LogFacts {
+    /// The port of the listener the request arrived on (`request.url`).
+    pub server_port: u16,
+    /// The URI sent upstream, query included.
+    pub upstream_uri: Option<http::Uri>,
+    /// The status the upstream answered, before `response` plugins.
+    pub upstream_status: Option<http::StatusCode>,
+    /// The upstream host and port the request was sent to (`tries`).
+    pub upstream_target: Option<(Arc<str>, u16)>,
+    /// The response head's headers as sent to the client.
+    pub response_headers: HeaderMap,
+    /// The response came from the upstream (`source: "upstream"`), not the gateway.
+    pub proxied: bool,
+    /// TLS parameters of the client connection (`request.tls`), on TLS only.
+    pub tls: Option<TlsFacts>,
+}
+
+/// The client connection's TLS parameters, as Kong's `request.tls` names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFacts {
+    /// e.g. `TLSv1.3`.
+    pub version: &'static str,
+    /// e.g. `TLS13_AES_128_GCM_SHA256`.
+    pub cipher: &'static str,
+    /// nginx `$ssl_client_verify`: `NONE` without client certificates.
+    pub client_verify: &'static str,
 }
 
 /// One request's state across the phases.
@@ -92,6 +128,11 @@ pub struct RequestContext {
     pub status: Option<http::StatusCode>,
     pub timings: Timings,
     pub bytes: ByteCounts,
+    /// Facts for the log record; `Some` only when the route's chain logs.
+    pub log_facts: Option<Box<LogFacts>>,
+    /// The serialized log record, built by the first logging plugin that
+    /// asks and shared by the others (see [`RequestContext::log_record`]).
+    pub(crate) log_record: std::sync::OnceLock<String>,
     /// Typed per-plugin state, e.g. counts computed in `access` and turned
     /// into headers in `response`. Allocates only when a plugin stores something.
     pub state: Extensions,
@@ -128,6 +169,8 @@ impl RequestContext {
             status: None,
             timings: Timings::new(received),
             bytes: ByteCounts::default(),
+            log_facts: None,
+            log_record: std::sync::OnceLock::new(),
             state: Extensions::new(),
             selected: Vec::new(),
             running: None,

@@ -4,11 +4,12 @@
 //! instances selected after a consumer is identified, state and open files
 //! that survive config swaps under load, and plugins that fail or panic.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
-use std::time::Duration;
 use tollgate_data_plane::Settings;
-use tollgate_tests::dataplane::{self, get, get_with, send, ConfigBuilder, Scope};
+use tollgate_tests::dataplane::{
+    self, get, get_with, send, wait_for_json_lines, ConfigBuilder, Scope,
+};
 use tollgate_tests::echo;
 
 const ROUTE_OK: u128 = 10;
@@ -19,23 +20,6 @@ fn on_route(route: u128) -> Scope {
         route: Some(route),
         ..Scope::default()
     }
-}
-
-/// Waits until `path` holds at least `count` lines (the log phase runs after
-/// the response, so the line may land a moment after the client has it).
-async fn wait_for_lines(path: &Path, count: usize) -> Vec<Value> {
-    for _ in 0..500 {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if lines.len() >= count {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{} never reached {count} lines", path.display());
 }
 
 #[tokio::test]
@@ -75,7 +59,7 @@ async fn phases_run_in_order_and_log_runs_for_answered_requests() {
         "rec",
         "response phase on a proxied response"
     );
-    let lines = wait_for_lines(&log, 1).await;
+    let lines = wait_for_json_lines(&log, 1).await.unwrap();
     assert_eq!(lines[0]["phases"], json!(["access", "response"]));
     assert_eq!(lines[0]["status"], json!(200));
 
@@ -88,7 +72,7 @@ async fn phases_run_in_order_and_log_runs_for_answered_requests() {
         "rec",
         "response phase on a 403"
     );
-    let lines = wait_for_lines(&log, 2).await;
+    let lines = wait_for_json_lines(&log, 2).await.unwrap();
     assert_eq!(lines[1]["phases"], json!(["response"]));
     assert_eq!(lines[1]["status"], json!(403));
     assert_eq!(lines[1]["plugins"], json!(["tollgate-test-recorder"]));
@@ -163,7 +147,7 @@ async fn consumer_scoped_instances_apply_once_a_consumer_is_identified() {
             "{path} {consumer:?}"
         );
     }
-    let lines = wait_for_lines(&log, cases.len()).await;
+    let lines = wait_for_json_lines(&log, cases.len()).await.unwrap();
     let alice_lines = lines
         .iter()
         .filter(|l| l["consumer"] == json!("alice"))
@@ -254,7 +238,9 @@ async fn a_counter_and_an_open_log_file_survive_100_swaps_under_load() {
         "every request counted once"
     );
 
-    let lines = wait_for_lines(&log, CLIENTS * PER_CLIENT).await;
+    let lines = wait_for_json_lines(&log, CLIENTS * PER_CLIENT)
+        .await
+        .unwrap();
     assert_eq!(
         lines.len(),
         CLIENTS * PER_CLIENT,
@@ -310,8 +296,8 @@ async fn plugins_this_build_does_not_run_are_refused_with_their_name() {
         .route(ROUTE_OK, Some(1), &["/ok"], json!({}))
         .plugin(
             60,
-            "file-log",
-            json!({"path": "/tmp/x.log", "reopen": false, "custom_fields_by_lua": null}),
+            "http-log",
+            json!({"http_endpoint": "http://127.0.0.1:9/logs"}),
             Scope::default(),
         )
         .build()
@@ -322,7 +308,7 @@ async fn plugins_this_build_does_not_run_are_refused_with_their_name() {
     let errors = dp.gateway().apply_local(&config).unwrap_err();
     let text: String = errors.iter().map(ToString::to_string).collect();
     assert!(
-        text.contains("plugin 'file-log' is not supported"),
+        text.contains("plugin 'http-log' is not supported"),
         "{text}"
     );
     dp.shutdown().await;
