@@ -288,9 +288,17 @@ fn head_size(headers: &HeaderMap, first_line: u64) -> u64 {
 /// Starts the log record's facts once the route is known, only for a route
 /// whose chain logs: the listener port, and the request's size as far as the
 /// head tells it (the body's own length is added once it is read).
-fn start_log_facts(conn: &ClientConn, route: &CompiledRoute, ctx: &mut RequestContext) {
+fn start_log_facts(
+    conn: &ClientConn,
+    route: &CompiledRoute,
+    ctx: &mut RequestContext,
+    host: Option<&str>,
+) {
     if !route.chain.runs(Phase::Log) {
         return;
+    }
+    if ctx.host.is_none() {
+        ctx.host = host.map(str::to_owned);
     }
     let request = &ctx.request;
     let target = request
@@ -423,7 +431,7 @@ async fn proxy(
     let route = routed.route;
     ctx.route = Some(Arc::clone(&route.entity));
     ctx.service = route.service.as_ref().map(|s| Arc::clone(&s.entity));
-    start_log_facts(conn, route, &mut ctx);
+    start_log_facts(conn, route, &mut ctx, host.as_str());
     if let Err(exit) = access_phase(conn, route, &mut ctx, host.as_str()).await {
         return finish_exit(conn, exit, ctx, started);
     }
