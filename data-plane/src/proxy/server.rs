@@ -26,6 +26,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+use tollgate_shared::runtime::TlsFacts;
 
 /// State shared by every client connection of the proxy.
 pub struct ProxyShared {
@@ -145,6 +146,8 @@ pub struct ClientConn {
     pub sni: Option<Box<str>>,
     pub listener_port: u16,
     pub listener_port_value: HeaderValue,
+    /// The TLS parameters for the log record (`request.tls`); `None` on cleartext.
+    pub tls: Option<TlsFacts>,
     activity: Activity,
 }
 
@@ -168,6 +171,7 @@ impl ClientConn {
             sni,
             listener_port,
             listener_port_value: HeaderValue::from(listener_port),
+            tls: None,
             activity: Activity::new(),
         }
     }
@@ -357,14 +361,17 @@ async fn serve_tls(
         }
         Err(_) => return,
     };
-    let (sni, h2) = {
+    let (sni, h2, facts) = {
         let session = tls.get_ref().1;
         (
             session.server_name().map(Box::from),
             session.alpn_protocol() == Some(b"h2"),
+            tls_facts(session),
         )
     };
-    let conn = Arc::new(ClientConn::new(Arc::clone(shared), peer, port, true, sni));
+    let mut conn = ClientConn::new(Arc::clone(shared), peer, port, true, sni);
+    conn.tls = facts;
+    let conn = Arc::new(conn);
     let service = {
         let conn = Arc::clone(&conn);
         hyper::service::service_fn(move |request| service::handle(Arc::clone(&conn), request))
@@ -422,4 +429,36 @@ async fn drive<C: Future>(connection: C, graceful: fn(Pin<&mut C>), conn: &Clien
         Poll::Pending
     })
     .await
+}
+
+/// The session's version and cipher as nginx names them (`$ssl_protocol`,
+/// OpenSSL's `$ssl_cipher`), for Kong's `request.tls`. The proxy asks for no
+/// client certificate, so `client_verify` is always `NONE`.
+fn tls_facts(session: &rustls::ServerConnection) -> Option<TlsFacts> {
+    use rustls::{CipherSuite, ProtocolVersion};
+    let version = match session.protocol_version()? {
+        ProtocolVersion::TLSv1_3 => "TLSv1.3",
+        ProtocolVersion::TLSv1_2 => "TLSv1.2",
+        _ => return None,
+    };
+    let suite = session.negotiated_cipher_suite()?.suite();
+    let cipher = match suite {
+        CipherSuite::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+        CipherSuite::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "ECDHE-ECDSA-AES128-GCM-SHA256",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "ECDHE-ECDSA-AES256-GCM-SHA384",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => {
+            "ECDHE-ECDSA-CHACHA20-POLY1305"
+        }
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "ECDHE-RSA-AES128-GCM-SHA256",
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "ECDHE-RSA-AES256-GCM-SHA384",
+        CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-RSA-CHACHA20-POLY1305",
+        other => other.as_str().unwrap_or("UNKNOWN"),
+    };
+    Some(TlsFacts {
+        version,
+        cipher,
+        client_verify: "NONE",
+    })
 }

@@ -316,6 +316,7 @@ fn start_log_facts(
     ctx.bytes.request = head_size(&request.headers, first_line) + declared_body;
     ctx.log_facts = Some(Box::new(LogFacts {
         server_port: conn.listener_port,
+        tls: conn.tls.clone(),
         ..LogFacts::default()
     }));
 }

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 use tollgate_data_plane::Settings;
 use tollgate_tests::dataplane::{
-    self, get, get_with, send, uuid, wait_for_json_lines, ConfigBuilder, Scope,
+    self, get, get_with, send, send_tls, tls_connect, uuid, wait_for_json_lines, ConfigBuilder,
+    Scope,
 };
 use tollgate_tests::echo;
 
@@ -303,5 +304,48 @@ async fn a_log_path_that_cannot_be_opened_is_refused_naming_it() {
     assert!(text.contains(missing.to_str().unwrap()), "{text}");
     // The data plane keeps serving its previous config.
     assert_eq!(get(dp.proxy_addrs()[0], "/ok").await.unwrap().status, 404);
+    dp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tls_request_records_its_protocol_and_cipher() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("tls.log");
+    let generated = rcgen::generate_simple_self_signed(vec!["api.test".to_string()]).unwrap();
+    let cert_pem = generated.cert.pem();
+    let key_pem = generated.signing_key.serialize_pem();
+    let trust = rustls_pki_types::CertificateDer::from(generated.cert.der().to_vec());
+    let upstream = echo::spawn().await.unwrap();
+    let config = ConfigBuilder::new()
+        .service(1, upstream, json!({}))
+        .route(ROUTE_OK, Some(1), &["/ok"], json!({}))
+        .plugin(20, "file-log", file_log(&log, false), Scope::default())
+        .certificate(50, &cert_pem, &key_pem, &[(60, "api.test")])
+        .build()
+        .unwrap();
+    let mut settings = Settings::loopback();
+    settings.proxy_tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
+    let dp = dataplane::start(settings, &config).await.unwrap();
+    let tls = dp.tls_addrs()[0];
+
+    let stream = tls_connect(tls, "api.test", &[trust], &[b"http/1.1"])
+        .await
+        .unwrap();
+    let reply = send_tls(stream, "api.test", "/ok/x").await.unwrap();
+    assert_eq!(reply.status, 200);
+    let record = &wait_for_json_lines(&log, 1).await.unwrap()[0];
+    assert_eq!(
+        record["request"]["tls"],
+        json!({"version": "TLSv1.3", "cipher": record["request"]["tls"]["cipher"], "client_verify": "NONE"})
+    );
+    let cipher = record["request"]["tls"]["cipher"].as_str().unwrap();
+    assert!(
+        cipher.starts_with("TLS_") && cipher.contains("_SHA"),
+        "{cipher}"
+    );
+    assert_eq!(
+        record["request"]["url"],
+        format!("https://api.test:{}/ok/x", tls.port())
+    );
     dp.shutdown().await;
 }
