@@ -349,3 +349,83 @@ async fn a_tls_request_records_its_protocol_and_cipher() {
     );
     dp.shutdown().await;
 }
+
+/// The seed guide's step 8 with real processes: `file-log` (with `reopen`)
+/// added through the Admin API of a control plane on PostgreSQL reaches a
+/// data plane, which writes one record per request; a path the data plane
+/// cannot open is Nacked naming it while the old config keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_guides_file_log_step_through_a_real_cluster() {
+    use tollgate_tests::cluster::{
+        admin_write, wait_for_node, wait_in_sync, ControlPlaneProcess, DataPlaneOptions,
+        DataPlaneProcess, Pki, TestDatabase,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let pki = Pki::init(&dir.path().join("pki")).unwrap();
+    let db = TestDatabase::create().await.unwrap();
+    let upstream = echo::spawn().await.unwrap();
+    let cp = ControlPlaneProcess::start(&db.url, &pki, "127.0.0.1:0").unwrap();
+    let dp = DataPlaneProcess::start(
+        &pki,
+        &DataPlaneOptions {
+            control_plane: cp.cluster,
+            certificate: "dp".into(),
+            cache_dir: dir.path().join("dp-cache"),
+            node_id: uuid::Uuid::new_v4().to_string(),
+        },
+    )
+    .unwrap();
+
+    let service = json!({ "name": "my-api", "url": format!("http://{upstream}") });
+    admin_write(cp.admin, "POST", "/services", service)
+        .await
+        .unwrap();
+    let route = json!({ "name": "api", "paths": ["/api"] });
+    admin_write(cp.admin, "POST", "/services/my-api/routes", route)
+        .await
+        .unwrap();
+    let plugin = json!({
+        "name": "file-log",
+        "config": { "path": log.to_str().unwrap(), "reopen": true }
+    });
+    let version = admin_write(cp.admin, "POST", "/plugins", plugin)
+        .await
+        .unwrap();
+    wait_in_sync(cp.admin, &dp.node_id, version).await.unwrap();
+
+    let reply = send(
+        dp.proxy,
+        get_with("/api/v1?x=1", &[("authorization", "Bearer t")]).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 200);
+    let record = &wait_for_json_lines(&log, 1).await.unwrap()[0];
+    assert_eq!(keys(record), record_keys(&["tries"]));
+    assert_eq!(record["request"]["headers"]["authorization"], "REDACTED");
+    assert_eq!(record["upstream_uri"], "/v1?x=1");
+    assert_eq!(record["service"]["name"], "my-api");
+    assert_eq!(record["route"]["name"], "api");
+
+    let missing = dir.path().join("no-such-dir").join("access.log");
+    let unopenable = json!({
+        "name": "file-log",
+        "route": { "name": "api" },
+        "config": { "path": missing.to_str().unwrap() }
+    });
+    let refused = admin_write(cp.admin, "POST", "/plugins", unopenable)
+        .await
+        .unwrap();
+    let node = wait_for_node(cp.admin, &dp.node_id, "the node to reject", |n| {
+        n["sync_status"] == "rejected"
+    })
+    .await
+    .unwrap();
+    assert_eq!(node["rejected_version"], refused);
+    let reason = node["last_error"].as_str().unwrap();
+    assert!(reason.contains(missing.to_str().unwrap()), "{reason}");
+    let reply = get(dp.proxy, "/api/again").await.unwrap();
+    assert_eq!(reply.status, 200, "the old config keeps serving");
+    wait_for_json_lines(&log, 2).await.unwrap();
+}
