@@ -82,6 +82,9 @@ struct OpenFile {
     file: File,
     identity: FileIdentity,
     checked: Instant,
+    /// The line and its newline, assembled for a single `write`; kept to
+    /// spare an allocation per line.
+    buffer: Vec<u8>,
 }
 
 /// What tells two files apart: device and inode.
@@ -116,6 +119,7 @@ impl OpenFile {
             file,
             identity,
             checked: Instant::now(),
+            buffer: Vec::new(),
         })
     }
 
@@ -134,7 +138,10 @@ impl OpenFile {
             return;
         }
         match OpenFile::open(path) {
-            Ok(reopened) => *self = reopened,
+            Ok(reopened) => {
+                self.file = reopened.file;
+                self.identity = reopened.identity;
+            }
             // Keep writing to the old file rather than losing lines; the
             // next check tries again.
             Err(error) => tracing::warn!(path, %error, "cannot reopen a rotated log file"),
@@ -164,22 +171,38 @@ impl FileSink {
 
 impl LineSink for FileSink {
     fn write_line(&self, line: &[u8]) {
-        let mut buffer = Vec::with_capacity(line.len() + 1);
-        buffer.extend_from_slice(line);
-        buffer.push(b'\n');
+        let fill = |buffer: &mut Vec<u8>| {
+            buffer.clear();
+            buffer.extend_from_slice(line);
+            buffer.push(b'\n');
+        };
         let result = match &self.file {
             Some(file) => {
                 let mut open = file.lock().unwrap_or_else(PoisonError::into_inner);
                 open.follow_rotation(&self.path, self.rotation_check);
-                open.file.write_all(&buffer)
+                let OpenFile { file, buffer, .. } = &mut *open;
+                fill(buffer);
+                let written = file.write_all(buffer);
+                // A rare huge line should not pin its memory for good.
+                if buffer.capacity() > MAX_KEPT_BUFFER {
+                    *buffer = Vec::new();
+                }
+                written
             }
-            None => open_append(&self.path).and_then(|mut file| file.write_all(&buffer)),
+            None => {
+                let mut buffer = Vec::with_capacity(line.len() + 1);
+                fill(&mut buffer);
+                open_append(&self.path).and_then(|mut file| file.write_all(&buffer))
+            }
         };
         if result.is_err() {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
+
+/// The largest line buffer a file keeps between lines.
+const MAX_KEPT_BUFFER: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
