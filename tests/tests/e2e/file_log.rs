@@ -429,3 +429,49 @@ async fn the_seed_guides_file_log_step_through_a_real_cluster() {
     assert_eq!(reply.status, 200, "the old config keeps serving");
     wait_for_json_lines(&log, 2).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_write_whole_lines() {
+    const CLIENTS: usize = 8;
+    const PER_CLIENT: usize = 25;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("busy.log");
+    let upstream = echo::spawn().await.unwrap();
+    let config = ConfigBuilder::new()
+        .service(1, upstream, json!({}))
+        .route(ROUTE_OK, Some(1), &["/ok"], json!({}))
+        .plugin(20, "file-log", file_log(&log, false), Scope::default())
+        .build()
+        .unwrap();
+    let dp = dataplane::start(Settings::loopback(), &config)
+        .await
+        .unwrap();
+    let proxy = dp.proxy_addrs()[0];
+    // Long headers make each line several kilobytes, so a torn write would show.
+    let padding = "p".repeat(4000);
+    let mut clients = Vec::new();
+    for client in 0..CLIENTS {
+        let padding = padding.clone();
+        clients.push(tokio::spawn(async move {
+            for n in 0..PER_CLIENT {
+                let tag = format!("{client}-{n}");
+                let request =
+                    get_with("/ok/x", &[("x-tag", tag.as_str()), ("x-pad", &padding)]).unwrap();
+                assert_eq!(send(proxy, request).await.unwrap().status, 200);
+            }
+        }));
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    let lines = wait_for_json_lines(&log, CLIENTS * PER_CLIENT)
+        .await
+        .unwrap();
+    assert_eq!(lines.len(), CLIENTS * PER_CLIENT);
+    let tags: BTreeSet<&str> = lines
+        .iter()
+        .map(|line| line["request"]["headers"]["x-tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags.len(), CLIENTS * PER_CLIENT, "every request once");
+    dp.shutdown().await;
+}
