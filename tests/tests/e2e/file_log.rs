@@ -5,6 +5,7 @@
 
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -56,16 +57,21 @@ fn file_log(path: &Path, reopen: bool) -> Value {
     json!({"path": path.to_str().unwrap(), "reopen": reopen, "custom_fields_by_lua": null})
 }
 
+/// Service 1 at `upstream`, route `/ok` to it, and a global `file-log` to `log`.
+fn logged_route(upstream: SocketAddr, log: &Path) -> ConfigBuilder {
+    ConfigBuilder::new()
+        .service(1, upstream, json!({}))
+        .route(ROUTE_OK, Some(1), &["/ok"], json!({}))
+        .plugin(20, "file-log", file_log(log, false), Scope::default())
+}
+
 #[tokio::test]
 async fn records_have_kongs_keys_for_proxied_and_denied_requests() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
     let upstream = echo::spawn().await.unwrap();
-    let config = ConfigBuilder::new()
-        .service(1, upstream, json!({}))
-        .route(ROUTE_OK, Some(1), &["/ok"], json!({}))
+    let config = logged_route(upstream, &log)
         .route(ROUTE_DENY, Some(1), &["/deny"], json!({}))
-        .plugin(20, "file-log", file_log(&log, false), Scope::default())
         .plugin(
             21,
             "ip-restriction",
@@ -194,7 +200,7 @@ async fn records_have_kongs_keys_for_proxied_and_denied_requests() {
 
 /// Sends requests until `path` exists with a line, as a rotation check runs
 /// at most once per second; returns how many requests were sent.
-async fn send_until_written(proxy: std::net::SocketAddr, path: &Path) -> usize {
+async fn send_until_written(proxy: SocketAddr, path: &Path) -> usize {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut sent = 0;
     loop {
@@ -316,10 +322,7 @@ async fn a_tls_request_records_its_protocol_and_cipher() {
     let key_pem = generated.signing_key.serialize_pem();
     let trust = rustls_pki_types::CertificateDer::from(generated.cert.der().to_vec());
     let upstream = echo::spawn().await.unwrap();
-    let config = ConfigBuilder::new()
-        .service(1, upstream, json!({}))
-        .route(ROUTE_OK, Some(1), &["/ok"], json!({}))
-        .plugin(20, "file-log", file_log(&log, false), Scope::default())
+    let config = logged_route(upstream, &log)
         .certificate(50, &cert_pem, &key_pem, &[(60, "api.test")])
         .build()
         .unwrap();
@@ -437,12 +440,7 @@ async fn concurrent_requests_write_whole_lines() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("busy.log");
     let upstream = echo::spawn().await.unwrap();
-    let config = ConfigBuilder::new()
-        .service(1, upstream, json!({}))
-        .route(ROUTE_OK, Some(1), &["/ok"], json!({}))
-        .plugin(20, "file-log", file_log(&log, false), Scope::default())
-        .build()
-        .unwrap();
+    let config = logged_route(upstream, &log).build().unwrap();
     let dp = dataplane::start(Settings::loopback(), &config)
         .await
         .unwrap();
