@@ -15,6 +15,7 @@ use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -50,6 +51,8 @@ pub enum RequestBody {
         received: u64,
         /// Most bytes accepted; 0 is unlimited.
         max: u64,
+        /// Where the log record learns the size of a body of unknown length.
+        counted: Option<Arc<AtomicU64>>,
     },
     /// Read completely before the upstream was contacted.
     Buffered {
@@ -132,12 +135,20 @@ impl RequestBody {
                 stall: StallTimer::new(stall_timeout),
                 received: 0,
                 max,
+                counted: None,
             }
         }
     }
 
     pub fn is_empty(&self) -> bool {
         matches!(self, RequestBody::Empty)
+    }
+
+    /// Adds the data bytes of a streamed body to `counter` as they pass.
+    pub fn count_into(&mut self, counter: Arc<AtomicU64>) {
+        if let RequestBody::Streaming { counted, .. } = self {
+            *counted = Some(counter);
+        }
     }
 
     /// Binds the body to the connection it is about to be written to. An empty
@@ -295,6 +306,7 @@ impl Body for RequestBody {
                 stall,
                 received,
                 max,
+                counted,
             } => {
                 let frame = match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Ready(frame) => frame,
@@ -309,6 +321,9 @@ impl Body for RequestBody {
                     Some(Ok(frame)) => {
                         if let Some(data) = frame.data_ref() {
                             *received += data.len() as u64;
+                            if let Some(counter) = counted {
+                                counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                            }
                             if *max > 0 && *received > *max {
                                 return Poll::Ready(Some(Err(Box::new(ClientBodyError::TooLarge))));
                             }

@@ -260,6 +260,14 @@ impl LogJob {
             .as_ref()
             .map_or(0, |facts| head_size(&facts.response_headers, STATUS_LINE));
         self.ctx.bytes.response = head + response_bytes;
+        if let Some(streamed) = self
+            .ctx
+            .log_facts
+            .as_ref()
+            .and_then(|f| f.streamed_body.as_ref())
+        {
+            self.ctx.bytes.request += streamed.load(Ordering::Relaxed);
+        }
         let ctx = &self.ctx;
         if std::panic::catch_unwind(AssertUnwindSafe(|| PluginChain::log(ctx))).is_err() {
             tracing::error!(
@@ -669,10 +677,18 @@ async fn forward(
         Ok(body) => body,
         Err(error) => return Err(Exit::failed(&error, hints, client_version)),
     };
+    let mut body = body;
     if let Some(facts) = ctx.log_facts.as_mut() {
         if !ctx.request.headers.contains_key(header::CONTENT_LENGTH) {
-            // A chunked body the route buffered: its length is known now.
-            ctx.bytes.request += body.size_hint().exact().unwrap_or(0);
+            match body.size_hint().exact() {
+                // A chunked body the route buffered: its length is known now.
+                Some(length) => ctx.bytes.request += length,
+                None => {
+                    let counter = Arc::default();
+                    body.count_into(Arc::clone(&counter));
+                    facts.streamed_body = Some(counter);
+                }
+            }
         }
         let key = service.target.pool.key();
         facts.upstream_uri = Some(plan.uri.clone());

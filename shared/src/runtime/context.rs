@@ -84,6 +84,9 @@ pub struct LogFacts {
     pub proxied: bool,
     /// TLS parameters of the client connection (`request.tls`), on TLS only.
     pub tls: Option<TlsFacts>,
+    /// The bytes of a request body of unknown length streamed upstream,
+    /// counted as they pass and added to the request size in the log phase.
+    pub streamed_body: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// The client connection's TLS parameters, as Kong's `request.tls` names them.

@@ -473,3 +473,41 @@ async fn concurrent_requests_write_whole_lines() {
     assert_eq!(tags.len(), CLIENTS * PER_CLIENT, "every request once");
     dp.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_streamed_chunked_body_counts_in_the_request_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sizes.log");
+    let upstream = echo::spawn().await.unwrap();
+    let config = ConfigBuilder::new()
+        .service(1, upstream, json!({}))
+        .route(
+            ROUTE_OK,
+            Some(1),
+            &["/ok"],
+            json!({"request_buffering": false}),
+        )
+        .plugin(20, "file-log", file_log(&log, false), Scope::default())
+        .build()
+        .unwrap();
+    let dp = dataplane::start(Settings::loopback(), &config)
+        .await
+        .unwrap();
+    let body = "x".repeat(3000);
+    let request = format!(
+        "POST /ok/x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    let answer = dataplane::raw_exchange(
+        dp.proxy_addrs()[0],
+        request.as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let record = &wait_for_json_lines(&log, 1).await.unwrap()[0];
+    let size = record["request"]["size"].as_u64().unwrap();
+    assert!(size >= 3000 + 60 && size < 3000 + 400, "{size}");
+    dp.shutdown().await;
+}
