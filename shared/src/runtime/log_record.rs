@@ -373,7 +373,7 @@ impl Serialize for Query<'_> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::runtime::{CredentialRef, LogFacts};
+    use crate::runtime::{CredentialRef, LogFacts, TlsFacts};
     use crate::Consumer;
     use serde_json::{json, Value};
     use std::sync::Arc;
@@ -438,7 +438,12 @@ mod tests {
             upstream_target: Some((Arc::from("10.0.0.5"), 8080)),
             response_headers,
             proxied: true,
-            tls: None,
+            tls: Some(TlsFacts {
+                version: "TLSv1.3",
+                cipher: "TLS_AES_128_GCM_SHA256",
+                client_verify: "NONE",
+            }),
+            streamed_body: None,
         }));
         let consumer = Consumer {
             id: uuid::Uuid::from_u128(5),
@@ -483,9 +488,14 @@ mod tests {
                 "method",
                 "querystring",
                 "size",
+                "tls",
                 "uri",
                 "url"
             ]
+        );
+        assert_eq!(
+            request["tls"],
+            json!({"version": "TLSv1.3", "cipher": "TLS_AES_128_GCM_SHA256", "client_verify": "NONE"})
         );
         assert_eq!(request["id"], "0123456789abcdef0123456789abcdef");
         assert_eq!(request["uri"], "/orders/7?a=1&b&a=x%20y&c=");
