@@ -19,7 +19,7 @@ pub mod testing;
 pub use file_log::FileLogConfig;
 pub use http_log::{HttpLogConfig, HttpLogMethod, QueueConfig};
 pub use ip_restriction::{IpRestriction, IpRestrictionConfig, IpRestrictionError};
-pub use jwt::{JwtClaim, JwtConfig};
+pub use jwt::{consumer_headers, public_key_parses, Jwt, JwtClaim, JwtConfig, KeyError, Verifier};
 pub use prometheus::PrometheusConfig;
 pub use rate_limiting::{LimitBy, Period, RateLimitPolicy, RateLimitingConfig, RedisConfig};
 
@@ -70,6 +70,8 @@ macro_rules! plugin_table {
             $( $(#[$meta])* $variant($runtime), )*
         }
 
+        // Rows may be cfg-gated, so they are pushed one by one.
+        #[allow(clippy::vec_init_then_push)]
         fn rows() -> Vec<PluginRow> {
             let mut rows = Vec::new();
             $(
@@ -161,7 +163,7 @@ plugin_table! {
         name: "jwt",
         priority: 1450,
         config: JwtConfig,
-        runtime: Unsupported,
+        runtime: Jwt,
         schema: jwt::subschema,
     }
     IpRestriction {
