@@ -62,6 +62,10 @@ pub struct JwtConfig {
     #[serde(deserialize_with = "null_as_default")]
     pub header_names: Vec<String>,
     pub realm: Option<String>,
+    /// Seconds of clock skew tolerated by the `exp` and `nbf` checks (not in
+    /// Kong OSS, whose checks have none: the default 0 keeps its behaviour).
+    #[serde(deserialize_with = "null_as_default")]
+    pub leeway: f64,
 }
 
 impl Default for JwtConfig {
@@ -77,6 +81,7 @@ impl Default for JwtConfig {
             maximum_expiration: 0.0,
             header_names: vec!["authorization".into()],
             realm: None,
+            leeway: 0.0,
         }
     }
 }
@@ -113,6 +118,9 @@ pub(crate) fn subschema() -> Subschema {
             .rule(Rule::Between(0.0, 31_536_000.0)),
         string_set("header_names", json!(["authorization"])),
         Field::string("realm"),
+        Field::number("leeway")
+            .default(json!(0))
+            .rule(Rule::Between(0.0, 31_536_000.0)),
     ]);
     Subschema {
         fields: vec![
@@ -269,6 +277,7 @@ struct JwtState {
     verify_exp: bool,
     verify_nbf: bool,
     maximum_expiration: f64,
+    leeway: f64,
     run_on_preflight: bool,
     anonymous: Option<Anonymous>,
     /// `WWW-Authenticate` when no token was sent, and for every other failure.
@@ -433,8 +442,9 @@ impl JwtState {
         Ok(credential)
     }
 
-    /// `claims_to_verify` (every failure reported, by claim name), then
-    /// `maximum_expiration`.
+    /// `claims_to_verify` (every failure reported, by claim name) with
+    /// `leeway` seconds of tolerance, then `maximum_expiration` (without it:
+    /// it bounds what the issuer granted, not clock skew).
     fn check_claims(&self, claims: &Map<String, Value>, now: i64) -> Result<(), Failure> {
         let now = now as f64;
         let mut errors = Map::new();
@@ -442,14 +452,18 @@ impl JwtState {
         if self.verify_exp {
             match number("exp") {
                 None => errors.insert("exp".into(), "must be a number".into()),
-                Some(exp) if exp <= now => errors.insert("exp".into(), "token expired".into()),
+                Some(exp) if exp <= now - self.leeway => {
+                    errors.insert("exp".into(), "token expired".into())
+                }
                 Some(_) => None,
             };
         }
         if self.verify_nbf {
             match number("nbf") {
                 None => errors.insert("nbf".into(), "must be a number".into()),
-                Some(nbf) if nbf > now => errors.insert("nbf".into(), "token not valid yet".into()),
+                Some(nbf) if nbf > now + self.leeway => {
+                    errors.insert("nbf".into(), "token not valid yet".into())
+                }
                 Some(_) => None,
             };
         }
@@ -531,6 +545,7 @@ impl CompilePlugin<JwtConfig> for Jwt {
             verify_exp: config.verifies(JwtClaim::Exp),
             verify_nbf: config.verifies(JwtClaim::Nbf),
             maximum_expiration: config.maximum_expiration,
+            leeway: config.leeway,
             run_on_preflight: config.run_on_preflight,
             anonymous,
             challenge,

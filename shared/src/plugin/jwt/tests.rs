@@ -563,6 +563,51 @@ fn maximum_expiration_bounds_the_token_lifetime() {
 }
 
 #[test]
+fn leeway_tolerates_clock_skew_on_exp_and_nbf_only() {
+    let plugin = hs256_plugin(json!({ "claims_to_verify": ["exp", "nbf"], "leeway": 30 }));
+    // Within the leeway on both sides.
+    let skewed = hs256(json!({"iss": "key-1", "exp": NOW - 29, "nbf": NOW + 30}));
+    assert_authenticated(&run_with_token(&plugin, &skewed), "alice");
+    let challenge = "Bearer error=\"invalid_token\"";
+    let expired = hs256(json!({"iss": "key-1", "exp": NOW - 30, "nbf": NOW}));
+    assert_401(
+        &run_with_token(&plugin, &expired),
+        json!({"exp": "token expired"}),
+        challenge,
+    );
+    let early = hs256(json!({"iss": "key-1", "exp": NOW + 60, "nbf": NOW + 31}));
+    assert_401(
+        &run_with_token(&plugin, &early),
+        json!({"nbf": "token not valid yet"}),
+        challenge,
+    );
+    // Leeway never makes a non-number acceptable, nor stretches maximum_expiration.
+    let text = hs256(json!({"iss": "key-1", "exp": "0", "nbf": NOW}));
+    assert_401(
+        &run_with_token(&plugin, &text),
+        json!({"exp": "must be a number"}),
+        challenge,
+    );
+    let bounded = hs256_plugin(json!({
+        "claims_to_verify": ["exp"], "maximum_expiration": 60, "leeway": 30
+    }));
+    let long = hs256(json!({"iss": "key-1", "exp": NOW + 61}));
+    assert_401(
+        &run_with_token(&bounded, &long),
+        json!({"exp": "exceeds maximum allowed expiration"}),
+        challenge,
+    );
+    // The default is Kong's: none.
+    let strict = hs256_plugin(json!({ "claims_to_verify": ["exp"] }));
+    let just_expired = hs256(json!({"iss": "key-1", "exp": NOW}));
+    assert_401(
+        &run_with_token(&strict, &just_expired),
+        json!({"exp": "token expired"}),
+        challenge,
+    );
+}
+
+#[test]
 fn a_credential_whose_consumer_is_gone_cannot_authenticate() {
     let config = base_config(vec![credential(10, 777, "orphan", "HS256", SECRET)]);
     let plugin = compile_in(&config, json!({}));
