@@ -22,6 +22,7 @@ test:
 	export DATABASE_URL=$${DATABASE_URL:-$$(sed -n 1p <<<"$$urls")} && \
 	export REDIS_URL=$${REDIS_URL:-$$(sed -n 2p <<<"$$urls")} && \
 	echo "DATABASE_URL=$$DATABASE_URL REDIS_URL=$$REDIS_URL" && \
+	{ python3 -c 'import jwt' 2>/dev/null || python3 -m pip install --quiet 'pyjwt[crypto]'; } && \
 	$(CARGO) build --workspace --bins && \
 	$(CARGO) test --workspace --no-fail-fast
 
