@@ -177,7 +177,9 @@ async fn rejections_have_kongs_bodies_and_challenges() {
 
     let token = pyjwt_token(KEY, SECRET, 3600);
     let other = pyjwt_token(KEY, SECRET, 3599);
-    let cases: Vec<(String, Vec<(&str, String)>, Value, &str)> = vec![
+    // (path, request headers, expected body, expected WWW-Authenticate)
+    type Case<'a> = (String, Vec<(&'a str, String)>, Value, &'a str);
+    let cases: Vec<Case> = vec![
         (
             format!("/api?jwt={other}"),
             vec![("authorization", bearer(&token))],
