@@ -8,11 +8,13 @@
 //! upstream headers (or the anonymous consumer, or a 401 with Kong's body and
 //! `WWW-Authenticate`).
 
+mod jwks;
 mod keys;
 #[cfg(test)]
 mod tests;
 mod token;
 
+pub use jwks::{JwksError, JwksLimits, KeySet};
 pub use keys::{public_key_parses, KeyError, Verifier};
 
 use super::null_as_default;

@@ -111,6 +111,59 @@ impl Verifier {
         })
     }
 
+    /// An RSA verifier from the big-endian modulus and exponent (a JWK's
+    /// `n` and `e`), for an RS* or PS* algorithm.
+    pub fn rsa_components(
+        algorithm: JwtAlgorithm,
+        modulus: &[u8],
+        exponent: &[u8],
+    ) -> Result<Verifier, KeyError> {
+        let key = RsaPublicKey::new(
+            rsa::BigUint::from_bytes_be(modulus),
+            rsa::BigUint::from_bytes_be(exponent),
+        )
+        .map_err(|_| KeyError::InvalidPublicKey { family: "RSA" })?;
+        Ok(match algorithm {
+            JwtAlgorithm::RS256 => Verifier::Rs256(rsa::pkcs1v15::VerifyingKey::new(key)),
+            JwtAlgorithm::RS384 => Verifier::Rs384(rsa::pkcs1v15::VerifyingKey::new(key)),
+            JwtAlgorithm::RS512 => Verifier::Rs512(rsa::pkcs1v15::VerifyingKey::new(key)),
+            JwtAlgorithm::PS256 => Verifier::Ps256(rsa::pss::VerifyingKey::new(key)),
+            JwtAlgorithm::PS384 => Verifier::Ps384(rsa::pss::VerifyingKey::new(key)),
+            JwtAlgorithm::PS512 => Verifier::Ps512(rsa::pss::VerifyingKey::new(key)),
+            _ => return Err(KeyError::InvalidPublicKey { family: "RSA" }),
+        })
+    }
+
+    /// An ECDSA verifier from a SEC1 point (a JWK's `0x04 || x || y`); the
+    /// algorithm fixes the curve.
+    pub fn ec_point(algorithm: JwtAlgorithm, sec1: &[u8]) -> Result<Verifier, KeyError> {
+        let invalid = |family| KeyError::InvalidPublicKey { family };
+        Ok(match algorithm {
+            JwtAlgorithm::ES256 => Verifier::Es256(
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(sec1)
+                    .map_err(|_| invalid("P-256 EC"))?,
+            ),
+            JwtAlgorithm::ES384 => Verifier::Es384(
+                p384::ecdsa::VerifyingKey::from_sec1_bytes(sec1)
+                    .map_err(|_| invalid("P-384 EC"))?,
+            ),
+            JwtAlgorithm::ES512 => Verifier::Es512(
+                p521::ecdsa::VerifyingKey::from_sec1_bytes(sec1)
+                    .map_err(|_| invalid("P-521 EC"))?,
+            ),
+            _ => return Err(invalid("EC")),
+        })
+    }
+
+    /// An Ed25519 verifier from the 32-byte public key (a JWK's `x`).
+    pub fn ed25519(public: &[u8]) -> Result<Verifier, KeyError> {
+        let invalid = KeyError::InvalidPublicKey { family: "Ed25519" };
+        let bytes: &[u8; 32] = public.try_into().map_err(|_| invalid.clone())?;
+        ed25519_dalek::VerifyingKey::from_bytes(bytes)
+            .map(Verifier::EdDsa)
+            .map_err(|_| invalid)
+    }
+
     pub fn algorithm(&self) -> JwtAlgorithm {
         match self {
             Verifier::Hs256(_) => JwtAlgorithm::HS256,

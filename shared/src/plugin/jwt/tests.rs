@@ -968,3 +968,137 @@ fn lenient_base64url_matches_kong() {
     assert!(token::decode_base64url(b"a").is_none());
     assert!(token::decode_base64url(b"ab.c").is_none());
 }
+
+// --- JWKS documents (the parsing half of JWKS support) -----------------------
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn rsa_jwk(kid: &str, alg: Option<&str>) -> Value {
+    use rsa::traits::PublicKeyParts as _;
+    let key = rsa::RsaPublicKey::from_public_key_pem(&rsa_keys().public).unwrap();
+    json!({"kty": "RSA", "kid": kid, "alg": alg, "use": "sig",
+           "n": b64(&key.n().to_bytes_be()), "e": b64(&key.e().to_bytes_be())})
+}
+
+fn p256_jwk(kid: &str, public_pem: &str) -> Value {
+    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+    let point = p256::PublicKey::from_public_key_pem(public_pem)
+        .unwrap()
+        .to_encoded_point(false);
+    json!({"kty": "EC", "kid": kid, "crv": "P-256",
+           "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())})
+}
+
+fn ed_jwk(kid: &str, public_pem: &str) -> Value {
+    let key = ed25519_dalek::VerifyingKey::from_public_key_pem(public_pem).unwrap();
+    json!({"kty": "OKP", "kid": kid, "crv": "Ed25519", "x": b64(key.as_bytes())})
+}
+
+/// Whether the set's key `kid` verifies `token`.
+fn jwks_verifies(set: &KeySet, kid: &str, token: &str) -> bool {
+    let decoded = Token::decode(token.as_bytes()).unwrap();
+    let verifier = set.get(kid).expect("the kid is in the set");
+    decoded.algorithm == verifier.algorithm() && verifier.verify(decoded.signed, &decoded.signature)
+}
+
+use rsa::pkcs8::DecodePublicKey as _;
+
+#[test]
+fn jwks_keys_verify_with_the_algorithm_the_key_fixes() {
+    let ec = rcgen_pair(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let ed = rcgen_pair(&rcgen::PKCS_ED25519);
+    let document = json!({"keys": [
+        rsa_jwk("rsa-ps", Some("PS256")),
+        rsa_jwk("rsa-rs", Some("RS384")),
+        p256_jwk("ec", &ec.public),
+        ed_jwk("ed", &ed.public),
+    ]});
+    let set = KeySet::parse(document.to_string().as_bytes(), JwksLimits::default()).unwrap();
+    assert_eq!(set.len(), 4);
+    let claims = json!({"sub": "x"});
+    let ps = sign_with(Algorithm::PS256, &rsa_keys().encoding(), claims.clone());
+    assert!(jwks_verifies(&set, "rsa-ps", &ps));
+    // The same RSA key under an RS384 kid does not accept a PS256 token.
+    assert!(!jwks_verifies(&set, "rsa-rs", &ps));
+    let rs = sign_with(Algorithm::RS384, &rsa_keys().encoding(), claims.clone());
+    assert!(jwks_verifies(&set, "rsa-rs", &rs));
+    let es = sign_with(
+        Algorithm::ES256,
+        &EncodingKey::from_ec_pem(ec.private.as_bytes()).unwrap(),
+        claims.clone(),
+    );
+    assert!(jwks_verifies(&set, "ec", &es));
+    assert!(!jwks_verifies(&set, "ed", &es));
+    let eddsa = sign_with(
+        Algorithm::EdDSA,
+        &EncodingKey::from_ed_pem(ed.private.as_bytes()).unwrap(),
+        claims,
+    );
+    assert!(jwks_verifies(&set, "ed", &eddsa));
+}
+
+#[test]
+fn jwks_skips_keys_it_cannot_use_safely() {
+    let ec = rcgen_pair(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let mut wrong_alg = p256_jwk("ec-as-es384", &ec.public);
+    wrong_alg["alg"] = json!("ES384");
+    let mut encryption = p256_jwk("enc", &ec.public);
+    encryption["use"] = json!("enc");
+    let mut first = p256_jwk("dup", &ec.public);
+    first["alg"] = json!("ES256");
+    let document = json!({"keys": [
+        {"kty": "oct", "kid": "hmac", "k": b64(b"secret"), "alg": "HS256"},
+        rsa_jwk("rsa-without-alg", None),
+        rsa_jwk("rsa-none", Some("none")),
+        wrong_alg,
+        encryption,
+        p256_jwk("", &ec.public),
+        {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"},
+        {"kty": "EC", "kid": "bad-point", "crv": "P-256", "x": "AA", "y": "AA"},
+        {"kty": "EC", "kid": "secp256k1", "crv": "secp256k1", "x": "AA", "y": "AA"},
+        "not an object",
+        first,
+        {"kty": "OKP", "kid": "dup", "crv": "Ed25519", "x": b64(&[0; 32])},
+    ]});
+    let set = KeySet::parse(document.to_string().as_bytes(), JwksLimits::default()).unwrap();
+    // Only the P-256 key with an empty kid and the first "dup" remain.
+    assert_eq!(set.len(), 2, "{set:?}");
+    assert_eq!(set.get("dup").unwrap().algorithm(), JwtAlgorithm::ES256);
+    assert!(set.get("").is_some());
+    assert!(set.get("hmac").is_none());
+}
+
+#[test]
+fn jwks_documents_are_bounded() {
+    let limits = JwksLimits {
+        max_bytes: 1024,
+        max_keys: 2,
+    };
+    let huge = format!(r#"{{"keys": [], "pad": "{}"}}"#, "x".repeat(2000));
+    assert_eq!(
+        KeySet::parse(huge.as_bytes(), limits).unwrap_err(),
+        JwksError::TooLarge { limit: 1024 }
+    );
+    let many = json!({"keys": [{}, {}, {}]}).to_string();
+    assert_eq!(
+        KeySet::parse(many.as_bytes(), limits).unwrap_err(),
+        JwksError::TooManyKeys { limit: 2 }
+    );
+    for malformed in [
+        "",
+        "[]",
+        r#"{"keys": {}}"#,
+        "{\"keys\": [",
+        r#"{"nokeys": []}"#,
+    ] {
+        assert!(matches!(
+            KeySet::parse(malformed.as_bytes(), limits),
+            Err(JwksError::Malformed(_))
+        ));
+    }
+    assert!(KeySet::parse(br#"{"keys": []}"#, limits)
+        .unwrap()
+        .is_empty());
+}
