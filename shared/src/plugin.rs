@@ -19,7 +19,10 @@ pub mod testing;
 pub use file_log::FileLogConfig;
 pub use http_log::{HttpLogConfig, HttpLogMethod, QueueConfig};
 pub use ip_restriction::{IpRestriction, IpRestrictionConfig, IpRestrictionError};
-pub use jwt::{JwtClaim, JwtConfig};
+pub use jwt::{
+    consumer_headers, public_key_parses, JwksError, JwksLimits, Jwt, JwtClaim, JwtConfig, KeyError,
+    KeySet, Verifier,
+};
 pub use prometheus::PrometheusConfig;
 pub use rate_limiting::{LimitBy, Period, RateLimitPolicy, RateLimitingConfig, RedisConfig};
 
@@ -163,7 +166,7 @@ plugin_table! {
         name: "jwt",
         priority: 1450,
         config: JwtConfig,
-        runtime: Unsupported,
+        runtime: Jwt,
         schema: jwt::subschema,
     }
     IpRestriction {
