@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod compile;
 pub mod config_file;
+pub mod config_thread;
 pub mod gateway;
 pub mod plugins;
 pub mod proxy;
@@ -115,7 +116,8 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     let (trigger, signal) = shutdown::channel();
     let drain = Arc::new(Drain::default());
     let shared = Arc::new(ProxyShared::new(
-        Arc::clone(&gateway),
+        Arc::clone(gateway.live_config()),
+        Arc::clone(&status),
         settings.trusted_ips.clone(),
         settings.real_ip_header.clone(),
         settings.limits.clone(),

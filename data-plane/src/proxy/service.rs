@@ -22,7 +22,7 @@ use super::host::{canonical_host, RequestHost};
 use super::respond::{respond, FormatHints, Reply, Style};
 use super::server::{ActiveRequest, ClientConn};
 use super::upstream::{self, UpstreamResponse};
-use crate::compile::{Compiled, CompiledRoute, CompiledService};
+use super::{Compiled, CompiledRoute, CompiledService};
 use crate::plugins::{Decision, PluginChain, PluginFailure, Protocol, Rejection, RequestContext};
 use crate::router::{self, RequestInfo};
 use futures_util::FutureExt;
@@ -334,7 +334,7 @@ async fn proxy(
     request_id: HeaderValue,
     started: Instant,
 ) -> (Response<ResponseBody>, Option<Box<LogJob>>) {
-    let compiled = conn.shared.gateway.current();
+    let compiled = conn.shared.config.current();
     let upgrade = is_upgrade_request(request.headers(), request.version());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
