@@ -21,7 +21,10 @@ pub use http_log::{HttpLogConfig, HttpLogMethod, QueueConfig};
 pub use ip_restriction::{IpRestriction, IpRestrictionConfig, IpRestrictionError};
 pub use jwt::{JwtClaim, JwtConfig};
 pub use prometheus::PrometheusConfig;
-pub use rate_limiting::{LimitBy, Period, RateLimitPolicy, RateLimitingConfig, RedisConfig};
+pub use rate_limiting::{
+    LimitBy, Period, RateLimitAlgorithm, RateLimitPolicy, RateLimiting, RateLimitingConfig,
+    RateLimitingError, RedisConfig, RedisFailureMode,
+};
 
 use crate::entity::EntityKind;
 use crate::runtime::{
@@ -175,7 +178,7 @@ plugin_table! {
         name: "rate-limiting",
         priority: 910,
         config: RateLimitingConfig,
-        runtime: Unsupported,
+        runtime: RateLimiting,
         schema: rate_limiting::subschema,
     }
     Prometheus {
