@@ -1,0 +1,301 @@
+//! End-to-end: the rate-limiting plugin through in-process data planes: the
+//! `local` policy (limit N allows N, every header, the 429, counters that
+//! survive a config swap) and the `redis` policy against the real Redis at
+//! `REDIS_URL` (one limit shared exactly by three data planes, and what an
+//! unreachable Redis does under each failure setting).
+
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use tollgate_data_plane::Settings;
+use tollgate_tests::dataplane::{self, get_with, send, ConfigBuilder, Reply, Scope};
+use tollgate_tests::echo;
+
+const ROUTE: u128 = 10;
+const SERVICE: u128 = 1;
+
+/// A config with one route `/rl` and one rate-limiting instance on it.
+fn config(upstream: SocketAddr, plugin_id: u128, plugin: Value) -> tollgate_shared::Config {
+    ConfigBuilder::new()
+        .service(SERVICE, upstream, json!({}))
+        .route(ROUTE, Some(SERVICE), &["/rl"], json!({}))
+        .plugin(
+            plugin_id,
+            "rate-limiting",
+            plugin,
+            Scope {
+                route: Some(ROUTE),
+                ..Scope::default()
+            },
+        )
+        .build()
+        .unwrap()
+}
+
+/// A client identity no earlier run used, so Redis keys never collide.
+fn fresh_client() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+async fn call(proxy: SocketAddr, client: &str) -> Reply {
+    send(proxy, get_with("/rl", &[("x-client", client)]).unwrap())
+        .await
+        .unwrap()
+}
+
+fn number(reply: &Reply, name: &str) -> i64 {
+    reply
+        .header(name)
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not a number: {:?}", reply.header(name)))
+}
+
+#[tokio::test]
+async fn local_limit_allows_exactly_n_with_kong_headers() {
+    let upstream = echo::spawn().await.unwrap();
+    // An hour window, so the test does not straddle a boundary in practice.
+    let plugin = json!({"hour": 3, "limit_by": "header", "header_name": "x-client"});
+    let dp = dataplane::start(Settings::loopback(), &config(upstream, 100, plugin))
+        .await
+        .unwrap();
+    let proxy = dp.proxy_addrs()[0];
+    let client = fresh_client();
+    for expected_remaining in [2, 1, 0] {
+        let reply = call(proxy, &client).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("x-ratelimit-limit-hour"), "3");
+        assert_eq!(number(&reply, "x-ratelimit-remaining-hour"), expected_remaining);
+        assert_eq!(reply.header("ratelimit-limit"), "3");
+        assert_eq!(number(&reply, "ratelimit-remaining"), expected_remaining);
+        let reset = number(&reply, "ratelimit-reset");
+        assert!((1..=3600).contains(&reset), "{reset}");
+        assert_eq!(reply.header("retry-after"), "");
+    }
+    let rejected = call(proxy, &client).await;
+    assert_eq!(rejected.status, 429);
+    assert_eq!(rejected.json()["message"], "API rate limit exceeded");
+    assert!(rejected.json()["request_id"].is_string());
+    assert_eq!(rejected.header("x-ratelimit-limit-hour"), "3");
+    assert_eq!(rejected.header("x-ratelimit-remaining-hour"), "0");
+    assert_eq!(rejected.header("ratelimit-remaining"), "0");
+    let reset = number(&rejected, "ratelimit-reset");
+    assert!((1..=3600).contains(&reset));
+    assert_eq!(number(&rejected, "retry-after"), reset);
+    // Rejected requests are not counted, and another client has its own count.
+    assert_eq!(call(proxy, &client).await.status, 429);
+    let other = call(proxy, &fresh_client()).await;
+    assert_eq!(other.status, 200);
+    assert_eq!(other.header("x-ratelimit-remaining-hour"), "2");
+    dp.shutdown().await;
+}
+
+#[tokio::test]
+async fn custom_rejection_and_hidden_headers() {
+    let upstream = echo::spawn().await.unwrap();
+    let plugin = json!({
+        "day": 1, "limit_by": "header", "header_name": "x-client",
+        "hide_client_headers": true, "error_code": 503, "error_message": "slow down",
+    });
+    let dp = dataplane::start(Settings::loopback(), &config(upstream, 100, plugin))
+        .await
+        .unwrap();
+    let proxy = dp.proxy_addrs()[0];
+    let client = fresh_client();
+    let allowed = call(proxy, &client).await;
+    assert_eq!(allowed.status, 200);
+    let rejected = call(proxy, &client).await;
+    assert_eq!(rejected.status, 503);
+    assert_eq!(rejected.json()["message"], "slow down");
+    for reply in [&allowed, &rejected] {
+        for name in [
+            "x-ratelimit-limit-day",
+            "x-ratelimit-remaining-day",
+            "ratelimit-limit",
+            "ratelimit-remaining",
+            "ratelimit-reset",
+            "retry-after",
+        ] {
+            assert_eq!(reply.header(name), "", "{name}");
+        }
+    }
+    dp.shutdown().await;
+}
+
+#[tokio::test]
+async fn local_counters_survive_a_config_swap() {
+    let upstream = echo::spawn().await.unwrap();
+    let plugin = json!({"hour": 3, "limit_by": "header", "header_name": "x-client"});
+    let dp = dataplane::start(Settings::loopback(), &config(upstream, 100, plugin.clone()))
+        .await
+        .unwrap();
+    let proxy = dp.proxy_addrs()[0];
+    let client = fresh_client();
+    assert_eq!(call(proxy, &client).await.status, 200);
+    assert_eq!(call(proxy, &client).await.status, 200);
+    // A new config: another plugin entity (same scope) and an extra route.
+    let swapped = ConfigBuilder::new()
+        .service(SERVICE, upstream, json!({}))
+        .route(ROUTE, Some(SERVICE), &["/rl"], json!({}))
+        .route(11, Some(SERVICE), &["/other"], json!({}))
+        .plugin(
+            101,
+            "rate-limiting",
+            plugin,
+            Scope {
+                route: Some(ROUTE),
+                ..Scope::default()
+            },
+        )
+        .build()
+        .unwrap();
+    dp.gateway().apply_local(&swapped).unwrap();
+    let third = call(proxy, &client).await;
+    assert_eq!(third.status, 200);
+    assert_eq!(third.header("x-ratelimit-remaining-hour"), "0");
+    assert_eq!(call(proxy, &client).await.status, 429);
+    dp.shutdown().await;
+}
+
+/// `(host, port)` of the Redis the suite runs against.
+fn redis_address() -> (String, u16) {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let rest = url.trim_start_matches("redis://");
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (host.to_string(), port.parse().unwrap_or(6379)),
+        None => (authority.to_string(), 6379),
+    }
+}
+
+fn redis_plugin(limit: u32, host: &str, port: u16, extra: Value) -> Value {
+    let mut plugin = json!({
+        "hour": limit, "limit_by": "header", "header_name": "x-client",
+        "policy": "redis", "redis": {"host": host, "port": port, "timeout": 500},
+    });
+    dataplane::merge(&mut plugin, extra);
+    plugin
+}
+
+#[tokio::test]
+async fn three_data_planes_share_one_redis_limit_exactly() {
+    let upstream = echo::spawn().await.unwrap();
+    let (host, port) = redis_address();
+    // The seed guide's legacy flat fields name the server.
+    let plugin = json!({
+        "hour": 30, "limit_by": "header", "header_name": "x-client",
+        "policy": "redis", "redis_host": host, "redis_port": port,
+    });
+    let shared = config(upstream, 100, plugin);
+    let mut planes = Vec::new();
+    for _ in 0..3 {
+        planes.push(
+            dataplane::start(Settings::loopback(), &shared)
+                .await
+                .unwrap(),
+        );
+    }
+    let proxies: Vec<SocketAddr> = planes.iter().map(|dp| dp.proxy_addrs()[0]).collect();
+    let client = fresh_client();
+    // 40 requests spread over the three planes, 8 at a time.
+    let mut statuses = Vec::new();
+    for batch in 0..5 {
+        let calls = (0..8).map(|i| {
+            let proxy = proxies[(batch * 8 + i) % 3];
+            let client = client.clone();
+            tokio::spawn(async move { call(proxy, &client).await })
+        });
+        for reply in futures_join(calls).await {
+            if reply.status == 200 {
+                let remaining = number(&reply, "x-ratelimit-remaining-hour");
+                assert!((0..30).contains(&remaining));
+            }
+            statuses.push(reply.status.as_u16());
+        }
+    }
+    let allowed = statuses.iter().filter(|s| **s == 200).count();
+    let rejected = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((allowed, rejected), (30, 10), "{statuses:?}");
+    for dp in planes {
+        dp.shutdown().await;
+    }
+}
+
+async fn futures_join(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<Reply>>,
+) -> Vec<Reply> {
+    let mut replies = Vec::new();
+    for handle in handles.collect::<Vec<_>>() {
+        replies.push(handle.await.unwrap());
+    }
+    replies
+}
+
+/// A port nothing listens on.
+async fn closed_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn unreachable_redis_follows_the_failure_setting() {
+    let upstream = echo::spawn().await.unwrap();
+    let port = closed_port().await;
+    let cases = [
+        // Kong's default: proxy without limiting and without headers.
+        (json!({}), [200, 200, 200]),
+        (json!({"fault_tolerant": false}), [500, 500, 500]),
+        (json!({"redis": {"failure_mode": "fail_closed"}}), [500, 500, 500]),
+        (json!({"fault_tolerant": false, "redis": {"failure_mode": "fail_open"}}), [200, 200, 200]),
+        // Counting on the node until Redis answers.
+        (json!({"redis": {"failure_mode": "local"}}), [200, 200, 429]),
+    ];
+    for (extra, expected) in cases {
+        let plugin = redis_plugin(2, "127.0.0.1", port, extra.clone());
+        let dp = dataplane::start(Settings::loopback(), &config(upstream, 100, plugin))
+            .await
+            .unwrap();
+        let proxy = dp.proxy_addrs()[0];
+        let client = fresh_client();
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            let reply = call(proxy, &client).await;
+            match reply.status.as_u16() {
+                200 if expected[0] == 200 && expected[2] == 200 => {
+                    assert_eq!(reply.header("x-ratelimit-limit-hour"), "", "{extra}");
+                    assert_eq!(reply.header("ratelimit-remaining"), "", "{extra}");
+                }
+                500 => assert_eq!(reply.json()["message"], "An unexpected error occurred"),
+                _ => {}
+            }
+            statuses.push(reply.status.as_u16());
+        }
+        assert_eq!(statuses, expected, "{extra}");
+        dp.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn redis_policy_with_sliding_windows_and_a_database() {
+    let upstream = echo::spawn().await.unwrap();
+    let (host, port) = redis_address();
+    let plugin = redis_plugin(
+        3,
+        &host,
+        port,
+        json!({"algorithm": "sliding", "redis": {"database": 3}}),
+    );
+    let dp = dataplane::start(Settings::loopback(), &config(upstream, 100, plugin))
+        .await
+        .unwrap();
+    let proxy = dp.proxy_addrs()[0];
+    let client = fresh_client();
+    let statuses: Vec<u16> = {
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            out.push(call(proxy, &client).await.status.as_u16());
+        }
+        out
+    };
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    dp.shutdown().await;
+}
