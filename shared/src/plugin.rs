@@ -73,6 +73,8 @@ macro_rules! plugin_table {
             $( $(#[$meta])* $variant($runtime), )*
         }
 
+        // One push per row, some rows behind `cfg`: `vec![]` cannot say that.
+        #[allow(clippy::vec_init_then_push)]
         fn rows() -> Vec<PluginRow> {
             let mut rows = Vec::new();
             $(

@@ -151,7 +151,10 @@ impl ServerConnection {
         }
     }
 
-    async fn connection(&self, timeout: Duration) -> Result<redis::aio::MultiplexedConnection, RedisFailure> {
+    async fn connection(
+        &self,
+        timeout: Duration,
+    ) -> Result<redis::aio::MultiplexedConnection, RedisFailure> {
         if let Some(connection) = self.connection.load_full() {
             return Ok((*connection).clone());
         }

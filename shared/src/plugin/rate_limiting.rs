@@ -12,19 +12,20 @@ pub use window::{decide, headers, window_start, PeriodUsage, Verdict};
 
 use super::null_as_default;
 use crate::runtime::{
-    CompileContext, CompilePlugin, Decision, PluginCompileError, PluginError, PluginRuntime,
-    Phases, RedisFailure, RedisScript, RedisServer, Rejection, RejectionStyle, RequestContext,
+    CompileContext, CompilePlugin, Decision, Phases, PluginCompileError, PluginError,
+    PluginRuntime, RedisFailure, RedisScript, RedisServer, Rejection, RejectionStyle,
+    RequestContext,
 };
+use crate::schema::engine::{Check, Field, Match, Record, Rule, Shorthand, Subschema};
+use crate::schema::typedefs::{self, strings, HTTP_PROTOCOLS};
 use http::{HeaderName, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::hash::Hasher;
 use std::sync::Arc;
 use std::time::Duration;
-use crate::schema::engine::{Check, Field, Match, Record, Rule, Shorthand, Subschema};
-use crate::schema::typedefs::{self, strings, HTTP_PROTOCOLS};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
 
 /// What a request is counted against.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -256,9 +257,11 @@ pub(crate) fn redis_record() -> Record {
 fn check_policy(value: &Value) -> Result<(), String> {
     match value.as_str() {
         Some("local" | "redis") | None => Ok(()),
-        Some("cluster") => Err("expected one of: local, redis (the cluster policy counts in a \
+        Some("cluster") => Err(
+            "expected one of: local, redis (the cluster policy counts in a \
              database, which data planes do not have; use redis to share limits between them)"
-            .into()),
+                .into(),
+        ),
         Some(_) => Err("expected one of: local, redis".into()),
     }
 }
@@ -528,8 +531,7 @@ fn identifier<'a>(plugin: &'a RateLimiting, ctx: &'a RequestContext) -> Cow<'a, 
 /// Whether the request's normalized path is `wanted` (Kong's `get_path`).
 fn request_path_is(ctx: &RequestContext, wanted: &str) -> bool {
     let raw = ctx.request.uri.path();
-    raw == wanted
-        || crate::router::normalize_path(raw).is_ok_and(|normalized| normalized == wanted)
+    raw == wanted || crate::router::normalize_path(raw).is_ok_and(|normalized| normalized == wanted)
 }
 
 fn now_ms() -> i64 {
@@ -551,7 +553,13 @@ fn expiry_ms(period: Period, now_ms: i64, sliding: bool) -> i64 {
 
 impl RateLimiting {
     /// Counts the request in the node's table and judges it.
-    fn count_locally(&self, table: &LocalCounters, id: &[u8], limits: &[(Period, f64)], now: i64) -> Verdict {
+    fn count_locally(
+        &self,
+        table: &LocalCounters,
+        id: &[u8],
+        limits: &[(Period, f64)],
+        now: i64,
+    ) -> Verdict {
         let mut hasher = table.identity_hasher();
         hasher.write(self.scope.as_bytes());
         hasher.write(id);
@@ -603,7 +611,11 @@ impl RateLimiting {
         let mut weights = Vec::with_capacity(self.limits.len());
         for &(period, limit) in &self.limits {
             let key = |start: i64| {
-                format!("ratelimit:{}:{hashed}:{start}:{}", self.scope, period.as_str())
+                format!(
+                    "ratelimit:{}:{hashed}:{start}:{}",
+                    self.scope,
+                    period.as_str()
+                )
             };
             keys.push(key(window_start(period, now)));
             let weight = if self.sliding {
@@ -679,7 +691,10 @@ impl PluginRuntime for RateLimiting {
                 timeout,
                 on_failure,
                 fallback,
-            } => match self.count_in_redis(script.as_ref(), *timeout, &id, now).await {
+            } => match self
+                .count_in_redis(script.as_ref(), *timeout, &id, now)
+                .await
+            {
                 Ok(verdict) => verdict,
                 // The connector logs state changes and counts errors; a
                 // request never logs on its own.
@@ -688,9 +703,7 @@ impl PluginRuntime for RateLimiting {
                     RedisFailureMode::FailClosed => {
                         return Ok(Decision::Respond(unexpected_error()))
                     }
-                    RedisFailureMode::Local => {
-                        self.count_locally(fallback, &id, &self.limits, now)
-                    }
+                    RedisFailureMode::Local => self.count_locally(fallback, &id, &self.limits, now),
                 },
             },
         };
@@ -708,7 +721,10 @@ impl CompilePlugin<RateLimitingConfig> for RateLimiting {
 }
 
 impl RateLimiting {
-    fn build(config: &RateLimitingConfig, cx: &CompileContext<'_>) -> Result<Self, RateLimitingError> {
+    fn build(
+        config: &RateLimitingConfig,
+        cx: &CompileContext<'_>,
+    ) -> Result<Self, RateLimitingError> {
         let limits = config.limits();
         if limits.is_empty() {
             return Err(RateLimitingError::NoLimit);
@@ -725,8 +741,14 @@ impl RateLimiting {
             ),
             _ => None,
         };
-        let id_of = |fk: &Option<crate::entity::ForeignKey>| fk.as_ref().map_or(uuid::Uuid::nil(), |f| f.id);
-        let scope = format!("{}:{}", id_of(&cx.instance.route), id_of(&cx.instance.service));
+        let id_of = |fk: &Option<crate::entity::ForeignKey>| {
+            fk.as_ref().map_or(uuid::Uuid::nil(), |f| f.id)
+        };
+        let scope = format!(
+            "{}:{}",
+            id_of(&cx.instance.route),
+            id_of(&cx.instance.service)
+        );
         let local = || {
             if cx.resources.is_check_only() {
                 // A check never counts: skip the node table's 2 MiB.
@@ -878,7 +900,10 @@ mod tests {
         assert_eq!(id_of(LimitBy::Path, &known), "/exact");
 
         // The path quirk: only the exact (normalized) path counts by path.
-        assert_eq!(id_of(LimitBy::Path, &context("/exact/more", &[])), "10.0.0.7");
+        assert_eq!(
+            id_of(LimitBy::Path, &context("/exact/more", &[])),
+            "10.0.0.7"
+        );
         assert_eq!(id_of(LimitBy::Path, &context("/exact?q=1", &[])), "/exact");
         assert_eq!(id_of(LimitBy::Path, &context("/a/../exact", &[])), "/exact");
     }
@@ -900,8 +925,16 @@ mod tests {
             [(false, 1.0), (false, 0.0), (true, 0.0), (true, 0.0)]
         );
         // Another identifier and the next window start afresh.
-        assert!(!plugin.count_locally(table, b"b", &plugin.limits, now).rejected);
-        assert!(!plugin.count_locally(table, b"a", &plugin.limits, now + 60_000).rejected);
+        assert!(
+            !plugin
+                .count_locally(table, b"b", &plugin.limits, now)
+                .rejected
+        );
+        assert!(
+            !plugin
+                .count_locally(table, b"a", &plugin.limits, now + 60_000)
+                .rejected
+        );
     }
 
     #[test]
@@ -914,17 +947,33 @@ mod tests {
         };
         let start = 1_709_214_300_000; // a minute boundary
         for _ in 0..4 {
-            assert!(!plugin.count_locally(table, b"a", &plugin.limits, start + 50_000).rejected);
+            assert!(
+                !plugin
+                    .count_locally(table, b"a", &plugin.limits, start + 50_000)
+                    .rejected
+            );
         }
         // 15 s into the next minute, 75% of 4 = 3 still count: one more fits.
         let next = start + 60_000 + 15_000;
-        assert!(!plugin.count_locally(table, b"a", &plugin.limits, next).rejected);
-        assert!(plugin.count_locally(table, b"a", &plugin.limits, next).rejected);
+        assert!(
+            !plugin
+                .count_locally(table, b"a", &plugin.limits, next)
+                .rejected
+        );
+        assert!(
+            plugin
+                .count_locally(table, b"a", &plugin.limits, next)
+                .rejected
+        );
         // A fixed window would have allowed four.
         plugin.sliding = false;
         let fresh = LocalCounters::with_slots(64);
         let allowed = (0..6)
-            .filter(|_| !plugin.count_locally(&fresh, b"a", &plugin.limits, next).rejected)
+            .filter(|_| {
+                !plugin
+                    .count_locally(&fresh, b"a", &plugin.limits, next)
+                    .rejected
+            })
             .count();
         assert_eq!(allowed, 4);
     }

@@ -78,13 +78,22 @@ pub type RedisReply<'a> = Pin<Box<dyn Future<Output = Result<Vec<i64>, RedisFail
 pub trait RedisScript: Send + Sync + fmt::Debug {
     /// Runs the script with `keys` and `args`; its reply must be an array of
     /// integers. Fails with [`RedisFailure::Timeout`] after `timeout`.
-    fn eval<'a>(&'a self, keys: &'a [String], args: &'a [String], timeout: Duration) -> RedisReply<'a>;
+    fn eval<'a>(
+        &'a self,
+        keys: &'a [String],
+        args: &'a [String],
+        timeout: Duration,
+    ) -> RedisReply<'a>;
 }
 
 /// Opens Redis script handles; connections are made lazily, on the first
 /// call, and shared per [`RedisServer`].
 pub trait RedisConnector: Send + Sync + fmt::Debug {
-    fn script(&self, server: &RedisServer, source: &'static str) -> Result<Arc<dyn RedisScript>, String>;
+    fn script(
+        &self,
+        server: &RedisServer,
+        source: &'static str,
+    ) -> Result<Arc<dyn RedisScript>, String>;
 }
 
 /// Get-or-create by key, holding values weakly.
@@ -256,7 +265,12 @@ struct NoRedis;
 struct NoScript;
 
 impl RedisScript for NoScript {
-    fn eval<'a>(&'a self, _keys: &'a [String], _args: &'a [String], _timeout: Duration) -> RedisReply<'a> {
+    fn eval<'a>(
+        &'a self,
+        _keys: &'a [String],
+        _args: &'a [String],
+        _timeout: Duration,
+    ) -> RedisReply<'a> {
         Box::pin(std::future::ready(Err(RedisFailure::Failed(
             "no redis connector on this node".into(),
         ))))
@@ -264,7 +278,11 @@ impl RedisScript for NoScript {
 }
 
 impl RedisConnector for NoRedis {
-    fn script(&self, _server: &RedisServer, _source: &'static str) -> Result<Arc<dyn RedisScript>, String> {
+    fn script(
+        &self,
+        _server: &RedisServer,
+        _source: &'static str,
+    ) -> Result<Arc<dyn RedisScript>, String> {
         Ok(Arc::new(NoScript))
     }
 }
@@ -282,9 +300,19 @@ mod tests {
         a.fetch_add(3, Ordering::Relaxed);
         let b = resources.keyed::<AtomicU64>("limit");
         assert!(Arc::ptr_eq(&a, &b));
-        assert_eq!(resources.keyed::<AtomicU64>("other").load(Ordering::Relaxed), 0);
+        assert_eq!(
+            resources
+                .keyed::<AtomicU64>("other")
+                .load(Ordering::Relaxed),
+            0
+        );
         drop((a, b));
-        assert_eq!(resources.keyed::<AtomicU64>("limit").load(Ordering::Relaxed), 0);
+        assert_eq!(
+            resources
+                .keyed::<AtomicU64>("limit")
+                .load(Ordering::Relaxed),
+            0
+        );
     }
 
     #[test]
@@ -292,7 +320,9 @@ mod tests {
         let set: SharedSet<u32, u32> = SharedSet::default();
         let mut held = Vec::new();
         for i in 0..100 {
-            let value = set.get_or_try_insert(&i, || Ok::<_, ()>(Arc::new(i))).unwrap();
+            let value = set
+                .get_or_try_insert(&i, || Ok::<_, ()>(Arc::new(i)))
+                .unwrap();
             if i % 10 == 0 {
                 held.push(value);
             }

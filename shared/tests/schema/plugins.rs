@@ -262,7 +262,10 @@ fn rate_limiting_defaults() {
         panic!("rate-limiting spec")
     };
     assert_eq!(config.algorithm, RateLimitAlgorithm::Sliding);
-    assert_eq!(config.redis.failure_mode, Some(RedisFailureMode::FailClosed));
+    assert_eq!(
+        config.redis.failure_mode,
+        Some(RedisFailureMode::FailClosed)
+    );
 }
 
 #[test]

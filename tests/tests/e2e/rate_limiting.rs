@@ -63,7 +63,10 @@ async fn local_limit_allows_exactly_n_with_kong_headers() {
         let reply = call(proxy, &client).await;
         assert_eq!(reply.status, 200);
         assert_eq!(reply.header("x-ratelimit-limit-hour"), "3");
-        assert_eq!(number(&reply, "x-ratelimit-remaining-hour"), expected_remaining);
+        assert_eq!(
+            number(&reply, "x-ratelimit-remaining-hour"),
+            expected_remaining
+        );
         assert_eq!(reply.header("ratelimit-limit"), "3");
         assert_eq!(number(&reply, "ratelimit-remaining"), expected_remaining);
         let reset = number(&reply, "ratelimit-reset");
@@ -220,9 +223,7 @@ async fn three_data_planes_share_one_redis_limit_exactly() {
     }
 }
 
-async fn futures_join(
-    handles: impl Iterator<Item = tokio::task::JoinHandle<Reply>>,
-) -> Vec<Reply> {
+async fn futures_join(handles: impl Iterator<Item = tokio::task::JoinHandle<Reply>>) -> Vec<Reply> {
     let mut replies = Vec::new();
     for handle in handles.collect::<Vec<_>>() {
         replies.push(handle.await.unwrap());
@@ -244,8 +245,14 @@ async fn unreachable_redis_follows_the_failure_setting() {
         // Kong's default: proxy without limiting and without headers.
         (json!({}), [200, 200, 200]),
         (json!({"fault_tolerant": false}), [500, 500, 500]),
-        (json!({"redis": {"failure_mode": "fail_closed"}}), [500, 500, 500]),
-        (json!({"fault_tolerant": false, "redis": {"failure_mode": "fail_open"}}), [200, 200, 200]),
+        (
+            json!({"redis": {"failure_mode": "fail_closed"}}),
+            [500, 500, 500],
+        ),
+        (
+            json!({"fault_tolerant": false, "redis": {"failure_mode": "fail_open"}}),
+            [200, 200, 200],
+        ),
         // Counting on the node until Redis answers.
         (json!({"redis": {"failure_mode": "local"}}), [200, 200, 429]),
     ];

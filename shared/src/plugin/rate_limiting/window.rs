@@ -237,9 +237,15 @@ mod tests {
         for (period, start) in cases {
             assert_eq!(window_start(period, LEAP_DAY), start, "{period:?}");
         }
-        assert_eq!(next_window_start(Period::Month, LEAP_DAY), 1_709_251_200_000); // 2024-03-01
+        assert_eq!(
+            next_window_start(Period::Month, LEAP_DAY),
+            1_709_251_200_000
+        ); // 2024-03-01
         assert_eq!(next_window_start(Period::Year, LEAP_DAY), 1_735_689_600_000); // 2025-01-01
-        assert_eq!(previous_window_start(Period::Month, LEAP_DAY), 1_704_067_200_000); // 2024-01-01
+        assert_eq!(
+            previous_window_start(Period::Month, LEAP_DAY),
+            1_704_067_200_000
+        ); // 2024-01-01
         assert_eq!(window_start(Period::Year, 0), 0);
         assert_eq!(window_start(Period::Month, 0), 0);
     }
@@ -284,7 +290,9 @@ mod tests {
     fn limit_n_allows_n_requests() {
         for limit in [1.0, 2.0, 5.0, 100.0] {
             let allowed = (0..200)
-                .take_while(|&n| !decide(&[usage_of(Period::Minute, limit, f64::from(n))], 0).rejected)
+                .take_while(|&n| {
+                    !decide(&[usage_of(Period::Minute, limit, f64::from(n))], 0).rejected
+                })
                 .count();
             assert_eq!(allowed as f64, limit);
         }
@@ -315,7 +323,10 @@ mod tests {
                 (Period::Hour, 100.0, 91.0)
             ]
         );
-        assert_eq!((allowed.limit, allowed.remaining, allowed.reset), (10.0, 1.0, 30));
+        assert_eq!(
+            (allowed.limit, allowed.remaining, allowed.reset),
+            (10.0, 1.0, 30)
+        );
         let names: Vec<String> = headers(&allowed)
             .iter()
             .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
@@ -347,7 +358,10 @@ mod tests {
             rejected.periods,
             vec![(Period::Second, 5.0, 4.0), (Period::Minute, 10.0, 0.0)]
         );
-        assert_eq!((rejected.limit, rejected.remaining, rejected.reset), (10.0, 0.0, 30));
+        assert_eq!(
+            (rejected.limit, rejected.remaining, rejected.reset),
+            (10.0, 0.0, 30)
+        );
         let retry = headers(&rejected)
             .into_iter()
             .find(|(n, _)| n == http::header::RETRY_AFTER)
@@ -381,7 +395,11 @@ mod tests {
             let mut limit = 0.0;
             for period in Period::ALL.iter().take(count) {
                 limit += f64::from(rng.random_range(1..50u32));
-                usages.push(usage_of(*period, limit, f64::from(rng.random_range(0..60u32))));
+                usages.push(usage_of(
+                    *period,
+                    limit,
+                    f64::from(rng.random_range(0..60u32)),
+                ));
             }
             let verdict = decide(&usages, now);
             let any_exhausted = usages.iter().any(|u| u.usage >= u.limit);
@@ -398,7 +416,11 @@ mod tests {
                 };
                 assert_eq!(shown, expected);
             }
-            let min = verdict.periods.iter().map(|p| p.2).fold(f64::INFINITY, f64::min);
+            let min = verdict
+                .periods
+                .iter()
+                .map(|p| p.2)
+                .fold(f64::INFINITY, f64::min);
             assert_eq!(verdict.remaining, min);
             assert!(verdict.reset >= 1);
             assert!(verdict.reset <= 31_536_000);
