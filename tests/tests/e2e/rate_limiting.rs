@@ -13,8 +13,8 @@ use tollgate_tests::echo;
 const ROUTE: u128 = 10;
 const SERVICE: u128 = 1;
 
-/// A config with one route `/rl` and one rate-limiting instance on it.
-fn config(upstream: SocketAddr, plugin_id: u128, plugin: Value) -> tollgate_shared::Config {
+/// A route `/rl` with one rate-limiting instance on it.
+fn builder(upstream: SocketAddr, plugin_id: u128, plugin: Value) -> ConfigBuilder {
     ConfigBuilder::new()
         .service(SERVICE, upstream, json!({}))
         .route(ROUTE, Some(SERVICE), &["/rl"], json!({}))
@@ -27,8 +27,10 @@ fn config(upstream: SocketAddr, plugin_id: u128, plugin: Value) -> tollgate_shar
                 ..Scope::default()
             },
         )
-        .build()
-        .unwrap()
+}
+
+fn config(upstream: SocketAddr, plugin_id: u128, plugin: Value) -> tollgate_shared::Config {
+    builder(upstream, plugin_id, plugin).build().unwrap()
 }
 
 /// A client identity no earlier run used, so Redis keys never collide.
@@ -135,19 +137,8 @@ async fn local_counters_survive_a_config_swap() {
     assert_eq!(call(proxy, &client).await.status, 200);
     assert_eq!(call(proxy, &client).await.status, 200);
     // A new config: another plugin entity (same scope) and an extra route.
-    let swapped = ConfigBuilder::new()
-        .service(SERVICE, upstream, json!({}))
-        .route(ROUTE, Some(SERVICE), &["/rl"], json!({}))
+    let swapped = builder(upstream, 101, plugin)
         .route(11, Some(SERVICE), &["/other"], json!({}))
-        .plugin(
-            101,
-            "rate-limiting",
-            plugin,
-            Scope {
-                route: Some(ROUTE),
-                ..Scope::default()
-            },
-        )
         .build()
         .unwrap();
     dp.gateway().apply_local(&swapped).unwrap();
@@ -304,5 +295,151 @@ async fn redis_policy_with_sliding_windows_and_a_database() {
         out
     };
     assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    dp.shutdown().await;
+}
+
+/// A `redis-server` of this test's own, on a port nothing else uses, so it
+/// can be stopped, paused and restarted without disturbing the suite's Redis.
+struct PrivateRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    async fn start(port: u16) -> PrivateRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (make services)");
+        let redis = PrivateRedis { child, port };
+        redis.wait_ready().await;
+        redis
+    }
+
+    /// Waits for `PONG`.
+    async fn wait_ready(&self) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await {
+                let mut answer = [0u8; 7];
+                if stream.write_all(b"PING\r\n").await.is_ok()
+                    && stream.read_exact(&mut answer).await.is_ok()
+                    && &answer == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn stop(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends requests until one carries rate-limit headers again (Redis is
+/// answering and the breaker closed), returning it.
+async fn until_limited(proxy: SocketAddr, client: &str) -> Reply {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let reply = call(proxy, client).await;
+        if !reply.header("x-ratelimit-limit-hour").is_empty() {
+            return reply;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "limiting did not resume"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_stopped_mid_run_then_started_again() {
+    let upstream = echo::spawn().await.unwrap();
+    let port = closed_port().await;
+    let redis = PrivateRedis::start(port).await;
+    let plugin = redis_plugin(5, "127.0.0.1", port, json!({}));
+    let dp = dataplane::start(Settings::loopback(), &config(upstream, 100, plugin))
+        .await
+        .unwrap();
+    let proxy = dp.proxy_addrs()[0];
+    let client = fresh_client();
+    for expected in ["4", "3"] {
+        let reply = call(proxy, &client).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("x-ratelimit-remaining-hour"), expected);
+    }
+    redis.stop();
+    // Fault tolerant: proxied, unlimited, without headers.
+    for _ in 0..3 {
+        let reply = call(proxy, &client).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("x-ratelimit-limit-hour"), "");
+    }
+    // A new (empty) server on the same port: the next probe finds it.
+    let _redis = PrivateRedis::start(port).await;
+    let resumed = until_limited(proxy, &client).await;
+    assert_eq!(resumed.status, 200);
+    assert_eq!(resumed.header("x-ratelimit-remaining-hour"), "4");
+    dp.shutdown().await;
+}
+
+#[tokio::test]
+async fn redis_paused_is_slow_not_dead() {
+    let upstream = echo::spawn().await.unwrap();
+    let port = closed_port().await;
+    let redis = PrivateRedis::start(port).await;
+    let plugin = redis_plugin(
+        5,
+        "127.0.0.1",
+        port,
+        json!({"fault_tolerant": false, "redis": {"timeout": 200}}),
+    );
+    let dp = dataplane::start(Settings::loopback(), &config(upstream, 100, plugin))
+        .await
+        .unwrap();
+    let proxy = dp.proxy_addrs()[0];
+    let client = fresh_client();
+    assert_eq!(call(proxy, &client).await.status, 200);
+    redis.signal("-STOP");
+    // The first request waits for the timeout; the open circuit answers
+    // the next ones at once. Not fault tolerant: Kong's 500.
+    for _ in 0..3 {
+        let reply = call(proxy, &client).await;
+        assert_eq!(reply.status, 500);
+        assert_eq!(reply.json()["message"], "An unexpected error occurred");
+    }
+    redis.signal("-CONT");
+    let resumed = until_limited(proxy, &client).await;
+    assert_eq!(resumed.status, 200);
+    let remaining = number(&resumed, "x-ratelimit-remaining-hour");
+    // The paused server kept its count; a request queued while it was
+    // stopped may have been counted when it woke up.
+    assert!((2..=3).contains(&remaining), "{remaining}");
     dp.shutdown().await;
 }
