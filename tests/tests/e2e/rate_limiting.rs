@@ -443,3 +443,115 @@ async fn redis_paused_is_slow_not_dead() {
     assert!((2..=3).contains(&remaining), "{remaining}");
     dp.shutdown().await;
 }
+
+#[tokio::test]
+async fn limits_per_consumer_and_consumer_scoped_instances() {
+    let upstream = echo::spawn().await.unwrap();
+    let (alice, bob) = (500, 501);
+    let global = Scope::default();
+    let config = ConfigBuilder::new()
+        .service(SERVICE, upstream, json!({}))
+        .route(ROUTE, Some(SERVICE), &["/rl"], json!({}))
+        .consumer(alice, "alice")
+        .consumer(bob, "bob")
+        // Identifies the consumer named by `x-test-consumer`, before rate limiting runs.
+        .plugin(200, "tollgate-test-fault", json!({}), global)
+        .plugin(201, "rate-limiting", json!({"hour": 2}), global)
+        .plugin(
+            202,
+            "rate-limiting",
+            json!({"hour": 5}),
+            Scope {
+                consumer: Some(bob),
+                ..Scope::default()
+            },
+        )
+        .build()
+        .unwrap();
+    let dp = dataplane::start(Settings::loopback(), &config)
+        .await
+        .unwrap();
+    let proxy = dp.proxy_addrs()[0];
+    let as_consumer = |name: &'static str| async move {
+        let headers: &[(&str, &str)] = if name.is_empty() {
+            &[]
+        } else {
+            &[("x-test-consumer", name)]
+        };
+        send(proxy, get_with("/rl", headers).unwrap())
+            .await
+            .unwrap()
+    };
+    let mut seen = Vec::new();
+    for name in ["alice", "alice", "alice", "", "", "", "bob", "bob", "bob"] {
+        let reply = as_consumer(name).await;
+        seen.push((
+            reply.status.as_u16(),
+            reply.header("x-ratelimit-remaining-hour").to_string(),
+        ));
+    }
+    let expected = [
+        // alice: the global instance, counted by her consumer id.
+        (200, "1"),
+        (200, "0"),
+        (429, "0"),
+        // No consumer: the global instance falls back to the client address.
+        (200, "1"),
+        (200, "0"),
+        (429, "0"),
+        // bob: his own instance and limit.
+        (200, "4"),
+        (200, "3"),
+        (200, "2"),
+    ];
+    let expected: Vec<(u16, String)> = expected
+        .iter()
+        .map(|(status, remaining)| (*status, remaining.to_string()))
+        .collect();
+    assert_eq!(seen, expected);
+    dp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_second_starts_a_new_window() {
+    let upstream = echo::spawn().await.unwrap();
+    let plugin = json!({"second": 2, "limit_by": "header", "header_name": "x-client"});
+    let dp = dataplane::start(Settings::loopback(), &config(upstream, 100, plugin))
+        .await
+        .unwrap();
+    let proxy = dp.proxy_addrs()[0];
+    let client = fresh_client();
+    // Start right after a second boundary so three requests share a window.
+    let until_next_second = || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        std::time::Duration::from_millis(1000 - u64::from(now.subsec_millis()) + 5)
+    };
+    tokio::time::sleep(until_next_second()).await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(call(proxy, &client).await.status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    tokio::time::sleep(until_next_second()).await;
+    let next = call(proxy, &client).await;
+    assert_eq!(next.status, 200);
+    assert_eq!(next.header("x-ratelimit-remaining-second"), "1");
+    dp.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_oversized_header_identifier_is_refused_before_counting() {
+    let upstream = echo::spawn().await.unwrap();
+    let plugin = json!({"hour": 5, "limit_by": "header", "header_name": "x-client"});
+    let dp = dataplane::start(Settings::loopback(), &config(upstream, 100, plugin))
+        .await
+        .unwrap();
+    let proxy = dp.proxy_addrs()[0];
+    let huge = "a".repeat(100 * 1024);
+    let reply = call(proxy, &huge).await;
+    assert_eq!(reply.status, 431);
+    assert_eq!(reply.header("x-ratelimit-limit-hour"), "");
+    dp.shutdown().await;
+}
