@@ -28,10 +28,34 @@ pub struct RedisServers {
     servers: SharedSet<RedisServer, ServerConnection>,
 }
 
+/// One server's state, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisHealth {
+    /// `host:port/database`.
+    pub server: String,
+    /// Whether the circuit is open (calls fail at once).
+    pub open: bool,
+    /// Calls that failed since start.
+    pub errors: u64,
+}
+
 impl RedisServers {
     /// How many servers some config uses.
     pub fn servers(&self) -> usize {
         self.servers.live()
+    }
+
+    /// The state of every server some config uses.
+    pub fn health(&self) -> Vec<RedisHealth> {
+        self.servers
+            .live_values()
+            .iter()
+            .map(|server| RedisHealth {
+                server: server.label.clone(),
+                open: server.is_open(),
+                errors: server.errors.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 }
 
@@ -226,5 +250,85 @@ impl RedisScript for ServerScript {
             }
             outcome
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn server(port: u16, database: i64) -> RedisServer {
+        RedisServer {
+            host: "127.0.0.1".into(),
+            port,
+            database,
+            username: None,
+            password: None,
+        }
+    }
+
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    #[test]
+    fn instances_naming_one_server_share_its_connection() {
+        let servers = RedisServers::default();
+        let a = servers.script(&server(6379, 0), "return {1}").unwrap();
+        let b = servers.script(&server(6379, 0), "return {2}").unwrap();
+        assert_eq!(servers.servers(), 1);
+        let c = servers.script(&server(6379, 1), "return {1}").unwrap();
+        assert_eq!(servers.servers(), 2);
+        drop((a, b, c));
+        assert_eq!(servers.servers(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dead_server_costs_one_attempt_per_interval() {
+        let servers = RedisServers::default();
+        let script = servers
+            .script(&server(closed_port(), 0), "return {1}")
+            .unwrap();
+        let timeout = Duration::from_millis(500);
+        let first = script.eval(&[], &[], timeout).await;
+        assert!(matches!(first, Err(RedisFailure::Failed(_))), "{first:?}");
+        for _ in 0..100 {
+            let again = script.eval(&[], &[], timeout).await;
+            assert!(
+                matches!(again, Err(RedisFailure::CircuitOpen(_))),
+                "{again:?}"
+            );
+        }
+        let health = servers.health();
+        assert_eq!(health.len(), 1);
+        assert!(health[0].open);
+        assert_eq!(health[0].errors, 1);
+    }
+
+    #[tokio::test]
+    async fn a_live_server_answers_the_script() {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let port = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| {
+                p.trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(6379);
+        let servers = RedisServers::default();
+        let script = servers
+            .script(&server(port, 0), "return {tonumber(ARGV[1]) + 1, #KEYS}")
+            .unwrap();
+        let keys = ["a".to_string(), "b".to_string()];
+        let reply = script
+            .eval(&keys, &["41".to_string()], Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(reply, [42, 2]);
+        assert!(!servers.health()[0].open);
     }
 }

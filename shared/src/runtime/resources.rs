@@ -141,6 +141,16 @@ impl<K: Eq + Hash + Clone, V: ?Sized> SharedSet<K, V> {
         Ok(value)
     }
 
+    /// The values alive now (used by some config), e.g. for metrics.
+    pub fn live_values(&self) -> Vec<Arc<V>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
     /// How many values are alive (used by some config).
     pub fn live(&self) -> usize {
         self.entries
