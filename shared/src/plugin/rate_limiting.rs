@@ -4,6 +4,7 @@
 //! windows, Kong's decision rule and headers, counted per node (`local`,
 //! [`local`]) or in Redis with one script call per request (`redis`).
 
+mod batch;
 mod local;
 mod window;
 
@@ -464,7 +465,28 @@ enum Store {
         on_failure: RedisFailureMode,
         /// Counts while Redis is down, with failure mode `local`.
         fallback: Arc<LocalCounters>,
+        /// `sync_rate > 0`: counts cached here, synced periodically.
+        batched: Option<Batched>,
     },
+}
+
+/// The `sync_rate` machinery of one instance.
+#[derive(Debug)]
+struct Batched {
+    batch: Arc<batch::Batch>,
+    sync: Arc<dyn RedisScript>,
+    every_ms: i64,
+}
+
+/// One period's counters in Redis for this request.
+struct RedisWindow {
+    period: Period,
+    limit: f64,
+    key: String,
+    /// Sliding: the previous window's counter.
+    previous: Option<String>,
+    weight: f64,
+    expires_s: i64,
 }
 
 /// A compiled rate-limiting instance.
@@ -593,6 +615,41 @@ impl RateLimiting {
         verdict
     }
 
+    /// The Redis counters of every configured period for this request.
+    fn redis_windows(&self, id: &[u8], now: i64) -> Vec<RedisWindow> {
+        // A digest of the identifier: no client value can shape another key.
+        let digest = Sha256::digest(id);
+        let hashed = hex::encode(&digest[..16]);
+        self.limits
+            .iter()
+            .map(|&(period, limit)| {
+                let key = |start: i64| {
+                    format!(
+                        "ratelimit:{}:{hashed}:{start}:{}",
+                        self.scope,
+                        period.as_str()
+                    )
+                };
+                let (previous, weight) = if self.sliding {
+                    (
+                        Some(key(window::previous_window_start(period, now))),
+                        window::previous_weight(period, now),
+                    )
+                } else {
+                    (None, 0.0)
+                };
+                RedisWindow {
+                    period,
+                    limit,
+                    key: key(window_start(period, now)),
+                    previous,
+                    weight,
+                    expires_s: (expiry_ms(period, now, self.sliding) + 999).div_euclid(1000),
+                }
+            })
+            .collect()
+    }
+
     /// Counts the request in Redis (one script call) and judges it.
     async fn count_in_redis(
         &self,
@@ -601,58 +658,104 @@ impl RateLimiting {
         id: &[u8],
         now: i64,
     ) -> Result<Verdict, RedisFailure> {
-        // A digest of the identifier: no client value can shape another key.
-        let digest = Sha256::digest(id);
-        let hashed = hex::encode(&digest[..16]);
-        let per = if self.sliding { 2 } else { 1 };
-        let mut keys = Vec::with_capacity(self.limits.len() * per);
-        let mut args = Vec::with_capacity(1 + self.limits.len() * 3);
+        let windows = self.redis_windows(id, now);
+        let mut keys = Vec::with_capacity(windows.len() * 2);
+        let mut args = Vec::with_capacity(1 + windows.len() * 3);
         args.push(if self.sliding { "1" } else { "0" }.to_string());
-        let mut weights = Vec::with_capacity(self.limits.len());
-        for &(period, limit) in &self.limits {
-            let key = |start: i64| {
-                format!(
-                    "ratelimit:{}:{hashed}:{start}:{}",
-                    self.scope,
-                    period.as_str()
-                )
-            };
-            keys.push(key(window_start(period, now)));
-            let weight = if self.sliding {
-                keys.push(key(window::previous_window_start(period, now)));
-                window::previous_weight(period, now)
-            } else {
-                0.0
-            };
-            weights.push(weight);
-            args.push(window::format_number(limit));
-            let expires_s = (expiry_ms(period, now, self.sliding) + 999).div_euclid(1000);
-            args.push(expires_s.to_string());
-            args.push(format!("{weight}"));
+        for window in &windows {
+            keys.push(window.key.clone());
+            keys.extend(window.previous.clone());
+            args.push(window::format_number(window.limit));
+            args.push(window.expires_s.to_string());
+            args.push(format!("{}", window.weight));
         }
         let reply = script.eval(&keys, &args, timeout).await?;
-        if reply.len() != self.limits.len() * 2 {
+        if reply.len() != windows.len() * 2 {
             return Err(RedisFailure::Failed(format!(
                 "unexpected script reply of {} values",
                 reply.len()
             )));
         }
-        let usages: Vec<PeriodUsage> = self
-            .limits
+        let usages: Vec<PeriodUsage> = windows
             .iter()
             .zip(reply.chunks(2))
-            .zip(&weights)
-            .map(|((&(period, limit), pair), &weight)| {
+            .map(|(window, pair)| {
                 let count = u64::try_from(pair[0]).unwrap_or(0);
                 let previous = u64::try_from(pair[1]).unwrap_or(0);
                 PeriodUsage {
-                    period,
-                    limit,
-                    usage: window::usage(count.saturating_sub(1), previous, weight),
+                    period: window.period,
+                    limit: window.limit,
+                    usage: window::usage(count.saturating_sub(1), previous, window.weight),
                 }
             })
             .collect();
         Ok(decide(&usages, now))
+    }
+
+    /// `sync_rate > 0`: judges the request by the counts cached here, reading
+    /// unknown counters from Redis first and syncing when due.
+    async fn count_batched(
+        &self,
+        batched: &Batched,
+        script: &dyn RedisScript,
+        timeout: Duration,
+        id: &[u8],
+        now: i64,
+    ) -> Result<Verdict, RedisFailure> {
+        let windows = self.redis_windows(id, now);
+        let mut keys = Vec::with_capacity(windows.len() * 2);
+        let mut counted = Vec::with_capacity(windows.len());
+        for window in &windows {
+            counted.push(keys.len());
+            keys.push((window.key.clone(), window.expires_s));
+            if let Some(previous) = &window.previous {
+                keys.push((previous.clone(), window.expires_s));
+            }
+        }
+        let batch = &batched.batch;
+        let Some(missing) = batch.missing(&keys) else {
+            return self.count_in_redis(script, timeout, id, now).await;
+        };
+        if !missing.is_empty() {
+            let names: Vec<String> = missing.iter().map(|(key, _)| key.clone()).collect();
+            let args: Vec<String> = missing
+                .iter()
+                .flat_map(|(_, expires_s)| ["0".to_string(), expires_s.to_string()])
+                .collect();
+            let totals = batched.sync.eval(&names, &args, timeout).await?;
+            batch.seed(&missing, &totals);
+        }
+        let verdict = batch.judge(&keys, &counted, |values| {
+            let usages: Vec<PeriodUsage> = windows
+                .iter()
+                .zip(&counted)
+                .map(|(window, &index)| {
+                    let current = values.get(index).copied().unwrap_or(0);
+                    let previous = match window.previous {
+                        Some(_) => values.get(index + 1).copied().unwrap_or(0),
+                        None => 0,
+                    };
+                    PeriodUsage {
+                        period: window.period,
+                        limit: window.limit,
+                        usage: window::usage(current, previous, window.weight),
+                    }
+                })
+                .collect();
+            let verdict = decide(&usages, now);
+            let accepted = !verdict.rejected;
+            (verdict, accepted)
+        });
+        if let Some(pending) = batch.take_due(now, batched.every_ms) {
+            // A failed sync keeps its increments for the next one; this
+            // request was judged already.
+            let outcome = batched
+                .sync
+                .eval(&pending.keys, &pending.args, timeout)
+                .await;
+            batch.finish(pending, outcome.as_deref().ok());
+        }
+        Ok(verdict)
     }
 
     fn answer(&self, ctx: &mut RequestContext, verdict: &Verdict) -> Decision {
@@ -691,10 +794,17 @@ impl PluginRuntime for RateLimiting {
                 timeout,
                 on_failure,
                 fallback,
-            } => match self
-                .count_in_redis(script.as_ref(), *timeout, &id, now)
-                .await
-            {
+                batched,
+            } => match match batched {
+                None => {
+                    self.count_in_redis(script.as_ref(), *timeout, &id, now)
+                        .await
+                }
+                Some(batched) => {
+                    self.count_batched(batched, script.as_ref(), *timeout, &id, now)
+                        .await
+                }
+            } {
                 Ok(verdict) => verdict,
                 // The connector logs state changes and counts errors; a
                 // request never logs on its own.
@@ -781,7 +891,25 @@ impl RateLimiting {
                 } else {
                     RedisFailureMode::FailClosed
                 });
+                let batched = if config.sync_rate > 0.0 {
+                    let sync = cx
+                        .resources
+                        .redis_script(&server, batch::SYNC_SCRIPT)
+                        .map_err(RateLimitingError::Redis)?;
+                    let key = format!(
+                        "rate-limiting/batch/{}:{}/{}/{scope}",
+                        server.host, server.port, server.database
+                    );
+                    Some(Batched {
+                        batch: cx.resources.keyed::<batch::Batch>(&key),
+                        sync,
+                        every_ms: ((config.sync_rate * 1000.0).round() as i64).max(20),
+                    })
+                } else {
+                    None
+                };
                 Store::Redis {
+                    batched,
                     script,
                     timeout: Duration::from_millis(
                         u64::try_from(redis.timeout.unwrap_or(2000)).unwrap_or(2000),

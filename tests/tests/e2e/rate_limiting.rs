@@ -555,3 +555,33 @@ async fn an_oversized_header_identifier_is_refused_before_counting() {
     assert_eq!(reply.header("x-ratelimit-limit-hour"), "");
     dp.shutdown().await;
 }
+
+#[tokio::test]
+async fn sync_rate_counts_locally_and_shares_through_redis() {
+    let upstream = echo::spawn().await.unwrap();
+    let (host, port) = redis_address();
+    let plugin = redis_plugin(5, &host, port, json!({"sync_rate": 0.05}));
+    let shared = config(upstream, 100, plugin);
+    let a = dataplane::start(Settings::loopback(), &shared)
+        .await
+        .unwrap();
+    let b = dataplane::start(Settings::loopback(), &shared)
+        .await
+        .unwrap();
+    let (proxy_a, proxy_b) = (a.proxy_addrs()[0], b.proxy_addrs()[0]);
+    let client = fresh_client();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(call(proxy_a, &client).await.status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+    // Past the sync interval, a request on A syncs before it is answered.
+    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    assert_eq!(call(proxy_a, &client).await.status, 429);
+    // B reads the shared count on its first request.
+    let from_b = call(proxy_b, &client).await;
+    assert_eq!(from_b.status, 429);
+    assert_eq!(from_b.header("x-ratelimit-remaining-hour"), "0");
+    a.shutdown().await;
+    b.shutdown().await;
+}
