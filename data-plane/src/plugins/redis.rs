@@ -149,22 +149,16 @@ impl ServerConnection {
         Err(RedisFailure::CircuitOpen(self.label.clone()))
     }
 
-    fn succeeded(&self, probe: bool) {
-        if probe {
-            self.probing.store(false, Ordering::Release);
-        }
+    fn succeeded(&self) {
         if self.state.swap(CLOSED, Ordering::AcqRel) == OPEN {
             tracing::info!(server = %self.label, "redis answers again; counting in redis");
         }
     }
 
-    fn failed(&self, probe: bool, failure: &RedisFailure) {
+    fn failed(&self, failure: &RedisFailure) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         self.connection.store(None);
         *self.opened.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
-        if probe {
-            self.probing.store(false, Ordering::Release);
-        }
         if self.state.swap(OPEN, Ordering::AcqRel) == CLOSED {
             tracing::warn!(
                 server = %self.label,
@@ -220,6 +214,15 @@ impl ServerConnection {
     }
 }
 
+/// Clears the probing flag however a probe ends.
+struct ProbeGuard<'a>(&'a ServerConnection);
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.probing.store(false, Ordering::Release);
+    }
+}
+
 /// A script bound to a server.
 #[derive(Debug)]
 struct ServerScript {
@@ -237,6 +240,9 @@ impl RedisScript for ServerScript {
         Box::pin(async move {
             let server = &self.connection;
             let probe = server.admit()?;
+            // A probe whose request goes away mid-call must not keep every
+            // later probe out.
+            let _probe_ends = probe.then(|| ProbeGuard(server));
             let outcome =
                 match tokio::time::timeout(timeout, server.eval(&self.script, keys, args, timeout))
                     .await
@@ -245,8 +251,8 @@ impl RedisScript for ServerScript {
                     Err(_) => Err(RedisFailure::Timeout(timeout)),
                 };
             match &outcome {
-                Ok(_) => server.succeeded(probe),
-                Err(failure) => server.failed(probe, failure),
+                Ok(_) => server.succeeded(),
+                Err(failure) => server.failed(failure),
             }
             outcome
         })

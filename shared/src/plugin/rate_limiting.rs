@@ -749,11 +749,10 @@ impl RateLimiting {
         if let Some(pending) = batch.take_due(now, batched.every_ms) {
             // A failed sync keeps its increments for the next one; this
             // request was judged already.
-            let outcome = batched
-                .sync
-                .eval(&pending.keys, &pending.args, timeout)
-                .await;
-            batch.finish(pending, outcome.as_deref().ok());
+            let sync = batch::SyncGuard::new(batch, pending);
+            let (keys, args) = sync.call();
+            let outcome = batched.sync.eval(keys, args, timeout).await;
+            sync.finish(outcome.as_deref().ok());
         }
         Ok(verdict)
     }

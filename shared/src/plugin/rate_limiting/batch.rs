@@ -154,6 +154,47 @@ impl Batch {
     }
 }
 
+/// A sync under way. Dropped before [`SyncGuard::finish`] (the request
+/// went away mid-call), it puts the increments back and ends the sync, so
+/// a lost request never stops syncing.
+#[derive(Debug)]
+pub struct SyncGuard<'a> {
+    batch: &'a Batch,
+    pending: Option<Pending>,
+}
+
+impl<'a> SyncGuard<'a> {
+    pub fn new(batch: &'a Batch, pending: Pending) -> SyncGuard<'a> {
+        SyncGuard {
+            batch,
+            pending: Some(pending),
+        }
+    }
+
+    /// The keys and arguments of the sync script call.
+    pub fn call(&self) -> (&[String], &[String]) {
+        match &self.pending {
+            Some(pending) => (&pending.keys, &pending.args),
+            None => (&[], &[]),
+        }
+    }
+
+    /// Ends the sync with the totals Redis answered (`None`: it failed).
+    pub fn finish(mut self, totals: Option<&[i64]>) {
+        if let Some(pending) = self.pending.take() {
+            self.batch.finish(pending, totals);
+        }
+    }
+}
+
+impl Drop for SyncGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            self.batch.finish(pending, None);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -191,6 +232,12 @@ mod tests {
         let sent = batch.take_due(40_000, 100).unwrap();
         assert_eq!(sent.args, ["1", "100"]);
         batch.finish(sent, Some(&[16]));
+        // A sync whose request went away puts its increments back.
+        batch.judge(&keys, &[0], |_| ((), true));
+        drop(SyncGuard::new(&batch, batch.take_due(50_000, 100).unwrap()));
+        let sent = batch.take_due(60_000, 100).unwrap();
+        assert_eq!(sent.args, ["1", "100"]);
+        batch.finish(sent, Some(&[17]));
         // Expired counters are forgotten at the next sync.
         let sent = batch.take_due(200_000, 100).unwrap();
         assert!(sent.keys.is_empty());
