@@ -1,8 +1,10 @@
 //! End-to-end: the rate-limiting plugin through in-process data planes: the
-//! `local` policy (limit N allows N, every header, the 429, counters that
-//! survive a config swap) and the `redis` policy against the real Redis at
-//! `REDIS_URL` (one limit shared exactly by three data planes, and what an
-//! unreachable Redis does under each failure setting).
+//! `local` policy (limit N allows N, every header, the 429, hidden headers,
+//! counters that survive a config swap, per-consumer limits, window
+//! rollover) and the `redis` policy against the real Redis at `REDIS_URL`
+//! (one limit shared exactly by three data planes, sliding windows,
+//! `sync_rate` batching) and against private `redis-server` processes
+//! (stopped, paused with SIGSTOP, credentials) for each failure setting.
 
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -307,9 +309,14 @@ struct PrivateRedis {
 
 impl PrivateRedis {
     async fn start(port: u16) -> PrivateRedis {
+        PrivateRedis::start_with(port, &[]).await
+    }
+
+    async fn start_with(port: u16, extra: &[&str]) -> PrivateRedis {
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is installed (make services)");
@@ -318,7 +325,7 @@ impl PrivateRedis {
         redis
     }
 
-    /// Waits for `PONG`.
+    /// Waits for `PONG` (or, with a password set, for the refusal asking for it).
     async fn wait_ready(&self) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -327,7 +334,7 @@ impl PrivateRedis {
                 let mut answer = [0u8; 7];
                 if stream.write_all(b"PING\r\n").await.is_ok()
                     && stream.read_exact(&mut answer).await.is_ok()
-                    && &answer == b"+PONG\r\n"
+                    && (&answer == b"+PONG\r\n" || &answer == b"-NOAUTH")
                 {
                     return;
                 }
@@ -584,4 +591,50 @@ async fn sync_rate_counts_locally_and_shares_through_redis() {
     assert_eq!(from_b.header("x-ratelimit-remaining-hour"), "0");
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test]
+async fn redis_credentials_are_honoured() {
+    let upstream = echo::spawn().await.unwrap();
+    let port = closed_port().await;
+    let _redis = PrivateRedis::start_with(
+        port,
+        &[
+            "--requirepass",
+            "s3cret",
+            "--user",
+            "limiter",
+            "on",
+            ">l1m",
+            "+@all",
+            "~*",
+        ],
+    )
+    .await;
+    let cases = [
+        (json!({"password": "s3cret"}), 200, "4"),
+        (json!({"username": "limiter", "password": "l1m"}), 200, "4"),
+        // Refused credentials: Kong's 500 when not fault tolerant.
+        (json!({"password": "wrong"}), 500, ""),
+        (json!({}), 500, ""),
+    ];
+    for (credentials, status, remaining) in cases {
+        let plugin = redis_plugin(
+            5,
+            "127.0.0.1",
+            port,
+            json!({"fault_tolerant": false, "redis": credentials.clone()}),
+        );
+        let dp = dataplane::start(Settings::loopback(), &config(upstream, 100, plugin))
+            .await
+            .unwrap();
+        let reply = call(dp.proxy_addrs()[0], &fresh_client()).await;
+        assert_eq!(reply.status, status, "{credentials}");
+        assert_eq!(
+            reply.header("x-ratelimit-remaining-hour"),
+            remaining,
+            "{credentials}"
+        );
+        dp.shutdown().await;
+    }
 }
