@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod body;
+pub mod certificates;
 pub mod clustering;
 pub mod config;
 pub mod entities;
@@ -238,7 +239,9 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
         return ApiError::NotFound.into_response();
     };
     let endpoint = matched.endpoint.clone();
-    let params = matched.params;
+    let Some(params) = matched.params else {
+        return ApiError::BadRequest("Invalid UTF-8 in the request path".into()).into_response();
+    };
     if parts.method == Method::OPTIONS {
         let allow = allow_header(endpoint.methods);
         let mut r = response::no_content();
@@ -257,7 +260,10 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
         parts.method.clone()
     };
     if !endpoint.methods.contains(&effective) {
-        return ApiError::MethodNotAllowed.into_response();
+        let mut r = ApiError::MethodNotAllowed.into_response();
+        r.headers_mut()
+            .insert(header::ALLOW, allow_header(endpoint.methods));
+        return r;
     }
     let limit = if endpoint.op == Op::Config {
         MAX_CONFIG_BODY
@@ -266,6 +272,10 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     };
     let body = match read_body(body, &parts.headers, limit).await {
         Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let query = match paging::query_args(parts.uri.query()) {
+        Ok(q) => q,
         Err(e) => return e.into_response(),
     };
     let actor = parts
@@ -282,7 +292,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
         state,
         method: effective,
         path: trimmed,
-        query: paging::query_args(parts.uri.query()),
+        query,
         params,
         headers: parts.headers,
         body,
@@ -290,7 +300,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     };
     // Bounds a request whose database hangs mid-transaction: dropping the
     // handler rolls its transaction back and frees the writer slot.
-    let deadline = if endpoint.op == Op::Config {
+    let deadline = if matches!(endpoint.op, Op::Config | Op::ClusteringWait) {
         CONFIG_REQUEST_TIMEOUT
     } else {
         REQUEST_TIMEOUT
@@ -323,6 +333,7 @@ async fn handle(request: &AdminRequest, op: Op) -> Result<Response, ApiError> {
         (Op::OpenApi, _) => Ok(openapi::document(request)),
         (Op::ClusteringDataPlanes, _) => clustering::data_planes(request).await,
         (Op::ClusteringStatus, _) => clustering::status(request).await,
+        (Op::ClusteringWait, _) => clustering::wait(request).await,
         (Op::Collection { kind, parent }, &M::GET) => entities::list(request, kind, parent).await,
         (Op::Collection { kind, parent }, _) => entities::create(request, kind, parent).await,
         (Op::Entity { kind, parent }, &M::GET) => entities::get(request, kind, parent).await,

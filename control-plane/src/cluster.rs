@@ -17,6 +17,7 @@ pub mod build;
 pub mod persist;
 pub mod publisher;
 pub mod registry;
+pub mod tls;
 pub mod view;
 pub mod wire;
 
@@ -191,28 +192,49 @@ pub struct ClusterTls {
     pub key_pem: String,
 }
 
-/// Serves the cluster stream on `listener` over mTLS until `shutdown` resolves.
+impl ClusterTls {
+    /// The listener's rustls config; fails on unusable PEM, a key that is not
+    /// the certificate's, or a CA that is not a certificate.
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, tls::ClusterTlsError> {
+        tls::server_config(&self.ca_pem, &self.cert_pem, &self.key_pem)
+    }
+}
+
+/// Why the cluster listener could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] tls::ClusterTlsError),
+    #[error("the cluster listener failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the cluster stream on `listener` over mTLS until `shutdown`
+/// resolves. Handshakes happen in [`tls::accept`], which logs refused ones.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: ClusterTls,
     service: ClusterService,
     shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
-    use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(tls.cert_pem, tls.key_pem))
-        .client_ca_root(Certificate::from_pem(tls.ca_pem))
-        .client_auth_optional(false);
-    // The builder's `tcp_nodelay` only reaches sockets tonic binds itself: set
-    // it on ours, or Nagle holds a snapshot frame behind the data plane's
-    // delayed ACK of the previous one (40 ms per back-to-back change).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
-        .tls_config(tls)?
+) -> Result<(), ServeError> {
+    let config = tls.server_config()?;
+    let (streams, incoming) = mpsc::channel(64);
+    let acceptor = tokio::spawn(tls::accept(
+        listener,
+        config,
+        streams,
+        Arc::new(tls::RefusalLog::default()),
+    ));
+    let served = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(service.into_server())
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::ReceiverStream::new(incoming),
+            shutdown,
+        )
+        .await;
+    acceptor.abort();
+    Ok(served?)
 }
 
 fn message(kind: control_plane_message::Kind) -> ControlPlaneMessage {

@@ -11,6 +11,7 @@ pub mod listener;
 pub mod schema_bridge;
 pub mod settings;
 pub mod state;
+pub mod status_command;
 pub mod store;
 
 use anyhow::Context;
@@ -100,17 +101,36 @@ impl ControlPlane {
     }
 }
 
-/// Reads the cluster listener's PEM files; a missing file names its setting.
+/// Reads the cluster listener's PEM files and refuses what cannot work: an
+/// unreadable file, a key that is not the certificate's, an expired
+/// certificate (one expiring within 30 days is a warning). Each refusal
+/// names its setting.
 fn read_cluster_tls(tls: &settings::ClusterTls) -> anyhow::Result<cluster::ClusterTls> {
+    use tollgate_shared::certificates::validity;
     let read = |setting: &str, path: &std::path::Path| {
-        std::fs::read_to_string(path)
-            .with_context(|| format!("invalid setting {setting}: cannot read {}", path.display()))
+        std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid setting {setting}: cannot read {}: {e}",
+                path.display()
+            )
+        })
     };
-    Ok(cluster::ClusterTls {
+    let pem = cluster::ClusterTls {
         ca_pem: read("--cluster-ca", &tls.ca)?,
         cert_pem: read("--cluster-cert", &tls.cert)?,
         key_pem: read("--cluster-key", &tls.key)?,
-    })
+    };
+    let now = validity::now();
+    for (setting, text) in [
+        ("--cluster-ca", &pem.ca_pem),
+        ("--cluster-cert", &pem.cert_pem),
+    ] {
+        for warning in validity::check_validity(setting, text, now).map_err(anyhow::Error::msg)? {
+            tracing::warn!("{warning}");
+        }
+    }
+    pem.server_config()?;
+    Ok(pem)
 }
 
 /// How long a data plane row written by another control plane stays
@@ -120,6 +140,12 @@ const STALE_AFTER: Duration = Duration::from_secs(45);
 /// Connects the store (migrating unless disabled), binds the listeners and
 /// starts every task. Returns once the listeners accept.
 pub async fn start(settings: &ServeSettings) -> anyhow::Result<ControlPlane> {
+    // Local mistakes first: they must not wait for the database.
+    let cluster_tls = settings
+        .cluster_tls
+        .as_ref()
+        .map(read_cluster_tls)
+        .transpose()?;
     let options = StoreOptions {
         keyring: settings.keyring.clone(),
         ..StoreOptions::default()
@@ -133,11 +159,6 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<ControlPlane> {
     } else if let Ok(version) = store.version().await {
         store.publish_version(version);
     }
-    let cluster_tls = settings
-        .cluster_tls
-        .as_ref()
-        .map(read_cluster_tls)
-        .transpose()?;
     let mut state = AppState::new(
         store.clone(),
         settings.admin_tokens.clone(),
@@ -176,7 +197,11 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<ControlPlane> {
 
     let state = Arc::new(state);
     let app = admin::router(state.clone(), axum::Router::new());
-    let listener = AdminListener::bind(&settings.admin_listen).await?;
+    // The bind error already says the address and the cause: no chain, so
+    // "Address already in use" is printed once.
+    let listener = AdminListener::bind(&settings.admin_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("invalid setting --admin-listen: {e}"))?;
     let admin_addr = listener.local_addr();
     tracing::info!(
         admin = %admin_addr,
@@ -189,6 +214,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<ControlPlane> {
         listener,
         app,
         state.counters.clone(),
+        settings.admin_limits,
         stop.clone().cancelled_owned(),
     ));
     Ok(ControlPlane {

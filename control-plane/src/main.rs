@@ -3,16 +3,7 @@
 use clap::Parser;
 use std::process::ExitCode;
 use tollgate_control_plane::settings::{CertCommand, Cli, Command};
-
-fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
-}
+use tollgate_shared::startup::{self, CliOutcome};
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("tollgate-cp: {message}");
@@ -40,23 +31,13 @@ fn cert(command: CertCommand) -> ExitCode {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => {
-            use clap::error::ErrorKind;
-            if matches!(
-                err.kind(),
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-            ) || matches!(
-                err.kind(),
-                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
+        Err(err) => match startup::cli_outcome(&err) {
+            CliOutcome::Print => {
                 let _ = err.print();
                 return ExitCode::SUCCESS;
             }
-            // clap's rendering spans several lines (usage, tips): keep the first.
-            let rendered = err.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            return fail(first.trim_start_matches("error: "));
-        }
+            CliOutcome::Refuse(line) => return fail(line),
+        },
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -65,15 +46,33 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => match args.resolve() {
             Ok(settings) => {
-                init_tracing(&settings.log_level);
+                startup::init_logging(&settings.log_level, settings.log_format);
                 runtime.block_on(tollgate_control_plane::serve(settings))
             }
             Err(err) => return fail(err),
         },
         Command::Cert { command } => return cert(command),
+        Command::Status(args) => {
+            let url = args
+                .admin_url
+                .unwrap_or_else(|| "http://127.0.0.1:8001".into());
+            return match runtime.block_on(tollgate_control_plane::status_command::run(
+                &url,
+                args.admin_token_file.as_deref(),
+            )) {
+                Ok(table) => {
+                    print!("{table}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("tollgate-cp: {err}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Migrate(args) => match args.resolve() {
             Ok(settings) => {
-                init_tracing(&settings.log_level);
+                startup::init_logging(&settings.log_level, settings.log_format);
                 runtime.block_on(tollgate_control_plane::migrate(settings))
             }
             Err(err) => return fail(err),

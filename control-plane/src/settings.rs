@@ -2,11 +2,13 @@
 //! precedence flags > `TOLLGATE_*` environment > `--config` file > defaults, and
 //! checked so that a bad value stops start-up with one line naming the setting.
 
+use crate::listener::AdminLimits;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use tollgate_shared::startup::{check_log_level, toml_error, LogFormat};
 
 /// Default `--database-url`: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://tollgate.db";
@@ -25,9 +27,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the Admin API and the cluster stream (applies pending migrations unless --no-migrate).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit (idempotent, safe from several hosts at once).
     Migrate(MigrateArgs),
+    /// Print the cluster as a table (node, version applied, sync status, lag, last error) from the Admin API.
+    Status(StatusArgs),
     /// Cluster certificates for mTLS between control and data planes.
     Cert {
         #[command(subcommand)]
@@ -68,6 +72,17 @@ pub struct ServeArgs {
     /// File holding the Admin API bearer token(s), one per line; required for a non-loopback listener.
     #[arg(long, env = "TOLLGATE_ADMIN_TOKEN_FILE", value_name = "PATH")]
     pub admin_token_file: Option<PathBuf>,
+    /// Seconds a client has to send a complete request head, from connecting or
+    /// from the end of the previous response (so it also ends idle keep-alive) [default: 30]
+    #[arg(long, env = "TOLLGATE_ADMIN_HEADER_TIMEOUT", value_name = "SECS")]
+    pub admin_header_timeout: Option<u64>,
+    /// Seconds an Admin API connection may send and receive nothing while no
+    /// request is being handled (a stalled upload, an unread response) [default: 60]
+    #[arg(long, env = "TOLLGATE_ADMIN_IDLE_TIMEOUT", value_name = "SECS")]
+    pub admin_idle_timeout: Option<u64>,
+    /// Admin API connections served at once; one more is answered 503 and closed [default: 1024]
+    #[arg(long, env = "TOLLGATE_ADMIN_MAX_CONNECTIONS", value_name = "N")]
+    pub admin_max_connections: Option<u64>,
     /// Address of the cluster (data plane) listener [default: 0.0.0.0:8005]
     #[arg(long, env = "TOLLGATE_CLUSTER_LISTEN", value_name = "ADDR")]
     pub cluster_listen: Option<String>,
@@ -90,6 +105,9 @@ pub struct ServeArgs {
     /// tracing filter, e.g. `info` or `tollgate_control_plane=debug` [default: info]
     #[arg(long, env = "TOLLGATE_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// text or json (one object per line) [default: text]
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +121,19 @@ pub struct MigrateArgs {
     /// tracing filter [default: info]
     #[arg(long, env = "TOLLGATE_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// text or json (one object per line) [default: text]
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The Admin API to ask [default: http://127.0.0.1:8001]
+    #[arg(long, env = "TOLLGATE_ADMIN_URL", value_name = "URL")]
+    pub admin_url: Option<String>,
+    /// File holding the Admin API bearer token (its first token is sent).
+    #[arg(long, env = "TOLLGATE_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// The `--config` TOML file. Unknown keys are refused so that a typo is not
@@ -116,6 +147,12 @@ struct FileSettings {
     admin_listen: Option<String>,
     #[serde(alias = "admin-token-file")]
     admin_token_file: Option<PathBuf>,
+    #[serde(alias = "admin-header-timeout")]
+    admin_header_timeout: Option<u64>,
+    #[serde(alias = "admin-idle-timeout")]
+    admin_idle_timeout: Option<u64>,
+    #[serde(alias = "admin-max-connections")]
+    admin_max_connections: Option<u64>,
     #[serde(alias = "cluster-listen")]
     cluster_listen: Option<String>,
     #[serde(alias = "cluster-ca")]
@@ -130,6 +167,8 @@ struct FileSettings {
     no_migrate: Option<bool>,
     #[serde(alias = "log-level")]
     log_level: Option<String>,
+    #[serde(alias = "log-format")]
+    log_format: Option<String>,
 }
 
 /// A setting that cannot be used; the message names the setting.
@@ -237,6 +276,7 @@ pub struct ServeSettings {
     pub admin_listen: ListenAddr,
     pub admin_tokens: Vec<AdminToken>,
     pub admin_token_file: Option<PathBuf>,
+    pub admin_limits: AdminLimits,
     pub cluster_listen: SocketAddr,
     pub cluster_tls: Option<ClusterTls>,
     pub secrets_key_file: Option<PathBuf>,
@@ -244,6 +284,7 @@ pub struct ServeSettings {
     pub keyring: Option<std::sync::Arc<crate::store::Keyring>>,
     pub migrate: bool,
     pub log_level: String,
+    pub log_format: LogFormat,
 }
 
 /// Everything `migrate` needs.
@@ -251,6 +292,39 @@ pub struct ServeSettings {
 pub struct MigrateSettings {
     pub database_url: String,
     pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+/// `--log-level` and `--log-format`, checked.
+struct LogSettings {
+    level: String,
+    format: LogFormat,
+}
+
+impl LogSettings {
+    fn resolve(
+        level: Option<String>,
+        format: Option<String>,
+        file: &FileSettings,
+    ) -> Result<LogSettings, SettingsError> {
+        let level = level
+            .or_else(|| file.log_level.clone())
+            .unwrap_or_else(|| "info".into());
+        check_log_level(&level).map_err(|reason| SettingsError::Invalid {
+            setting: "log-level",
+            value: level.clone(),
+            reason,
+        })?;
+        let format = match format.or_else(|| file.log_format.clone()) {
+            Some(text) => text.parse().map_err(|reason| SettingsError::Invalid {
+                setting: "log-format",
+                value: text.clone(),
+                reason,
+            })?,
+            None => LogFormat::Text,
+        };
+        Ok(LogSettings { level, format })
+    }
 }
 
 fn read_file_settings(path: Option<&Path>) -> Result<FileSettings, SettingsError> {
@@ -263,27 +337,36 @@ fn read_file_settings(path: Option<&Path>) -> Result<FileSettings, SettingsError
     })?;
     toml::from_str(&text).map_err(|e| SettingsError::ConfigFile {
         path: path.display().to_string(),
-        // toml's message spans several lines (a caret diagram); keep the first.
-        reason: e
-            .message()
-            .lines()
-            .next()
-            .unwrap_or("invalid TOML")
-            .to_string(),
+        reason: toml_error(&text, &e),
     })
 }
 
 fn check_database_url(url: String) -> Result<String, SettingsError> {
     let supported = ["sqlite:", "postgres://", "postgresql://"];
-    if supported.iter().any(|p| url.starts_with(p)) {
-        Ok(url)
-    } else {
-        Err(SettingsError::Invalid {
+    if !supported.iter().any(|p| url.starts_with(p)) {
+        return Err(SettingsError::Invalid {
             setting: "database-url",
             value: crate::store::redact_url(&url),
             reason: "expected sqlite://PATH or postgres://USER@HOST/DB".into(),
-        })
+        });
     }
+    // The driver logs a parameter it does not know together with its value:
+    // a secret it would ignore anyway is refused rather than written to the log.
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let unsupported_secret = query
+        .split('&')
+        .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
+        .find(|name| {
+            crate::store::is_secret_url_parameter(name) && !name.eq_ignore_ascii_case("password")
+        });
+    if let Some(name) = unsupported_secret {
+        return Err(SettingsError::Invalid {
+            setting: "database-url",
+            value: crate::store::redact_url(&url),
+            reason: format!("the query parameter {name:?} is not supported"),
+        });
+    }
+    Ok(url)
 }
 
 /// Reads the token file: one token per non-empty line, `#` comments allowed.
@@ -309,10 +392,48 @@ pub fn read_admin_tokens(path: &Path) -> Result<Vec<AdminToken>, SettingsError> 
     Ok(tokens)
 }
 
+/// The admin listener's limits; zero is refused (it would disable the bound
+/// or the listener).
+fn admin_limits(
+    header_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
+    max_connections: Option<u64>,
+) -> Result<AdminLimits, SettingsError> {
+    let at_least_one = |setting: &'static str, value: Option<u64>| match value {
+        Some(0) => Err(SettingsError::Invalid {
+            setting,
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        }),
+        other => Ok(other),
+    };
+    let defaults = AdminLimits::default();
+    let seconds = std::time::Duration::from_secs;
+    Ok(AdminLimits {
+        header_timeout: at_least_one("admin-header-timeout", header_timeout)?
+            .map_or(defaults.header_timeout, seconds),
+        idle_timeout: at_least_one("admin-idle-timeout", idle_timeout)?
+            .map_or(defaults.idle_timeout, seconds),
+        max_connections: match at_least_one("admin-max-connections", max_connections)? {
+            None => defaults.max_connections,
+            // tokio's semaphore holds at most usize::MAX >> 3 permits.
+            Some(n) => usize::try_from(n)
+                .ok()
+                .filter(|n| *n <= tokio::sync::Semaphore::MAX_PERMITS)
+                .ok_or_else(|| SettingsError::Invalid {
+                    setting: "admin-max-connections",
+                    value: n.to_string(),
+                    reason: "too large".into(),
+                })?,
+        },
+    })
+}
+
 impl ServeArgs {
     /// Merges flags/env (already applied by clap) over the file and defaults.
     pub fn resolve(self) -> Result<ServeSettings, SettingsError> {
         let file = read_file_settings(self.config.as_deref())?;
+        let log = LogSettings::resolve(self.log_level, self.log_format, &file)?;
         let database_url = check_database_url(
             self.database_url
                 .or(file.database_url)
@@ -336,6 +457,11 @@ impl ServeArgs {
         if admin_tokens.is_empty() && !admin_listen.is_local() {
             return Err(SettingsError::ExposedWithoutToken(admin_listen.to_string()));
         }
+        let admin_limits = admin_limits(
+            self.admin_header_timeout.or(file.admin_header_timeout),
+            self.admin_idle_timeout.or(file.admin_idle_timeout),
+            self.admin_max_connections.or(file.admin_max_connections),
+        )?;
         let cluster_listen_text = self
             .cluster_listen
             .or(file.cluster_listen)
@@ -391,15 +517,14 @@ impl ServeArgs {
             admin_listen,
             admin_tokens,
             admin_token_file,
+            admin_limits,
             cluster_listen,
             cluster_tls,
             secrets_key_file,
             keyring,
             migrate: !self.no_migrate.or(file.no_migrate).unwrap_or(false),
-            log_level: self
-                .log_level
-                .or(file.log_level)
-                .unwrap_or_else(|| "info".into()),
+            log_level: log.level,
+            log_format: log.format,
         })
     }
 }
@@ -407,16 +532,15 @@ impl ServeArgs {
 impl MigrateArgs {
     pub fn resolve(self) -> Result<MigrateSettings, SettingsError> {
         let file = read_file_settings(self.config.as_deref())?;
+        let log = LogSettings::resolve(self.log_level, self.log_format, &file)?;
         Ok(MigrateSettings {
             database_url: check_database_url(
                 self.database_url
                     .or(file.database_url)
                     .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             )?,
-            log_level: self
-                .log_level
-                .or(file.log_level)
-                .unwrap_or_else(|| "info".into()),
+            log_level: log.level,
+            log_format: log.format,
         })
     }
 }
@@ -471,6 +595,36 @@ mod tests {
         assert_eq!(s.cluster_listen.to_string(), DEFAULT_CLUSTER_LISTEN);
         assert!(s.migrate);
         assert!(s.admin_tokens.is_empty());
+        assert_eq!(s.admin_limits, AdminLimits::default());
+    }
+
+    #[test]
+    fn admin_limits_from_flags_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cp.toml");
+        std::fs::write(
+            &file,
+            "admin-header-timeout = 5\nadmin_idle_timeout = 7\nadmin-max-connections = 9\n",
+        )
+        .unwrap();
+        let s = serve(&["--config", file.to_str().unwrap()]).unwrap();
+        assert_eq!(
+            s.admin_limits,
+            AdminLimits {
+                header_timeout: std::time::Duration::from_secs(5),
+                idle_timeout: std::time::Duration::from_secs(7),
+                max_connections: 9,
+            }
+        );
+        let s = serve(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--admin-max-connections",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(s.admin_limits.max_connections, 3);
+        assert_eq!(s.admin_limits.idle_timeout.as_secs(), 7);
     }
 
     #[test]
@@ -521,6 +675,29 @@ mod tests {
     }
 
     #[test]
+    fn malformed_toml_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cp.toml");
+        std::fs::write(
+            &file,
+            "database_url = \"sqlite://x.db\"\n\nadmin_listen = 127.0.0.1:8001\n",
+        )
+        .unwrap();
+        let err = serve(&["--config", file.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cp.toml: line 3: "), "{err}");
+        std::fs::write(&file, "log_format = \"json\"\ndatabse_url = \"x\"\n").unwrap();
+        let err = serve(&["--config", file.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2: unknown field `databse_url`"), "{err}");
+        std::fs::write(&file, "log_format = \"json\"\n").unwrap();
+        let s = serve(&["--config", file.to_str().unwrap()]).unwrap();
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
     fn invalid_settings_name_the_setting() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("cp.toml");
@@ -530,7 +707,18 @@ mod tests {
             (vec!["--database-url", "mysql://x"], "--database-url"),
             (vec!["--cluster-listen", "unix:/x"], "--cluster-listen"),
             (vec!["--cluster-ca", "/ca.pem"], "--cluster-cert"),
+            (
+                vec!["--admin-header-timeout", "0"],
+                "--admin-header-timeout",
+            ),
+            (vec!["--admin-idle-timeout", "0"], "--admin-idle-timeout"),
+            (
+                vec!["--admin-max-connections", "0"],
+                "--admin-max-connections",
+            ),
             (vec!["--config", file.to_str().unwrap()], "--config"),
+            (vec!["--log-format", "xml"], "--log-format"),
+            (vec!["--log-level", "info,=["], "--log-level"),
             (
                 vec!["--admin-token-file", "/nonexistent/token"],
                 "--admin-token-file",

@@ -131,17 +131,90 @@ struct Inner {
     options: StoreOptions,
 }
 
-/// Replaces the password of a database URL with `******` for logs and `GET /`.
+/// Replaces the passwords of a database URL with `******` for logs and `GET /`:
+/// the userinfo password and any query parameter whose name says it holds a
+/// secret (libpq's `password`, `sslpassword`).
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    const MASK: &str = "******";
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{scheme}://{user}:{MASK}@{host}{path}"),
+                    None => base.to_string(),
+                },
+                None => base.to_string(),
+            }
+        }
+        None => base.to_string(),
+    };
+    let Some(query) = query else {
+        return base;
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if is_secret_url_parameter(name) => format!("{name}={MASK}"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
+}
+
+/// The decoded, lower-cased name of a URL query parameter that holds a secret.
+pub fn is_secret_url_parameter(name: &str) -> bool {
+    let name = percent_encoding::percent_decode_str(name)
+        .decode_utf8_lossy()
+        .to_ascii_lowercase();
+    ["password", "secret", "token"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+/// How long the start-up probe waits for a direct connection.
+const CONNECT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `host:port` of a PostgreSQL URL (5432 when absent), or an SQLite path.
+fn database_address(url: &str) -> String {
+    let Some((_, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_string();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:******@{host}"),
-        None => url.to_string(),
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if !url.starts_with("postgres") {
+        return rest.split('?').next().unwrap_or(rest).to_string();
+    }
+    if host.is_empty() {
+        return "the local socket".into();
+    }
+    let has_port = host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !host.ends_with(']');
+    if has_port {
+        host.to_string()
+    } else {
+        format!("{host}:5432")
+    }
+}
+
+/// One line naming why a connection failed.
+fn describe_connect_error(addr: &str, error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("connection refused at {addr}: is PostgreSQL running and listening there?")
+        }
+        sqlx::Error::Io(io) => format!("cannot reach {addr}: {io}"),
+        sqlx::Error::Database(db) => format!("{addr}: {}", db.message()),
+        sqlx::Error::Tls(tls) => format!("TLS with {addr} failed: {tls}"),
+        other => format!("{addr}: {other}"),
     }
 }
 
@@ -256,7 +329,11 @@ impl Store {
     /// Applies pending migrations. On PostgreSQL an advisory lock makes
     /// concurrent runs from several hosts wait for each other.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.inner.pool.acquire().await?;
+        let mut conn = match self.inner.pool.acquire().await {
+            Ok(conn) => conn,
+            Err(sqlx::Error::PoolTimedOut) => return Err(self.why_unreachable().await),
+            Err(error) => return Err(error.into()),
+        };
         match self.inner.backend {
             Backend::Postgres => {
                 sqlx::query("SELECT pg_advisory_lock($1)")
@@ -289,6 +366,30 @@ impl Store {
         let version = self.version().await?;
         self.publish_version(version);
         Ok(())
+    }
+
+    /// The pool only says it timed out; one direct connection attempt says
+    /// why ("connection refused at 127.0.0.1:5433", a failed password, a
+    /// missing database).
+    async fn why_unreachable(&self) -> StoreError {
+        let addr = database_address(&self.inner.url);
+        let attempt = async {
+            let options = AnyConnectOptions::from_str(&self.inner.url)?;
+            <AnyConnection as sqlx::Connection>::connect_with(&options)
+                .await
+                .map(drop)
+        };
+        let reason = match tokio::time::timeout(CONNECT_PROBE_TIMEOUT, attempt).await {
+            Ok(Ok(())) => {
+                format!("{addr} accepts connections now, but none came in time; try again")
+            }
+            Ok(Err(error)) => describe_connect_error(&addr, &error),
+            Err(_) => format!(
+                "no answer from {addr} within {} s: check the host, port and firewalls",
+                CONNECT_PROBE_TIMEOUT.as_secs()
+            ),
+        };
+        StoreError::Unavailable(reason)
     }
 
     /// Checks that the database answers.
@@ -1261,6 +1362,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn database_addresses_for_messages() {
+        assert_eq!(
+            database_address("postgres://u:p@db.internal/x"),
+            "db.internal:5432"
+        );
+        assert_eq!(
+            database_address("postgres://127.0.0.1:5433/x?sslmode=disable"),
+            "127.0.0.1:5433"
+        );
+        assert_eq!(database_address("postgresql://u@[::1]/x"), "[::1]:5432");
+        assert_eq!(database_address("sqlite://data/t.db?mode=rwc"), "data/t.db");
+    }
+
+    #[test]
     fn urls() {
         assert_eq!(
             sqlite_url_with_create("sqlite://a.db"),
@@ -1279,6 +1394,25 @@ mod tests {
             "postgres://kong:******@127.0.0.1/kong"
         );
         assert_eq!(redact_url("postgres://kong@h/k"), "postgres://kong@h/k");
+        let cases = [
+            (
+                "postgres://kong@h/k?password=StrongPass&sslmode=disable",
+                "postgres://kong@h/k?password=******&sslmode=disable",
+            ),
+            (
+                "postgres://kong:a@h/k?sslmode=require&sslpassword=KeyPass&Pass%77ord=x",
+                "postgres://kong:******@h/k?sslmode=require&sslpassword=******&Pass%77ord=******",
+            ),
+            // an `@` in the query is not userinfo
+            (
+                "postgres://h/k?PASSWORD=p@ss:word",
+                "postgres://h/k?PASSWORD=******",
+            ),
+            ("sqlite://a.db?mode=rwc", "sqlite://a.db?mode=rwc"),
+        ];
+        for (url, redacted) in cases {
+            assert_eq!(redact_url(url), redacted, "{url}");
+        }
     }
 
     #[test]

@@ -5,14 +5,22 @@
 mod concurrency;
 #[path = "admin/crud.rs"]
 mod crud;
+#[path = "admin/database_url.rs"]
+mod database_url;
 #[path = "admin/declarative.rs"]
 mod declarative;
 #[path = "admin/errors.rs"]
 mod errors;
 #[path = "admin/info.rs"]
 mod info;
+#[path = "admin/lengths.rs"]
+mod lengths;
+#[path = "admin/listener.rs"]
+mod listener;
 #[path = "admin/outage.rs"]
 mod outage;
+#[path = "admin/precision.rs"]
+mod precision;
 #[path = "admin/security.rs"]
 mod security;
 #[path = "admin/seed.rs"]

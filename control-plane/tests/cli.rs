@@ -291,3 +291,205 @@ fn exposed_listener_requires_the_token() {
         "{body}"
     );
 }
+
+/// Writes `ca.crt cp.crt cp.key` (and `other.key`, `expired.crt/.key`) to `dir`.
+fn cluster_files(dir: &std::path::Path) {
+    use tollgate_control_plane::cert::{ClusterCa, Role, Validity};
+    let ca = ClusterCa::generate("test CA").unwrap();
+    let cp = ca
+        .issue("tollgate-cp", Role::ControlPlane, Validity::leaf())
+        .unwrap();
+    let other = ca
+        .issue("tollgate-cp", Role::ControlPlane, Validity::leaf())
+        .unwrap();
+    let expired = ca
+        .issue(
+            "tollgate-cp",
+            Role::ControlPlane,
+            Validity {
+                not_before_days: -30,
+                not_after_days: -1,
+            },
+        )
+        .unwrap();
+    let soon = ca
+        .issue(
+            "tollgate-cp",
+            Role::ControlPlane,
+            Validity {
+                not_before_days: -30,
+                not_after_days: 5,
+            },
+        )
+        .unwrap();
+    for (name, text) in [
+        ("ca.crt", &ca.cert_pem),
+        ("cp.crt", &cp.cert_pem),
+        ("cp.key", &cp.key_pem),
+        ("other.key", &other.key_pem),
+        ("expired.crt", &expired.cert_pem),
+        ("expired.key", &expired.key_pem),
+        ("soon.crt", &soon.cert_pem),
+        ("soon.key", &soon.key_pem),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+#[test]
+fn start_up_refuses_local_mistakes_with_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    cluster_files(dir.path());
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let db = format!("sqlite://{}/cp.db", dir.path().display());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let toml = dir.path().join("cp.toml");
+    std::fs::write(
+        &toml,
+        "database_url = \"sqlite://x.db\"\n\nno_migrate = yes\n",
+    )
+    .unwrap();
+    let pg = format!("postgres://postgres@127.0.0.1:{closed_port}/tollgate");
+    let cluster = |cert: &str, key: &str| -> Vec<String> {
+        [
+            "serve",
+            "--database-url",
+            &db,
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--cluster-listen",
+            "127.0.0.1:0",
+            "--cluster-ca",
+            &file("ca.crt"),
+            "--cluster-cert",
+            &file(cert),
+            "--cluster-key",
+            &file(key),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            cluster("cp.crt", "other.key"),
+            "invalid setting --cluster-key: it does not match --cluster-cert".into(),
+        ),
+        (
+            cluster("expired.crt", "expired.key"),
+            "invalid setting --cluster-cert: the certificate".into(),
+        ),
+        (
+            cluster("missing.crt", "cp.key"),
+            "invalid setting --cluster-cert: cannot read".into(),
+        ),
+        (
+            [
+                "serve",
+                "--database-url",
+                &pg,
+                "--admin-listen",
+                "127.0.0.1:0",
+            ]
+            .map(String::from)
+            .to_vec(),
+            format!("connection refused at 127.0.0.1:{closed_port}"),
+        ),
+        (
+            ["migrate", "--database-url", &pg]
+                .map(String::from)
+                .to_vec(),
+            format!("connection refused at 127.0.0.1:{closed_port}"),
+        ),
+        (
+            ["serve", "--config", toml.to_str().unwrap()]
+                .map(String::from)
+                .to_vec(),
+            "cp.toml: line 3: ".into(),
+        ),
+        (
+            [
+                "serve",
+                "--database-url",
+                &db,
+                "--admin-listen",
+                &busy_addr,
+                "--cluster-listen",
+                "127.0.0.1:0",
+            ]
+            .map(String::from)
+            .to_vec(),
+            format!("invalid setting --admin-listen: cannot listen on {busy_addr}"),
+        ),
+        (
+            ["serve", "--admin-lisen", "127.0.0.1:0"]
+                .map(String::from)
+                .to_vec(),
+            "did you mean '--admin-listen'?".into(),
+        ),
+    ];
+    for (args, expected) in cases {
+        let (ok, stderr) = run(cp().args(&args));
+        assert!(!ok, "{args:?} should fail");
+        let refusal: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("tollgate-cp: "))
+            .collect();
+        assert_eq!(refusal.len(), 1, "{args:?}: {stderr}");
+        assert!(refusal[0].contains(&expected), "{args:?}: {stderr}");
+        assert!(stderr.matches("in use").count() <= 1, "said once: {stderr}");
+        assert!(!stderr.contains("pool timed out"), "{stderr}");
+    }
+    drop(busy);
+}
+
+#[test]
+fn a_cluster_certificate_expiring_soon_is_a_warning_and_logs_can_be_json() {
+    let dir = tempfile::tempdir().unwrap();
+    cluster_files(dir.path());
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let db = format!("sqlite://{}/cp.db", dir.path().display());
+    let mut child = cp()
+        .args([
+            "serve",
+            "--database-url",
+            &db,
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--cluster-listen", "127.0.0.1:0"])
+        .args(["--cluster-ca", &file("ca.crt")])
+        .args(["--cluster-cert", &file("soon.crt")])
+        .args(["--cluster-key", &file("soon.key")])
+        .env("TOLLGATE_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let object: serde_json::Value = serde_json::from_str(&line).unwrap();
+        seen.push(object);
+        if line.contains("serving the Admin API") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let warning = seen
+        .iter()
+        .find(|o| o["level"] == "WARN" && o["fields"]["message"].to_string().contains("expires in"))
+        .unwrap_or_else(|| panic!("no expiry warning in {seen:?}"));
+    assert!(
+        warning["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--cluster-cert"),
+        "{warning}"
+    );
+}

@@ -17,6 +17,7 @@ pub mod proxy;
 pub use tollgate_shared::router;
 pub mod settings;
 pub mod shutdown;
+pub use tollgate_shared::startup;
 pub mod status;
 pub mod sync;
 pub mod tls;
@@ -39,10 +40,13 @@ use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
+    /// The io error is part of the message, not a source, so that it is
+    /// printed once.
+    #[error("{listener} {addr}: {}", bind_problem(.error))]
     Bind {
+        listener: &'static str,
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
@@ -51,6 +55,7 @@ pub enum StartError {
 /// A running data plane: its listeners, its gateway, and the handle to stop it.
 pub struct DataPlane {
     gateway: Arc<Gateway>,
+    status: Arc<StatusState>,
     resolver: Arc<SniResolver>,
     proxy_addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
@@ -61,16 +66,41 @@ pub struct DataPlane {
     grace: Duration,
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
+fn bind_problem(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "address already in use: another process listens there; stop it or choose another address".into()
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied: ports below 1024 need privileges".into()
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "address not available: no interface of this host has that IP".into()
+        }
+        _ => format!("cannot listen: {error}"),
+    }
 }
 
-fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
-    listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr, source })
+async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| StartError::Bind {
+            listener,
+            addr,
+            error,
+        })
+}
+
+fn local_addr(
+    listener: &'static str,
+    bound: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, StartError> {
+    bound.local_addr().map_err(|error| StartError::Bind {
+        listener,
+        addr,
+        error,
+    })
 }
 
 /// Binds every listener and starts serving with an empty config (every
@@ -106,8 +136,8 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     let mut tasks = Vec::new();
     let mut proxy_addrs = Vec::new();
     for addr in &settings.proxy_listen {
-        let listener = bind(*addr).await?;
-        proxy_addrs.push(local_addr(&listener, *addr)?);
+        let listener = bind("--proxy-listen", *addr).await?;
+        proxy_addrs.push(local_addr("--proxy-listen", &listener, *addr)?);
         tasks.push(tokio::spawn(server::accept_plain(
             listener,
             Arc::clone(&shared),
@@ -117,8 +147,8 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     if !settings.proxy_tls_listen.is_empty() {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(Arc::clone(&resolver))?);
         for addr in &settings.proxy_tls_listen {
-            let listener = bind(*addr).await?;
-            tls_addrs.push(local_addr(&listener, *addr)?);
+            let listener = bind("--proxy-tls-listen", *addr).await?;
+            tls_addrs.push(local_addr("--proxy-tls-listen", &listener, *addr)?);
             tasks.push(tokio::spawn(server::accept_tls(
                 listener,
                 Arc::clone(&shared),
@@ -126,11 +156,11 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
             )));
         }
     }
-    let status_listener = bind(settings.status_listen).await?;
-    let status_addr = local_addr(&status_listener, settings.status_listen)?;
+    let status_listener = bind("--status-listen", settings.status_listen).await?;
+    let status_addr = local_addr("--status-listen", &status_listener, settings.status_listen)?;
     tasks.push(tokio::spawn(status::serve(
         status_listener,
-        status,
+        Arc::clone(&status),
         None,
         signal,
     )));
@@ -138,6 +168,7 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
 
     Ok(DataPlane {
         gateway,
+        status,
         resolver,
         proxy_addrs,
         tls_addrs,
@@ -152,6 +183,11 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
 impl DataPlane {
     pub fn gateway(&self) -> &Arc<Gateway> {
         &self.gateway
+    }
+
+    /// The counters and facts the status listener reports.
+    pub fn status(&self) -> &Arc<StatusState> {
+        &self.status
     }
 
     pub fn proxy_addrs(&self) -> &[SocketAddr] {
@@ -214,14 +250,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut hangup = signal(SignalKind::hangup())?;
 
+    // Local mistakes stop start-up before any listener opens.
+    let cluster_pem = match &settings.control_plane {
+        Some(endpoint) => Some(check_cluster_pem(&settings, endpoint)?),
+        None => None,
+    };
     let data_plane = start(&settings).await?;
     if let Some(path) = &settings.config_file {
         let applied = config_file::apply_file(data_plane.gateway(), path)?;
         tracing::info!(version = applied.version, hash = %applied.hash, "loaded {}", path.display());
     }
     let sync_stop = tokio_util::sync::CancellationToken::new();
-    if let Some(endpoint) = &settings.control_plane {
-        start_sync(&settings, endpoint, &data_plane, sync_stop.clone()).await?;
+    if let (Some(endpoint), Some(pem)) = (&settings.control_plane, cluster_pem) {
+        start_sync(&settings, endpoint, pem, &data_plane, sync_stop.clone()).await?;
     }
     loop {
         tokio::select! {
@@ -236,25 +277,66 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cluster TLS files, read and checked.
+struct ClusterPem {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+/// Reads the cluster certificates and refuses what cannot work: unreadable
+/// files, a key that is not the certificate's, an expired certificate (one
+/// expiring within 30 days is a warning), a bad URL or server name.
+fn check_cluster_pem(settings: &Settings, endpoint: &str) -> anyhow::Result<ClusterPem> {
+    let read = |setting: &str, path: &Option<std::path::PathBuf>| -> anyhow::Result<String> {
+        let path = path.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("invalid setting {setting}: required with --control-plane")
+        })?;
+        std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid setting {setting}: cannot read {}: {e}",
+                path.display()
+            )
+        })
+    };
+    let pem = ClusterPem {
+        ca: read("--cluster-ca", &settings.cluster_ca)?,
+        cert: read("--cluster-cert", &settings.cluster_cert)?,
+        key: read("--cluster-key", &settings.cluster_key)?,
+    };
+    let now = sync::validity::now();
+    for (setting, text) in [("--cluster-ca", &pem.ca), ("--cluster-cert", &pem.cert)] {
+        for warning in
+            sync::validity::check_validity(setting, text, now).map_err(anyhow::Error::msg)?
+        {
+            tracing::warn!("{warning}");
+        }
+    }
+    sync::Connector::new(
+        endpoint,
+        &settings.cluster_server_name,
+        &pem.ca,
+        &pem.cert,
+        &pem.key,
+    )?;
+    Ok(pem)
+}
+
 /// Serves the cached snapshot (if any) before the control plane answers, then
 /// runs the sync client in the background.
 async fn start_sync(
     settings: &Settings,
     endpoint: &str,
+    pem: ClusterPem,
     data_plane: &DataPlane,
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let read = |setting: &str, path: &Option<std::path::PathBuf>| -> anyhow::Result<String> {
-        let path = path
-            .as_ref()
-            .with_context(|| format!("invalid setting {setting}: required with --control-plane"))?;
-        std::fs::read_to_string(path)
-            .with_context(|| format!("invalid setting {setting}: cannot read {}", path.display()))
-    };
-    let ca_pem = read("--cluster-ca", &settings.cluster_ca)?;
-    let cert_pem = read("--cluster-cert", &settings.cluster_cert)?;
-    let key_pem = read("--cluster-key", &settings.cluster_key)?;
+    let ClusterPem {
+        ca: ca_pem,
+        cert: cert_pem,
+        key: key_pem,
+    } = pem;
     let node_id = match &settings.node_id {
         Some(id) => id.clone(),
         None => cache::node_id(&settings.cache_dir)
@@ -296,11 +378,13 @@ async fn start_sync(
     // The sync client gets a thread and runtime of its own: receiving a large
     // snapshot means tens of milliseconds of TLS, gunzip and protobuf decoding,
     // which on a proxy worker would hold up every request queued behind it.
+    let sync_status = Arc::new(sync::SyncStatus::default());
+    data_plane.status().follow_sync(Arc::clone(&sync_status));
     let sync_client = sync::run(
         sync_settings,
         gateway as Arc<dyn sync::SnapshotSink>,
         Some(snapshot_cache),
-        Arc::new(sync::SyncStatus::default()),
+        sync_status,
         stop,
     );
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -2,6 +2,7 @@
 //! variables (`TOLLGATE_<FLAG>`) and the TOML file given by `--config`, merged
 //! with flags over env over file, then checked into typed [`Settings`].
 
+use crate::startup::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use http::HeaderName;
 use ipnet::IpNet;
@@ -51,14 +52,17 @@ pub struct ServeArgs {
     #[arg(long, env = "TOLLGATE_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Control plane URL, e.g. https://cp.internal:8005.
-    #[arg(long, env = "TOLLGATE_CONTROL_PLANE")]
+    /// Control plane cluster URL, e.g. https://cp.internal:8005. This or --config-file is required.
+    #[arg(long, env = "TOLLGATE_CONTROL_PLANE", value_name = "URL")]
     pub control_plane: Option<String>,
-    #[arg(long, env = "TOLLGATE_CLUSTER_CA")]
+    /// Cluster CA certificate (PEM) the control plane's certificate must chain to. Required with --control-plane.
+    #[arg(long, env = "TOLLGATE_CLUSTER_CA", value_name = "PEM")]
     pub cluster_ca: Option<PathBuf>,
-    #[arg(long, env = "TOLLGATE_CLUSTER_CERT")]
+    /// This data plane's client certificate (PEM), issued by the cluster CA. Required with --control-plane.
+    #[arg(long, env = "TOLLGATE_CLUSTER_CERT", value_name = "PEM")]
     pub cluster_cert: Option<PathBuf>,
-    #[arg(long, env = "TOLLGATE_CLUSTER_KEY")]
+    /// Private key (PEM) of --cluster-cert. Required with --control-plane.
+    #[arg(long, env = "TOLLGATE_CLUSTER_KEY", value_name = "PEM")]
     pub cluster_key: Option<PathBuf>,
     /// Name the control plane's cluster certificate carries. Default tollgate-cp.
     #[arg(long, env = "TOLLGATE_CLUSTER_SERVER_NAME")]
@@ -84,6 +88,7 @@ pub struct ServeArgs {
     /// Header carrying the client address from a trusted peer. Default X-Real-IP.
     #[arg(long, env = "TOLLGATE_REAL_IP_HEADER")]
     pub real_ip_header: Option<String>,
+    /// This node's id (a UUID) as the control plane lists it. Default: a UUID kept in --cache-dir.
     #[arg(long, env = "TOLLGATE_NODE_ID")]
     pub node_id: Option<String>,
     /// Proxy worker threads. Default: the number of CPUs.
@@ -104,6 +109,76 @@ pub struct ServeArgs {
     /// Seconds a client connection may stay idle or take to send a request head. Default 60.
     #[arg(long, env = "TOLLGATE_CLIENT_HEADER_TIMEOUT")]
     pub client_header_timeout: Option<u64>,
+    /// Log filter: a level (error, warn, info, debug, trace) or a tracing filter. Default: RUST_LOG, else info.
+    #[arg(long, env = "TOLLGATE_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Log format: text or json (one object per line). Default text.
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Seconds a request body may send nothing before the request is answered 408. Default 60.
+    #[arg(long, env = "TOLLGATE_CLIENT_BODY_TIMEOUT")]
+    pub client_body_timeout: Option<u64>,
+    /// Largest request body (bytes, or with k/m/g), 413 above it; 0 is unlimited. Default 0 (as Kong).
+    #[arg(long, env = "TOLLGATE_CLIENT_MAX_BODY_SIZE")]
+    pub client_max_body_size: Option<ByteSize>,
+    /// Buffered request bodies up to this size stay in memory, larger ones go to a
+    /// temporary file. Default 16k.
+    #[arg(long, env = "TOLLGATE_CLIENT_BODY_BUFFER_SIZE")]
+    pub client_body_buffer_size: Option<ByteSize>,
+    /// Directory of the temporary files of large buffered request bodies. Default: the system's.
+    #[arg(long, env = "TOLLGATE_CLIENT_BODY_TEMP_DIR")]
+    pub client_body_temp_dir: Option<PathBuf>,
+    /// Most simultaneous proxy connections from one client address (`--trusted-ips` peers
+    /// exempt); 0 is unlimited. Default 0.
+    #[arg(long, env = "TOLLGATE_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+}
+
+/// A size in bytes, written as a number with an optional `k`, `m` or `g`
+/// (powers of 1024, as nginx), from a flag, a variable or the TOML file
+/// (where a plain integer works too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let (digits, unit) = match text.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_lowercase()),
+            _ => (text, 'b'),
+        };
+        let multiplier: u64 = match unit {
+            'b' => 1,
+            'k' => 1 << 10,
+            'm' => 1 << 20,
+            'g' => 1 << 30,
+            _ => return Err(format!("'{text}' is not a size like 512k, 10m or 1048576")),
+        };
+        digits
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(multiplier))
+            .map(ByteSize)
+            .ok_or_else(|| format!("'{text}' is not a size like 512k, 10m or 1048576"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(u64),
+            Text(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Number(n) => Ok(ByteSize(n)),
+            Written::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 impl ServeArgs {
@@ -137,6 +212,19 @@ impl ServeArgs {
         fill(&mut self.tls_key, file.tls_key);
         fill(&mut self.shutdown_grace, file.shutdown_grace);
         fill(&mut self.client_header_timeout, file.client_header_timeout);
+        fill(&mut self.log_level, file.log_level);
+        fill(&mut self.log_format, file.log_format);
+        fill(&mut self.client_body_timeout, file.client_body_timeout);
+        fill(&mut self.client_max_body_size, file.client_max_body_size);
+        fill(
+            &mut self.client_body_buffer_size,
+            file.client_body_buffer_size,
+        );
+        fill(&mut self.client_body_temp_dir, file.client_body_temp_dir);
+        fill(
+            &mut self.max_connections_per_ip,
+            file.max_connections_per_ip,
+        );
     }
 }
 
@@ -154,6 +242,13 @@ pub struct ClientLimits {
     pub header_timeout: Duration,
     /// A request body that receives no data for this long is abandoned (408).
     pub body_timeout: Duration,
+    /// Largest request body in bytes (413 above it); 0 is unlimited.
+    pub max_body_size: u64,
+    /// A buffered request body larger than this is spilled to `body_temp_dir`.
+    pub body_buffer_size: usize,
+    pub body_temp_dir: PathBuf,
+    /// Most simultaneous proxy connections per client address; 0 is unlimited.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for ClientLimits {
@@ -164,6 +259,12 @@ impl Default for ClientLimits {
             max_headers: 100,
             header_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(60),
+            // Kong sets nginx's client_max_body_size to 0 for the proxy: an
+            // upload that passes Kong must pass here too.
+            max_body_size: 0,
+            body_buffer_size: 16 * 1024,
+            body_temp_dir: std::env::temp_dir(),
+            max_connections_per_ip: 0,
         }
     }
 }
@@ -207,6 +308,9 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub limits: ClientLimits,
     pub pool: PoolSettings,
+    /// `--log-level`; `None`: `RUST_LOG`, else `info`.
+    pub log_level: Option<String>,
+    pub log_format: LogFormat,
 }
 
 impl Default for Settings {
@@ -233,6 +337,8 @@ impl Default for Settings {
             shutdown_grace: Duration::from_secs(10),
             limits: ClientLimits::default(),
             pool: PoolSettings::default(),
+            log_level: None,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -324,12 +430,58 @@ impl Settings {
                 ));
             }
         }
+        if args.control_plane.is_none() && args.config_file.is_none() {
+            return Err(invalid(
+                "--control-plane",
+                "give --control-plane https://CP:8005 (with --cluster-ca/--cluster-cert/--cluster-key) or --config-file kong.yml; without either there is no configuration to serve",
+            ));
+        }
+        let log_level = match args.log_level {
+            Some(filter) => {
+                crate::startup::check_log_level(&filter).map_err(|e| invalid("--log-level", e))?;
+                Some(filter)
+            }
+            None => None,
+        };
+        let log_format = match &args.log_format {
+            Some(format) => format
+                .parse()
+                .map_err(|e: String| invalid("--log-format", e))?,
+            None => LogFormat::Text,
+        };
         let mut limits = ClientLimits::default();
         if let Some(secs) = args.client_header_timeout {
             if secs == 0 {
                 return Err(invalid("--client-header-timeout", "must be at least 1"));
             }
             limits.header_timeout = Duration::from_secs(secs);
+        }
+        if let Some(secs) = args.client_body_timeout {
+            if secs == 0 {
+                return Err(invalid("--client-body-timeout", "must be at least 1"));
+            }
+            limits.body_timeout = Duration::from_secs(secs);
+        }
+        if let Some(ByteSize(size)) = args.client_max_body_size {
+            limits.max_body_size = size;
+        }
+        if let Some(ByteSize(size)) = args.client_body_buffer_size {
+            limits.body_buffer_size = usize::try_from(size)
+                .ok()
+                .filter(|s| *s <= 64 << 20)
+                .ok_or_else(|| invalid("--client-body-buffer-size", "must be at most 64m"))?;
+        }
+        if let Some(dir) = args.client_body_temp_dir {
+            if !dir.is_dir() {
+                return Err(invalid(
+                    "--client-body-temp-dir",
+                    format!("'{}' is not a directory", dir.display()),
+                ));
+            }
+            limits.body_temp_dir = dir;
+        }
+        if let Some(cap) = args.max_connections_per_ip {
+            limits.max_connections_per_ip = cap;
         }
         Ok(Settings {
             control_plane: args.control_plane,
@@ -356,6 +508,8 @@ impl Settings {
                 .unwrap_or(defaults.shutdown_grace),
             limits,
             pool: PoolSettings::default(),
+            log_level,
+            log_format,
         })
     }
 }
@@ -367,14 +521,29 @@ fn read_toml(path: &std::path::Path) -> Result<ServeArgs, SettingsError> {
     };
     let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
     let table: toml::Table =
-        toml::from_str(&text).map_err(|e| file_error(e.message().to_string()))?;
+        toml::from_str(&text).map_err(|e| file_error(crate::startup::toml_error(&text, &e)))?;
     // Keys may be spelled like the flags (`proxy-listen`) or in TOML style (`proxy_listen`).
     let normalized: toml::Table = table
         .into_iter()
         .map(|(key, value)| (key.replace('-', "_"), value))
         .collect();
-    ServeArgs::deserialize(toml::Value::Table(normalized))
-        .map_err(|e| file_error(e.message().to_string()))
+    ServeArgs::deserialize(toml::Value::Table(normalized)).map_err(|e| {
+        // The table was rebuilt, so the error has no position: find the key it names.
+        let message = e
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid value")
+            .to_string();
+        let line = message
+            .split('`')
+            .nth(1)
+            .and_then(|key| crate::startup::line_of_key(&text, key));
+        file_error(match line {
+            Some(line) => format!("line {line}: {message}"),
+            None => message,
+        })
+    })
 }
 
 fn parse_addrs(setting: &'static str, values: &[String]) -> Result<Vec<SocketAddr>, SettingsError> {
@@ -418,7 +587,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_contract() {
-        let s = parse(&[]).unwrap();
+        let s = parse(&["--config-file", "kong.yml"]).unwrap();
         assert_eq!(s.proxy_listen, vec!["0.0.0.0:8000".parse().unwrap()]);
         assert!(s.proxy_tls_listen.is_empty());
         assert_eq!(s.status_listen, "127.0.0.1:8100".parse().unwrap());
@@ -438,6 +607,32 @@ mod tests {
             (&["--tls-cert", "/x.pem"], "--tls-cert"),
             (&["--control-plane", "cp:8005"], "--control-plane"),
             (&["--control-plane", "https://cp:8005"], "--cluster-ca"),
+            (&[], "--control-plane"),
+            (
+                &["--config-file", "k.yml", "--log-format", "xml"],
+                "--log-format",
+            ),
+            (
+                &["--config-file", "k.yml", "--log-level", "info,=["],
+                "--log-level",
+            ),
+            (
+                &["--config-file", "k.yml", "--client-body-timeout", "0"],
+                "--client-body-timeout",
+            ),
+            (
+                &["--config-file", "k.yml", "--client-body-buffer-size", "1g"],
+                "--client-body-buffer-size",
+            ),
+            (
+                &[
+                    "--config-file",
+                    "k.yml",
+                    "--client-body-temp-dir",
+                    "/nonexistent/dir",
+                ],
+                "--client-body-temp-dir",
+            ),
         ];
         for (argv, setting) in cases {
             let err = parse(argv).unwrap_err().to_string();
@@ -455,26 +650,82 @@ mod tests {
             "proxy-listen = [\"127.0.0.1:9000\", \"127.0.0.1:9001\"]\nworkers = 3\ntrusted_ips = [\"10.0.0.0/8\"]\n",
         )
         .unwrap();
-        let s = parse(&["--config", path.to_str().unwrap(), "--workers", "2"]).unwrap();
+        let s = parse(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--config-file",
+            "kong.yml",
+        ])
+        .unwrap();
         assert_eq!(s.workers, 2);
         assert_eq!(s.proxy_listen.len(), 2);
         assert_eq!(s.trusted_ips, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
     }
 
     #[test]
+    fn body_limits_take_sizes_from_flags_env_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dp.toml");
+        std::fs::write(
+            &path,
+            "client-max-body-size = \"10m\"\nclient_body_buffer_size = 4096\nmax_connections_per_ip = 8\n",
+        )
+        .unwrap();
+        let s = parse(&["--config-file", "k.yml", "--config", path.to_str().unwrap()]).unwrap();
+        assert_eq!(s.limits.max_body_size, 10 << 20);
+        assert_eq!(s.limits.body_buffer_size, 4096);
+        assert_eq!(s.limits.max_connections_per_ip, 8);
+        let s = parse(&[
+            "--config-file",
+            "k.yml",
+            "--client-max-body-size",
+            "512K",
+            "--client-body-timeout",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(s.limits.max_body_size, 512 << 10);
+        assert_eq!(s.limits.body_timeout, Duration::from_secs(5));
+        let defaults = parse(&["--config-file", "k.yml"]).unwrap().limits;
+        assert_eq!(defaults.max_body_size, 0);
+        assert_eq!(defaults.max_connections_per_ip, 0);
+        for bad in ["", "k", "10x", "-1", "99999999999g"] {
+            assert!(bad.parse::<ByteSize>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn unknown_file_key_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dp.toml");
-        std::fs::write(&path, "proxy_lisen = [\"127.0.0.1:9000\"]\n").unwrap();
+        std::fs::write(&path, "workers = 2\nproxy-lisen = [\"127.0.0.1:9000\"]\n").unwrap();
         let err = parse(&["--config", path.to_str().unwrap()])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("proxy_lisen"), "{err}");
+        assert!(err.contains("line 2: unknown field `proxy_lisen`"), "{err}");
+        std::fs::write(
+            &path,
+            "workers = 2\nlog_level = \"debug\"\nproxy_listen = [\n",
+        )
+        .unwrap();
+        let err = parse(&["--config", path.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3: "), "{err}");
+        assert!(!err.contains('\n'), "{err}");
     }
 
     #[test]
     fn trusted_ips_accept_addresses_and_cidrs() {
-        let s = parse(&["--trusted-ips", "127.0.0.1, 10.1.2.3/8 ,::1"]).unwrap();
+        let s = parse(&[
+            "--trusted-ips",
+            "127.0.0.1, 10.1.2.3/8 ,::1",
+            "--config-file",
+            "kong.yml",
+        ])
+        .unwrap();
         let expected: Vec<IpNet> = vec![
             "127.0.0.1/32".parse().unwrap(),
             "10.0.0.0/8".parse().unwrap(),

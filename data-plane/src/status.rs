@@ -6,6 +6,7 @@
 use crate::compile::CompileError;
 use crate::gateway::Applied;
 use crate::shutdown::ShutdownSignal;
+use crate::sync::SyncStatus;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -13,7 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 use tokio::net::TcpListener;
 
@@ -40,7 +41,15 @@ pub struct StatusState {
     pub requests_in_flight: AtomicU64,
     /// Requests answered 500 because a plugin failed or panicked.
     pub plugin_failures: AtomicU64,
+    /// Requests a plugin answered itself (denied, rate-limited…).
+    pub requests_denied: AtomicU64,
+    /// 5xx responses the gateway generated (not passed through from an upstream).
+    pub gateway_errors: AtomicU64,
+    /// Connections closed at accept by the per-client-address cap.
+    pub connections_refused_per_ip: AtomicU64,
     config: Mutex<ConfigFacts>,
+    /// The sync client's state, when this data plane follows a control plane.
+    sync: OnceLock<Arc<SyncStatus>>,
 }
 
 impl Default for StatusState {
@@ -59,13 +68,22 @@ impl StatusState {
             total_requests: AtomicU64::new(0),
             requests_in_flight: AtomicU64::new(0),
             plugin_failures: AtomicU64::new(0),
+            requests_denied: AtomicU64::new(0),
+            gateway_errors: AtomicU64::new(0),
+            connections_refused_per_ip: AtomicU64::new(0),
             config: Mutex::new(ConfigFacts::default()),
+            sync: OnceLock::new(),
         }
     }
 
     /// A plugin failed or panicked on a request (its name is in the log).
     pub(crate) fn record_plugin_failure(&self, _plugin: &'static str) {
         self.plugin_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reports `sync`'s connection state as `control_plane` in `/status`.
+    pub fn follow_sync(&self, sync: Arc<SyncStatus>) {
+        let _ = self.sync.set(sync);
     }
 
     pub(crate) fn record_applied(&self, applied: &Applied) {
@@ -101,7 +119,8 @@ impl StatusState {
     }
 
     /// The `/status` body: Kong's `server` object and `configuration_hash`,
-    /// plus Tollgate's config version, rejection count and uptime.
+    /// plus Tollgate's `proxy` counters, config version, rejection count, the
+    /// control plane connection (`null` without one) and uptime.
     pub fn to_json(&self) -> serde_json::Value {
         let facts = self
             .config
@@ -125,6 +144,11 @@ impl StatusState {
                 "connections_handled": self.connections_handled.load(Ordering::Relaxed),
                 "total_requests": self.total_requests.load(Ordering::Relaxed),
             },
+            "proxy": {
+                "requests_denied": self.requests_denied.load(Ordering::Relaxed),
+                "gateway_errors": self.gateway_errors.load(Ordering::Relaxed),
+                "connections_refused_per_ip": self.connections_refused_per_ip.load(Ordering::Relaxed),
+            },
             "configuration_hash": hash,
             "plugins": {
                 "failures": self.plugin_failures.load(Ordering::Relaxed),
@@ -136,6 +160,7 @@ impl StatusState {
                 "rejected": facts.rejected,
                 "last_error": facts.last_error,
             },
+            "control_plane": self.sync.get().map(|sync| sync.link().to_json()),
             "uptime_seconds": self.started.elapsed().as_secs(),
             "version": env!("CARGO_PKG_VERSION"),
         })

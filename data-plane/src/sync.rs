@@ -4,8 +4,16 @@
 //! is done, and persists what it applied in the background (`persist`). It
 //! reconnects with jittered exponential backoff and drops a silent control
 //! plane after three heartbeat intervals.
+//!
+//! Why it is not connected is kept in [`SyncStatus`] (the data plane's
+//! `/status` shows it as `control_plane`) and logged once per change, not once
+//! per attempt: a control plane that stays down for an hour is one warning.
 
+mod connect;
 mod persist;
+pub use tollgate_shared::certificates::validity;
+
+pub use connect::{ConnectProblem, Connector, ConnectorError, TlsSetupError, CONNECT_TIMEOUT};
 
 use crate::cache::SnapshotCache;
 use crate::gateway::ConfigThread;
@@ -21,7 +29,7 @@ use tollgate_proto::v1::{
     ControlPlaneMessage, DataPlaneMessage, Heartbeat, Hello, Nack, Snapshot,
 };
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 
 /// Where the config goes once received: compile it and swap it in, or say why not.
 pub trait SnapshotSink: Send + Sync + 'static {
@@ -100,7 +108,7 @@ pub struct SyncStatus {
     pub snapshots_rejected: AtomicU64,
     /// Applied snapshots that could not be written to the cache.
     pub persist_failures: AtomicU64,
-    pub last_error: Mutex<Option<String>>,
+    link: Mutex<Link>,
     /// Version of the snapshot last written to the cache (0: none yet).
     persisted: watch::Sender<u64>,
 }
@@ -123,25 +131,175 @@ impl SyncStatus {
         self.persisted.send_replace(version);
     }
 
-    fn set_error(&self, error: Option<String>) {
-        if let Ok(mut slot) = self.last_error.lock() {
-            *slot = error;
+    /// The connection to the control plane as `/status` shows it.
+    pub fn link(&self) -> Link {
+        self.link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The reason the last attempt failed, or why the control plane refuses
+    /// to send configs; `None` while connected and served.
+    pub fn last_error(&self) -> Option<String> {
+        self.link().last_error
+    }
+
+    /// Moves to `state` with `error`; returns whether that is a change (the
+    /// caller logs only changes).
+    fn transition(
+        &self,
+        state: LinkState,
+        error: Option<String>,
+        next_attempt_ms: Option<i64>,
+    ) -> bool {
+        let mut link = self
+            .link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        link.next_attempt_ms = next_attempt_ms;
+        if link.state == state && link.last_error == error {
+            return false;
         }
+        link.state = state;
+        link.last_error = error;
+        link.since_ms = now_ms();
+        true
+    }
+}
+
+/// Where the sync client stands with the control plane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LinkState {
+    /// Before the first attempt ended.
+    #[default]
+    Connecting,
+    Connected,
+    /// The last attempt failed or the stream ended; retrying.
+    Disconnected,
+    /// Connected, but the control plane refuses to send configs (incompatible node).
+    Refused,
+}
+
+impl LinkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Connected => "connected",
+            LinkState::Disconnected => "disconnected",
+            LinkState::Refused => "refused",
+        }
+    }
+}
+
+/// The connection state, its reason, and when it began.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub state: LinkState,
+    pub last_error: Option<String>,
+    /// Unix milliseconds when `state` or `last_error` last changed.
+    pub since_ms: i64,
+    /// Unix milliseconds of the next connection attempt, while disconnected.
+    pub next_attempt_ms: Option<i64>,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Self {
+            state: LinkState::Connecting,
+            last_error: None,
+            since_ms: now_ms(),
+            next_attempt_ms: None,
+        }
+    }
+}
+
+impl Link {
+    /// The `control_plane` object of `/status`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "state": self.state.as_str(),
+            "last_error": self.last_error,
+            "since": self.since_ms.div_euclid(1000),
+            "since_ms": self.since_ms,
+            "next_attempt_ms": self.next_attempt_ms,
+        })
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
-    #[error("invalid cluster TLS settings: {0}")]
-    Tls(tonic::transport::Error),
-    #[error("cannot reach the control plane: {0}")]
-    Connect(tonic::transport::Error),
-    #[error("stream refused: {0}")]
-    Rpc(tonic::Status),
-    #[error("control plane silent for {0:?}")]
+    #[error(transparent)]
+    Settings(#[from] ConnectorError),
+    #[error(transparent)]
+    Connect(ConnectProblem),
+    #[error("the connection to {addr} failed: {reason}")]
+    Transport { addr: String, reason: String },
+    #[error("the control plane at {addr} ended the stream: {reason}")]
+    Rpc { addr: String, reason: String },
+    #[error("the control plane was silent for {0:?}; reconnecting")]
     Silent(Duration),
-    #[error("control plane closed the stream")]
+    #[error("the control plane closed the stream")]
     Closed,
+}
+
+impl SessionError {
+    /// A transport error from tonic: the connect problem inside it, or a TLS
+    /// failure that surfaced after the handshake, or the error's own words.
+    fn transport(addr: &str, error: &(dyn std::error::Error + 'static)) -> SessionError {
+        if let Some(problem) =
+            connect::find_problem(error).or_else(|| connect::explain_tls(addr, error))
+        {
+            return SessionError::Connect(problem);
+        }
+        SessionError::Transport {
+            addr: addr.to_string(),
+            reason: error_chain(error),
+        }
+    }
+
+    fn rpc(addr: &str, status: &tonic::Status) -> SessionError {
+        if let Some(problem) = std::error::Error::source(status).and_then(|source| {
+            connect::find_problem(source).or_else(|| connect::explain_tls(addr, source))
+        }) {
+            return SessionError::Connect(problem);
+        }
+        match status.code() {
+            // Not a gRPC server, or one without the cluster service.
+            tonic::Code::Unimplemented | tonic::Code::Unknown
+                if status.message().contains("HTTP status code")
+                    || status.code() == tonic::Code::Unimplemented =>
+            {
+                SessionError::Connect(ConnectProblem::NotClusterProtocol {
+                    addr: addr.to_string(),
+                    detail: "an HTTP/2 server without the cluster service".into(),
+                })
+            }
+            _ => SessionError::Rpc {
+                addr: addr.to_string(),
+                reason: if status.message().is_empty() {
+                    format!("{:?}", status.code())
+                } else {
+                    status.message().to_string()
+                },
+            },
+        }
+    }
+}
+
+/// `error: cause: cause`, on one line.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -172,23 +330,47 @@ async fn sessions(
     shutdown: CancellationToken,
 ) {
     let mut backoff = BACKOFF_START;
+    let connector = Connector::new(
+        &settings.endpoint,
+        &settings.server_name,
+        &settings.ca_pem,
+        &settings.cert_pem,
+        &settings.key_pem,
+    );
     loop {
         let started = tokio::time::Instant::now();
-        let outcome = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = session(&settings, &sink, queue.as_ref(), status) => r,
+        let outcome = match &connector {
+            Ok(connector) => tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = session(&settings, connector, &sink, queue.as_ref(), status) => r,
+            },
+            Err(error) => Err(SessionError::Settings(error.clone())),
         };
         status.connected.store(false, Ordering::Relaxed);
-        if let Err(e) = outcome {
-            tracing::warn!(error = %e, "cluster sync session ended");
-            status.set_error(Some(e.to_string()));
-        }
         // A session that lived a while resets the backoff: the control plane was fine.
         if started.elapsed() > settings.heartbeat * 3 {
             backoff = BACKOFF_START;
         }
         let delay = rand::rng().random_range(backoff / 2..=backoff);
         backoff = (backoff * 2).min(BACKOFF_MAX);
+        let reason = match outcome {
+            Ok(()) => SessionError::Closed.to_string(),
+            Err(error) => error.to_string(),
+        };
+        let next_attempt_ms = now_ms() + delay.as_millis() as i64;
+        if status.transition(
+            LinkState::Disconnected,
+            Some(reason.clone()),
+            Some(next_attempt_ms),
+        ) {
+            tracing::warn!(
+                control_plane = %settings.endpoint,
+                retry_in = ?delay,
+                "cannot sync with the control plane: {reason} (retrying with backoff up to {BACKOFF_MAX:?}; logged again only when the reason changes)"
+            );
+        } else {
+            tracing::debug!(control_plane = %settings.endpoint, retry_in = ?delay, "still cannot sync: {reason}");
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
@@ -196,20 +378,19 @@ async fn sessions(
     }
 }
 
-async fn connect(settings: &SyncSettings) -> Result<Channel, SessionError> {
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&settings.ca_pem))
-        .identity(Identity::from_pem(&settings.cert_pem, &settings.key_pem))
-        .domain_name(settings.server_name.clone());
-    Endpoint::from_shared(settings.endpoint.clone())
-        .map_err(SessionError::Tls)?
-        .tls_config(tls)
-        .map_err(SessionError::Tls)?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .connect()
+/// A channel over the [`Connector`]'s mTLS connection. The URI given to
+/// tonic only names the authority: the connector does TCP and TLS itself.
+async fn connect(connector: &Connector) -> Result<Channel, SessionError> {
+    let addr = connector.addr();
+    let connector = connector.clone();
+    Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| SessionError::transport(&addr, &e))?
+        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+            let connector = connector.clone();
+            async move { connector.connect().await }
+        }))
         .await
-        .map_err(SessionError::Connect)
+        .map_err(|e| SessionError::transport(&addr, &e))
 }
 
 fn now_ms() -> i64 {
@@ -225,11 +406,13 @@ fn message(kind: data_plane_message::Kind) -> DataPlaneMessage {
 
 async fn session(
     settings: &SyncSettings,
+    connector: &Connector,
     sink: &Arc<dyn SnapshotSink>,
     queue: Option<&PersistQueue>,
     status: &SyncStatus,
 ) -> Result<(), SessionError> {
-    let channel = connect(settings).await?;
+    let channel = connect(connector).await?;
+    let addr = connector.addr();
     let mut client = ClusterClient::new(channel)
         .send_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Gzip)
@@ -252,10 +435,10 @@ async fn session(
     let mut inbound = client
         .sync(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
-        .map_err(SessionError::Rpc)?
+        .map_err(|status| SessionError::rpc(&addr, &status))?
         .into_inner();
     status.connected.store(true, Ordering::Relaxed);
-    status.set_error(None);
+    status.transition(LinkState::Connected, None, None);
     tracing::info!(endpoint = %settings.endpoint, "connected to the control plane");
 
     let silence_limit = settings.heartbeat * 3;
@@ -276,7 +459,7 @@ async fn session(
                 let msg = match next {
                     Ok(Some(msg)) => msg,
                     Ok(None) => return Err(SessionError::Closed),
-                    Err(status) => return Err(SessionError::Rpc(status)),
+                    Err(status) => return Err(SessionError::rpc(&addr, &status)),
                 };
                 deadline = tokio::time::Instant::now() + silence_limit;
                 if let Some(reply) = handle(msg, sink, queue, status).await {
@@ -298,11 +481,13 @@ async fn handle(
     match msg.kind? {
         control_plane_message::Kind::Heartbeat(_) => None,
         control_plane_message::Kind::Refusal(refusal) => {
-            tracing::warn!(reason = %refusal.reason, "control plane refuses to send configs to this node");
-            status.set_error(Some(refusal.reason));
+            if status.transition(LinkState::Refused, Some(refusal.reason.clone()), None) {
+                tracing::warn!(reason = %refusal.reason, "the control plane refuses to send configs to this node");
+            }
             None
         }
         control_plane_message::Kind::Snapshot(snapshot) => {
+            status.transition(LinkState::Connected, None, None);
             Some(apply(snapshot, sink, queue, status).await)
         }
     }

@@ -29,6 +29,13 @@ fn invalid_settings_exit_non_zero_with_one_line() {
         ),
         (&["--control-plane", "https://cp:8005"], &[], "--cluster-ca"),
         (&["--tls-key", "/nonexistent.pem"], &[], "--tls-cert"),
+        // Neither a control plane nor a file: nothing to serve, so refuse.
+        (&[], &[], "--control-plane https://CP:8005"),
+        (
+            &["--config-file", "k.yml"],
+            &[("TOLLGATE_LOG_FORMAT", "xml")],
+            "--log-format",
+        ),
     ];
     for (args, env, setting) in cases {
         let mut command = serve(args);
@@ -56,16 +63,21 @@ struct Running {
     lines: std::sync::mpsc::Receiver<String>,
 }
 
-/// Starts the binary on loopback ports and reads its addresses from the log.
-fn start(extra: &[&str]) -> Running {
+/// `extra` with the proxy and status listeners on free loopback ports.
+fn on_loopback<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "--proxy-listen",
         "127.0.0.1:0",
         "--status-listen",
         "127.0.0.1:0",
-        "--workers",
-        "1",
     ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Starts the binary on loopback ports and reads its addresses from the log.
+fn start(extra: &[&str]) -> Running {
+    let mut args = on_loopback(&["--workers", "1"]);
     args.extend_from_slice(extra);
     let mut child = serve(&args).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
@@ -133,9 +145,15 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 #[test]
 fn sigterm_stops_gracefully_with_exit_zero() {
-    let mut running = start(&[]);
+    let (_dir, file) = empty_config();
+    let mut running = start(&["--config-file", file.to_str().unwrap()]);
     let (status, body) = http_get(running.status, "/status/ready");
-    assert_eq!(status, 503, "{body}");
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = http_get(running.status, "/status");
+    assert!(
+        body.contains("\"control_plane\":null"),
+        "no control plane in file mode: {body}"
+    );
     assert_eq!(http_get(running.proxy, "/").0, 404);
     signal(&running.child, "TERM");
     let exit = running.child.wait().unwrap();
@@ -211,17 +229,271 @@ fn invalid_config_file_at_start_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("kong.yml");
     std::fs::write(&file, "services: [ {{").unwrap();
-    let output = serve(&[
+    let output = serve(&on_loopback(&["--config-file", file.to_str().unwrap()]))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("kong.yml"), "{stderr}");
+}
+
+/// A declarative file with nothing in it, in a directory kept while the guard lives.
+fn empty_config() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kong.yml");
+    std::fs::write(&file, "_format_version: \"3.0\"\n").unwrap();
+    (dir, file)
+}
+
+/// Runs to completion; returns (success, stderr).
+fn output(args: &[&str]) -> (bool, String) {
+    let output = serve(args).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A cluster CA, and certificates it signs, written as PEM files.
+struct TestPki {
+    dir: tempfile::TempDir,
+    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestPki {
+    fn new() -> TestPki {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "test cluster CA");
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.path().join("ca.crt"), cert.pem()).unwrap();
+        TestPki {
+            dir,
+            ca: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// `NAME.crt`/`NAME.key` valid from `from` to `until` days from now.
+    fn issue(&self, name: &str, from: i64, until: i64) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let now = std::time::SystemTime::now();
+        let day = Duration::from_secs(86_400);
+        let at = |days: i64| {
+            if days >= 0 {
+                now + day * days as u32
+            } else {
+                now - day * (-days) as u32
+            }
+        };
+        params.not_before = at(from).into();
+        params.not_after = at(until).into();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        std::fs::write(self.dir.path().join(format!("{name}.crt")), cert.pem()).unwrap();
+        std::fs::write(
+            self.dir.path().join(format!("{name}.key")),
+            key.serialize_pem(),
+        )
+        .unwrap();
+    }
+
+    /// `serve` arguments for a control plane at a closed port with `cert`/`key`.
+    fn args(&self, cert: &str, key: &str) -> Vec<String> {
+        vec![
+            "--control-plane".into(),
+            "https://127.0.0.1:9".into(),
+            "--cluster-ca".into(),
+            self.path("ca.crt"),
+            "--cluster-cert".into(),
+            self.path(cert),
+            "--cluster-key".into(),
+            self.path(key),
+            "--cache-dir".into(),
+            self.dir.path().display().to_string(),
+            "--proxy-listen".into(),
+            "127.0.0.1:0".into(),
+            "--status-listen".into(),
+            "127.0.0.1:0".into(),
+        ]
+    }
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn unusable_cluster_certificates_stop_start_up_naming_the_setting() {
+    let pki = TestPki::new();
+    pki.issue("dp", -1, 365);
+    pki.issue("other", -1, 365);
+    pki.issue("expired", -30, -1);
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "dp.crt",
+            "other.key",
+            "invalid setting --cluster-key: it does not match --cluster-cert",
+        ),
+        (
+            "expired.crt",
+            "expired.key",
+            "--cluster-cert: the certificate 'CN=expired' expired on",
+        ),
+        (
+            "missing.crt",
+            "dp.key",
+            "invalid setting --cluster-cert: cannot read",
+        ),
+    ];
+    for (cert, key, expected) in cases {
+        let (ok, stderr) = output(&strs(&pki.args(cert, key)));
+        assert!(!ok, "{cert}/{key} should be refused");
+        assert!(stderr.contains(expected), "{cert}/{key}: {stderr}");
+        assert!(
+            !stderr.contains("data plane listening"),
+            "refused before listening: {stderr}"
+        );
+        assert_eq!(
+            stderr
+                .lines()
+                .filter(|l| l.starts_with("tollgate-dp: "))
+                .count(),
+            1,
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_certificate_expiring_within_30_days_is_a_warning() {
+    let pki = TestPki::new();
+    pki.issue("soon", -300, 10);
+    let mut child = serve(&strs(&pki.args("soon.crt", "soon.key")))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let warning = wait_for_line(&lines, "expires in");
+    assert!(
+        warning.contains("--cluster-cert") && warning.contains("day(s)"),
+        "{warning}"
+    );
+    // It still starts, and says why it cannot sync.
+    let failure = wait_for_line(&lines, "cannot sync with the control plane");
+    assert!(
+        failure.contains("connection refused by 127.0.0.1:9"),
+        "{failure}"
+    );
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_busy_port_names_the_listener_and_address_once() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let (_dir, file) = empty_config();
+    let (ok, stderr) = output(&[
         "--config-file",
         file.to_str().unwrap(),
         "--proxy-listen",
         "127.0.0.1:0",
         "--status-listen",
-        "127.0.0.1:0",
-    ])
-    .output()
+        &addr,
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("--status-listen {addr}: address already in use")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("in use").count(), 1, "{stderr}");
+}
+
+#[test]
+fn malformed_toml_names_the_line_and_typos_get_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dp.toml");
+    std::fs::write(&file, "workers = 1\n\nproxy_listen = [\"127.0.0.1:0\"\n").unwrap();
+    let (ok, stderr) = output(&["--config", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("dp.toml: line 3: "), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+
+    let (ok, stderr) = output(&["--proxy-lisen", "x"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("did you mean '--proxy-listen'?"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn help_describes_every_flag_with_its_variable() {
+    let output = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    let mut flags = 0;
+    let lines: Vec<&str> = help.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(flag) = line.trim().strip_prefix("--") else {
+            continue;
+        };
+        let name = flag.split_whitespace().next().unwrap();
+        if name == "help" {
+            continue;
+        }
+        flags += 1;
+        let description = lines.get(i + 1).copied().unwrap_or("");
+        let variable = format!("[env: TOLLGATE_{}=", name.to_uppercase().replace('-', "_"));
+        assert!(
+            description.trim().len() > variable.len() && description.contains(&variable),
+            "--{name} needs a description and {variable}: {description:?}"
+        );
+    }
+    assert!(flags >= 20, "{help}");
+}
+
+#[test]
+fn log_format_json_writes_one_object_per_line() {
+    let (_dir, file) = empty_config();
+    let mut child = serve(&on_loopback(&[
+        "--config-file",
+        file.to_str().unwrap(),
+        "--log-format",
+        "json",
+    ]))
+    .stderr(Stdio::piped())
+    .spawn()
     .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("kong.yml"), "{stderr}");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+    let object: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(object["level"], "INFO", "{first}");
+    assert!(object["fields"]["message"].is_string(), "{first}");
 }

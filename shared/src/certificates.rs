@@ -3,6 +3,7 @@
 //! name. Both planes run this, so a certificate the data plane could not load
 //! is refused by the control plane first. No sockets, no files.
 
+use crate::{Certificate, Sni};
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls::SignatureScheme;
@@ -10,8 +11,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
 use std::sync::Arc;
-use crate::{Certificate, Sni};
 use uuid::Uuid;
+
+pub mod validity;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TlsError {
@@ -174,4 +176,3 @@ impl CertificateStore {
         None
     }
 }
-

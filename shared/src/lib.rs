@@ -25,6 +25,7 @@ pub mod router;
 pub mod runtime;
 pub mod schema;
 pub mod snapshot;
+pub mod startup;
 pub mod validation;
 
 pub use config::Config;

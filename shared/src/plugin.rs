@@ -19,7 +19,10 @@ pub mod testing;
 pub use file_log::FileLogConfig;
 pub use http_log::{HttpLogConfig, HttpLogMethod, QueueConfig};
 pub use ip_restriction::{IpRestriction, IpRestrictionConfig, IpRestrictionError};
-pub use jwt::{JwtClaim, JwtConfig};
+pub use jwt::{
+    consumer_headers, public_key_parses, JwksError, JwksLimits, Jwt, JwtClaim, JwtConfig, KeyError,
+    KeySet, Verifier,
+};
 pub use prometheus::PrometheusConfig;
 pub use rate_limiting::{
     LimitBy, Period, RateLimitAlgorithm, RateLimitPolicy, RateLimiting, RateLimitingConfig,
@@ -28,8 +31,8 @@ pub use rate_limiting::{
 
 use crate::entity::EntityKind;
 use crate::runtime::{
-    CompileContext, CompilePlugin, Decision, PluginCompileError, PluginError, PluginRuntime,
-    Phases, RequestContext, ResponseHead, Unsupported,
+    CompileContext, CompilePlugin, Decision, Phases, PluginCompileError, PluginError,
+    PluginRuntime, RequestContext, ResponseHead, Unsupported,
 };
 use crate::schema::engine::Subschema;
 use crate::validation::FieldErrors;
@@ -73,7 +76,7 @@ macro_rules! plugin_table {
             $( $(#[$meta])* $variant($runtime), )*
         }
 
-        // One push per row, some rows behind `cfg`: `vec![]` cannot say that.
+        // Pushed one by one so that `cfg` can gate a row (test-only plugins).
         #[allow(clippy::vec_init_then_push)]
         fn rows() -> Vec<PluginRow> {
             let mut rows = Vec::new();
@@ -166,7 +169,7 @@ plugin_table! {
         name: "jwt",
         priority: 1450,
         config: JwtConfig,
-        runtime: Unsupported,
+        runtime: Jwt,
         schema: jwt::subschema,
     }
     IpRestriction {

@@ -25,8 +25,8 @@ mod upstream;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
 use crate::{Route, Service};
+use std::sync::Arc;
 
 pub use path::{normalize_path, PathError};
 pub use upstream::{append_query, upstream_path};

@@ -141,6 +141,9 @@ pub enum RejectionStyle {
     Error,
     /// `kong.response.exit`: plain `{"message":…}` JSON.
     Exit,
+    /// `kong.response.exit` with a table body: `message` is the JSON object
+    /// text itself (e.g. jwt's `{"exp":"token expired"}`).
+    ExitJson,
 }
 
 /// A plugin that could not do its work (a backend failed, a bug). The request

@@ -56,6 +56,33 @@ pub struct Scope {
     pub consumer: Option<u128>,
 }
 
+impl Scope {
+    /// A plugin on route `n` only.
+    pub fn route(n: u128) -> Scope {
+        Scope {
+            route: Some(n),
+            ..Scope::default()
+        }
+    }
+
+    /// A plugin on service `n` only.
+    pub fn service(n: u128) -> Scope {
+        Scope {
+            service: Some(n),
+            ..Scope::default()
+        }
+    }
+}
+
+/// The smallest config: service 1 at `upstream` (patched with `service_patch`)
+/// and route 10 on `/` to it.
+pub fn one_route(upstream: SocketAddr, service_patch: Value) -> anyhow::Result<Config> {
+    ConfigBuilder::new()
+        .service(1, upstream, service_patch)
+        .route(10, Some(1), &["/"], json!({}))
+        .build()
+}
+
 fn fk(n: Option<u128>) -> Value {
     n.map_or(Value::Null, |n| json!({ "id": uuid(n) }))
 }
@@ -206,15 +233,7 @@ pub async fn send_from(
 ) -> anyhow::Result<Reply> {
     let stream = match local {
         None => TcpStream::connect(addr).await?,
-        Some(ip) => {
-            let socket = if ip.is_ipv4() {
-                tokio::net::TcpSocket::new_v4()?
-            } else {
-                tokio::net::TcpSocket::new_v6()?
-            };
-            socket.bind(SocketAddr::new(ip, 0))?;
-            socket.connect(addr).await?
-        }
+        Some(ip) => connect_from(ip, addr).await?,
     };
     if !request.headers().contains_key(http::header::HOST) {
         request.headers_mut().insert(
@@ -226,6 +245,17 @@ pub async fn send_from(
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     read_reply(sender.send_request(request).await?).await
+}
+
+/// A TCP connection to `addr` from the local address `ip`.
+pub async fn connect_from(ip: std::net::IpAddr, addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let socket = if ip.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    Ok(socket.connect(addr).await?)
 }
 
 pub async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> anyhow::Result<Reply> {
@@ -319,4 +349,63 @@ pub async fn send_tls(
             .body(Full::new(Bytes::new()))?;
         read_reply(sender.send_request(request).await?).await
     }
+}
+
+/// The data plane's `/status` body.
+pub async fn status(data_plane: &DataPlane) -> anyhow::Result<Value> {
+    Ok(get(data_plane.status_addr(), "/status").await?.json())
+}
+
+/// Reads `/status` every 10 ms until `pointer` (a JSON pointer such as
+/// `/server/connections_active`) equals `expected` or `limit` passes; returns
+/// the last value read.
+pub async fn wait_for_status(
+    data_plane: &DataPlane,
+    pointer: &str,
+    expected: Value,
+    limit: Duration,
+) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let value = status(data_plane)
+            .await?
+            .pointer(pointer)
+            .cloned()
+            .unwrap_or(Value::Null);
+        if value == expected || tokio::time::Instant::now() >= deadline {
+            return Ok(value);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Checks `condition` every 10 ms until it holds or `limit` passes; returns
+/// whether it held. For states that have no event to wait on (counters).
+pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Reads one response head (through the blank line) from a raw connection.
+pub async fn read_head(stream: &mut TcpStream) -> anyhow::Result<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await? == 0 {
+            anyhow::bail!(
+                "closed before the head ended: {}",
+                String::from_utf8_lossy(&head)
+            );
+        }
+        head.push(byte[0]);
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
 }

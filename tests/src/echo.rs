@@ -1,7 +1,9 @@
 //! The echo upstream: answers every request with what it received, as JSON
 //! (method, uri, version, headers, body, peer). Special paths make it slow
-//! (`/__delay/<ms>`) or answer a given status (`/__status/<code>`); an
+//! (`/__delay/<ms>`), answer a given status (`/__status/<code>`) or a body of
+//! `n` bytes (`/__bytes/<n>`, at most 64 MiB); an
 //! `Upgrade` request is switched and its bytes echoed back (WebSocket tests).
+//! [`spawn_counted`] also reports how many connections and requests reached it.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -10,20 +12,69 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// What reached an echo upstream.
+#[derive(Debug, Default)]
+pub struct EchoStats {
+    /// Connections accepted so far.
+    pub connections: AtomicUsize,
+    /// Connections open now.
+    pub open: AtomicUsize,
+    /// Requests whose head arrived.
+    pub requests: AtomicUsize,
+}
+
+impl EchoStats {
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// Keeps `EchoStats::open` right however the connection task ends.
+struct OpenConnection(Arc<EchoStats>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn echo(
     peer: SocketAddr,
+    stats: Arc<EchoStats>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    stats.requests.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_string();
     if let Some(ms) = path
         .strip_prefix("/__delay/")
         .and_then(|ms| ms.parse::<u64>().ok())
     {
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(size) = path
+        .strip_prefix("/__bytes/")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        return Ok(Response::new(Full::new(Bytes::from(vec![
+            b'x';
+            size.min(
+                64 << 20
+            )
+        ]))));
     }
     if req.headers().contains_key(hyper::header::UPGRADE) {
         let protocol = req.headers()[hyper::header::UPGRADE].clone();
@@ -96,16 +147,27 @@ async fn echo(
 
 /// Serves the echo on `listener` forever (HTTP/1.1 with upgrades, and h2c).
 pub async fn serve(listener: TcpListener) {
+    serve_counted(listener, Arc::default()).await
+}
+
+/// [`serve`], counting connections and requests in `stats`.
+pub async fn serve_counted(listener: TcpListener, stats: Arc<EchoStats>) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
+        stats.connections.fetch_add(1, Ordering::SeqCst);
+        stats.open.fetch_add(1, Ordering::SeqCst);
+        let open = OpenConnection(Arc::clone(&stats));
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| echo(peer, req));
+            let stats = Arc::clone(&open.0);
+            let service =
+                hyper::service::service_fn(move |req| echo(peer, Arc::clone(&stats), req));
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await;
+            drop(open);
         });
     }
 }
@@ -116,4 +178,13 @@ pub async fn spawn() -> std::io::Result<SocketAddr> {
     let addr = listener.local_addr()?;
     tokio::spawn(serve(listener));
     Ok(addr)
+}
+
+/// Starts an echo upstream that counts what reaches it.
+pub async fn spawn_counted() -> std::io::Result<(SocketAddr, Arc<EchoStats>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let stats = Arc::new(EchoStats::default());
+    tokio::spawn(serve_counted(listener, Arc::clone(&stats)));
+    Ok((addr, stats))
 }

@@ -4,9 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod e2e {
+    pub mod auth_jwt;
     pub mod cluster_sync;
     pub mod cluster_tls;
+    pub mod operator;
+    pub mod plugin_runtime;
     pub mod proxy_basics;
+    pub mod proxy_hardening;
     pub mod proxy_protocols;
     pub mod proxy_security;
     pub mod proxy_upstream;

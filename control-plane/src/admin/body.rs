@@ -83,15 +83,41 @@ pub async fn arguments(encoding: &Encoding, body: Bytes) -> Result<(Value, bool)
     }
 }
 
-/// `application/x-www-form-urlencoded` pairs.
+/// `application/x-www-form-urlencoded` pairs. Bytes that are not UTF-8 once
+/// decoded are refused rather than replaced by U+FFFD and stored.
 pub fn form_pairs(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let pairs = urlencoded_pairs(body)
+        .map_err(|_| ApiError::BadRequest("Invalid UTF-8 in the request body".into()))?;
     if pairs.len() > MAX_ARGUMENTS {
         return Err(ApiError::BadRequest("Too many arguments".into()));
     }
     Ok(pairs)
+}
+
+/// A percent-decoded component that is not UTF-8.
+#[derive(Debug)]
+pub struct NotUtf8;
+
+/// `k=v&k2=v2` pairs, `+` as space, percent-decoded strictly.
+pub fn urlencoded_pairs(text: &[u8]) -> Result<Vec<(String, String)>, NotUtf8> {
+    text.split(|b| *b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &[][..]),
+            };
+            Ok((decode_component(key)?, decode_component(value)?))
+        })
+        .collect()
+}
+
+fn decode_component(raw: &[u8]) -> Result<String, NotUtf8> {
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    String::from_utf8(percent_encoding::percent_decode(&spaced).collect()).map_err(|_| NotUtf8)
 }
 
 /// The text of every multipart part, file parts included (e.g. `-F cert=@cert.pem`).
@@ -105,7 +131,9 @@ pub async fn multipart_pairs(
     let malformed = |_| ApiError::BadRequest("Cannot parse multipart body".into());
     while let Some(field) = multipart.next_field().await.map_err(malformed)? {
         let name = field.name().unwrap_or_default().to_string();
-        let value = field.text().await.map_err(malformed)?;
+        let bytes = field.bytes().await.map_err(malformed)?;
+        let value = String::from_utf8(bytes.to_vec())
+            .map_err(|_| ApiError::BadRequest("Invalid UTF-8 in the request body".into()))?;
         pairs.push((name, value));
         if pairs.len() > MAX_ARGUMENTS {
             return Err(ApiError::BadRequest("Too many arguments".into()));

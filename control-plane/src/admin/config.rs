@@ -170,12 +170,25 @@ pub fn diff(old: &Config, new: &Config) -> Result<Value, StoreError> {
 }
 
 /// `POST /config`.
+/// The data planes' compile step over the whole file: what they could not
+/// serve is refused before anything is stored.
+fn check_compiles(config: &tollgate_shared::Config) -> Result<(), ApiError> {
+    tollgate_shared::compile::check(config).map_err(|errors| {
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        ApiError::Declarative {
+            message: format!("declarative config is invalid: {}", messages.join("; ")),
+            fields: json!({ "@entity": messages }),
+        }
+    })
+}
+
 pub async fn post(request: &AdminRequest) -> Result<Response, ApiError> {
     let mut timer = StageTimer::new();
     let text = declarative_text(request).await?;
     let config =
         declarative::parse(&text).map_err(|e| invalid(e, flag(request, "flatten_errors")))?;
-    timer.stage("parse");
+    check_compiles(&config)?;
+    timer.stage("parse, compile check");
     let new_hash = config_hash(&config);
     let store = &request.state.store;
     if flag(request, "dry_run") {

@@ -5,6 +5,7 @@
 
 use super::audit::redact;
 use super::body;
+use super::certificates;
 use super::error::ApiError;
 use super::paging;
 use super::response::{committed, json, json_with_status, no_content};
@@ -28,7 +29,11 @@ fn id_of(entity: &Value) -> String {
 }
 
 fn validate(kind: EntityKind, input: &Value) -> Result<Value, ApiError> {
-    validate_entity(kind, input).map_err(ApiError::Schema)
+    let entity = validate_entity(kind, input).map_err(ApiError::Schema)?;
+    // The data planes' own compile step, on what this write adds or changes:
+    // a change they could not serve is refused here, never committed.
+    tollgate_shared::compile::check_entity(kind, &entity).map_err(ApiError::Schema)?;
+    Ok(entity)
 }
 
 /// Whether `child` references `parent_id` through `relation`.
@@ -255,7 +260,11 @@ pub async fn create(
     kind: EntityKind,
     parent: Option<Relation>,
 ) -> Result<Response, ApiError> {
-    let (raw, is_form) = raw_arguments(request).await?;
+    let (mut raw, is_form) = raw_arguments(request).await?;
+    let sni_names = match kind {
+        EntityKind::Certificates => certificates::take_sni_names(&mut raw)?,
+        _ => None,
+    };
     let mut txn = request.state.store.begin_write().await?;
     let mut args = coerce(kind, raw, is_form, None);
     if let Some((relation, parent_id)) = nested_parent_in(&mut txn, request, parent).await? {
@@ -263,6 +272,9 @@ pub async fn create(
     }
     resolve_references(&mut txn, kind, &mut args).await?;
     let entity = validate(kind, &args)?;
+    if let Some(names) = &sni_names {
+        certificates::check_names_are_free(&mut txn, names).await?;
+    }
     txn.insert(kind, &entity).await?;
     txn.audit(audit_record(
         request,
@@ -272,9 +284,17 @@ pub async fn create(
         Some(&entity),
     ))
     .await?;
+    let mut rendered = render_entity(kind, &entity);
+    if let Some(names) = sni_names {
+        for sni in certificates::insert_snis(&mut txn, &id_of(&entity), &names).await? {
+            let audit = audit_record(request, EntityKind::Snis, &id_of(&sni), None, Some(&sni));
+            txn.audit(audit).await?;
+        }
+        set_field(&mut rendered, "snis", json!(names));
+    }
     let version = txn.commit().await?;
     Ok(committed(
-        json_with_status(StatusCode::CREATED, &render_entity(kind, &entity)),
+        json_with_status(StatusCode::CREATED, &rendered),
         version,
     ))
 }

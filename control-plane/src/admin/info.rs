@@ -17,7 +17,10 @@ pub async fn root(request: &AdminRequest) -> Result<Response, ApiError> {
     let mut available = Map::new();
     // Kong lists the plugins its `plugins` setting loads; here, the plugins
     // the data planes of this build run.
-    for row in tollgate_shared::plugin::table().iter().filter(|r| r.supported) {
+    for row in tollgate_shared::plugin::table()
+        .iter()
+        .filter(|r| r.supported)
+    {
         available.insert(
             row.name.to_string(),
             json!({ "version": tollgate_shared::VERSION, "priority": row.priority }),

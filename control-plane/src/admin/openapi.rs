@@ -111,11 +111,42 @@ fn json_response(description: &str, schema: Value) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": schema } } })
 }
 
-fn request_body(kind: EntityKind) -> Value {
+/// The JSON body an entity write accepts: the entity schema, less the fields
+/// the request supplies otherwise. A nested path sets the parent reference, a
+/// PUT by endpoint key sets that key (Kong writes the path's value over the
+/// body's), and a PATCH is partial.
+fn entity_body_schema(kind: EntityKind, method: &Method, parent_field: Option<&str>) -> Value {
+    if *method == Method::PATCH {
+        let mut schema = record_to_schema(entity_schema(kind).get("fields"));
+        if let Value::Object(map) = &mut schema {
+            map.remove("required");
+        }
+        return schema;
+    }
+    let mut supplied: Vec<&str> = parent_field.into_iter().collect();
+    if *method == Method::PUT {
+        supplied.extend(kind.endpoint_key());
+    }
+    if supplied.is_empty() {
+        return entity_ref(kind);
+    }
+    let mut schema = record_to_schema(entity_schema(kind).get("fields"));
+    if let Some(Value::Array(required)) = schema.get_mut("required") {
+        required.retain(|name| !supplied.iter().any(|s| name.as_str() == Some(s)));
+        if required.is_empty() {
+            if let Value::Object(map) = &mut schema {
+                map.remove("required");
+            }
+        }
+    }
+    schema
+}
+
+fn request_body(kind: EntityKind, method: &Method, parent_field: Option<&str>) -> Value {
     json!({
         "required": false,
         "content": {
-            "application/json": { "schema": entity_ref(kind) },
+            "application/json": { "schema": entity_body_schema(kind, method, parent_field) },
             "application/x-www-form-urlencoded": { "schema": { "type": "object", "additionalProperties": true } },
             "multipart/form-data": { "schema": { "type": "object", "additionalProperties": true } },
         }
@@ -140,7 +171,7 @@ fn path_parameters(path: &str) -> Vec<Value> {
 fn list_parameters() -> Vec<Value> {
     vec![
         json!({"name": "size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}),
-        json!({"name": "offset", "in": "query", "schema": {"type": "string"}, "description": "token from the previous page"}),
+        json!({"name": "offset", "in": "query", "schema": {"type": "string", "minLength": 1}, "description": "token from the previous page (an empty one is Kong's 400 code 7)"}),
         json!({"name": "tags", "in": "query", "schema": {"type": "string"}, "description": "a,b (all) or a/b (any), at most 5"}),
     ]
 }
@@ -178,9 +209,12 @@ fn operation(endpoint: &Endpoint, method: &Method) -> Value {
                 ),
             );
         }
-        (Op::Collection { kind, .. }, _) => {
+        (Op::Collection { kind, parent }, m) => {
             summary = format!("Create one of {}", kind.table_name());
-            operation.insert("requestBody".into(), request_body(kind));
+            operation.insert(
+                "requestBody".into(),
+                request_body(kind, m, parent.map(|r| r.field)),
+            );
             responses.insert("201".into(), json_response("created", entity_ref(kind)));
             responses.insert(
                 "409".into(),
@@ -191,8 +225,25 @@ fn operation(endpoint: &Endpoint, method: &Method) -> Value {
             summary = format!("Delete one of {}", kind.table_name());
             responses.insert("204".into(), json!({"description": "deleted, or absent"}));
         }
-        (Op::Entity { kind, .. }, m)
-        | (
+        (Op::Entity { kind, parent }, m) => {
+            summary = match *m {
+                Method::GET => format!("Read one of {}", kind.table_name()),
+                Method::PUT => format!("Create or replace one of {}", kind.table_name()),
+                _ => format!("Update one of {}", kind.table_name()),
+            };
+            if *m != Method::GET {
+                operation.insert(
+                    "requestBody".into(),
+                    request_body(kind, m, parent.map(|r| r.field)),
+                );
+                responses.insert(
+                    "409".into(),
+                    error_response("unique key already taken (code 5)"),
+                );
+            }
+            responses.insert("200".into(), json_response("the entity", entity_ref(kind)));
+        }
+        (
             Op::ParentOf {
                 relation: super::routes::Relation { parent: kind, .. },
             },
@@ -204,7 +255,7 @@ fn operation(endpoint: &Endpoint, method: &Method) -> Value {
                 _ => format!("Update one of {}", kind.table_name()),
             };
             if *m != Method::GET {
-                operation.insert("requestBody".into(), request_body(kind));
+                operation.insert("requestBody".into(), request_body(kind, m, None));
                 responses.insert(
                     "409".into(),
                     error_response("unique key already taken (code 5)"),
@@ -254,17 +305,47 @@ fn operation(endpoint: &Endpoint, method: &Method) -> Value {
                     "Every data plane: what it runs, sync status, last error, lag".into()
                 }
                 Op::ClusteringStatus => "Data planes by id (Kong's deprecated summary)".into(),
+                Op::ClusteringWait => {
+                    "Wait until connected data planes applied a config version (504 on timeout)"
+                        .into()
+                }
                 _ => String::new(),
             };
             if op == Op::Audit || op == Op::Tags {
                 operation.insert("parameters".into(), Value::Array(list_parameters()));
+            }
+            if op == Op::ClusteringWait {
+                operation.insert("parameters".into(), super::clustering::wait_parameters());
+                responses.insert(
+                    "504".into(),
+                    json_response("timed out; per-node state", json!({"type": "object"})),
+                );
             }
             responses.insert("200".into(), json_response("OK", json!({"type": "object"})));
         }
     }
     responses.insert(
         "400".into(),
-        error_response("invalid request (Kong error codes)"),
+        error_response(
+            "invalid request: Kong's error object (schema violation, invalid offset/size/options), \
+             or {\"message\"} for a body, path or query that cannot be decoded",
+        ),
+    );
+    if *method != Method::GET {
+        responses.insert(
+            "413".into(),
+            error_response("request body too large (1 MiB; 16 MiB for /config)"),
+        );
+    }
+    if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+        responses.insert(
+            "415".into(),
+            json!({"description": "unsupported Content-Type (Kong answers with an empty body)"}),
+        );
+    }
+    responses.insert(
+        "403".into(),
+        error_response("a cross-site request to an Admin API without a token"),
     );
     responses.insert(
         "401".into(),
@@ -302,7 +383,16 @@ pub fn build(endpoints: &[Endpoint]) -> Value {
     let mut schemas = Map::new();
     for kind in EntityKind::ALL {
         let kong = entity_schema(kind);
-        schemas.insert(schema_name(kind), record_to_schema(kong.get("fields")));
+        let mut schema = record_to_schema(kong.get("fields"));
+        if kind == EntityKind::Certificates {
+            schema["properties"]["snis"] = json!({
+                "type": "array",
+                "items": { "type": "string" },
+                "nullable": true,
+                "description": "on POST: server names to create as SNI entities with the certificate",
+            });
+        }
+        schemas.insert(schema_name(kind), schema);
     }
     schemas.insert(
         "Error".into(),

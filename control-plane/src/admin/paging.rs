@@ -12,13 +12,16 @@ pub const DEFAULT_SIZE: usize = 100;
 pub const MAX_SIZE: usize = 1000;
 const MAX_TAGS: usize = 5;
 
-/// Decoded query string; the first value of a repeated key wins.
-pub fn query_args(query: Option<&str>) -> HashMap<String, String> {
+/// Decoded query string; the first value of a repeated key wins. Bytes that
+/// are not UTF-8 once decoded are a 400.
+pub fn query_args(query: Option<&str>) -> Result<HashMap<String, String>, ApiError> {
+    let pairs = super::body::urlencoded_pairs(query.unwrap_or_default().as_bytes())
+        .map_err(|_| ApiError::BadRequest("Invalid UTF-8 in the query string".into()))?;
     let mut args = HashMap::new();
-    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        args.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    for (k, v) in pairs {
+        args.entry(k).or_insert(v);
     }
-    args
+    Ok(args)
 }
 
 pub fn size(args: &HashMap<String, String>) -> Result<usize, ApiError> {
@@ -133,7 +136,13 @@ mod tests {
     use super::*;
 
     fn args(q: &str) -> HashMap<String, String> {
-        query_args(Some(q))
+        query_args(Some(q)).unwrap()
+    }
+
+    #[test]
+    fn query_strings_must_decode_to_utf8() {
+        assert_eq!(args("tags=caf%C3%A9+x")["tags"], "café x");
+        assert!(query_args(Some("tags=%FF")).is_err());
     }
 
     #[test]

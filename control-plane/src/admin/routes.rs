@@ -33,6 +33,8 @@ pub enum Op {
     OpenApi,
     ClusteringDataPlanes,
     ClusteringStatus,
+    /// `/clustering/wait`: until data planes applied a version.
+    ClusteringWait,
     /// `/tags` and `/tags/{tag}`.
     Tags,
     /// `/E` or `/P/{p}/E`: list, create.
@@ -140,6 +142,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         fixed("/openapi.json", GET, Op::OpenApi),
         fixed("/clustering/data-planes", GET, Op::ClusteringDataPlanes),
         fixed("/clustering/status", GET, Op::ClusteringStatus),
+        fixed("/clustering/wait", GET, Op::ClusteringWait),
     ];
     for kind in EntityKind::ALL {
         let base = format!("/{}", collection(kind));
@@ -200,7 +203,8 @@ pub struct RouteTable {
 /// A matched request path.
 pub struct Matched<'a> {
     pub endpoint: &'a Endpoint,
-    pub params: Vec<(String, String)>,
+    /// Percent-decoded parameters; `None` when one is not UTF-8.
+    pub params: Option<Vec<(String, String)>>,
 }
 
 impl RouteTable {
@@ -225,16 +229,17 @@ impl RouteTable {
         let params = matched
             .params
             .iter()
-            .map(|(k, v)| (k.to_string(), decode_segment(v)))
+            .map(|(k, v)| Some((k.to_string(), decode_segment(v)?)))
             .collect();
         Some(Matched { endpoint, params })
     }
 }
 
-fn decode_segment(segment: &str) -> String {
+fn decode_segment(segment: &str) -> Option<String> {
     percent_encoding::percent_decode_str(segment)
-        .decode_utf8_lossy()
-        .into_owned()
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
 }
 
 #[cfg(test)]
@@ -275,7 +280,8 @@ mod tests {
         let m = table.find("/services/my%20api").unwrap();
         assert_eq!(
             m.params,
-            vec![("service".to_string(), "my api".to_string())]
+            Some(vec![("service".to_string(), "my api".to_string())])
         );
+        assert_eq!(table.find("/services/%FF%FE").unwrap().params, None);
     }
 }

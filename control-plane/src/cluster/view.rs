@@ -29,6 +29,9 @@ pub struct DataPlaneEntry {
     pub state: DataPlaneState,
     pub sync_status: SyncStatus,
     pub lag_ms: i64,
+    /// Why the newest committed change has not reached this node although
+    /// it runs the published snapshot: the publisher's last build error.
+    pub unpublished_reason: Option<String>,
 }
 
 /// The currently published snapshot, in brief.
@@ -90,12 +93,32 @@ impl ClusterView {
                 nodes.insert(live.id.clone(), live);
             }
         }
+        // A node is judged against the newest committed version: when that
+        // version has not been published (a build failed, or is under way), a
+        // node running the published snapshot is behind, never in sync.
+        let committed = *self.store.subscribe().borrow();
+        let published = self.published();
+        let unpublished = published_hash.is_some()
+            && published
+                .version
+                .is_some_and(|v| i64::try_from(v).is_ok_and(|v| v < committed));
         Ok(nodes
             .into_values()
-            .map(|state| DataPlaneEntry {
-                sync_status: state.sync_status(published_hash),
-                lag_ms: state.lag_ms(published_hash, now),
-                state,
+            .map(|state| {
+                let mut sync_status = state.sync_status(published_hash);
+                let mut unpublished_reason = None;
+                if unpublished && sync_status == SyncStatus::InSync {
+                    sync_status = SyncStatus::Behind;
+                    unpublished_reason = Some(published.last_error.clone().unwrap_or_else(|| {
+                        format!("version {committed} is committed but not yet published")
+                    }));
+                }
+                DataPlaneEntry {
+                    sync_status,
+                    lag_ms: state.lag_ms(published_hash, now),
+                    unpublished_reason,
+                    state,
+                }
             })
             .collect())
     }

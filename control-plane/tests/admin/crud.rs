@@ -49,9 +49,10 @@ async fn put_and_patch(backend: Backend) {
             Method::POST,
             "/services/billing/plugins",
             &[
-                ("name", "rate-limiting"),
-                ("config.minute", "5"),
-                ("config.hour", "100"),
+                ("name", "ip-restriction"),
+                ("config.deny[]", "10.0.0.1"),
+                ("config.deny[]", "10.0.0.2"),
+                ("config.status", "451"),
                 ("tags[]", "a"),
                 ("tags[]", "b"),
             ],
@@ -63,29 +64,34 @@ async fn put_and_patch(backend: Backend) {
         .form(
             Method::PATCH,
             &format!("/plugins/{plugin_id}"),
-            &[("config.minute", "7"), ("tags[]", "c")],
+            &[("config.deny[]", "10.0.0.3"), ("tags[]", "c")],
         )
         .await;
     expect_status(&patched, 200);
-    assert_eq!(patched.body["config"]["minute"], 7);
-    assert_eq!(patched.body["config"]["hour"], 100);
+    assert_eq!(patched.body["config"]["deny"], json!(["10.0.0.3"]));
+    assert_eq!(patched.body["config"]["status"], 451);
     assert_eq!(patched.body["tags"], json!(["c"]));
-    assert_eq!(patched.body["name"], "rate-limiting");
+    assert_eq!(patched.body["name"], "ip-restriction");
     assert!(
         patched.body["updated_at"].as_i64().unwrap() >= plugin.body["updated_at"].as_i64().unwrap()
     );
     assert_eq!(patched.body["created_at"], plugin.body["created_at"]);
 
-    // PATCH re-validates the merged entity
+    // PATCH re-validates the merged entity: without `deny` it has neither list
     let bad = admin
         .json(
             Method::PATCH,
             &format!("/plugins/{plugin_id}"),
-            json!({"config": {"minute": -1}}),
+            json!({"config": {"deny": null}}),
         )
         .await;
     expect_status(&bad, 400);
     assert_eq!(bad.body["code"], 2);
+    assert_eq!(
+        admin.get(&format!("/plugins/{plugin_id}")).await.body["config"]["deny"],
+        json!(["10.0.0.3"]),
+        "a refused PATCH changes nothing"
+    );
 
     // rename by PATCH, then the old name is gone
     let renamed = admin
@@ -269,7 +275,7 @@ async fn cascades(backend: Backend) {
             .form(
                 Method::POST,
                 "/consumers/erin/plugins",
-                &[("name", "rate-limiting"), ("config.minute", "1")],
+                &[("name", "ip-restriction"), ("config.deny[]", "10.0.0.1")],
             )
             .await,
         201,
@@ -279,7 +285,7 @@ async fn cascades(backend: Backend) {
             .form(
                 Method::POST,
                 "/routes/r/plugins",
-                &[("name", "rate-limiting"), ("config.minute", "2")],
+                &[("name", "ip-restriction"), ("config.deny[]", "10.0.0.2")],
             )
             .await,
         201,
@@ -289,13 +295,13 @@ async fn cascades(backend: Backend) {
         .form(
             Method::POST,
             "/routes/r/plugins",
-            &[("name", "rate-limiting"), ("config.minute", "3")],
+            &[("name", "ip-restriction"), ("config.deny[]", "10.0.0.3")],
         )
         .await;
     expect_status(&clash, 409);
     assert_eq!(clash.body["code"], 5);
     assert!(clash.body["message"].as_str().unwrap().starts_with(
-        "UNIQUE violation detected on '{consumer=null,name=\"rate-limiting\",route={id="
+        "UNIQUE violation detected on '{consumer=null,name=\"ip-restriction\",route={id="
     ));
 
     expect_status(&admin.delete("/consumers/erin").await, 204);

@@ -2,7 +2,7 @@
 //! YAML, replaced in one transaction, with dry runs and hash checks.
 
 use crate::both_backends;
-use crate::support::{expect_status, Admin, Backend};
+use crate::support::{expect_status, plugin_supported, Admin, Backend};
 use axum::http::Method;
 use serde_json::json;
 use tollgate_shared::hash::config_hash;
@@ -22,14 +22,17 @@ async fn build_state(admin: &Admin) {
             ],
         ),
         (
-            "/plugins",
+            "/routes/api/plugins",
             vec![
-                ("name", "rate-limiting"),
-                ("config.minute", "100"),
-                ("config.policy", "local"),
+                ("name", "ip-restriction"),
+                ("config.allow[]", "10.0.0.0/8"),
+                ("config.status", "451"),
             ],
         ),
-        ("/services/my-api/plugins", vec![("name", "jwt")]),
+        (
+            "/services/my-api/plugins",
+            vec![("name", "ip-restriction"), ("config.deny[]", "10.0.0.1")],
+        ),
         (
             "/consumers",
             vec![("username", "api-client-1"), ("tags[]", "team-a")],
@@ -181,6 +184,40 @@ async fn refusals(backend: Backend) {
         .await;
     expect_status(&garbage, 400);
     assert_eq!(garbage.body["code"], 14);
+
+    // a file holding a plugin the data planes of this build do not run is
+    // refused whole, naming it (with every sample plugin supported, none is left to try)
+    let unsupported = [
+        ("jwt", json!({})),
+        ("rate-limiting", json!({"minute": 10})),
+        ("prometheus", json!({})),
+        (
+            "http-log",
+            json!({"http_endpoint": "http://logs.example/ingest"}),
+        ),
+        ("file-log", json!({"path": "/tmp/tollgate-test.log"})),
+    ]
+    .into_iter()
+    .find(|(name, _)| !plugin_supported(name));
+    if let Some((name, config)) = unsupported {
+        let file = format!(
+            "_format_version: \"3.0\"\nservices:\n  - name: other\n    url: http://10.0.0.1:8080\nplugins:\n  - name: {name}\n    config: {config}\n"
+        );
+        let refused = admin
+            .send(Method::POST, "/config", Some("application/yaml"), file)
+            .await;
+        expect_status(&refused, 400);
+        assert_eq!(refused.body["code"], 14, "{}", refused.text);
+        assert_eq!(refused.body["name"], "invalid declarative configuration");
+        assert!(
+            refused.body["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("'{name}'")),
+            "{}",
+            refused.text
+        );
+    }
 
     let text = admin
         .send(Method::POST, "/config", Some("text/plain"), "x")

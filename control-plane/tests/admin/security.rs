@@ -83,12 +83,15 @@ both_backends!(bearer_tokens, tokens);
 
 async fn audit_log(backend: Backend) {
     let admin = Admin::new(backend).await;
+    // the changes the audit log must record, in order: method, entity type
+    let mut expected: Vec<(&str, &str)> = Vec::new();
     expect_status(
         &admin
             .form(Method::POST, "/consumers", &[("username", "frank")])
             .await,
         201,
     );
+    expected.push(("POST", "consumers"));
     let jwt = admin
         .form(
             Method::POST,
@@ -97,39 +100,75 @@ async fn audit_log(backend: Backend) {
         )
         .await;
     expect_status(&jwt, 201);
-    let rl = admin
-        .form(
-            Method::POST,
-            "/plugins",
-            &[
-                ("name", "rate-limiting"),
-                ("config.minute", "10"),
-                ("config.policy", "redis"),
-                ("config.redis.host", "redis.internal"),
-                ("config.redis.password", "redis-pass-123"),
-            ],
-        )
-        .await;
-    expect_status(&rl, 201);
-    let log = admin
+    expected.push(("POST", "jwt_secrets"));
+    let generated = rcgen::generate_simple_self_signed(vec!["audit.example".to_string()]).unwrap();
+    let key_pem = generated.signing_key.serialize_pem();
+    let cert = admin
         .json(
             Method::POST,
-            "/plugins",
-            json!({"name": "http-log", "config": {"http_endpoint": "https://logger:hunter2@logs.example/ingest"}}),
+            "/certificates",
+            json!({"cert": generated.cert.pem(), "key": key_pem}),
         )
         .await;
-    expect_status(&log, 201);
-    let log = admin
-        .json(
-            Method::POST,
+    expect_status(&cert, 201);
+    expected.push(("POST", "certificates"));
+
+    // plugins with secrets in their config, recorded when this build runs them
+    let rate_limiting = admin
+        .plugin_write(
+            "rate-limiting",
+            "/plugins",
+            admin.form(
+                Method::POST,
+                "/plugins",
+                &[
+                    ("name", "rate-limiting"),
+                    ("config.minute", "10"),
+                    ("config.policy", "redis"),
+                    ("config.redis.host", "redis.internal"),
+                    ("config.redis.password", "redis-pass-123"),
+                ],
+            ),
+        )
+        .await;
+    if let Some(reply) = &rate_limiting {
+        expect_status(reply, 201);
+        expected.push(("POST", "plugins"));
+    }
+    let endpoint_log = admin
+        .plugin_write(
+            "http-log",
+            "/plugins",
+            admin.json(
+                Method::POST,
+                "/plugins",
+                json!({"name": "http-log", "config": {"http_endpoint": "https://logger:hunter2@logs.example/ingest"}}),
+            ),
+        )
+        .await;
+    if let Some(reply) = &endpoint_log {
+        expect_status(reply, 201);
+        expected.push(("POST", "plugins"));
+    }
+    let header_log = admin
+        .plugin_write(
+            "http-log",
             "/consumers/frank/plugins",
-            json!({"name": "http-log", "config": {
-                "http_endpoint": "https://logs.example/ingest",
-                "headers": {"Authorization": "Bearer log-token-xyz"}
-            }}),
+            admin.json(
+                Method::POST,
+                "/consumers/frank/plugins",
+                json!({"name": "http-log", "config": {
+                    "http_endpoint": "https://logs.example/ingest",
+                    "headers": {"Authorization": "Bearer log-token-xyz"}
+                }}),
+            ),
         )
         .await;
-    expect_status(&log, 201);
+    if let Some(reply) = &header_log {
+        expect_status(reply, 201);
+        expected.push(("POST", "plugins"));
+    }
+
     let patched = admin
         .form(
             Method::PATCH,
@@ -138,14 +177,27 @@ async fn audit_log(backend: Backend) {
         )
         .await;
     expect_status(&patched, 200);
+    expected.push(("PATCH", "jwt_secrets"));
     expect_status(&admin.delete("/consumers/frank").await, 204);
+    expected.push(("DELETE", "consumers"));
 
     let audit = admin.get("/audit").await;
     expect_status(&audit, 200);
     let entries = audit.body["data"].as_array().unwrap();
-    assert_eq!(entries.len(), 7);
+    // refused writes are not recorded
+    let recorded: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["method"].as_str().unwrap(),
+                e["entity_type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(recorded, expected);
     for secret in [
         "very-secret-value",
+        "PRIVATE KEY",
         "redis-pass-123",
         "hunter2",
         "log-token-xyz",
@@ -153,49 +205,67 @@ async fn audit_log(backend: Backend) {
     ] {
         assert!(!audit.text.contains(secret), "audit leaks {secret}");
     }
-    let methods: Vec<&str> = entries
-        .iter()
-        .map(|e| e["method"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        methods,
-        ["POST", "POST", "POST", "POST", "POST", "PATCH", "DELETE"]
-    );
-    let patch = &entries[5];
+    let by_id = |id: &serde_json::Value| {
+        entries
+            .iter()
+            .find(|e| e["after"]["id"] == *id)
+            .unwrap_or_else(|| panic!("no audit entry creates {id}"))
+    };
+    assert_eq!(by_id(&jwt.body["id"])["after"]["secret"], "******");
+    let cert_entry = by_id(&cert.body["id"]);
+    assert_eq!(cert_entry["after"]["key"], "******");
+    assert!(cert_entry["after"]["cert"]
+        .as_str()
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
+    if let Some(reply) = &rate_limiting {
+        let config = &by_id(&reply.body["id"])["after"]["config"];
+        assert_eq!(config["redis"]["password"], "******");
+        assert_eq!(config["redis"]["host"], "redis.internal");
+    }
+    if let Some(reply) = &endpoint_log {
+        assert_eq!(
+            by_id(&reply.body["id"])["after"]["config"]["http_endpoint"],
+            "https://logger:******@logs.example/ingest"
+        );
+    }
+    if let Some(reply) = &header_log {
+        assert_eq!(
+            by_id(&reply.body["id"])["after"]["config"]["headers"]["Authorization"],
+            "******"
+        );
+    }
+    let patch = &entries[expected.len() - 2];
     assert_eq!(patch["entity_type"], "jwt_secrets");
     assert_eq!(patch["path"], "/jwts/frank-key");
     assert_eq!(patch["actor"], "local");
     assert_eq!(patch["before"]["secret"], "******");
     assert_eq!(patch["after"]["secret"], "******");
     assert_eq!(patch["after"]["key"], "frank-key");
-    assert_eq!(entries[2]["after"]["config"]["redis"]["password"], "******");
-    assert_eq!(
-        entries[2]["after"]["config"]["redis"]["host"],
-        "redis.internal"
-    );
-    assert_eq!(
-        entries[3]["after"]["config"]["http_endpoint"],
-        "https://logger:******@logs.example/ingest"
-    );
-    assert_eq!(
-        entries[4]["after"]["config"]["headers"]["Authorization"],
-        "******"
-    );
-    assert_eq!(entries[6]["before"]["username"], "frank");
-    assert_eq!(entries[6]["after"], serde_json::Value::Null);
+    let delete = &entries[expected.len() - 1];
+    assert_eq!(delete["before"]["username"], "frank");
+    assert_eq!(delete["after"], serde_json::Value::Null);
     let versions: Vec<i64> = entries
         .iter()
         .map(|e| e["config_version"].as_i64().unwrap())
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
+    let consecutive: Vec<i64> = (1..=expected.len() as i64).collect();
+    assert_eq!(versions, consecutive, "one version per recorded change");
 
     // paginated like the collections
     let first = admin.get("/audit?size=4").await;
     assert_eq!(first.body["data"].as_array().unwrap().len(), 4);
     let next = first.body["next"].as_str().unwrap().to_string();
     let second = admin.get(&next).await;
-    assert_eq!(second.body["data"].as_array().unwrap().len(), 3);
-    assert_eq!(second.body["data"][1]["method"], "PATCH");
+    let rest = second.body["data"].as_array().unwrap();
+    assert_eq!(rest.len(), expected.len() - 4);
+    let paged: Vec<&serde_json::Value> = first.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest)
+        .collect();
+    assert_eq!(paged, entries.iter().collect::<Vec<_>>());
     assert!(second.body.get("offset").is_none());
 }
 both_backends!(audit_records_redacted, audit_log);

@@ -257,6 +257,62 @@ impl Admin {
     }
 }
 
+/// Whether the data planes of this build run the plugin `name`: the Admin API
+/// accepts only those, as Kong accepts only the plugins its `plugins` setting
+/// loads.
+pub fn plugin_supported(name: &str) -> bool {
+    tollgate_shared::plugin::row(name).is_some_and(|row| row.supported)
+}
+
+/// Asserts Kong's refusal of a plugin that is not enabled on the node.
+#[track_caller]
+pub fn expect_not_enabled(reply: &Reply, name: &str) {
+    expect_status(reply, 400);
+    let reason =
+        format!("plugin '{name}' not enabled; add it to the 'plugins' configuration property");
+    assert_eq!(reply.body["code"], 2, "{}", reply.text);
+    assert_eq!(reply.body["name"], "schema violation", "{}", reply.text);
+    assert_eq!(
+        reply.body["message"],
+        format!("schema violation (name: {reason})")
+    );
+    assert_eq!(reply.body["fields"], serde_json::json!({ "name": reason }));
+}
+
+impl Admin {
+    /// Sends `write`, which adds or changes a plugin `name` listed by
+    /// `collection`. When this build runs the plugin, the reply is returned
+    /// for the caller to check; otherwise the write must be refused as Kong
+    /// refuses a plugin it does not load, with nothing stored (the collection
+    /// and the config version unchanged), and `None` is returned.
+    pub async fn plugin_write(
+        &self,
+        name: &str,
+        collection: &str,
+        write: impl std::future::Future<Output = Reply>,
+    ) -> Option<Reply> {
+        if plugin_supported(name) {
+            return Some(write.await);
+        }
+        let version = self.version().await;
+        let before = self.get(collection).await;
+        expect_status(&before, 200);
+        let reply = write.await;
+        expect_not_enabled(&reply, name);
+        let after = self.get(collection).await;
+        assert_eq!(
+            after.body, before.body,
+            "a refused {name} write changed {collection}"
+        );
+        assert_eq!(
+            self.version().await,
+            version,
+            "a refused {name} write committed"
+        );
+        None
+    }
+}
+
 /// Asserts the status, printing the body when it differs.
 #[track_caller]
 pub fn expect_status(reply: &Reply, status: u16) {

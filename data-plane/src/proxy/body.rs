@@ -1,25 +1,40 @@
 //! The two streaming bodies of a proxied exchange: the client's request body
-//! on its way upstream, and the response body on its way to the client, which
-//! hands its upstream connection back to the pool the moment it ends.
+//! on its way upstream (streamed, or read completely first when the route
+//! buffers requests: in memory, spilled to an unnamed temporary file past a
+//! threshold), and the response body on its way to the client, which hands
+//! its upstream connection back to the pool the moment it ends.
 
 use super::server::ActiveRequest;
 use super::service::LogJob;
 use super::upstream::{ConnControl, Http1Lease};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::future::Future;
+use std::io;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// The client stopped sending its request body for longer than the body
-/// timeout (nginx `client_body_timeout`); the exchange is abandoned with 408.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("client request body timed out")]
-pub struct ClientBodyTimeout;
+/// What went wrong with the client's request body; carried inside the
+/// upstream exchange's error so that it is answered as the client's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBodyError {
+    /// No data for longer than the body timeout (nginx `client_body_timeout`): 408.
+    #[error("client request body timed out")]
+    Timeout,
+    /// More than the body size limit (nginx `client_max_body_size`): 413.
+    #[error("client request body larger than allowed")]
+    TooLarge,
+    /// Invalid framing (chunk size, chunk line) or a client gone mid-body: 400.
+    #[error("client request body malformed")]
+    Malformed(#[source] hyper::Error),
+}
 
 /// Error of a request body on its way upstream.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -32,8 +47,43 @@ pub enum RequestBody {
         /// The connection it is being written to; told when the last byte left.
         control: Option<Arc<ConnControl>>,
         stall: StallTimer,
+        received: u64,
+        /// Most bytes accepted; 0 is unlimited.
+        max: u64,
+    },
+    /// Read completely before the upstream was contacted.
+    Buffered {
+        data: Buffered,
+        control: Option<Arc<ConnControl>>,
     },
 }
+
+/// A completely read request body.
+pub enum Buffered {
+    Memory(Option<Bytes>),
+    File(Box<Spool>),
+}
+
+/// A body spilled to an unnamed temporary file (gone once closed).
+pub struct Spool {
+    file: tokio::fs::File,
+    remaining: u64,
+    chunk: BytesMut,
+}
+
+/// How request bodies are read before forwarding.
+#[derive(Debug, Clone)]
+pub struct BufferLimits<'a> {
+    /// Most bytes accepted; 0 is unlimited.
+    pub max: u64,
+    /// Bodies up to this size stay in memory; larger ones go to `temp_dir`.
+    pub memory: usize,
+    pub temp_dir: &'a Path,
+    pub stall_timeout: Duration,
+}
+
+/// Bytes read from a spooled file per frame.
+const SPOOL_CHUNK: usize = 64 * 1024;
 
 /// Times how long the client leaves the body without data. The timer is
 /// allocated only when a wait happens and re-armed only when it fires early.
@@ -71,7 +121,8 @@ impl StallTimer {
 }
 
 impl RequestBody {
-    pub fn from_incoming(body: Incoming, stall_timeout: Duration) -> RequestBody {
+    /// The client's body, streamed; `max` bytes at most (0: unlimited).
+    pub fn from_incoming(body: Incoming, stall_timeout: Duration, max: u64) -> RequestBody {
         if body.is_end_stream() {
             RequestBody::Empty
         } else {
@@ -79,6 +130,8 @@ impl RequestBody {
                 body,
                 control: None,
                 stall: StallTimer::new(stall_timeout),
+                received: 0,
+                max,
             }
         }
     }
@@ -92,9 +145,126 @@ impl RequestBody {
     pub fn attach(&mut self, connection: &Arc<ConnControl>) {
         match self {
             RequestBody::Empty => connection.set_awaiting_response(true),
-            RequestBody::Streaming { control, .. } => {
+            RequestBody::Streaming { control, .. } | RequestBody::Buffered { control, .. } => {
                 connection.set_awaiting_response(false);
                 *control = Some(Arc::clone(connection));
+            }
+        }
+    }
+}
+
+/// Reads the client's whole body before anything is sent upstream (request
+/// buffering), so a slow client holds its own socket but no upstream
+/// connection. A declared length above the limit is refused before reading.
+pub async fn buffer_request_body(
+    body: Incoming,
+    limits: &BufferLimits<'_>,
+) -> Result<RequestBody, BufferError> {
+    if limits.max > 0 && body.size_hint().lower() > limits.max {
+        return Err(ClientBodyError::TooLarge.into());
+    }
+    let mut streaming = RequestBody::from_incoming(body, limits.stall_timeout, limits.max);
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut in_memory = 0usize;
+    let mut spool: Option<(tokio::fs::File, u64)> = None;
+    while let Some(frame) = streaming.frame().await {
+        let frame = frame.map_err(|error| match error.downcast::<ClientBodyError>() {
+            Ok(client) => BufferError::Client(*client),
+            Err(_) => BufferError::Spool(io::Error::other("request body failed")),
+        })?;
+        let Ok(data) = frame.into_data() else {
+            // Trailers of a buffered body are not forwarded.
+            continue;
+        };
+        if let Some((file, written)) = spool.as_mut() {
+            file.write_all(&data).await?;
+            *written += data.len() as u64;
+        } else if in_memory + data.len() <= limits.memory {
+            in_memory += data.len();
+            chunks.push(data);
+        } else {
+            let mut file = new_spool_file(limits.temp_dir).await?;
+            let mut written = 0u64;
+            for chunk in chunks.drain(..).chain(std::iter::once(data)) {
+                file.write_all(&chunk).await?;
+                written += chunk.len() as u64;
+            }
+            spool = Some((file, written));
+        }
+    }
+    let data = match spool {
+        Some((mut file, written)) => {
+            file.flush().await?;
+            file.seek(io::SeekFrom::Start(0)).await?;
+            Buffered::File(Box::new(Spool {
+                file,
+                remaining: written,
+                chunk: BytesMut::new(),
+            }))
+        }
+        None if chunks.is_empty() => return Ok(RequestBody::Empty),
+        None if chunks.len() == 1 => Buffered::Memory(chunks.pop()),
+        None => {
+            let mut joined = BytesMut::with_capacity(in_memory);
+            for chunk in &chunks {
+                joined.extend_from_slice(chunk);
+            }
+            Buffered::Memory(Some(joined.freeze()))
+        }
+    };
+    Ok(RequestBody::Buffered {
+        data,
+        control: None,
+    })
+}
+
+/// Why a body could not be buffered: the client's fault, or the spool file's.
+#[derive(Debug, thiserror::Error)]
+pub enum BufferError {
+    #[error(transparent)]
+    Client(#[from] ClientBodyError),
+    #[error("cannot spool the request body: {0}")]
+    Spool(#[from] io::Error),
+}
+
+async fn new_spool_file(dir: &Path) -> io::Result<tokio::fs::File> {
+    let dir = dir.to_path_buf();
+    let file = tokio::task::spawn_blocking(move || tempfile::tempfile_in(dir))
+        .await
+        .map_err(io::Error::other)??;
+    Ok(tokio::fs::File::from_std(file))
+}
+
+impl Buffered {
+    fn len(&self) -> u64 {
+        match self {
+            Buffered::Memory(bytes) => bytes.as_ref().map_or(0, |b| b.len() as u64),
+            Buffered::File(spool) => spool.remaining,
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        match self {
+            Buffered::Memory(bytes) => Poll::Ready(bytes.take().map(Ok)),
+            Buffered::File(spool) => {
+                if spool.remaining == 0 {
+                    return Poll::Ready(None);
+                }
+                let want = usize::try_from(spool.remaining)
+                    .unwrap_or(SPOOL_CHUNK)
+                    .min(SPOOL_CHUNK);
+                spool.chunk.resize(want, 0);
+                let mut buf = ReadBuf::new(&mut spool.chunk[..]);
+                if let Err(error) = ready!(Pin::new(&mut spool.file).poll_read(cx, &mut buf)) {
+                    return Poll::Ready(Some(Err(error)));
+                }
+                let read = buf.filled().len();
+                if read == 0 {
+                    return Poll::Ready(Some(Err(io::ErrorKind::UnexpectedEof.into())));
+                }
+                spool.remaining -= read as u64;
+                spool.chunk.truncate(read);
+                Poll::Ready(Some(Ok(spool.chunk.split().freeze())))
             }
         }
     }
@@ -110,30 +280,52 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Buffered { data, control } => {
+                let next = ready!(data.poll_next(cx));
+                if data.len() == 0 {
+                    if let Some(control) = control {
+                        control.set_awaiting_response(true);
+                    }
+                }
+                Poll::Ready(next.map(|r| r.map(Frame::data).map_err(BodyError::from)))
+            }
             RequestBody::Streaming {
                 body,
                 control,
                 stall,
+                received,
+                max,
             } => {
                 let frame = match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Ready(frame) => frame,
                     Poll::Pending if stall.expired(cx) => {
-                        return Poll::Ready(Some(Err(Box::new(ClientBodyTimeout))))
+                        return Poll::Ready(Some(Err(Box::new(ClientBodyError::Timeout))))
                     }
                     Poll::Pending => return Poll::Pending,
                 };
                 stall.waiting_since = None;
-                let finished = match &frame {
-                    None => true,
-                    Some(Ok(_)) => body.is_end_stream(),
-                    Some(Err(_)) => false,
+                let frame = match frame {
+                    None => None,
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            *received += data.len() as u64;
+                            if *max > 0 && *received > *max {
+                                return Poll::Ready(Some(Err(Box::new(ClientBodyError::TooLarge))));
+                            }
+                        }
+                        Some(Ok(frame))
+                    }
+                    Some(Err(error)) => {
+                        return Poll::Ready(Some(Err(Box::new(ClientBodyError::Malformed(error)))))
+                    }
                 };
+                let finished = frame.is_none() || body.is_end_stream();
                 if finished {
                     if let Some(control) = control {
                         control.set_awaiting_response(true);
                     }
                 }
-                Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
+                Poll::Ready(frame)
             }
         }
     }
@@ -142,6 +334,7 @@ impl Body for RequestBody {
         match self {
             RequestBody::Empty => true,
             RequestBody::Streaming { body, .. } => body.is_end_stream(),
+            RequestBody::Buffered { data, .. } => data.len() == 0,
         }
     }
 
@@ -149,6 +342,7 @@ impl Body for RequestBody {
         match self {
             RequestBody::Empty => SizeHint::with_exact(0),
             RequestBody::Streaming { body, .. } => body.size_hint(),
+            RequestBody::Buffered { data, .. } => SizeHint::with_exact(data.len()),
         }
     }
 }

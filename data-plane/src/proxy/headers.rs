@@ -162,16 +162,40 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
     }
 }
 
-/// `true` for an HTTP/1.1 request asking to switch protocols (WebSocket).
+/// `true` for an HTTP/1.1 request asking to switch to WebSocket, the only
+/// upgrade forwarded (as Kong's `$upstream_upgrade` map): any other `Upgrade`
+/// (`h2c`, several tokens…) is stripped and the request proxied as plain
+/// HTTP/1.1, never turned into a tunnel.
 pub fn is_upgrade_request(headers: &HeaderMap, version: Version) -> bool {
     version == Version::HTTP_11
-        && headers.contains_key(header::UPGRADE)
+        && is_websocket(headers)
         && headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Exactly one `Upgrade` value, and it is `websocket` (any case).
+pub fn is_websocket(headers: &HeaderMap) -> bool {
+    is_single_token(headers, &header::UPGRADE, b"websocket")
+}
+
+/// A `Transfer-Encoding` other than exactly `chunked`: nginx answers 501
+/// rather than forward a body whose other codings it would have to drop.
+pub fn has_unsupported_transfer_coding(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        && !is_single_token(headers, &header::TRANSFER_ENCODING, b"chunked")
+}
+
+/// `name` appears once and its value is `token` (any case, spaces around ignored).
+fn is_single_token(headers: &HeaderMap, name: &HeaderName, token: &[u8]) -> bool {
+    let mut values = headers.get_all(name).iter();
+    matches!(
+        (values.next(), values.next()),
+        (Some(value), None) if value.as_bytes().trim_ascii().eq_ignore_ascii_case(token)
+    )
 }
 
 /// Sum of header name and value lengths, for the header size limit.
@@ -274,6 +298,33 @@ mod tests {
             &map(&[("upgrade", "websocket")]),
             Version::HTTP_11
         ));
+        assert!(is_upgrade_request(
+            &map(&[("connection", "upgrade"), ("upgrade", " WebSocket ")]),
+            Version::HTTP_11
+        ));
+        for other in ["h2c", "websocket, h2c", "TLS/1.2"] {
+            let headers = map(&[("connection", "upgrade"), ("upgrade", other)]);
+            assert!(!is_upgrade_request(&headers, Version::HTTP_11), "{other}");
+        }
+    }
+
+    #[test]
+    fn only_plain_chunked_transfer_coding_is_supported() {
+        assert!(!has_unsupported_transfer_coding(&map(&[])));
+        assert!(!has_unsupported_transfer_coding(&map(&[(
+            "transfer-encoding",
+            "Chunked"
+        )])));
+        for codings in [
+            &["gzip, chunked"][..],
+            &["chunked, chunked"],
+            &["chunked", "chunked"],
+            &["identity"],
+        ] {
+            let pairs: Vec<(&str, &str)> =
+                codings.iter().map(|c| ("transfer-encoding", *c)).collect();
+            assert!(has_unsupported_transfer_coding(&map(&pairs)), "{codings:?}");
+        }
     }
 
     #[test]

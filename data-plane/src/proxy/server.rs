@@ -1,10 +1,12 @@
 //! Client connections: the accept loops (plain TCP with HTTP/1.1 and h2c by
 //! prior knowledge; TLS with ALPN), per-connection facts computed once
 //! (peer address, trust, listener port), the connection watchdog that closes
-//! idle or slow-header connections with one lazily re-armed timer, and
-//! graceful shutdown.
+//! idle or slow-header connections with one lazily re-armed timer, the
+//! per-client-address connection cap, and graceful shutdown.
 
+use super::conn_limit::PerIpConnections;
 use super::headers::StaticValues;
+use super::log_limit::ProxyLogLimits;
 use super::service;
 use crate::gateway::Gateway;
 use crate::settings::ClientLimits;
@@ -35,6 +37,8 @@ pub struct ProxyShared {
     pub values: StaticValues,
     pub drain: Arc<Drain>,
     pub shutdown: ShutdownSignal,
+    pub log_limits: ProxyLogLimits,
+    per_ip: Option<Arc<PerIpConnections>>,
     auto: auto::Builder<TokioExecutor>,
     http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
@@ -84,10 +88,12 @@ impl ProxyShared {
             gateway,
             trusted_ips,
             real_ip_header,
+            per_ip: PerIpConnections::new(limits.max_connections_per_ip),
             limits,
             values: StaticValues::default(),
             drain,
             shutdown,
+            log_limits: ProxyLogLimits::default(),
             auto,
             http1,
             http2,
@@ -270,9 +276,22 @@ async fn accept_loop(listener: TcpListener, shared: Arc<ProxyShared>, tls: Optio
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         let status = &shared.status;
         status.connections_accepted.fetch_add(1, Ordering::Relaxed);
+        let slot = match &shared.per_ip {
+            // A trusted peer is a proxy in front, carrying many clients.
+            Some(per_ip) if !shared.is_trusted(peer.ip().to_canonical()) => {
+                match per_ip.admit(peer.ip()) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        refuse_over_cap(&shared, peer);
+                        continue;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let _ = stream.set_nodelay(true);
         status.connections_handled.fetch_add(1, Ordering::Relaxed);
         status.connections_active.fetch_add(1, Ordering::Relaxed);
         let guard = shared.drain.enter();
@@ -287,8 +306,26 @@ async fn accept_loop(listener: TcpListener, shared: Arc<ProxyShared>, tls: Optio
                 .status
                 .connections_active
                 .fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
             drop(guard);
         });
+    }
+}
+
+/// Counts and (rate-limited) logs a connection closed by the per-address cap;
+/// dropping the stream closes it.
+fn refuse_over_cap(shared: &ProxyShared, peer: SocketAddr) {
+    shared
+        .status
+        .connections_refused_per_ip
+        .fetch_add(1, Ordering::Relaxed);
+    if let Some(suppressed) = shared.log_limits.refused_connections.admit() {
+        tracing::warn!(
+            client_ip = %peer.ip().to_canonical(),
+            cap = shared.limits.max_connections_per_ip,
+            suppressed,
+            "connection refused: too many connections from this address"
+        );
     }
 }
 

@@ -1,40 +1,50 @@
-//! One proxied request, as the list of its phases: check the client limits,
-//! load the compiled config once, run the global `rewrite` plugins, route,
-//! run the route's `access` plugins, forward upstream, run the `response`
+//! One proxied request, as the list of its phases: refuse what the head
+//! alone condemns (limits, framing, the host), load the compiled config once,
+//! run the global `rewrite` plugins, route, run the route's `access` plugins,
+//! forward upstream (the body streamed or buffered), run the `response`
 //! plugins on the response head, and hand the `log` phase to the response
 //! body, which runs it once the response is finished or the client left.
 //! Every early exit goes through `respond`, and the response and log phases
 //! run for those too, as Kong runs them for a request a plugin answered.
+//! Denials and gateway 5xx are counted and logged (rate-limited) on the way.
 
-use super::body::{RequestBody, ResponseBody};
+use super::body::{
+    buffer_request_body, BufferError, BufferLimits, ClientBodyError, RequestBody, ResponseBody,
+};
 use super::error::ProxyError;
 use super::headers::{
-    append_forwarded_for, header_bytes, host_without_port, is_upgrade_request, strip_hop_by_hop,
-    Keep, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PATH, X_FORWARDED_PORT,
-    X_FORWARDED_PREFIX, X_FORWARDED_PROTO, X_PROXY_LATENCY, X_REAL_IP, X_REQUEST_ID,
-    X_UPSTREAM_LATENCY,
+    append_forwarded_for, has_unsupported_transfer_coding, header_bytes, host_without_port,
+    is_upgrade_request, is_websocket, strip_hop_by_hop, Keep, X_FORWARDED_FOR, X_FORWARDED_HOST,
+    X_FORWARDED_PATH, X_FORWARDED_PORT, X_FORWARDED_PREFIX, X_FORWARDED_PROTO, X_PROXY_LATENCY,
+    X_REAL_IP, X_REQUEST_ID, X_UPSTREAM_LATENCY,
 };
+use super::host::{canonical_host, RequestHost};
 use super::respond::{respond, FormatHints, Reply, Style};
 use super::server::{ActiveRequest, ClientConn};
 use super::upstream::{self, UpstreamResponse};
 use crate::compile::{Compiled, CompiledRoute, CompiledService};
-use crate::plugins::{Decision, PluginChain, PluginFailure, Protocol, RequestContext};
+use crate::plugins::{Decision, PluginChain, PluginFailure, Protocol, Rejection, RequestContext};
 use crate::router::{self, RequestInfo};
 use futures_util::FutureExt;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::time::Instant;
 use tollgate_shared::runtime::Phase;
 
-/// An early end of a request: what to answer and how to format it.
+/// An early end of a request: what to answer, how to format it, and for a
+/// failure, its fixed label.
 struct Exit {
     reply: Reply,
     hints: FormatHints,
+    cause: Option<&'static str>,
 }
 
 impl Exit {
@@ -42,27 +52,78 @@ impl Exit {
         Exit {
             reply,
             hints: FormatHints::of(headers),
+            cause: None,
         }
     }
+
+    fn failed(error: &ProxyError, hints: FormatHints, version: Version) -> Exit {
+        let mut reply = Reply::from_error(error);
+        // A client whose body was refused or broken may still be sending it.
+        if error.side() == super::error::Side::Client {
+            reply = closing(reply, version);
+        }
+        Exit {
+            reply,
+            hints,
+            cause: Some(error.label()),
+        }
+    }
+}
+
+/// `reply` with `Connection: close` on HTTP/1: like nginx, stop reading from
+/// a client whose request could not be framed or was refused mid-body.
+fn closing(mut reply: Reply, version: Version) -> Reply {
+    if version < Version::HTTP_2 {
+        reply
+            .headers
+            .get_or_insert_with(HeaderMap::new)
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    reply
 }
 
 /// Entry point for every request of a client connection.
 pub async fn handle(
     conn: Arc<ClientConn>,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let active = ActiveRequest::begin(&conn);
     let request_id = new_request_id();
-    let (mut response, log) = match check_limits(&conn, &request) {
-        Some(exit) => (render_exit(&conn, exit, &request_id, started), None),
-        None => proxy(&conn, request, request_id, started).await,
+    let (mut response, log) = match head_checks(&conn, &mut request) {
+        Ok(host) => proxy(&conn, request, host, request_id, started).await,
+        Err(exit) => (render_exit(&conn, exit, &request_id, started), None),
     };
     response.body_mut().set_active(active);
     if let Some(log) = log {
         response.body_mut().set_log(log);
     }
     Ok(response)
+}
+
+/// What the head alone condemns (limits, framing), then the request's one
+/// host; a disagreeing `Host` header is rewritten to it, so that routing,
+/// plugins, logs and the upstream all see the same host.
+// `Exit` is large but built only when a request ends early; boxing it
+// would allocate for every rejection.
+#[allow(clippy::result_large_err)]
+fn head_checks(conn: &ClientConn, request: &mut Request<Incoming>) -> Result<RequestHost, Exit> {
+    if let Some(reply) = head_rejection(conn, request) {
+        return Err(Exit::new(reply, request.headers()));
+    }
+    match canonical_host(request.version(), request.uri(), request.headers()) {
+        Ok(host) => {
+            host.apply_to(request.headers_mut());
+            Ok(host)
+        }
+        Err(_) => {
+            let reply = closing(
+                Reply::error_page(StatusCode::BAD_REQUEST),
+                request.version(),
+            );
+            Err(Exit::new(reply, request.headers()))
+        }
+    }
 }
 
 /// 32 lowercase hex digits of randomness, like nginx's `$request_id`.
@@ -107,21 +168,52 @@ fn is_normalized(path: &str) -> bool {
     true
 }
 
-fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
-    headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()))
+/// Counts a 5xx the gateway answered itself and logs it, rate-limited.
+fn note_gateway_error(conn: &ClientConn, exit: &Exit, request_id: &HeaderValue) {
+    let shared = &conn.shared;
+    shared.status.gateway_errors.fetch_add(1, Ordering::Relaxed);
+    if let Some(suppressed) = shared.log_limits.gateway_errors.admit() {
+        tracing::warn!(
+            status = exit.reply.status.as_u16(),
+            cause = exit.cause.unwrap_or("gateway"),
+            client_ip = %conn.peer_ip,
+            request_id = request_id.to_str().unwrap_or(""),
+            suppressed,
+            "request failed"
+        );
+    }
 }
 
-fn is_grpc_request(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+/// Counts a request a plugin answered itself and logs it, rate-limited.
+fn note_denial(
+    conn: &ClientConn,
+    route: &CompiledRoute,
+    rejection: &Rejection,
+    client_ip: IpAddr,
+    host: Option<&str>,
+) {
+    let shared = &conn.shared;
+    shared
+        .status
+        .requests_denied
+        .fetch_add(1, Ordering::Relaxed);
+    if let Some(suppressed) = shared.log_limits.denials.admit() {
+        tracing::warn!(
+            status = rejection.status.as_u16(),
+            %client_ip,
+            host = host.unwrap_or(""),
+            route = %route.id,
+            message = %rejection.message,
+            suppressed,
+            "request denied by a plugin"
+        );
+    }
 }
 
-/// 414 and 431 before anything else looks at the request.
-fn check_limits(conn: &ClientConn, request: &Request<Incoming>) -> Option<Exit> {
+/// What is refused from the request head alone: a target or header block
+/// over the limits (414, 431) and a transfer coding other than `chunked`
+/// (501, as nginx). The connection is closed after the answer.
+fn head_rejection(conn: &ClientConn, request: &Request<Incoming>) -> Option<Reply> {
     let limits = &conn.shared.limits;
     let target_len = request
         .uri()
@@ -131,17 +223,19 @@ fn check_limits(conn: &ClientConn, request: &Request<Incoming>) -> Option<Exit> 
         StatusCode::URI_TOO_LONG
     } else if header_bytes(request.headers()) > limits.max_header_bytes {
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    } else if !request.body().is_end_stream() && has_unsupported_transfer_coding(request.headers())
+    {
+        StatusCode::NOT_IMPLEMENTED
     } else {
         return None;
     };
-    // Like nginx, stop reading from a client that sent an oversized head.
-    let mut reply = Reply::error_page(status);
-    if request.version() < Version::HTTP_2 {
-        let mut close = HeaderMap::new();
-        close.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        reply.headers = Some(close);
-    }
-    Some(Exit::new(reply, request.headers()))
+    Some(closing(Reply::error_page(status), request.version()))
+}
+
+fn is_grpc_request(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// The log phase's work, handed to the response body: it runs once the
@@ -175,13 +269,16 @@ fn log_job(ctx: RequestContext) -> Option<Box<LogJob>> {
     PluginChain::wants_log(&ctx).then(|| Box::new(LogJob { ctx }))
 }
 
-/// Renders an early exit that happened before a request context existed.
+/// Renders an early exit; 5xx the gateway produced are counted and logged.
 fn render_exit(
     conn: &ClientConn,
     exit: Exit,
     request_id: &HeaderValue,
     started: Instant,
 ) -> Response<ResponseBody> {
+    if exit.reply.status.is_server_error() {
+        note_gateway_error(conn, &exit, request_id);
+    }
     respond(
         exit.reply,
         &exit.hints,
@@ -214,7 +311,8 @@ fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody
             }
         }
     }
-    let (mut parts, body) = std::mem::replace(response, Response::new(ResponseBody::empty())).into_parts();
+    let (mut parts, body) =
+        std::mem::replace(response, Response::new(ResponseBody::empty())).into_parts();
     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
         PluginChain::response(ctx, &mut parts.status, &mut parts.headers);
     }));
@@ -228,10 +326,11 @@ fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody
     *response = Response::from_parts(parts, body);
 }
 
-/// The whole request after the limits check, phase by phase.
+/// The whole request after the head checks, phase by phase.
 async fn proxy(
     conn: &ClientConn,
     mut request: Request<Incoming>,
+    host: RequestHost,
     request_id: HeaderValue,
     started: Instant,
 ) -> (Response<ResponseBody>, Option<Box<LogJob>>) {
@@ -258,14 +357,14 @@ async fn proxy(
     if let Err(exit) = rewrite_phase(&compiled, &mut ctx) {
         return finish_exit(conn, exit, ctx, started);
     }
-    let routed = match route(conn, &compiled, &ctx) {
+    let routed = match route(conn, &compiled, &ctx, &host) {
         Ok(routed) => routed,
         Err(exit) => return finish_exit(conn, exit, ctx, started),
     };
     let route = routed.route;
     ctx.route = Some(Arc::clone(&route.entity));
     ctx.service = route.service.as_ref().map(|s| Arc::clone(&s.entity));
-    if let Err(exit) = access_phase(conn, route, &mut ctx).await {
+    if let Err(exit) = access_phase(conn, route, &mut ctx, host.as_str()).await {
         return finish_exit(conn, exit, ctx, started);
     }
     let Some(service) = route.service.as_ref() else {
@@ -273,7 +372,19 @@ async fn proxy(
         let exit = Exit::new(reply, ctx.headers());
         return finish_exit(conn, exit, ctx, started);
     };
-    match forward(conn, route, service, routed.plan, resolved_ip, &mut ctx, body, client_upgrade, started).await {
+    match forward(
+        conn,
+        route,
+        service,
+        routed.plan,
+        resolved_ip,
+        &mut ctx,
+        body,
+        client_upgrade,
+        started,
+    )
+    .await
+    {
         Ok(mut response) => {
             response_phase(&mut ctx, &mut response);
             (response, log_job(ctx))
@@ -283,6 +394,9 @@ async fn proxy(
 }
 
 /// The rewrite phase: global plugins, before routing.
+// `Exit` is large but built only when a request ends early; boxing it
+// would allocate for every rejection.
+#[allow(clippy::result_large_err)]
 fn rewrite_phase(compiled: &Compiled, ctx: &mut RequestContext) -> Result<(), Exit> {
     let chain = &compiled.global_chain;
     if !chain.runs(Phase::Rewrite) {
@@ -290,46 +404,70 @@ fn rewrite_phase(compiled: &Compiled, ctx: &mut RequestContext) -> Result<(), Ex
     }
     match chain.rewrite(ctx) {
         Decision::Continue => Ok(()),
-        Decision::Respond(rejection) => Err(Exit::new(
-            Reply::from_rejection(rejection),
-            ctx.headers(),
-        )),
+        Decision::Respond(rejection) => {
+            Err(Exit::new(Reply::from_rejection(rejection), ctx.headers()))
+        }
     }
 }
 
-/// The access phase of the route's chain. A plugin that fails or panics
-/// answers Kong's 500; the worker and every other request carry on.
+/// The backstop for the whole access phase. Plugins bound their own waits
+/// (`redis.timeout`, key fetches); this only keeps a bug from parking a
+/// request forever.
+const ACCESS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The access phase of the route's chain. A plugin that fails, panics or
+/// passes the deadline answers Kong's 500; the worker and every other request
+/// carry on.
 async fn access_phase(
     conn: &ClientConn,
     route: &CompiledRoute,
     ctx: &mut RequestContext,
+    host: Option<&str>,
 ) -> Result<(), Exit> {
     if route.chain.is_empty() {
         return Ok(());
     }
-    let outcome = AssertUnwindSafe(route.chain.access(ctx))
-        .catch_unwind()
-        .await;
-    let failure = match outcome {
-        Ok(Ok(Decision::Continue)) => return Ok(()),
-        Ok(Ok(Decision::Respond(rejection))) => {
-            return Err(Exit::new(Reply::from_rejection(rejection), ctx.headers()));
-        }
-        Ok(Err(PluginFailure { plugin, error })) => {
-            tracing::error!(plugin, %error, "plugin failed in the access phase");
-            plugin
-        }
-        Err(_) => {
-            let plugin = ctx.running_plugin().unwrap_or("unknown");
-            tracing::error!(plugin, "plugin panicked in the access phase");
-            plugin
+    let outcome = {
+        let access = AssertUnwindSafe(route.chain.access(ctx)).catch_unwind();
+        let mut access = std::pin::pin!(access);
+        // Most access handlers finish without waiting: only a request whose
+        // plugin really waits (a backend, a key fetch) arms the deadline timer.
+        match futures_util::poll!(access.as_mut()) {
+            std::task::Poll::Ready(outcome) => Some(outcome),
+            std::task::Poll::Pending => tokio::time::timeout(ACCESS_DEADLINE, access).await.ok(),
         }
     };
-    conn.shared.status.record_plugin_failure(failure);
-    Err(Exit::new(
-        Reply::kong(StatusCode::INTERNAL_SERVER_ERROR, "An unexpected error occurred"),
+    let (plugin, reason) = {
+        match outcome {
+            Some(Ok(Ok(Decision::Continue))) => return Ok(()),
+            Some(Ok(Ok(Decision::Respond(rejection)))) => {
+                note_denial(conn, route, &rejection, ctx.client_ip, host);
+                return Err(Exit::new(Reply::from_rejection(rejection), ctx.headers()));
+            }
+            Some(Ok(Err(PluginFailure { plugin, error }))) => (plugin, error.to_string()),
+            Some(Err(_panic)) => (
+                ctx.running_plugin().unwrap_or("unknown"),
+                "panicked".to_string(),
+            ),
+            None => (
+                ctx.running_plugin().unwrap_or("unknown"),
+                format!("did not finish within {ACCESS_DEADLINE:?}"),
+            ),
+        }
+    };
+    conn.shared.status.record_plugin_failure(plugin);
+    if let Some(suppressed) = conn.shared.log_limits.gateway_errors.admit() {
+        tracing::error!(plugin, %reason, suppressed, "plugin failed in the access phase");
+    }
+    let mut exit = Exit::new(
+        Reply::kong(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "An unexpected error occurred",
+        ),
         ctx.headers(),
-    ))
+    );
+    exit.cause = Some("plugin_failure");
+    Err(exit)
 }
 
 /// What routing decided, and what the upstream request needs from the
@@ -348,10 +486,14 @@ struct UpstreamPlan {
 }
 
 /// Path normalization, the router, and the checks after it (kong-compat §2.7).
+// `Exit` is large but built only when a request ends early; boxing it
+// would allocate for every rejection.
+#[allow(clippy::result_large_err)]
 fn route<'c>(
     conn: &ClientConn,
     compiled: &'c Compiled,
     ctx: &RequestContext,
+    request_host: &RequestHost,
 ) -> Result<Routed<'c>, Exit> {
     let request = &ctx.request;
     let raw_path = request.uri.path();
@@ -366,7 +508,7 @@ fn route<'c>(
             }
         }
     };
-    let host = request_host(&request.uri, &request.headers);
+    let host = request_host.as_str();
     let found = compiled.router.find(&RequestInfo {
         method: request.method.as_str(),
         host,
@@ -399,9 +541,8 @@ fn route<'c>(
         let reply = Reply::from_error(&ProxyError::InvalidPath);
         return Err(Exit::new(reply, &request.headers));
     };
-    // HTTP/2 carries the host in `:authority`, which must become `Host` upstream.
-    let preserved_host = if route.preserve_host && !request.headers.contains_key(header::HOST) {
-        host.and_then(|h| HeaderValue::from_str(h).ok())
+    let preserved_host = if route.preserve_host {
+        request_host.header_value()
     } else {
         None
     };
@@ -454,7 +595,6 @@ async fn forward(
         &mut headers,
         UpstreamHeaderFacts {
             conn,
-            route,
             service,
             resolved_ip,
             forwarded_path: plan.forwarded_path,
@@ -466,10 +606,21 @@ async fn forward(
         },
     );
 
-    let mut upstream_request = Request::new(RequestBody::from_incoming(
+    let body = match upstream_body(
+        conn,
+        route,
+        service,
+        upgrade,
+        &ctx.request.method,
         body,
-        shared.limits.body_timeout,
-    ));
+        &mut headers,
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(error) => return Err(Exit::failed(&error, hints, client_version)),
+    };
+    let mut upstream_request = Request::new(body);
     *upstream_request.method_mut() = ctx.request.method.clone();
     *upstream_request.uri_mut() = plan.uri;
     *upstream_request.version_mut() = if service.protocol.is_http2() {
@@ -488,13 +639,20 @@ async fn forward(
         upstream::forward(&service.target, upstream_request).await
     };
     let UpstreamResponse { response, lease } = match result {
+        Ok(exchange)
+            if exchange.response.status() == StatusCode::SWITCHING_PROTOCOLS && !upgrade =>
+        {
+            // A tunnel the client never asked for would bypass every route control.
+            return Err(Exit::failed(
+                &ProxyError::UnexpectedUpgrade,
+                hints,
+                client_version,
+            ));
+        }
         Ok(exchange) => exchange,
         Err(error) => {
             tracing::debug!(error = error.label(), service = %service.id, "upstream failed");
-            return Err(Exit {
-                reply: Reply::from_error(&error),
-                hints,
-            });
+            return Err(Exit::failed(&error, hints, client_version));
         }
     };
     let first_byte = Instant::now();
@@ -527,6 +685,72 @@ async fn forward(
     Ok(Response::from_parts(
         parts,
         ResponseBody::upstream(body, lease),
+    ))
+}
+
+/// The body sent upstream. When the route buffers requests it is read
+/// completely first, before any upstream connection is taken (not for a
+/// WebSocket or an HTTP/2 upstream, whose streams cannot wait for their end);
+/// otherwise it streams through. Either way the size limit applies.
+async fn upstream_body(
+    conn: &ClientConn,
+    route: &CompiledRoute,
+    service: &CompiledService,
+    upgrade: bool,
+    method: &Method,
+    body: Incoming,
+    headers: &mut HeaderMap,
+) -> Result<RequestBody, ProxyError> {
+    if body.is_end_stream() {
+        return Ok(RequestBody::Empty);
+    }
+    let limits = &conn.shared.limits;
+    if route.request_buffering && !upgrade && !service.protocol.is_http2() {
+        let buffer_limits = BufferLimits {
+            max: limits.max_body_size,
+            memory: limits.body_buffer_size,
+            temp_dir: &limits.body_temp_dir,
+            stall_timeout: limits.body_timeout,
+        };
+        // Boxed so that the request future stays small for bodyless requests.
+        let buffered = Box::pin(buffer_request_body(body, &buffer_limits))
+            .await
+            .map_err(|error| match error {
+                BufferError::Client(client) => ProxyError::from(&client),
+                BufferError::Spool(io) => {
+                    // The one failure whose cause an operator must see (a full disk…).
+                    if conn.shared.log_limits.gateway_errors.admit().is_some() {
+                        tracing::error!(
+                            error = %io,
+                            dir = %limits.body_temp_dir.display(),
+                            "cannot spool a request body"
+                        );
+                    }
+                    ProxyError::BodyBuffer(io)
+                }
+            })?;
+        // The length is known now, whatever framing the client used.
+        let length = buffered.size_hint().lower();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        return Ok(buffered);
+    }
+    if limits.max_body_size > 0 && body.size_hint().lower() > limits.max_body_size {
+        return Err(ProxyError::from(&ClientBodyError::TooLarge));
+    }
+    if body.size_hint().exact().is_none()
+        && matches!(*method, Method::GET | Method::HEAD)
+        && !service.protocol.is_http2()
+    {
+        // hyper would send a GET or HEAD body of unknown length as no body at all.
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+    Ok(RequestBody::from_incoming(
+        body,
+        limits.body_timeout,
+        limits.max_body_size,
     ))
 }
 
@@ -621,12 +845,12 @@ fn forwarded_host_value(host: &str) -> HeaderValue {
 
 struct UpstreamHeaderFacts<'a> {
     conn: &'a ClientConn,
-    route: &'a CompiledRoute,
     service: &'a CompiledService,
     /// The client address when real-IP processing changed it.
     resolved_ip: Option<HeaderValue>,
     forwarded_path: Option<HeaderValue>,
     forwarded_host: Option<HeaderValue>,
+    /// The request's host when the route preserves it (none: the service's).
     preserved_host: Option<HeaderValue>,
     forwarded_prefix: Option<HeaderValue>,
     client_version: Version,
@@ -674,11 +898,10 @@ fn add_upstream_headers(headers: &mut HeaderMap, facts: UpstreamHeaderFacts<'_>)
     set(X_FORWARDED_PREFIX, facts.forwarded_prefix);
 
     headers.insert(X_REAL_IP, client_ip);
-    if let Some(host) = facts.preserved_host {
-        headers.insert(header::HOST, host);
-    } else if !facts.route.preserve_host || !headers.contains_key(header::HOST) {
-        headers.insert(header::HOST, facts.service.host_header.clone());
-    }
+    let host = facts
+        .preserved_host
+        .unwrap_or_else(|| facts.service.host_header.clone());
+    headers.insert(header::HOST, host);
     values.append_via(headers, facts.client_version);
     headers.insert(X_REQUEST_ID, facts.request_id.clone());
 }
@@ -691,6 +914,9 @@ async fn upgrade_exchange(
 ) -> Result<UpstreamResponse, ProxyError> {
     let mut response = upstream::forward_upgrade(target, request).await?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if !is_websocket(response.headers()) {
+            return Err(ProxyError::UnexpectedUpgrade);
+        }
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         tokio::spawn(async move {
             let (client, upstream) = match tokio::join!(client_upgrade, upstream_upgrade) {

@@ -1,10 +1,11 @@
 //! Sends one request to a service's upstream over a pooled connection, with
 //! Kong's per-try timeouts and `retries` (kong-compat §2.8): a try that failed
 //! before the request left is always retried; one that failed after is retried
-//! only for an idempotent request without a body, re-sent from a copy, and only
+//! only for an idempotent request without a body, re-sent from a copy, only
 //! on a new connection or one idle long enough to be closing (a hot keep-alive
 //! connection failing mid-exchange is answered 502 rather than copying every
-//! request head up front).
+//! request head up front), and never when the upstream answered an invalid
+//! response (nginx's `invalid_header` is not in its default retry set).
 
 mod io;
 mod pool;
@@ -34,7 +35,10 @@ impl tollgate_shared::compile::BindUpstream for PoolRegistry {
 
     /// Each service reaches its pool directly from the compiled config; pools
     /// are shared by services with the same key and survive config swaps.
-    fn bind(&self, spec: &tollgate_shared::compile::UpstreamSpec) -> Result<UpstreamTarget, String> {
+    fn bind(
+        &self,
+        spec: &tollgate_shared::compile::UpstreamSpec,
+    ) -> Result<UpstreamTarget, String> {
         let pool = self.pool(PoolKey {
             protocol: spec.protocol,
             host: Arc::clone(&spec.host),
@@ -150,8 +154,8 @@ async fn forward_http1(
                 let error = ProxyError::from_hyper(failure.into_error());
                 let next = match (unsent, replay) {
                     (Some(unsent), _) => unsent,
-                    (None, Some(replay)) => replay.into_request(),
-                    (None, None) => return Err(error),
+                    (None, Some(replay)) if error.may_retry_after_send() => replay.into_request(),
+                    (None, _) => return Err(error),
                 };
                 if tries_left == 0 {
                     return Err(error);

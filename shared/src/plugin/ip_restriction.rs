@@ -3,18 +3,18 @@
 //! families, deny wins, evaluated on the resolved client address, with
 //! IPv4-mapped IPv6 addresses treated as the IPv4 address they carry.
 
-use crate::schema::engine::{Check, Field, Record, Subschema};
-use crate::schema::typedefs::{self, parse_ip_or_cidr, PROTOCOLS};
-use ipnet::IpNet;
 use crate::runtime::{
     CompileContext, CompilePlugin, Decision, Phases, PluginCompileError, PluginError,
     PluginRuntime, Rejection, RejectionStyle, RequestContext,
 };
+use crate::schema::engine::{Check, Field, Record, Subschema};
+use crate::schema::typedefs::{self, parse_ip_or_cidr, PROTOCOLS};
 use http::StatusCode;
+use ipnet::IpNet;
 use ipnet::{Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::net::IpAddr;
-use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

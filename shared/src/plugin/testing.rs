@@ -64,7 +64,10 @@ impl PluginRuntime for Counter {
 }
 
 impl CompilePlugin<CounterConfig> for Counter {
-    fn compile(config: &CounterConfig, cx: &CompileContext<'_>) -> Result<Self, PluginCompileError> {
+    fn compile(
+        config: &CounterConfig,
+        cx: &CompileContext<'_>,
+    ) -> Result<Self, PluginCompileError> {
         Ok(Counter {
             count: cx.resources.keyed::<AtomicU64>(&config.key),
         })
@@ -94,9 +97,7 @@ pub struct Recorder {
 struct Seen(Vec<&'static str>);
 
 impl PluginRuntime for Recorder {
-    const PHASES: Phases = Phases::ACCESS
-        .with(Phases::RESPONSE)
-        .with(Phases::LOG);
+    const PHASES: Phases = Phases::ACCESS.with(Phases::RESPONSE).with(Phases::LOG);
 
     async fn access(&self, ctx: &mut RequestContext) -> Result<Decision, PluginError> {
         seen(ctx).push("access");
@@ -111,7 +112,11 @@ impl PluginRuntime for Recorder {
     }
 
     fn log(&self, ctx: &RequestContext) {
-        let phases = ctx.state.get::<Seen>().map(|s| s.0.clone()).unwrap_or_default();
+        let phases = ctx
+            .state
+            .get::<Seen>()
+            .map(|s| s.0.clone())
+            .unwrap_or_default();
         let line = serde_json::json!({
             "tag": self.tag,
             "phases": phases,
@@ -134,14 +139,20 @@ fn seen(ctx: &mut RequestContext) -> &mut Vec<&'static str> {
 }
 
 impl CompilePlugin<RecorderConfig> for Recorder {
-    fn compile(config: &RecorderConfig, cx: &CompileContext<'_>) -> Result<Self, PluginCompileError> {
+    fn compile(
+        config: &RecorderConfig,
+        cx: &CompileContext<'_>,
+    ) -> Result<Self, PluginCompileError> {
         let sink = cx
             .resources
             .log_file(&config.path, false)
             .map_err(PluginCompileError::Resource)?;
         Ok(Recorder {
             sink,
-            tag: config.tag.clone().unwrap_or_else(|| cx.instance.id.to_string()),
+            tag: config
+                .tag
+                .clone()
+                .unwrap_or_else(|| cx.instance.id.to_string()),
         })
     }
 }

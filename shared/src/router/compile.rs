@@ -7,11 +7,11 @@
 //! route (a route with zero or one path is a single group keeping its own id).
 
 use super::{RequestInfo, RouteEntry, RouterError, UriCaptures};
+use crate::Route;
 use http::HeaderName;
 use regex::{Regex, RegexBuilder};
 use std::borrow::Cow;
 use std::sync::Arc;
-use crate::Route;
 use uuid::Uuid;
 
 /// Kong's namespace for the ids of split routes (`uuid.factory_v5` in

@@ -6,8 +6,8 @@
 use super::compile::{Group, GroupPaths, RequestFacts, HOST_BUF_LEN};
 use super::index::PathMatch;
 use super::*;
-use std::collections::BTreeMap;
 use crate::ForeignKey;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 const ENABLED_SERVICE: u128 = 0xE0;

@@ -128,7 +128,11 @@ impl PluginChain {
     }
 
     /// The response phase over the instances selected in `access`.
-    pub fn response(ctx: &mut RequestContext, status: &mut http::StatusCode, headers: &mut http::HeaderMap) {
+    pub fn response(
+        ctx: &mut RequestContext,
+        status: &mut http::StatusCode,
+        headers: &mut http::HeaderMap,
+    ) {
         if ctx.selected.is_empty() {
             return;
         }
@@ -136,7 +140,9 @@ impl PluginChain {
         for instance in &selected {
             if instance.plugin.phases().contains(Phase::Response) {
                 ctx.running = Some(instance.plugin.name());
-                instance.plugin.response(ctx, ResponseHead { status, headers });
+                instance
+                    .plugin
+                    .response(ctx, ResponseHead { status, headers });
                 ctx.running = None;
             }
         }
@@ -393,7 +399,10 @@ mod tests {
         Arc::get_mut(&mut only_https).unwrap().protocols = ProtocolSet::from_names(&["https"]);
         let chain = PluginChain::build(Uuid::from_u128(R), None, &[&only_https]);
         let mut http_request = context(Protocol::Http);
-        assert!(matches!(run_access(&chain, &mut http_request), Decision::Continue));
+        assert!(matches!(
+            run_access(&chain, &mut http_request),
+            Decision::Continue
+        ));
         let mut https_request = context(Protocol::Https);
         assert!(matches!(
             run_access(&chain, &mut https_request),

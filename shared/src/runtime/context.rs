@@ -156,5 +156,4 @@ impl RequestContext {
     pub fn consumer_id(&self) -> Option<uuid::Uuid> {
         self.consumer.as_ref().map(|c| c.id)
     }
-
 }

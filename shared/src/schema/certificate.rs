@@ -23,6 +23,7 @@ pub(crate) fn snis() -> Record {
         typedefs::id(),
         Field::string("name")
             .required()
+            .rule(Rule::LenMax(typedefs::MAX_HOST_LEN))
             .rule(Rule::Custom(typedefs::check_wildcard_host)),
         typedefs::timestamp("created_at"),
         typedefs::timestamp("updated_at"),

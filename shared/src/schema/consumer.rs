@@ -1,6 +1,6 @@
 //! The `consumers` schema.
 
-use super::engine::{Check, Field, Record};
+use super::engine::{Check, Record};
 use super::typedefs;
 
 pub(crate) fn schema() -> Record {
@@ -8,8 +8,8 @@ pub(crate) fn schema() -> Record {
         typedefs::id(),
         typedefs::timestamp("created_at"),
         typedefs::timestamp("updated_at"),
-        Field::string("username"),
-        Field::string("custom_id"),
+        typedefs::unique_string("username"),
+        typedefs::unique_string("custom_id"),
         typedefs::tags(),
     ])
     .checks(vec![Check::AtLeastOneOf(vec!["custom_id", "username"])])

@@ -96,6 +96,7 @@ pub(crate) enum Rule {
     Between(f64, f64),
     LenEq(usize),
     LenMin(usize),
+    LenMax(usize),
     StartsWith(&'static str),
     /// Kong's `match`, `match_none`, `match_all`, `match_any` stage.
     Pattern(ValueCheck),
@@ -116,6 +117,7 @@ impl Rule {
             Rule::Between(..) => 8,
             Rule::LenEq(_) => 9,
             Rule::LenMin(_) => 10,
+            Rule::LenMax(_) => 11,
             Rule::StartsWith(_) => 12,
             Rule::Pattern(_) => 14,
             Rule::Contains(_) => 18,
@@ -177,6 +179,11 @@ impl Rule {
                 |len| len >= *n,
                 || format!("length must be at least {n}"),
             ),
+            Rule::LenMax(n) => length_rule(
+                value,
+                |len| len <= *n,
+                || format!("length must be at most {n}"),
+            ),
             Rule::StartsWith(prefix) => match value.as_str() {
                 Some(s) if !s.starts_with(prefix) => Err(format!("should start with: {prefix}")),
                 _ => Ok(()),
@@ -231,6 +238,7 @@ impl Rule {
             ),
             Rule::LenEq(n) => ("len_eq", Value::from(*n)),
             Rule::LenMin(n) => ("len_min", Value::from(*n)),
+            Rule::LenMax(n) => ("len_max", Value::from(*n)),
             Rule::StartsWith(p) => ("starts_with", Value::from(*p)),
             Rule::Contains(v) => ("contains", v.clone()),
             Rule::MutuallyExclusiveSubsets(s) => (
@@ -274,6 +282,9 @@ pub(crate) struct Field {
     pub rules: Vec<Rule>,
     /// Replaces every rule's message (Kong's `err`), not type errors.
     pub err: Option<&'static str>,
+    /// An explicit `null` takes the default. Kong stores the `null`; Tollgate's
+    /// typed entities need a value there, so `null` resets the field instead.
+    pub null_is_default: bool,
 }
 
 impl Field {
@@ -286,6 +297,7 @@ impl Field {
             auto: None,
             rules: Vec::new(),
             err: None,
+            null_is_default: false,
         }
     }
 
@@ -337,6 +349,13 @@ impl Field {
 
     pub fn default(mut self, value: Value) -> Self {
         self.default = Some(value);
+        self
+    }
+
+    /// A default that an explicit `null` also takes (see [`Field::null_is_default`]).
+    pub fn default_on_null(mut self, value: Value) -> Self {
+        self.default = Some(value);
+        self.null_is_default = true;
         self
     }
 
@@ -712,7 +731,8 @@ fn fill_missing(field: &Field, data: &mut Map<String, Value>) {
         }
         return;
     }
-    if current.is_some() {
+    let reset = field.null_is_default && current.is_some_and(Value::is_null);
+    if current.is_some() && !reset {
         return;
     }
     if let Some(default) = &field.default {

@@ -27,10 +27,10 @@ pub(crate) fn schema() -> Record {
                 json!(307),
                 json!(308),
             ])),
-        Field::integer("regex_priority").default(json!(0)),
+        Field::integer("regex_priority").default_on_null(json!(0)),
         Field::boolean("strip_path").required().default(json!(true)),
         Field::string("path_handling")
-            .default(json!("v0"))
+            .default_on_null(json!("v0"))
             .rule(Rule::OneOf(strings(&["v0", "v1"]))),
         Field::boolean("preserve_host")
             .required()

@@ -19,7 +19,7 @@ pub(crate) fn schema() -> Record {
         typedefs::timestamp("updated_at"),
         typedefs::utf8_name("name"),
         Field::integer("retries")
-            .default(json!(5))
+            .default_on_null(json!(5))
             .rule(Rule::Between(0.0, 32767.0)),
         typedefs::protocol("protocol")
             .required()
@@ -61,7 +61,7 @@ pub(crate) fn schema() -> Record {
 
 fn nonzero_timeout(name: &'static str) -> Field {
     Field::integer(name)
-        .default(json!(60000))
+        .default_on_null(json!(60000))
         .rule(Rule::Between(1.0, 2_147_483_646.0))
 }
 

@@ -35,12 +35,32 @@ pub(crate) fn timestamp(name: &'static str) -> Field {
         .auto(Auto::Timestamp)
 }
 
+/// Longest name, username, custom id, instance name or credential key, in
+/// bytes. These are unique columns: PostgreSQL refuses a btree index entry
+/// over about 2,700 bytes, so an unbounded value would fail in the database
+/// (as a 500) instead of in validation. Kong sets no limit.
+pub(crate) const MAX_KEY_LEN: usize = 512;
+/// Longest tag, in bytes (Kong sets no limit; tags are matched in the store).
+pub(crate) const MAX_TAG_LEN: usize = 512;
+/// Longest SNI or host name: a DNS name has at most 253 characters.
+pub(crate) const MAX_HOST_LEN: usize = 253;
+
+/// A unique string column of the store: a name, username, custom id or key.
+pub(crate) fn unique_string(name: &'static str) -> Field {
+    Field::string(name).rule(Rule::LenMax(MAX_KEY_LEN))
+}
+
 pub(crate) fn utf8_name(name: &'static str) -> Field {
-    Field::string(name).rule(Rule::Custom(check_utf8_name))
+    unique_string(name).rule(Rule::Custom(check_utf8_name))
 }
 
 pub(crate) fn tags() -> Field {
-    Field::set("tags", Field::string("").rule(Rule::Custom(check_tag)))
+    Field::set(
+        "tags",
+        Field::string("")
+            .rule(Rule::LenMax(MAX_TAG_LEN))
+            .rule(Rule::Custom(check_tag)),
+    )
 }
 
 pub(crate) fn protocol(name: &'static str) -> Field {
@@ -82,7 +102,9 @@ pub(crate) fn header_name(name: &'static str) -> Field {
 }
 
 pub(crate) fn sni(name: &'static str) -> Field {
-    Field::string(name).rule(Rule::Custom(check_sni))
+    Field::string(name)
+        .rule(Rule::LenMax(MAX_HOST_LEN))
+        .rule(Rule::Custom(check_sni))
 }
 
 pub(crate) fn ip_or_cidr(name: &'static str) -> Field {

@@ -4,6 +4,8 @@
 
 mod consumers;
 mod forms;
+mod lengths;
+mod nulls;
 mod plugins;
 mod roundtrip;
 mod routes;

@@ -108,7 +108,9 @@ fn default_protocols_per_plugin() {
 
 #[test]
 fn bundled_names_and_priorities() {
-    let mut bundled: Vec<&str> = plugin::bundled().filter(|n| !n.starts_with("tollgate-test")).collect();
+    let mut bundled: Vec<&str> = plugin::bundled()
+        .filter(|n| !n.starts_with("tollgate-test"))
+        .collect();
     bundled.sort_unstable();
     assert_eq!(
         bundled,
@@ -159,6 +161,7 @@ fn jwt_defaults_and_rules() {
             "maximum_expiration": 0,
             "header_names": ["authorization"],
             "realm": null,
+            "leeway": 0,
         })
     );
     expect_errors(
@@ -182,6 +185,10 @@ fn jwt_defaults_and_rules() {
                     "@entity": ["failed conditional validation given value of field 'config.maximum_expiration'"],
                     "config": {"claims_to_verify": "expected to contain: exp"},
                 }),
+            ),
+            (
+                json!({"name": "jwt", "config": {"leeway": -1}}),
+                json!({"config": {"leeway": "value should be between 0 and 31536000"}}),
             ),
             (
                 json!({"name": "jwt", "config": {"secret_is_base64": null}}),
@@ -209,6 +216,7 @@ fn jwt_defaults_and_rules() {
     assert_eq!(config.key_claim_name, "kid");
     assert_eq!(config.header_names, vec!["authorization"]);
     assert_eq!(config.realm.as_deref(), Some("r"));
+    assert_eq!(config.leeway, 0.0);
 }
 
 #[test]

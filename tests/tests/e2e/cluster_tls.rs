@@ -208,6 +208,17 @@ async fn data_plane_applies_acks_and_rejects_over_mtls() {
     })
     .await;
     assert_eq!(sink.applied().unwrap().0, 2);
+    // The data plane shows why it gets no configs (its `/status` control_plane).
+    tollgate_tests::cluster::wait_until("the refusal to reach the data plane", || async {
+        let link = status.link();
+        Ok((link.state == sync::LinkState::Refused).then_some(link))
+    })
+    .await
+    .map(|link| {
+        let reason = link.last_error.unwrap_or_default();
+        assert!(reason.contains("rate-limiting"), "{reason}");
+    })
+    .unwrap();
 
     stop.cancel();
     cluster.stop.cancel();

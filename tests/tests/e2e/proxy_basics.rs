@@ -179,11 +179,7 @@ async fn kong_errors_for_no_route_and_no_service() {
 #[tokio::test]
 async fn client_limits_answer_414_and_431() {
     let upstream = echo::spawn().await.unwrap();
-    let config = ConfigBuilder::new()
-        .service(1, upstream, json!({}))
-        .route(10, Some(1), &["/"], json!({}))
-        .build()
-        .unwrap();
+    let config = dataplane::one_route(upstream, json!({})).unwrap();
     let dp = dataplane::start(Settings::loopback(), &config)
         .await
         .unwrap();
@@ -239,11 +235,7 @@ async fn client_limits_answer_414_and_431() {
 #[tokio::test]
 async fn slow_request_heads_are_cut_off() {
     let upstream = echo::spawn().await.unwrap();
-    let config = ConfigBuilder::new()
-        .service(1, upstream, json!({}))
-        .route(10, Some(1), &["/"], json!({}))
-        .build()
-        .unwrap();
+    let config = dataplane::one_route(upstream, json!({})).unwrap();
     let mut settings = Settings::loopback();
     settings.limits.header_timeout = Duration::from_millis(300);
     let dp = dataplane::start(settings, &config).await.unwrap();
@@ -279,11 +271,7 @@ async fn status_and_readiness() {
     assert_eq!(get(dp.proxy_addrs()[0], "/x").await.unwrap().status, 404);
 
     let upstream = echo::spawn().await.unwrap();
-    let config = ConfigBuilder::new()
-        .service(1, upstream, json!({}))
-        .route(10, Some(1), &["/"], json!({}))
-        .build()
-        .unwrap();
+    let config = dataplane::one_route(upstream, json!({})).unwrap();
     let applied = dp.gateway().apply_local(&config).unwrap();
     let ready = get(status, "/status/ready").await.unwrap();
     assert_eq!(ready.status, 200);
@@ -303,11 +291,7 @@ async fn status_and_readiness() {
 #[tokio::test]
 async fn stalled_request_bodies_are_408() {
     let upstream = echo::spawn().await.unwrap();
-    let config = ConfigBuilder::new()
-        .service(1, upstream, json!({}))
-        .route(10, Some(1), &["/"], json!({}))
-        .build()
-        .unwrap();
+    let config = dataplane::one_route(upstream, json!({})).unwrap();
     let mut settings = Settings::loopback();
     settings.limits.body_timeout = Duration::from_millis(300);
     let dp = dataplane::start(settings, &config).await.unwrap();

@@ -126,37 +126,25 @@ fn restricted_config(upstream: SocketAddr) -> tollgate_shared::Config {
             100,
             "ip-restriction",
             json!({"allow": ["10.0.0.0/8"]}),
-            Scope {
-                route: Some(10),
-                ..Scope::default()
-            },
+            Scope::route(10),
         )
         .plugin(
             101,
             "ip-restriction",
             json!({"deny": ["127.0.0.1", "::1"]}),
-            Scope {
-                route: Some(11),
-                ..Scope::default()
-            },
+            Scope::route(11),
         )
         .plugin(
             102,
             "ip-restriction",
             json!({"deny": ["127.0.0.0/8"], "status": 401, "message": "go away"}),
-            Scope {
-                route: Some(13),
-                ..Scope::default()
-            },
+            Scope::route(13),
         )
         .plugin(
             103,
             "ip-restriction",
             json!({"allow": ["::1/128"]}),
-            Scope {
-                route: Some(14),
-                ..Scope::default()
-            },
+            Scope::route(14),
         )
         .build()
         .unwrap()
@@ -296,19 +284,13 @@ async fn global_and_service_plugins_apply_unless_a_route_overrides() {
             101,
             "ip-restriction",
             json!({"deny": ["10.0.0.0/8"]}),
-            Scope {
-                route: Some(11),
-                ..Scope::default()
-            },
+            Scope::route(11),
         )
         .plugin(
             102,
             "ip-restriction",
             json!({"deny": ["127.0.0.0/8"], "status": 418}),
-            Scope {
-                service: Some(2),
-                ..Scope::default()
-            },
+            Scope::service(2),
         )
         .build()
         .unwrap();
@@ -338,12 +320,12 @@ async fn unsupported_plugins_refuse_the_whole_config() {
     let bad = ConfigBuilder::new()
         .service(1, upstream, json!({}))
         .route(10, Some(1), &["/fwd"], json!({}))
-        .plugin(100, "jwt", json!({}), Scope::default())
+        .plugin(100, "prometheus", json!({}), Scope::default())
         .build()
         .unwrap();
     let errors = dp.gateway().apply_local(&bad).unwrap_err();
     assert!(
-        errors.iter().any(|e| e.to_string().contains("jwt")),
+        errors.iter().any(|e| e.to_string().contains("prometheus")),
         "{errors:?}"
     );
     // The previous config keeps serving.

@@ -64,11 +64,7 @@ fn post(path: &str, body: &'static str) -> http::Request<Full<Bytes>> {
 
 #[tokio::test]
 async fn closed_port_is_502_with_kong_body() {
-    let config = ConfigBuilder::new()
-        .service(1, closed_port().await, json!({"retries": 2}))
-        .route(10, Some(1), &["/"], json!({}))
-        .build()
-        .unwrap();
+    let config = dataplane::one_route(closed_port().await, json!({"retries": 2})).unwrap();
     let dp = dataplane::start(Settings::loopback(), &config)
         .await
         .unwrap();
@@ -173,11 +169,7 @@ async fn retries_follow_kong_rules() {
     ];
     for case in cases {
         let (upstream, connections) = flaky_upstream(case.broken).await;
-        let config = ConfigBuilder::new()
-            .service(1, upstream, json!({"retries": case.retries}))
-            .route(10, Some(1), &["/"], json!({}))
-            .build()
-            .unwrap();
+        let config = dataplane::one_route(upstream, json!({"retries": case.retries})).unwrap();
         let dp = dataplane::start(Settings::loopback(), &config)
             .await
             .unwrap();
@@ -205,11 +197,7 @@ async fn retries_follow_kong_rules() {
 
     // A POST body streams through to a healthy upstream.
     let (upstream, connections) = flaky_upstream(0).await;
-    let config = ConfigBuilder::new()
-        .service(1, upstream, json!({"retries": 3}))
-        .route(10, Some(1), &["/"], json!({}))
-        .build()
-        .unwrap();
+    let config = dataplane::one_route(upstream, json!({"retries": 3})).unwrap();
     let dp = dataplane::start(Settings::loopback(), &config)
         .await
         .unwrap();
@@ -225,11 +213,7 @@ async fn retries_follow_kong_rules() {
 #[tokio::test]
 async fn keep_alive_connections_are_reused() {
     let (upstream, connections) = flaky_upstream(0).await;
-    let config = ConfigBuilder::new()
-        .service(1, upstream, json!({}))
-        .route(10, Some(1), &["/"], json!({}))
-        .build()
-        .unwrap();
+    let config = dataplane::one_route(upstream, json!({})).unwrap();
     let dp = dataplane::start(Settings::loopback(), &config)
         .await
         .unwrap();
