@@ -111,7 +111,8 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     let upstream_tls = UpstreamTls::new(UpstreamTls::system_roots())?;
     let pools = Arc::new(PoolRegistry::new(settings.pool.clone(), upstream_tls));
     let file_sinks = Arc::new(plugins::resources::FileSinks::default());
-    let resources = tollgate_shared::runtime::Resources::live(file_sinks);
+    let resources = tollgate_shared::runtime::Resources::live(file_sinks)
+        .with_redis(Arc::new(plugins::redis::RedisServers::default()));
     let gateway = Arc::new(Gateway::new(Deps { pools, resources }, Arc::clone(&status)));
     let (trigger, signal) = shutdown::channel();
     let drain = Arc::new(Drain::default());

@@ -24,7 +24,10 @@ pub use jwt::{
     KeySet, Verifier,
 };
 pub use prometheus::PrometheusConfig;
-pub use rate_limiting::{LimitBy, Period, RateLimitPolicy, RateLimitingConfig, RedisConfig};
+pub use rate_limiting::{
+    LimitBy, Period, RateLimitAlgorithm, RateLimitPolicy, RateLimiting, RateLimitingConfig,
+    RateLimitingError, RedisConfig, RedisFailureMode,
+};
 
 use crate::entity::EntityKind;
 use crate::runtime::{
@@ -180,7 +183,7 @@ plugin_table! {
         name: "rate-limiting",
         priority: 910,
         config: RateLimitingConfig,
-        runtime: Unsupported,
+        runtime: RateLimiting,
         schema: rate_limiting::subschema,
     }
     Prometheus {

@@ -15,7 +15,10 @@ mod resources;
 
 pub use chain::{ChainStep, PluginChain, PluginFailure, PluginInstance};
 pub use context::{ByteCounts, ConsumerRef, CredentialRef, RequestContext, Timings};
-pub use resources::{LineSink, LogFiles, Resources, SharedSet};
+pub use resources::{
+    LineSink, LogFiles, RedisConnector, RedisFailure, RedisReply, RedisScript, RedisServer,
+    Resources, SharedSet,
+};
 
 use http::{HeaderMap, StatusCode};
 use std::borrow::Cow;

@@ -14,4 +14,5 @@ mod e2e {
     pub mod proxy_protocols;
     pub mod proxy_security;
     pub mod proxy_upstream;
+    pub mod rate_limiting;
 }
