@@ -638,7 +638,11 @@ async fn forward(
     } else {
         upstream::forward(&service.target, upstream_request).await
     };
-    let UpstreamResponse { response, lease } = match result {
+    let UpstreamResponse {
+        response,
+        lease,
+        connected_at,
+    } = match result {
         Ok(exchange)
             if exchange.response.status() == StatusCode::SWITCHING_PROTOCOLS && !upgrade =>
         {
@@ -655,6 +659,7 @@ async fn forward(
             return Err(Exit::failed(&error, hints, client_version));
         }
     };
+    ctx.timings.upstream_connected = connected_at.map(Instant::into_std);
     let first_byte = Instant::now();
     ctx.timings.upstream_first_byte = Some(first_byte.into_std());
     let upstream_latency = first_byte - sent_at;
@@ -933,6 +938,7 @@ async fn upgrade_exchange(
     Ok(UpstreamResponse {
         response,
         lease: None,
+        connected_at: None,
     })
 }
 
