@@ -27,6 +27,7 @@ test:
 	export DATABASE_URL=$${DATABASE_URL:-$$(sed -n 1p <<<"$$urls")} && \
 	export REDIS_URL=$${REDIS_URL:-$$(sed -n 2p <<<"$$urls")} && \
 	echo "DATABASE_URL=$$DATABASE_URL REDIS_URL=$$REDIS_URL" && \
+	{ python3 -c 'import jwt' 2>/dev/null || python3 -m pip install --quiet 'pyjwt[crypto]'; } && \
 	$(CARGO) test --workspace --no-fail-fast && \
 	tests/scripts/schemathesis.sh && \
 	tests/scripts/run-smoke.sh

@@ -4,17 +4,14 @@
 //! plugin chains, certificates, credential indexes) is the code the control
 //! plane runs before it accepts a change.
 
-use crate::proxy::upstream::{PoolRegistry, UpstreamTarget};
+use crate::proxy::upstream::PoolRegistry;
 use std::sync::Arc;
 use tollgate_shared::runtime::Resources;
 use tollgate_shared::Config;
 
 pub use tollgate_shared::compile::{check, CompileError, ConfigMeta};
 
-/// One immutable runtime config of this node.
-pub type Compiled = tollgate_shared::compile::Compiled<UpstreamTarget>;
-pub type CompiledRoute = tollgate_shared::compile::CompiledRoute<UpstreamTarget>;
-pub type CompiledService = tollgate_shared::compile::CompiledService<UpstreamTarget>;
+pub use crate::proxy::{Compiled, CompiledRoute, CompiledService};
 
 /// What the compile step needs from the running data plane; never I/O.
 #[derive(Debug, Clone)]

@@ -1,17 +1,17 @@
-//! The gateway: the one `ArcSwap<Compiled>` every request loads once, and the
-//! single entry point that compiles and swaps a new config in (`apply`), used
-//! by the config-file loader and by the cluster sync client. It owns the
-//! config thread (`worker`) where configs are compiled and old ones freed.
+//! The gateway: the single entry point that compiles and swaps a new config
+//! into the one `ArcSwap` ([`LiveConfig`]) every request loads once
+//! (`apply`), used by the config-file loader and by the cluster sync client.
+//! It owns the config thread (`config_thread`) where configs are compiled and
+//! old ones freed.
 
-mod worker;
-
-pub use worker::{ConfigThread, JobAborted};
+pub use crate::config_thread::{ConfigThread, JobAborted};
+pub use crate::status::Applied;
 
 use crate::compile::{compile, CompileError, Compiled, ConfigMeta, Deps};
+use crate::proxy::LiveConfig;
 use crate::status::StatusState;
 use crate::sync::{Persist, SnapshotSink};
 use crate::tls::CertificateSource;
-use arc_swap::ArcSwap;
 use rustls::sign::CertifiedKey;
 use rustls::SignatureScheme;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,18 +19,9 @@ use std::sync::Arc;
 use tollgate_shared::snapshot::{Snapshot, SnapshotError};
 use tollgate_shared::Config;
 
-/// A config that was compiled and swapped in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
-    pub version: u64,
-    pub hash: String,
-    /// Unix milliseconds of the swap.
-    pub applied_at_ms: i64,
-}
-
 #[derive(Debug)]
 pub struct Gateway {
-    compiled: ArcSwap<Compiled>,
+    compiled: Arc<LiveConfig>,
     deps: Deps,
     status: Arc<StatusState>,
     local_version: AtomicU64,
@@ -41,7 +32,7 @@ impl Gateway {
     /// Starts the gateway's config thread too.
     pub fn new(deps: Deps, status: Arc<StatusState>) -> Self {
         Self {
-            compiled: ArcSwap::from_pointee(Compiled::empty()),
+            compiled: Arc::default(),
             deps,
             status,
             local_version: AtomicU64::new(0),
@@ -65,7 +56,12 @@ impl Gateway {
 
     /// The config to use for one request (or one handshake).
     pub fn current(&self) -> Arc<Compiled> {
-        self.compiled.load_full()
+        self.compiled.current()
+    }
+
+    /// The running config's one `ArcSwap`, which the proxy reads.
+    pub fn live_config(&self) -> &Arc<LiveConfig> {
+        &self.compiled
     }
 
     pub fn status(&self) -> &Arc<StatusState> {
@@ -216,7 +212,10 @@ impl CertificateSource for Gateway {
         server_name: &str,
         offered: &[SignatureScheme],
     ) -> Option<Arc<CertifiedKey>> {
-        self.compiled.load().certificates.find(server_name, offered)
+        self.compiled
+            .current()
+            .certificates
+            .find(server_name, offered)
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod compile;
 pub mod config_file;
+pub mod config_thread;
 pub mod gateway;
 pub mod plugins;
 pub mod proxy;
@@ -110,12 +111,14 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     let upstream_tls = UpstreamTls::new(UpstreamTls::system_roots())?;
     let pools = Arc::new(PoolRegistry::new(settings.pool.clone(), upstream_tls));
     let file_sinks = Arc::new(plugins::resources::FileSinks::default());
-    let resources = tollgate_shared::runtime::Resources::live(file_sinks);
+    let resources = tollgate_shared::runtime::Resources::live(file_sinks)
+        .with_redis(Arc::new(plugins::redis::RedisServers::default()));
     let gateway = Arc::new(Gateway::new(Deps { pools, resources }, Arc::clone(&status)));
     let (trigger, signal) = shutdown::channel();
     let drain = Arc::new(Drain::default());
     let shared = Arc::new(ProxyShared::new(
-        Arc::clone(&gateway),
+        Arc::clone(gateway.live_config()),
+        Arc::clone(&status),
         settings.trusted_ips.clone(),
         settings.real_ip_header.clone(),
         settings.limits.clone(),

@@ -1,8 +1,10 @@
 //! The data plane's side of the plugin runtime. Plugins themselves (config,
 //! schema, compile and phases) live in `tollgate_shared::plugin`, one module
 //! each, named in one table; this module re-exports what the proxy drives and
-//! owns the live resources they use (`resources`: log files today).
+//! owns the live resources they use (`resources`: log files; `redis`: Redis
+//! connections with a circuit breaker).
 
+pub mod redis;
 pub mod resources;
 
 pub use tollgate_shared::runtime::{

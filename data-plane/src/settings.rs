@@ -673,11 +673,13 @@ mod tests {
             "client-max-body-size = \"10m\"\nclient_body_buffer_size = 4096\nmax_connections_per_ip = 8\n",
         )
         .unwrap();
-        let s = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        let s = parse(&["--config-file", "k.yml", "--config", path.to_str().unwrap()]).unwrap();
         assert_eq!(s.limits.max_body_size, 10 << 20);
         assert_eq!(s.limits.body_buffer_size, 4096);
         assert_eq!(s.limits.max_connections_per_ip, 8);
         let s = parse(&[
+            "--config-file",
+            "k.yml",
             "--client-max-body-size",
             "512K",
             "--client-body-timeout",
@@ -686,7 +688,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.limits.max_body_size, 512 << 10);
         assert_eq!(s.limits.body_timeout, Duration::from_secs(5));
-        let defaults = parse(&[]).unwrap().limits;
+        let defaults = parse(&["--config-file", "k.yml"]).unwrap().limits;
         assert_eq!(defaults.max_body_size, 0);
         assert_eq!(defaults.max_connections_per_ip, 0);
         for bad in ["", "k", "10x", "-1", "99999999999g"] {

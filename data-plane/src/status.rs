@@ -3,8 +3,6 @@
 //! config facts it reports. The state is an explicit value passed to whoever
 //! updates it; nothing here is global.
 
-use crate::compile::CompileError;
-use crate::gateway::Applied;
 use crate::shutdown::ShutdownSignal;
 use crate::sync::SyncStatus;
 use bytes::Bytes;
@@ -17,6 +15,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 use tokio::net::TcpListener;
+use tollgate_shared::compile::CompileError;
+
+/// A config that was compiled and swapped in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub version: u64,
+    pub hash: String,
+    /// Unix milliseconds of the swap.
+    pub applied_at_ms: i64,
+}
 
 /// Renders the Prometheus exposition for `/metrics`.
 pub trait MetricsRenderer: Send + Sync + std::fmt::Debug {

@@ -16,7 +16,7 @@ pub use tollgate_shared::certificates::validity;
 pub use connect::{ConnectProblem, Connector, ConnectorError, TlsSetupError, CONNECT_TIMEOUT};
 
 use crate::cache::SnapshotCache;
-use crate::gateway::ConfigThread;
+use crate::config_thread::ConfigThread;
 use persist::{PersistQueue, Persister};
 use rand::Rng;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -19,9 +19,15 @@ pub mod testing;
 pub use file_log::{FileLog, FileLogConfig};
 pub use http_log::{HttpLogConfig, HttpLogMethod, QueueConfig};
 pub use ip_restriction::{IpRestriction, IpRestrictionConfig, IpRestrictionError};
-pub use jwt::{JwtClaim, JwtConfig};
+pub use jwt::{
+    consumer_headers, public_key_parses, JwksError, JwksLimits, Jwt, JwtClaim, JwtConfig, KeyError,
+    KeySet, Verifier,
+};
 pub use prometheus::PrometheusConfig;
-pub use rate_limiting::{LimitBy, Period, RateLimitPolicy, RateLimitingConfig, RedisConfig};
+pub use rate_limiting::{
+    LimitBy, Period, RateLimitAlgorithm, RateLimitPolicy, RateLimiting, RateLimitingConfig,
+    RateLimitingError, RedisConfig, RedisFailureMode,
+};
 
 use crate::entity::EntityKind;
 use crate::runtime::{
@@ -163,7 +169,7 @@ plugin_table! {
         name: "jwt",
         priority: 1450,
         config: JwtConfig,
-        runtime: Unsupported,
+        runtime: Jwt,
         schema: jwt::subschema,
     }
     IpRestriction {
@@ -177,7 +183,7 @@ plugin_table! {
         name: "rate-limiting",
         priority: 910,
         config: RateLimitingConfig,
-        runtime: Unsupported,
+        runtime: RateLimiting,
         schema: rate_limiting::subschema,
     }
     Prometheus {

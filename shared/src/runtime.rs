@@ -19,7 +19,10 @@ pub use context::{
     ByteCounts, ConsumerRef, CredentialRef, LogFacts, RequestContext, Timings, TlsFacts,
 };
 pub use log_record::{LogRecord, DEFAULT_WORKSPACE_ID};
-pub use resources::{LineSink, LogFiles, Resources, SharedSet};
+pub use resources::{
+    LineSink, LogFiles, RedisConnector, RedisFailure, RedisReply, RedisScript, RedisServer,
+    Resources, SharedSet,
+};
 
 use http::{HeaderMap, StatusCode};
 use std::borrow::Cow;
@@ -142,6 +145,9 @@ pub enum RejectionStyle {
     Error,
     /// `kong.response.exit`: plain `{"message":…}` JSON.
     Exit,
+    /// `kong.response.exit` with a table body: `message` is the JSON object
+    /// text itself (e.g. jwt's `{"exp":"token expired"}`).
+    ExitJson,
 }
 
 /// A plugin that could not do its work (a backend failed, a bug). The request

@@ -17,7 +17,7 @@ mod route;
 pub(crate) mod service;
 pub(crate) mod typedefs;
 
-pub use jwt_secret::public_key_parses;
+pub use crate::plugin::public_key_parses;
 pub use route::{compile_path_regex, normalize_path};
 pub use typedefs::parse_ip_or_cidr;
 

@@ -9,7 +9,10 @@
 #
 # Cases: no plugins (10 routes), ip-restriction (10 routes), 10,000 routes.
 # Environment: DURATION (s, default 10), ROUNDS (default 3), CONNECTIONS
-# (default 32), CASES (default "plain ip-restriction routes-10000").
+# (default 32), CASES (default "plain ip-restriction routes-10000"),
+# BASELINE_DP (optional: another tollgate-dp binary, e.g. built from the
+# previous release, measured as target "before" in the same interleaved
+# rounds, so a change is judged against its own baseline in one run).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -183,22 +186,37 @@ for case in $CASES; do
     --cache-dir "$work/cache" 2> "$work/tollgate-$case.log" &
   tollgate_pid=$!
   pids+=("$tollgate_pid")
+  before_pid=
+  if [ -n "${BASELINE_DP:-}" ]; then
+    before_port=$(free_port)
+    before_status=$(free_port)
+    RUST_LOG=warn taskset -c 0 "$BASELINE_DP" serve --workers 1 \
+      --config-file "$work/tollgate-$case.yaml" \
+      --proxy-listen "127.0.0.1:$before_port" --status-listen "127.0.0.1:$before_status" \
+      --cache-dir "$work/cache-before" 2> "$work/before-$case.log" &
+    before_pid=$!
+    pids+=("$before_pid")
+  fi
 
   wait_http "http://127.0.0.1:$nginx_port$path"
   wait_http "http://127.0.0.1:$status_port/status/ready"
   wait_http "http://127.0.0.1:$tollgate_port$path"
+  if [ -n "$before_pid" ]; then wait_http "http://127.0.0.1:$before_port$path"; fi
 
   # Warm-up: connections, pools, caches.
-  for url in "http://127.0.0.1:$nginx_port$path" "http://127.0.0.1:$tollgate_port$path"; do
+  for url in "http://127.0.0.1:$nginx_port$path" "http://127.0.0.1:$tollgate_port$path" ${before_pid:+"http://127.0.0.1:$before_port$path"}; do
     taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s "$url" >/dev/null
   done
   for round in $(seq 1 "$ROUNDS"); do
     measure "$case" direct "http://127.0.0.1:$UPSTREAM_PORT$path" "$UPSTREAM_PID" "$round"
     measure "$case" nginx "http://127.0.0.1:$nginx_port$path" "$nginx_pid" "$round"
     measure "$case" tollgate "http://127.0.0.1:$tollgate_port$path" "$tollgate_pid" "$round"
+    if [ -n "$before_pid" ]; then
+      measure "$case" before "http://127.0.0.1:$before_port$path" "$before_pid" "$round"
+    fi
   done
-  kill "$nginx_pid" "$tollgate_pid"
-  wait "$nginx_pid" "$tollgate_pid" 2>/dev/null || true
+  kill "$nginx_pid" "$tollgate_pid" $before_pid
+  wait "$nginx_pid" "$tollgate_pid" $before_pid 2>/dev/null || true
 done
 
 python3 - "$results" "$CLK_TCK" "$CONNECTIONS" "$DURATION" "$ROUNDS" <<'PY'
@@ -222,7 +240,7 @@ for case, _ in rows:
         cases.append(case)
 summary = {}
 for case in cases:
-    for target in ("direct", "nginx", "tollgate"):
+    for target in ("direct", "nginx", "tollgate", "before"):
         samples = rows.get((case, target))
         if not samples:
             continue
@@ -230,9 +248,11 @@ for case in cases:
         errors = ",".join(sorted({s[4] for s in samples}))
         summary[(case, target)] = med
         print(f"{case:<16}{target:<10}{med[0]:>10.0f}{med[1]:>9.0f}{med[2]:>9.0f}{med[3]:>12.2f}  {errors}")
-print(f"\n{'case':<16}{'throughput tollgate/nginx':>27}{'CPU/req tollgate/nginx':>25}")
+print(f"\n{'case':<16}{'target':<10}{'throughput /nginx':>19}{'CPU/req /nginx':>16}{'p99 /nginx':>12}")
 for case in cases:
-    n, t = summary.get((case, "nginx")), summary.get((case, "tollgate"))
-    if n and t:
-        print(f"{case:<16}{t[0] / n[0]:>27.2f}{t[3] / n[3]:>25.2f}")
+    n = summary.get((case, "nginx"))
+    for target in ("tollgate", "before"):
+        t = summary.get((case, target))
+        if n and t:
+            print(f"{case:<16}{target:<10}{t[0] / n[0]:>19.2f}{t[3] / n[3]:>16.2f}{t[2] / n[2]:>12.2f}")
 PY

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod e2e {
+    pub mod auth_jwt;
     pub mod cluster_sync;
     pub mod cluster_tls;
     pub mod file_log;
@@ -14,4 +15,5 @@ mod e2e {
     pub mod proxy_protocols;
     pub mod proxy_security;
     pub mod proxy_upstream;
+    pub mod rate_limiting;
 }

@@ -44,7 +44,7 @@ fn message(version: u64, config: Config) -> pb::Snapshot {
 
 /// A config the shared crate accepts but this data plane cannot compile.
 fn uncompilable() -> Config {
-    config("plugins:\n  - name: jwt\n")
+    config("plugins:\n  - name: prometheus\n")
 }
 
 #[test]
@@ -119,4 +119,38 @@ async fn the_file_mode_hash_is_the_config_hash() {
         .unwrap();
     assert_eq!(applied.hash, hash);
     assert_eq!(applied.version, 1);
+}
+
+#[test]
+fn the_control_plane_check_refuses_what_the_data_plane_refuses_with_the_same_message() {
+    let gateway = gateway();
+    let bad_regex = {
+        let mut config = config("");
+        config.routes[0].paths = Some(vec!["~/(unclosed".to_string()]);
+        config
+    };
+    let missing_service = {
+        let mut config = config("");
+        config.routes[0].service = Some(tollgate_shared::ForeignKey::from(uuid::Uuid::nil()));
+        config
+    };
+    for (name, config) in [
+        ("unsupported plugin", uncompilable()),
+        ("invalid regex", bad_regex),
+        ("missing service", missing_service),
+    ] {
+        let on_data_plane: Vec<String> = gateway
+            .apply_local(&config)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let on_control_plane: Vec<String> = tollgate_shared::compile::check(&config)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(!on_data_plane.is_empty(), "{name}");
+        assert_eq!(on_control_plane, on_data_plane, "{name}");
+    }
 }

@@ -21,6 +21,8 @@ pub enum Style {
     ErrorPage,
     /// C: `kong.response.exit`, `{"message": …}`.
     Exit,
+    /// C with a table body: the message is the JSON object text, sent as is.
+    ExitJson,
 }
 
 /// A response the proxy generates instead of (or after failing at) proxying.
@@ -73,6 +75,7 @@ impl Reply {
             style: match rejection.style {
                 RejectionStyle::Error => Style::KongError,
                 RejectionStyle::Exit => Style::Exit,
+                RejectionStyle::ExitJson => Style::ExitJson,
             },
             headers: None,
             empty: false,
@@ -173,7 +176,7 @@ fn choose_format(style: Style, hints: &FormatHints) -> Format {
         .and_then(|v| v.to_str().ok())
         .and_then(format_from_accept);
     match style {
-        Style::Exit => Format::Json,
+        Style::Exit | Style::ExitJson => Format::Json,
         Style::KongError => from_accept.unwrap_or(Format::Json),
         Style::ErrorPage => from_accept
             .or_else(|| {
@@ -194,6 +197,7 @@ fn json_string(text: &str) -> String {
 
 fn render(format: Format, style: Style, message: &str, request_id: &str) -> (String, &'static str) {
     match (style, format) {
+        (Style::ExitJson, _) => (message.to_string(), "application/json; charset=utf-8"),
         (Style::Exit, _) => (
             format!("{{\"message\":{}}}", json_string(message)),
             "application/json; charset=utf-8",
@@ -258,7 +262,8 @@ pub fn respond(
     values: &StaticValues,
     elapsed: Duration,
 ) -> Response<ResponseBody> {
-    let mut response = if hints.is_grpc() && reply.style != Style::Exit {
+    let exit = matches!(reply.style, Style::Exit | Style::ExitJson);
+    let mut response = if hints.is_grpc() && !exit {
         let mut response = Response::new(ResponseBody::empty());
         let headers = response.headers_mut();
         headers.insert(

@@ -8,7 +8,7 @@ use super::conn_limit::PerIpConnections;
 use super::headers::StaticValues;
 use super::log_limit::ProxyLogLimits;
 use super::service;
-use crate::gateway::Gateway;
+use super::LiveConfig;
 use crate::settings::ClientLimits;
 use crate::shutdown::{Drain, ShutdownSignal};
 use crate::status::StatusState;
@@ -30,7 +30,8 @@ use tollgate_shared::runtime::TlsFacts;
 
 /// State shared by every client connection of the proxy.
 pub struct ProxyShared {
-    pub gateway: Arc<Gateway>,
+    /// The running config, swapped by the gateway.
+    pub config: Arc<LiveConfig>,
     pub status: Arc<StatusState>,
     pub trusted_ips: Vec<IpNet>,
     pub real_ip_header: HeaderName,
@@ -52,7 +53,8 @@ const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
 impl ProxyShared {
     pub fn new(
-        gateway: Arc<Gateway>,
+        config: Arc<LiveConfig>,
+        status: Arc<StatusState>,
         trusted_ips: Vec<IpNet>,
         real_ip_header: HeaderName,
         limits: ClientLimits,
@@ -85,8 +87,8 @@ impl ProxyShared {
                 u32::try_from(limits.max_header_bytes + 4096).unwrap_or(u32::MAX),
             );
         Self {
-            status: Arc::clone(gateway.status()),
-            gateway,
+            status,
+            config,
             trusted_ips,
             real_ip_header,
             per_ip: PerIpConnections::new(limits.max_connections_per_ip),

@@ -22,7 +22,7 @@ use super::host::{canonical_host, RequestHost};
 use super::respond::{respond, FormatHints, Reply, Style};
 use super::server::{ActiveRequest, ClientConn};
 use super::upstream::{self, UpstreamResponse};
-use crate::compile::{Compiled, CompiledRoute, CompiledService};
+use super::{Compiled, CompiledRoute, CompiledService};
 use crate::plugins::{Decision, PluginChain, PluginFailure, Protocol, Rejection, RequestContext};
 use crate::router::{self, RequestInfo};
 use futures_util::FutureExt;
@@ -410,7 +410,7 @@ async fn proxy(
     request_id: HeaderValue,
     started: Instant,
 ) -> (Response<ResponseBody>, Option<Box<LogJob>>) {
-    let compiled = conn.shared.gateway.current();
+    let compiled = conn.shared.config.current();
     let upgrade = is_upgrade_request(request.headers(), request.version());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
@@ -487,8 +487,14 @@ fn rewrite_phase(compiled: &Compiled, ctx: &mut RequestContext) -> Result<(), Ex
     }
 }
 
-/// The access phase of the route's chain. A plugin that fails or panics
-/// answers Kong's 500; the worker and every other request carry on.
+/// The backstop for the whole access phase. Plugins bound their own waits
+/// (`redis.timeout`, key fetches); this only keeps a bug from parking a
+/// request forever.
+const ACCESS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The access phase of the route's chain. A plugin that fails, panics or
+/// passes the deadline answers Kong's 500; the worker and every other request
+/// carry on.
 async fn access_phase(
     conn: &ClientConn,
     route: &CompiledRoute,
@@ -498,33 +504,47 @@ async fn access_phase(
     if route.chain.is_empty() {
         return Ok(());
     }
-    let outcome = AssertUnwindSafe(route.chain.access(ctx))
-        .catch_unwind()
-        .await;
-    let failure = match outcome {
-        Ok(Ok(Decision::Continue)) => return Ok(()),
-        Ok(Ok(Decision::Respond(rejection))) => {
-            note_denial(conn, route, &rejection, ctx.client_ip, host);
-            return Err(Exit::new(Reply::from_rejection(rejection), ctx.headers()));
-        }
-        Ok(Err(PluginFailure { plugin, error })) => {
-            tracing::error!(plugin, %error, "plugin failed in the access phase");
-            plugin
-        }
-        Err(_) => {
-            let plugin = ctx.running_plugin().unwrap_or("unknown");
-            tracing::error!(plugin, "plugin panicked in the access phase");
-            plugin
+    let outcome = {
+        let access = AssertUnwindSafe(route.chain.access(ctx)).catch_unwind();
+        let mut access = std::pin::pin!(access);
+        // Most access handlers finish without waiting: only a request whose
+        // plugin really waits (a backend, a key fetch) arms the deadline timer.
+        match futures_util::poll!(access.as_mut()) {
+            std::task::Poll::Ready(outcome) => Some(outcome),
+            std::task::Poll::Pending => tokio::time::timeout(ACCESS_DEADLINE, access).await.ok(),
         }
     };
-    conn.shared.status.record_plugin_failure(failure);
-    Err(Exit::new(
+    let (plugin, reason) = {
+        match outcome {
+            Some(Ok(Ok(Decision::Continue))) => return Ok(()),
+            Some(Ok(Ok(Decision::Respond(rejection)))) => {
+                note_denial(conn, route, &rejection, ctx.client_ip, host);
+                return Err(Exit::new(Reply::from_rejection(rejection), ctx.headers()));
+            }
+            Some(Ok(Err(PluginFailure { plugin, error }))) => (plugin, error.to_string()),
+            Some(Err(_panic)) => (
+                ctx.running_plugin().unwrap_or("unknown"),
+                "panicked".to_string(),
+            ),
+            None => (
+                ctx.running_plugin().unwrap_or("unknown"),
+                format!("did not finish within {ACCESS_DEADLINE:?}"),
+            ),
+        }
+    };
+    conn.shared.status.record_plugin_failure(plugin);
+    if let Some(suppressed) = conn.shared.log_limits.gateway_errors.admit() {
+        tracing::error!(plugin, %reason, suppressed, "plugin failed in the access phase");
+    }
+    let mut exit = Exit::new(
         Reply::kong(
             StatusCode::INTERNAL_SERVER_ERROR,
             "An unexpected error occurred",
         ),
         ctx.headers(),
-    ))
+    );
+    exit.cause = Some("plugin_failure");
+    Err(exit)
 }
 
 /// What routing decided, and what the upstream request needs from the
@@ -712,7 +732,11 @@ async fn forward(
     } else {
         upstream::forward(&service.target, upstream_request).await
     };
-    let UpstreamResponse { response, lease } = match result {
+    let UpstreamResponse {
+        response,
+        lease,
+        connected_at,
+    } = match result {
         Ok(exchange)
             if exchange.response.status() == StatusCode::SWITCHING_PROTOCOLS && !upgrade =>
         {
@@ -729,6 +753,7 @@ async fn forward(
             return Err(Exit::failed(&error, hints, client_version));
         }
     };
+    ctx.timings.upstream_connected = connected_at.map(Instant::into_std);
     let first_byte = Instant::now();
     ctx.timings.upstream_first_byte = Some(first_byte.into_std());
     let upstream_latency = first_byte - sent_at;
@@ -1011,6 +1036,7 @@ async fn upgrade_exchange(
     Ok(UpstreamResponse {
         response,
         lease: None,
+        connected_at: None,
     })
 }
 

@@ -58,6 +58,9 @@ impl tollgate_shared::compile::BindUpstream for PoolRegistry {
 pub struct UpstreamResponse {
     pub response: Response<Incoming>,
     pub lease: Option<Http1Lease>,
+    /// When the connection that carried the exchange was ready (for the
+    /// request's timings; `None` for an upgrade's dedicated connection).
+    pub connected_at: Option<tokio::time::Instant>,
 }
 
 fn is_idempotent(method: &Method) -> bool {
@@ -122,6 +125,7 @@ async fn forward_http1(
             }
             Err(error) => return Err(error),
         };
+        let connected_at = tokio::time::Instant::now();
         let replay = (replayable && tries_left > 0 && lease.may_fail_after_send)
             .then(|| Replay::of(&request));
         request.body_mut().attach(&lease.control);
@@ -148,7 +152,13 @@ async fn forward_http1(
             }
         };
         match outcome {
-            Ok(response) => return Ok(UpstreamResponse { response, lease }),
+            Ok(response) => {
+                return Ok(UpstreamResponse {
+                    response,
+                    lease,
+                    connected_at: Some(connected_at),
+                })
+            }
             Err(mut failure) => {
                 let unsent = failure.take_message();
                 let error = ProxyError::from_hyper(failure.into_error());
@@ -182,6 +192,7 @@ async fn forward_http2(
             }
             Err(error) => return Err(error),
         };
+        let connected_at = tokio::time::Instant::now();
         let exchange = sender.try_send_request(request);
         match tokio::time::timeout(target.timeouts.read, exchange).await {
             Err(_) => return Err(ProxyError::Timeout),
@@ -189,6 +200,7 @@ async fn forward_http2(
                 return Ok(UpstreamResponse {
                     response,
                     lease: None,
+                    connected_at: Some(connected_at),
                 })
             }
             Ok(Err(mut failure)) => {

@@ -1,10 +1,40 @@
-//! The `jwt` plugin: config (Kong priority 1450; cannot be scoped to a consumer).
+//! The `jwt` plugin (Kong priority 1450, kong-compat §5; cannot be scoped to
+//! a consumer): its config and schema, and its runtime. Compile indexes the
+//! config's `jwt_secrets` by `key` with every secret or public key parsed once
+//! for the credential's own algorithm; a request's token is found
+//! (`token.rs`), decoded, matched to its credential by the key claim, checked
+//! against that credential's algorithm and key (`keys.rs`), then its `exp`,
+//! `nbf` and maximum lifetime, and the consumer is attached with Kong's
+//! upstream headers (or the anonymous consumer, or a 401 with Kong's body and
+//! `WWW-Authenticate`).
+
+mod jwks;
+mod keys;
+#[cfg(test)]
+mod tests;
+mod token;
+
+pub use jwks::{JwksError, JwksLimits, KeySet};
+pub use keys::{public_key_parses, KeyError, Verifier};
 
 use super::null_as_default;
+use crate::compile::ConsumerIndex;
+use crate::entity::{Consumer, JwtAlgorithm, JwtSecret};
+use crate::runtime::{
+    CompileContext, CompilePlugin, CredentialRef, Decision, Phases, PluginCompileError,
+    PluginError, PluginRuntime, Rejection, RejectionStyle, RequestContext,
+};
 use crate::schema::engine::{Check, Field, Match, Record, Rule, Subschema};
 use crate::schema::typedefs::{self, strings, HTTP_PROTOCOLS};
+use http::header::{HeaderName, HeaderValue, WWW_AUTHENTICATE};
+use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+use token::{BadToken, Found, Token, TokenSources};
+use uuid::Uuid;
 
 /// A claim the plugin can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,6 +64,10 @@ pub struct JwtConfig {
     #[serde(deserialize_with = "null_as_default")]
     pub header_names: Vec<String>,
     pub realm: Option<String>,
+    /// Seconds of clock skew tolerated by the `exp` and `nbf` checks (not in
+    /// Kong OSS, whose checks have none: the default 0 keeps its behaviour).
+    #[serde(deserialize_with = "null_as_default")]
+    pub leeway: f64,
 }
 
 impl Default for JwtConfig {
@@ -49,6 +83,7 @@ impl Default for JwtConfig {
             maximum_expiration: 0.0,
             header_names: vec!["authorization".into()],
             realm: None,
+            leeway: 0.0,
         }
     }
 }
@@ -85,6 +120,9 @@ pub(crate) fn subschema() -> Subschema {
             .rule(Rule::Between(0.0, 31_536_000.0)),
         string_set("header_names", json!(["authorization"])),
         Field::string("realm"),
+        Field::number("leeway")
+            .default(json!(0))
+            .rule(Rule::Between(0.0, 31_536_000.0)),
     ]);
     Subschema {
         fields: vec![
@@ -100,5 +138,421 @@ pub(crate) fn subschema() -> Subschema {
             then_rules: vec![Rule::Contains(json!("exp"))],
             then_err: None,
         }],
+    }
+}
+
+/// The upstream headers an authentication plugin owns (kong-compat §5.5).
+pub mod consumer_headers {
+    use http::header::HeaderName;
+
+    pub const CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
+    pub const CONSUMER_CUSTOM_ID: HeaderName = HeaderName::from_static("x-consumer-custom-id");
+    pub const CONSUMER_USERNAME: HeaderName = HeaderName::from_static("x-consumer-username");
+    pub const CREDENTIAL_IDENTIFIER: HeaderName =
+        HeaderName::from_static("x-credential-identifier");
+    pub const ANONYMOUS: HeaderName = HeaderName::from_static("x-anonymous-consumer");
+
+    /// Every header above: cleared before authentication so a client can
+    /// never send them upstream itself.
+    pub const ALL: [HeaderName; 5] = [
+        CONSUMER_ID,
+        CONSUMER_CUSTOM_ID,
+        CONSUMER_USERNAME,
+        CREDENTIAL_IDENTIFIER,
+        ANONYMOUS,
+    ];
+}
+
+/// A consumer with its upstream header values prepared once.
+#[derive(Debug)]
+struct Identity {
+    consumer: Arc<Consumer>,
+    id: HeaderValue,
+    custom_id: Option<HeaderValue>,
+    username: Option<HeaderValue>,
+}
+
+impl Identity {
+    fn new(consumer: &Arc<Consumer>) -> Identity {
+        let value =
+            |text: &Option<String>| text.as_deref().and_then(|t| HeaderValue::from_str(t).ok());
+        Identity {
+            consumer: Arc::clone(consumer),
+            id: HeaderValue::from_str(&consumer.id.to_string())
+                .unwrap_or(HeaderValue::from_static("")),
+            custom_id: value(&consumer.custom_id),
+            username: value(&consumer.username),
+        }
+    }
+
+    /// Kong's `set_consumer`: the consumer's headers, set or removed.
+    fn attach(&self, ctx: &mut RequestContext) {
+        let headers = ctx.headers_mut();
+        headers.insert(consumer_headers::CONSUMER_ID, self.id.clone());
+        for (name, value) in [
+            (consumer_headers::CONSUMER_CUSTOM_ID, &self.custom_id),
+            (consumer_headers::CONSUMER_USERNAME, &self.username),
+        ] {
+            match value {
+                Some(value) => {
+                    headers.insert(name, value.clone());
+                }
+                None => {
+                    headers.remove(name);
+                }
+            }
+        }
+        ctx.consumer = Some(Arc::clone(&self.consumer));
+    }
+}
+
+/// One `jwt_secrets` row, ready to verify tokens.
+#[derive(Debug)]
+struct Credential {
+    id: Uuid,
+    key: String,
+    key_header: Option<HeaderValue>,
+    algorithm: JwtAlgorithm,
+    /// `None`: no usable secret or key ("Invalid key/secret").
+    verifier: Option<Verifier>,
+    consumer_id: Uuid,
+    /// `None` when the consumer is not in the config.
+    identity: Option<Identity>,
+}
+
+impl Credential {
+    /// Kong's choice of key material: the secret for HS*, else the public
+    /// key; with `secret_is_base64` that text is base64url-decoded first (so a
+    /// PEM key, which does not decode, is unusable, as in Kong).
+    fn new(secret: &JwtSecret, secret_is_base64: bool, consumers: &ConsumerIndex) -> Credential {
+        let material = if secret.algorithm.is_hmac() {
+            secret.secret.as_deref()
+        } else {
+            secret.rsa_public_key.as_deref()
+        };
+        let verifier = material.and_then(|text| {
+            if secret_is_base64 {
+                let bytes = token::decode_base64url(text.as_bytes())?;
+                if secret.algorithm.is_hmac() {
+                    Verifier::hmac(secret.algorithm, &bytes).ok()
+                } else {
+                    let pem = String::from_utf8(bytes).ok()?;
+                    Verifier::public_key(secret.algorithm, &pem).ok()
+                }
+            } else if secret.algorithm.is_hmac() {
+                Verifier::hmac(secret.algorithm, text.as_bytes()).ok()
+            } else {
+                Verifier::public_key(secret.algorithm, text).ok()
+            }
+        });
+        Credential {
+            id: secret.id,
+            key: secret.key.clone(),
+            key_header: HeaderValue::from_str(&secret.key).ok(),
+            algorithm: secret.algorithm,
+            verifier,
+            consumer_id: secret.consumer.id,
+            identity: consumers.by_id(&secret.consumer.id).map(Identity::new),
+        }
+    }
+}
+
+/// The anonymous consumer of a jwt instance.
+#[derive(Debug)]
+enum Anonymous {
+    Found(Identity),
+    /// Named but not in the config: Kong's 500 with this message.
+    Missing(String),
+}
+
+/// A compiled jwt instance (boxed: it is larger than most plugins).
+#[derive(Debug)]
+pub struct Jwt(Box<JwtState>);
+
+#[derive(Debug)]
+struct JwtState {
+    sources: TokenSources,
+    key_claim_name: String,
+    no_key_claim: String,
+    empty_key_claim: String,
+    no_credentials: String,
+    verify_exp: bool,
+    verify_nbf: bool,
+    maximum_expiration: f64,
+    leeway: f64,
+    run_on_preflight: bool,
+    anonymous: Option<Anonymous>,
+    /// `WWW-Authenticate` when no token was sent, and for every other failure.
+    challenge: HeaderValue,
+    challenge_invalid_token: HeaderValue,
+    credentials: HashMap<String, Credential>,
+}
+
+/// Why a request did not authenticate.
+#[derive(Debug, Clone, PartialEq)]
+enum Failure {
+    NoToken,
+    /// `{"message": …}`.
+    Message(Cow<'static, str>),
+    /// Per-claim errors, sent as the body object itself.
+    Claims(Map<String, Value>),
+}
+
+impl Failure {
+    fn message(text: impl Into<Cow<'static, str>>) -> Failure {
+        Failure::Message(text.into())
+    }
+}
+
+impl PluginRuntime for Jwt {
+    const PHASES: Phases = Phases::ACCESS;
+
+    async fn access(&self, ctx: &mut RequestContext) -> Result<Decision, PluginError> {
+        Ok(self.0.access_at(ctx, unix_now()))
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl JwtState {
+    /// The access phase at Unix time `now` (seconds).
+    fn access_at(&self, ctx: &mut RequestContext, now: i64) -> Decision {
+        if self.anonymous.is_some() && ctx.credential.is_some() {
+            // Another authentication plugin already succeeded; with
+            // `anonymous` the plugins are alternatives (Kong's logical OR).
+            return Decision::Continue;
+        }
+        for name in consumer_headers::ALL {
+            ctx.headers_mut().remove(name);
+        }
+        if !self.run_on_preflight && ctx.request.method == Method::OPTIONS {
+            return Decision::Continue;
+        }
+        let failure = match self.authenticate(ctx, now) {
+            Ok(credential) => {
+                self.attach(ctx, credential);
+                return Decision::Continue;
+            }
+            Err(failure) => failure,
+        };
+        match &self.anonymous {
+            Some(Anonymous::Found(identity)) => {
+                identity.attach(ctx);
+                ctx.headers_mut().insert(
+                    consumer_headers::ANONYMOUS,
+                    HeaderValue::from_static("true"),
+                );
+                ctx.credential = None;
+                Decision::Continue
+            }
+            Some(Anonymous::Missing(message)) => Decision::Respond(Rejection {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: Cow::Owned(message.clone()),
+                style: RejectionStyle::Error,
+            }),
+            None => self.reject(ctx, failure),
+        }
+    }
+
+    fn attach(&self, ctx: &mut RequestContext, credential: &Credential) {
+        let Some(identity) = &credential.identity else {
+            return;
+        };
+        identity.attach(ctx);
+        if let Some(key) = &credential.key_header {
+            ctx.headers_mut()
+                .insert(consumer_headers::CREDENTIAL_IDENTIFIER, key.clone());
+        }
+        ctx.credential = Some(CredentialRef {
+            id: credential.id,
+            identifier: credential.key.clone(),
+            consumer: credential.consumer_id,
+        });
+    }
+
+    fn reject(&self, ctx: &mut RequestContext, failure: Failure) -> Decision {
+        let challenge = match failure {
+            Failure::NoToken => &self.challenge,
+            _ => &self.challenge_invalid_token,
+        };
+        ctx.response_headers
+            .insert(WWW_AUTHENTICATE, challenge.clone());
+        let (message, style) = match failure {
+            Failure::NoToken => (Cow::Borrowed("Unauthorized"), RejectionStyle::Exit),
+            Failure::Message(message) => (message, RejectionStyle::Exit),
+            Failure::Claims(errors) => (
+                Cow::Owned(Value::Object(errors).to_string()),
+                RejectionStyle::ExitJson,
+            ),
+        };
+        Decision::Respond(Rejection {
+            status: StatusCode::UNAUTHORIZED,
+            message,
+            style,
+        })
+    }
+
+    /// Kong's verification sequence (kong-compat §5.4), first failure wins.
+    fn authenticate(&self, ctx: &RequestContext, now: i64) -> Result<&Credential, Failure> {
+        let raw = match self.sources.find(ctx.request.uri.query(), ctx.headers()) {
+            Found::None => return Err(Failure::NoToken),
+            Found::Several => return Err(Failure::message("Multiple tokens provided")),
+            Found::One(raw) => raw,
+        };
+        let token = Token::decode(&raw).map_err(|bad: BadToken| Failure::message(bad.message()))?;
+        let key = match token
+            .claims
+            .get(&self.key_claim_name)
+            .filter(|v| !matches!(v, Value::Null | Value::Bool(false)))
+            .or_else(|| token.header.get(&self.key_claim_name))
+        {
+            None | Some(Value::Null | Value::Bool(false)) => {
+                return Err(Failure::message(self.no_key_claim.clone()))
+            }
+            Some(Value::String(key)) if key.is_empty() => {
+                return Err(Failure::message(self.empty_key_claim.clone()))
+            }
+            Some(Value::String(key)) => key,
+            // No credential key is anything but a string.
+            Some(_) => return Err(Failure::message(self.no_credentials.clone())),
+        };
+        let credential = self
+            .credentials
+            .get(key)
+            .ok_or_else(|| Failure::message(self.no_credentials.clone()))?;
+        if token.algorithm != credential.algorithm {
+            return Err(Failure::message("Invalid algorithm"));
+        }
+        let verifier = credential
+            .verifier
+            .as_ref()
+            .ok_or_else(|| Failure::message("Invalid key/secret"))?;
+        if !verifier.verify(token.signed, &token.signature) {
+            return Err(Failure::message("Invalid signature"));
+        }
+        self.check_claims(&token.claims, now)?;
+        if credential.identity.is_none() {
+            return Err(Failure::message(format!(
+                "Could not find consumer for '{}={key}'",
+                self.key_claim_name
+            )));
+        }
+        Ok(credential)
+    }
+
+    /// `claims_to_verify` (every failure reported, by claim name) with
+    /// `leeway` seconds of tolerance, then `maximum_expiration` (without it:
+    /// it bounds what the issuer granted, not clock skew).
+    fn check_claims(&self, claims: &Map<String, Value>, now: i64) -> Result<(), Failure> {
+        let now = now as f64;
+        let mut errors = Map::new();
+        let number = |name: &str| claims.get(name).and_then(Value::as_f64);
+        if self.verify_exp {
+            match number("exp") {
+                None => errors.insert("exp".into(), "must be a number".into()),
+                Some(exp) if exp <= now - self.leeway => {
+                    errors.insert("exp".into(), "token expired".into())
+                }
+                Some(_) => None,
+            };
+        }
+        if self.verify_nbf {
+            match number("nbf") {
+                None => errors.insert("nbf".into(), "must be a number".into()),
+                Some(nbf) if nbf > now + self.leeway => {
+                    errors.insert("nbf".into(), "token not valid yet".into())
+                }
+                Some(_) => None,
+            };
+        }
+        if !errors.is_empty() {
+            return Err(Failure::Claims(errors));
+        }
+        if self.maximum_expiration > 0.0 {
+            let too_long = number("exp").is_none_or(|exp| exp - now > self.maximum_expiration);
+            if too_long {
+                let mut errors = Map::new();
+                errors.insert("exp".into(), "exceeds maximum allowed expiration".into());
+                return Err(Failure::Claims(errors));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl CompilePlugin<JwtConfig> for Jwt {
+    fn compile(config: &JwtConfig, cx: &CompileContext<'_>) -> Result<Self, PluginCompileError> {
+        let (challenge, challenge_invalid_token) = match &config.realm {
+            None => (
+                HeaderValue::from_static("Bearer"),
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            ),
+            Some(realm) => {
+                // A quote would end the quoted-string early: escape it.
+                let quoted = realm.replace('\\', "\\\\").replace('"', "\\\"");
+                let base = format!("Bearer realm=\"{quoted}\"");
+                let with_error = format!("{base}, error=\"invalid_token\"");
+                match (
+                    HeaderValue::from_str(&base),
+                    HeaderValue::from_str(&with_error),
+                ) {
+                    (Ok(base), Ok(with_error)) => (base, with_error),
+                    _ => {
+                        return Err(PluginCompileError::Invalid(format!(
+                            "config.realm: '{realm}' cannot be sent in a WWW-Authenticate header"
+                        )))
+                    }
+                }
+            }
+        };
+        let credentials = cx
+            .config
+            .jwt_secrets
+            .iter()
+            .map(|secret| {
+                let credential = Credential::new(secret, config.secret_is_base64, cx.consumers);
+                (credential.key.clone(), credential)
+            })
+            .collect();
+        let anonymous =
+            config
+                .anonymous
+                .as_ref()
+                .map(|name| match cx.consumers.by_id_or_username(name) {
+                    Some(consumer) => Anonymous::Found(Identity::new(consumer)),
+                    None => Anonymous::Missing(format!(
+                        "anonymous consumer {name} is configured but doesn't exist"
+                    )),
+                });
+        let claim = &config.key_claim_name;
+        Ok(Jwt(Box::new(JwtState {
+            sources: TokenSources {
+                uri_param_names: config.uri_param_names.clone(),
+                cookie_names: config.cookie_names.clone(),
+                // A name that is not a valid header name can match no header.
+                header_names: config
+                    .header_names
+                    .iter()
+                    .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+                    .collect(),
+            },
+            key_claim_name: claim.clone(),
+            no_key_claim: format!("No mandatory '{claim}' in claims"),
+            empty_key_claim: format!("Invalid '{claim}' in claims"),
+            no_credentials: format!("No credentials found for given '{claim}'"),
+            verify_exp: config.verifies(JwtClaim::Exp),
+            verify_nbf: config.verifies(JwtClaim::Nbf),
+            maximum_expiration: config.maximum_expiration,
+            leeway: config.leeway,
+            run_on_preflight: config.run_on_preflight,
+            anonymous,
+            challenge,
+            challenge_invalid_token,
+            credentials,
+        })))
     }
 }

@@ -1,11 +1,32 @@
-//! The `rate-limiting` plugin: config (Kong priority 910), the shared Redis
-//! record, and the deprecated flat `redis_*` shorthands.
+//! The `rate-limiting` plugin (Kong priority 910, kong-compat §4): config,
+//! schema (with the shared Redis record and the deprecated flat `redis_*`
+//! shorthands) and runtime: identifiers by `limit_by`, fixed or sliding
+//! windows, Kong's decision rule and headers, counted per node (`local`,
+//! [`local`]) or in Redis with one script call per request (`redis`).
+
+mod batch;
+mod local;
+mod window;
+
+pub use local::LocalCounters;
+pub use window::{decide, headers, window_start, PeriodUsage, Verdict};
 
 use super::null_as_default;
+use crate::runtime::{
+    CompileContext, CompilePlugin, Decision, Phases, PluginCompileError, PluginError,
+    PluginRuntime, RedisFailure, RedisScript, RedisServer, Rejection, RejectionStyle,
+    RequestContext,
+};
 use crate::schema::engine::{Check, Field, Match, Record, Rule, Shorthand, Subschema};
 use crate::schema::typedefs::{self, strings, HTTP_PROTOCOLS};
+use http::{HeaderName, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::hash::Hasher;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// What a request is counted against.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -28,6 +49,30 @@ pub enum RateLimitPolicy {
     #[default]
     Local,
     Redis,
+}
+
+/// How a window's count is judged. `fixed` is Kong's; `sliding` (Tollgate,
+/// as Kong Enterprise) adds the previous window's count weighted by how much
+/// of it a window-long span ending now still covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitAlgorithm {
+    #[default]
+    Fixed,
+    Sliding,
+}
+
+/// What the `redis` policy does while Redis does not answer. Unset, Kong's
+/// `fault_tolerant` decides (`true`: fail open, `false`: fail closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisFailureMode {
+    /// Proxy without limiting and without rate-limit headers.
+    FailOpen,
+    /// Answer Kong's 500.
+    FailClosed,
+    /// Count on this node until Redis answers again.
+    Local,
 }
 
 /// A rate-limiting window, shortest first.
@@ -92,6 +137,8 @@ pub struct RateLimitingConfig {
     pub path: Option<String>,
     #[serde(deserialize_with = "null_as_default")]
     pub policy: RateLimitPolicy,
+    #[serde(deserialize_with = "null_as_default")]
+    pub algorithm: RateLimitAlgorithm,
     pub fault_tolerant: bool,
     pub redis: RedisConfig,
     pub hide_client_headers: bool,
@@ -116,6 +163,7 @@ impl Default for RateLimitingConfig {
             header_name: None,
             path: None,
             policy: RateLimitPolicy::Local,
+            algorithm: RateLimitAlgorithm::Fixed,
             fault_tolerant: true,
             redis: RedisConfig::default(),
             hide_client_headers: false,
@@ -165,6 +213,8 @@ pub struct RedisConfig {
     #[serde(deserialize_with = "null_as_default")]
     pub ssl_verify: bool,
     pub server_name: Option<String>,
+    /// Tollgate: what to do while Redis does not answer.
+    pub failure_mode: Option<RedisFailureMode>,
 }
 
 impl Default for RedisConfig {
@@ -179,6 +229,7 @@ impl Default for RedisConfig {
             ssl: false,
             ssl_verify: false,
             server_name: None,
+            failure_mode: None,
         }
     }
 }
@@ -194,7 +245,26 @@ pub(crate) fn redis_record() -> Record {
         Field::boolean("ssl").default(json!(false)),
         Field::boolean("ssl_verify").default(json!(false)),
         typedefs::sni("server_name"),
+        Field::string("failure_mode").rule(Rule::OneOf(strings(&[
+            "fail_open",
+            "fail_closed",
+            "local",
+        ]))),
     ])
+}
+
+/// Kong's hybrid control plane offers `local` and `redis` only; `cluster`
+/// gets a message saying why.
+fn check_policy(value: &Value) -> Result<(), String> {
+    match value.as_str() {
+        Some("local" | "redis") | None => Ok(()),
+        Some("cluster") => Err(
+            "expected one of: local, redis (the cluster policy counts in a \
+             database, which data planes do not have; use redis to share limits between them)"
+                .into(),
+        ),
+        Some(_) => Err("expected one of: local, redis".into()),
+    }
 }
 
 /// A `redis.<key>` partial record, for the legacy flat shorthands.
@@ -289,7 +359,10 @@ pub(crate) fn subschema() -> Subschema {
         Field::string("policy")
             .default(json!("local"))
             .rule(Rule::LenMin(0))
-            .rule(Rule::OneOf(strings(&["local", "redis"]))),
+            .rule(Rule::Custom(check_policy)),
+        Field::string("algorithm")
+            .default(json!("fixed"))
+            .rule(Rule::OneOf(strings(&["fixed", "sliding"]))),
         Field::boolean("fault_tolerant")
             .required()
             .default(json!(true)),
@@ -336,5 +409,699 @@ pub(crate) fn subschema() -> Subschema {
             when("config.limit_by", "header", "config.header_name"),
             when("config.limit_by", "path", "config.path"),
         ],
+    }
+}
+
+/// The counting script of the `redis` policy: one call per request for every
+/// configured period. KEYS: per period the current window's counter, then
+/// (sliding) the previous window's. ARGV[1] is `1` for sliding; then per
+/// period its limit, the Unix second its counter may expire at, and the
+/// previous window's weight. Each current counter is incremented (expiry set
+/// on creation); when any period has no request left, every increment is
+/// taken back, so rejected requests are not counted (as the `local` policy,
+/// unlike Kong's Redis policy). Returns per period the count including this
+/// request and the previous window's count.
+const REDIS_SCRIPT: &str = r"
+local sliding = ARGV[1] == '1'
+local per = sliding and 2 or 1
+local n = #KEYS / per
+local out = {}
+local over = false
+for i = 1, n do
+  local key = KEYS[(i - 1) * per + 1]
+  local count = redis.call('INCR', key)
+  if count == 1 then
+    redis.call('EXPIREAT', key, ARGV[(i - 1) * 3 + 3])
+  end
+  local previous = 0
+  if sliding then
+    previous = tonumber(redis.call('GET', KEYS[i * 2]) or '0')
+  end
+  out[2 * i - 1] = count
+  out[2 * i] = previous
+  local usage = count - 1 + math.floor(previous * tonumber(ARGV[(i - 1) * 3 + 4]))
+  if usage >= tonumber(ARGV[(i - 1) * 3 + 2]) then
+    over = true
+  end
+end
+if over then
+  for i = 1, n do
+    redis.call('DECR', KEYS[(i - 1) * per + 1])
+  end
+end
+return out
+";
+
+/// The key of the node-wide table of the `local` policy.
+const LOCAL_TABLE: &str = "rate-limiting/local";
+
+/// Where the counts live.
+#[derive(Debug)]
+enum Store {
+    Local(Arc<LocalCounters>),
+    Redis {
+        script: Arc<dyn RedisScript>,
+        timeout: Duration,
+        on_failure: RedisFailureMode,
+        /// Counts while Redis is down, with failure mode `local`.
+        fallback: Arc<LocalCounters>,
+        /// `sync_rate > 0`: counts cached here, synced periodically.
+        batched: Option<Batched>,
+    },
+}
+
+/// The `sync_rate` machinery of one instance.
+#[derive(Debug)]
+struct Batched {
+    batch: Arc<batch::Batch>,
+    sync: Arc<dyn RedisScript>,
+    every_ms: i64,
+}
+
+/// One period's counters in Redis for this request.
+struct RedisWindow {
+    period: Period,
+    limit: f64,
+    key: String,
+    /// Sliding: the previous window's counter.
+    previous: Option<String>,
+    weight: f64,
+    expires_s: i64,
+}
+
+/// A compiled rate-limiting instance.
+#[derive(Debug)]
+pub struct RateLimiting {
+    limits: Vec<(Period, f64)>,
+    limit_by: LimitBy,
+    header_name: Option<HeaderName>,
+    path: Option<String>,
+    /// `<route id>:<service id>` of the plugin entity (nil UUIDs when unset).
+    scope: String,
+    sliding: bool,
+    hide_client_headers: bool,
+    rejection: Rejection,
+    store: Store,
+}
+
+/// Why a rate-limiting config cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateLimitingError {
+    #[error("config.error_code: {0} is not an HTTP status code")]
+    InvalidStatus(String),
+    #[error("config.header_name: '{0}' is not a valid header name")]
+    InvalidHeaderName(String),
+    #[error("config.redis.port: {0} is not a TCP port")]
+    InvalidPort(i64),
+    #[error("config.redis.ssl: TLS connections to Redis are not supported by this data plane yet")]
+    RedisTls,
+    #[error("config: at least one limit must be set")]
+    NoLimit,
+    #[error("config.redis: {0}")]
+    Redis(String),
+}
+
+/// What a request is counted as: Kong's identifier, before hashing.
+fn identifier<'a>(plugin: &'a RateLimiting, ctx: &'a RequestContext) -> Cow<'a, [u8]> {
+    let id = |id: uuid::Uuid| Cow::Owned(id.hyphenated().to_string().into_bytes());
+    let chosen = match plugin.limit_by {
+        LimitBy::Consumer => ctx
+            .consumer
+            .as_ref()
+            .map(|c| c.id)
+            .or(ctx.credential.as_ref().map(|c| c.id))
+            .map(id),
+        LimitBy::Credential => ctx.credential.as_ref().map(|c| id(c.id)),
+        LimitBy::Ip => None,
+        LimitBy::Service => ctx.service.as_ref().map(|s| id(s.id)),
+        LimitBy::Header => plugin
+            .header_name
+            .as_ref()
+            .and_then(|name| ctx.headers().get(name))
+            .map(|value| Cow::Borrowed(value.as_bytes())),
+        // Kong's quirk: only a request for exactly `path` counts by path; every
+        // other request counts by client address.
+        LimitBy::Path => plugin
+            .path
+            .as_deref()
+            .filter(|wanted| request_path_is(ctx, wanted))
+            .map(|wanted| Cow::Borrowed(wanted.as_bytes())),
+    };
+    chosen.unwrap_or_else(|| Cow::Owned(ctx.client_ip.to_canonical().to_string().into_bytes()))
+}
+
+/// Whether the request's normalized path is `wanted` (Kong's `get_path`).
+fn request_path_is(ctx: &RequestContext, wanted: &str) -> bool {
+    let raw = ctx.request.uri.path();
+    raw == wanted || crate::router::normalize_path(raw).is_ok_and(|normalized| normalized == wanted)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// When a window's counter may be forgotten: at its end, or (sliding) one
+/// window later, when it stops being the previous window.
+fn expiry_ms(period: Period, now_ms: i64, sliding: bool) -> i64 {
+    let end = window::next_window_start(period, now_ms);
+    if sliding {
+        window::next_window_start(period, end)
+    } else {
+        end
+    }
+}
+
+impl RateLimiting {
+    /// Counts the request in the node's table and judges it.
+    fn count_locally(
+        &self,
+        table: &LocalCounters,
+        id: &[u8],
+        limits: &[(Period, f64)],
+        now: i64,
+    ) -> Verdict {
+        let mut hasher = table.identity_hasher();
+        hasher.write(self.scope.as_bytes());
+        hasher.write(id);
+        let identity = hasher.finish();
+        let mut usages = Vec::with_capacity(limits.len());
+        let mut counted = Vec::with_capacity(limits.len());
+        for &(period, limit) in limits {
+            let tag = period as u8;
+            let key = table.window_key(identity, tag, window_start(period, now));
+            let count = table.increment(key, expiry_ms(period, now, self.sliding), now);
+            counted.push(key);
+            let (previous, weight) = if self.sliding {
+                let previous_start = window::previous_window_start(period, now);
+                let previous = table.get(table.window_key(identity, tag, previous_start));
+                (previous, window::previous_weight(period, now))
+            } else {
+                (0, 0.0)
+            };
+            usages.push(PeriodUsage {
+                period,
+                limit,
+                usage: window::usage(count.saturating_sub(1), previous, weight),
+            });
+        }
+        let verdict = decide(&usages, now);
+        if verdict.rejected {
+            for key in counted {
+                table.decrement(key);
+            }
+        }
+        verdict
+    }
+
+    /// The Redis counters of every configured period for this request.
+    fn redis_windows(&self, id: &[u8], now: i64) -> Vec<RedisWindow> {
+        // A digest of the identifier: no client value can shape another key.
+        let digest = Sha256::digest(id);
+        let hashed = hex::encode(&digest[..16]);
+        self.limits
+            .iter()
+            .map(|&(period, limit)| {
+                let key = |start: i64| {
+                    format!(
+                        "ratelimit:{}:{hashed}:{start}:{}",
+                        self.scope,
+                        period.as_str()
+                    )
+                };
+                let (previous, weight) = if self.sliding {
+                    (
+                        Some(key(window::previous_window_start(period, now))),
+                        window::previous_weight(period, now),
+                    )
+                } else {
+                    (None, 0.0)
+                };
+                RedisWindow {
+                    period,
+                    limit,
+                    key: key(window_start(period, now)),
+                    previous,
+                    weight,
+                    expires_s: (expiry_ms(period, now, self.sliding) + 999).div_euclid(1000),
+                }
+            })
+            .collect()
+    }
+
+    /// Counts the request in Redis (one script call) and judges it.
+    async fn count_in_redis(
+        &self,
+        script: &dyn RedisScript,
+        timeout: Duration,
+        id: &[u8],
+        now: i64,
+    ) -> Result<Verdict, RedisFailure> {
+        let windows = self.redis_windows(id, now);
+        let mut keys = Vec::with_capacity(windows.len() * 2);
+        let mut args = Vec::with_capacity(1 + windows.len() * 3);
+        args.push(if self.sliding { "1" } else { "0" }.to_string());
+        for window in &windows {
+            keys.push(window.key.clone());
+            keys.extend(window.previous.clone());
+            args.push(window::format_number(window.limit));
+            args.push(window.expires_s.to_string());
+            args.push(format!("{}", window.weight));
+        }
+        let reply = script.eval(&keys, &args, timeout).await?;
+        if reply.len() != windows.len() * 2 {
+            return Err(RedisFailure::Failed(format!(
+                "unexpected script reply of {} values",
+                reply.len()
+            )));
+        }
+        let usages: Vec<PeriodUsage> = windows
+            .iter()
+            .zip(reply.chunks(2))
+            .map(|(window, pair)| {
+                let count = u64::try_from(pair[0]).unwrap_or(0);
+                let previous = u64::try_from(pair[1]).unwrap_or(0);
+                PeriodUsage {
+                    period: window.period,
+                    limit: window.limit,
+                    usage: window::usage(count.saturating_sub(1), previous, window.weight),
+                }
+            })
+            .collect();
+        Ok(decide(&usages, now))
+    }
+
+    /// `sync_rate > 0`: judges the request by the counts cached here, reading
+    /// unknown counters from Redis first and syncing when due.
+    async fn count_batched(
+        &self,
+        batched: &Batched,
+        script: &dyn RedisScript,
+        timeout: Duration,
+        id: &[u8],
+        now: i64,
+    ) -> Result<Verdict, RedisFailure> {
+        let windows = self.redis_windows(id, now);
+        let mut keys = Vec::with_capacity(windows.len() * 2);
+        let mut counted = Vec::with_capacity(windows.len());
+        for window in &windows {
+            counted.push(keys.len());
+            keys.push((window.key.clone(), window.expires_s));
+            if let Some(previous) = &window.previous {
+                keys.push((previous.clone(), window.expires_s));
+            }
+        }
+        let batch = &batched.batch;
+        let Some(missing) = batch.missing(&keys) else {
+            return self.count_in_redis(script, timeout, id, now).await;
+        };
+        if !missing.is_empty() {
+            let names: Vec<String> = missing.iter().map(|(key, _)| key.clone()).collect();
+            let args: Vec<String> = missing
+                .iter()
+                .flat_map(|(_, expires_s)| ["0".to_string(), expires_s.to_string()])
+                .collect();
+            let totals = batched.sync.eval(&names, &args, timeout).await?;
+            batch.seed(&missing, &totals);
+        }
+        let verdict = batch.judge(&keys, &counted, |values| {
+            let usages: Vec<PeriodUsage> = windows
+                .iter()
+                .zip(&counted)
+                .map(|(window, &index)| {
+                    let current = values.get(index).copied().unwrap_or(0);
+                    let previous = match window.previous {
+                        Some(_) => values.get(index + 1).copied().unwrap_or(0),
+                        None => 0,
+                    };
+                    PeriodUsage {
+                        period: window.period,
+                        limit: window.limit,
+                        usage: window::usage(current, previous, window.weight),
+                    }
+                })
+                .collect();
+            let verdict = decide(&usages, now);
+            let accepted = !verdict.rejected;
+            (verdict, accepted)
+        });
+        if let Some(pending) = batch.take_due(now, batched.every_ms) {
+            // A failed sync keeps its increments for the next one; this
+            // request was judged already.
+            let sync = batch::SyncGuard::new(batch, pending);
+            let (keys, args) = sync.call();
+            let outcome = batched.sync.eval(keys, args, timeout).await;
+            sync.finish(outcome.as_deref().ok());
+        }
+        Ok(verdict)
+    }
+
+    fn answer(&self, ctx: &mut RequestContext, verdict: &Verdict) -> Decision {
+        if !self.hide_client_headers {
+            for (name, value) in headers(verdict) {
+                ctx.response_headers.insert(name, value);
+            }
+        }
+        if verdict.rejected {
+            Decision::Respond(self.rejection.clone())
+        } else {
+            Decision::Continue
+        }
+    }
+}
+
+/// Kong's answer when a backend a plugin needs failed.
+fn unexpected_error() -> Rejection {
+    Rejection {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: Cow::Borrowed("An unexpected error occurred"),
+        style: RejectionStyle::Error,
+    }
+}
+
+impl PluginRuntime for RateLimiting {
+    const PHASES: Phases = Phases::ACCESS;
+
+    async fn access(&self, ctx: &mut RequestContext) -> Result<Decision, PluginError> {
+        let now = now_ms();
+        let id = identifier(self, ctx);
+        let verdict = match &self.store {
+            Store::Local(table) => self.count_locally(table, &id, &self.limits, now),
+            Store::Redis {
+                script,
+                timeout,
+                on_failure,
+                fallback,
+                batched,
+            } => match match batched {
+                None => {
+                    self.count_in_redis(script.as_ref(), *timeout, &id, now)
+                        .await
+                }
+                Some(batched) => {
+                    self.count_batched(batched, script.as_ref(), *timeout, &id, now)
+                        .await
+                }
+            } {
+                Ok(verdict) => verdict,
+                // The connector logs state changes and counts errors; a
+                // request never logs on its own.
+                Err(_) => match on_failure {
+                    RedisFailureMode::FailOpen => return Ok(Decision::Continue),
+                    RedisFailureMode::FailClosed => {
+                        return Ok(Decision::Respond(unexpected_error()))
+                    }
+                    RedisFailureMode::Local => self.count_locally(fallback, &id, &self.limits, now),
+                },
+            },
+        };
+        Ok(self.answer(ctx, &verdict))
+    }
+}
+
+impl CompilePlugin<RateLimitingConfig> for RateLimiting {
+    fn compile(
+        config: &RateLimitingConfig,
+        cx: &CompileContext<'_>,
+    ) -> Result<Self, PluginCompileError> {
+        RateLimiting::build(config, cx).map_err(|e| PluginCompileError::Invalid(e.to_string()))
+    }
+}
+
+impl RateLimiting {
+    fn build(
+        config: &RateLimitingConfig,
+        cx: &CompileContext<'_>,
+    ) -> Result<Self, RateLimitingError> {
+        let limits = config.limits();
+        if limits.is_empty() {
+            return Err(RateLimitingError::NoLimit);
+        }
+        let code = config.error_code;
+        let status = Some(code)
+            .filter(|c| c.fract() == 0.0 && (100.0..=999.0).contains(c))
+            .and_then(|c| StatusCode::from_u16(c as u16).ok())
+            .ok_or_else(|| RateLimitingError::InvalidStatus(window::format_number(code)))?;
+        let header_name = match (&config.limit_by, &config.header_name) {
+            (LimitBy::Header, Some(name)) => Some(
+                HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| RateLimitingError::InvalidHeaderName(name.clone()))?,
+            ),
+            _ => None,
+        };
+        let id_of = |fk: &Option<crate::entity::ForeignKey>| {
+            fk.as_ref().map_or(uuid::Uuid::nil(), |f| f.id)
+        };
+        let scope = format!(
+            "{}:{}",
+            id_of(&cx.instance.route),
+            id_of(&cx.instance.service)
+        );
+        let local = || {
+            if cx.resources.is_check_only() {
+                // A check never counts: skip the node table's 2 MiB.
+                Arc::new(LocalCounters::with_slots(0))
+            } else {
+                cx.resources.keyed::<LocalCounters>(LOCAL_TABLE)
+            }
+        };
+        let store = match config.policy {
+            RateLimitPolicy::Local => Store::Local(local()),
+            RateLimitPolicy::Redis => {
+                let redis = &config.redis;
+                if redis.ssl {
+                    return Err(RateLimitingError::RedisTls);
+                }
+                let port = redis.port.unwrap_or(6379);
+                let server = RedisServer {
+                    host: redis.host.clone().unwrap_or_default(),
+                    port: u16::try_from(port).map_err(|_| RateLimitingError::InvalidPort(port))?,
+                    database: redis.database,
+                    username: redis.username.clone().filter(|u| !u.is_empty()),
+                    password: redis.password.clone().filter(|p| !p.is_empty()),
+                };
+                let script = cx
+                    .resources
+                    .redis_script(&server, REDIS_SCRIPT)
+                    .map_err(RateLimitingError::Redis)?;
+                let on_failure = redis.failure_mode.unwrap_or(if config.fault_tolerant {
+                    RedisFailureMode::FailOpen
+                } else {
+                    RedisFailureMode::FailClosed
+                });
+                let batched = if config.sync_rate > 0.0 {
+                    let sync = cx
+                        .resources
+                        .redis_script(&server, batch::SYNC_SCRIPT)
+                        .map_err(RateLimitingError::Redis)?;
+                    let key = format!(
+                        "rate-limiting/batch/{}:{}/{}/{scope}",
+                        server.host, server.port, server.database
+                    );
+                    Some(Batched {
+                        batch: cx.resources.keyed::<batch::Batch>(&key),
+                        sync,
+                        every_ms: ((config.sync_rate * 1000.0).round() as i64).max(20),
+                    })
+                } else {
+                    None
+                };
+                Store::Redis {
+                    batched,
+                    script,
+                    timeout: Duration::from_millis(
+                        u64::try_from(redis.timeout.unwrap_or(2000)).unwrap_or(2000),
+                    ),
+                    on_failure,
+                    fallback: local(),
+                }
+            }
+        };
+        Ok(RateLimiting {
+            limits,
+            limit_by: config.limit_by,
+            header_name,
+            path: config.path.clone(),
+            scope,
+            sliding: config.algorithm == RateLimitAlgorithm::Sliding,
+            hide_client_headers: config.hide_client_headers,
+            rejection: Rejection {
+                status,
+                message: Cow::Owned(config.error_message.clone()),
+                style: RejectionStyle::Error,
+            },
+            store,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::runtime::{CredentialRef, Protocol};
+
+    fn plugin(limit_by: LimitBy) -> RateLimiting {
+        RateLimiting {
+            limits: vec![(Period::Minute, 2.0)],
+            limit_by,
+            header_name: Some(HeaderName::from_static("x-api-key")),
+            path: Some("/exact".into()),
+            scope: "s".into(),
+            sliding: false,
+            hide_client_headers: false,
+            rejection: unexpected_error(),
+            store: Store::Local(Arc::new(LocalCounters::with_slots(64))),
+        }
+    }
+
+    fn context(uri: &str, headers: &[(&str, &str)]) -> RequestContext {
+        let mut builder = http::Request::get(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let (parts, ()) = builder.body(()).unwrap().into_parts();
+        let ip = "::ffff:10.0.0.7".parse().unwrap();
+        RequestContext::new(
+            parts,
+            ip,
+            ip,
+            Protocol::Http,
+            http::HeaderValue::from_static("0"),
+            std::time::Instant::now(),
+        )
+    }
+
+    fn id_of(limit_by: LimitBy, ctx: &RequestContext) -> String {
+        String::from_utf8(identifier(&plugin(limit_by), ctx).into_owned()).unwrap()
+    }
+
+    #[test]
+    fn identifiers_follow_limit_by_with_kong_fallbacks() {
+        let consumer = uuid::Uuid::from_u128(7);
+        let credential = uuid::Uuid::from_u128(8);
+        let service = uuid::Uuid::from_u128(9);
+        let bare = context("/x", &[]);
+        for limit_by in [
+            LimitBy::Consumer,
+            LimitBy::Credential,
+            LimitBy::Ip,
+            LimitBy::Service,
+            LimitBy::Header,
+            LimitBy::Path,
+        ] {
+            assert_eq!(id_of(limit_by, &bare), "10.0.0.7", "{limit_by:?}");
+        }
+
+        let mut known = context("/exact", &[("x-api-key", "k1")]);
+        known.credential = Some(CredentialRef {
+            id: credential,
+            identifier: "key".into(),
+            consumer,
+        });
+        assert_eq!(id_of(LimitBy::Consumer, &known), credential.to_string());
+        known.consumer = Some(Arc::new(crate::Consumer {
+            id: consumer,
+            created_at: 1,
+            updated_at: 1,
+            username: Some("u".into()),
+            custom_id: None,
+            tags: None,
+        }));
+        known.service = Some(Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "id": service.to_string(), "created_at": 1, "updated_at": 1, "name": null,
+                "retries": 5, "protocol": "http", "host": "h", "port": 80, "path": null,
+                "connect_timeout": 1, "write_timeout": 1, "read_timeout": 1, "tags": null,
+                "client_certificate": null, "tls_verify": null, "tls_verify_depth": null,
+                "ca_certificates": null, "enabled": true
+            }))
+            .unwrap(),
+        ));
+        assert_eq!(id_of(LimitBy::Consumer, &known), consumer.to_string());
+        assert_eq!(id_of(LimitBy::Credential, &known), credential.to_string());
+        assert_eq!(id_of(LimitBy::Ip, &known), "10.0.0.7");
+        assert_eq!(id_of(LimitBy::Service, &known), service.to_string());
+        assert_eq!(id_of(LimitBy::Header, &known), "k1");
+        assert_eq!(id_of(LimitBy::Path, &known), "/exact");
+
+        // The path quirk: only the exact (normalized) path counts by path.
+        assert_eq!(
+            id_of(LimitBy::Path, &context("/exact/more", &[])),
+            "10.0.0.7"
+        );
+        assert_eq!(id_of(LimitBy::Path, &context("/exact?q=1", &[])), "/exact");
+        assert_eq!(id_of(LimitBy::Path, &context("/a/../exact", &[])), "/exact");
+    }
+
+    #[test]
+    fn local_policy_allows_the_limit_then_rejects_with_headers() {
+        let plugin = plugin(LimitBy::Ip);
+        let Store::Local(table) = &plugin.store else {
+            panic!("local store")
+        };
+        let now = 1_709_214_330_250;
+        let mut answers = Vec::new();
+        for _ in 0..4 {
+            let verdict = plugin.count_locally(table, b"a", &plugin.limits, now);
+            answers.push((verdict.rejected, verdict.remaining));
+        }
+        assert_eq!(
+            answers,
+            [(false, 1.0), (false, 0.0), (true, 0.0), (true, 0.0)]
+        );
+        // Another identifier and the next window start afresh.
+        assert!(
+            !plugin
+                .count_locally(table, b"b", &plugin.limits, now)
+                .rejected
+        );
+        assert!(
+            !plugin
+                .count_locally(table, b"a", &plugin.limits, now + 60_000)
+                .rejected
+        );
+    }
+
+    #[test]
+    fn sliding_windows_carry_the_previous_count() {
+        let mut plugin = plugin(LimitBy::Ip);
+        plugin.sliding = true;
+        plugin.limits = vec![(Period::Minute, 4.0)];
+        let Store::Local(table) = &plugin.store else {
+            panic!("local store")
+        };
+        let start = 1_709_214_300_000; // a minute boundary
+        for _ in 0..4 {
+            assert!(
+                !plugin
+                    .count_locally(table, b"a", &plugin.limits, start + 50_000)
+                    .rejected
+            );
+        }
+        // 15 s into the next minute, 75% of 4 = 3 still count: one more fits.
+        let next = start + 60_000 + 15_000;
+        assert!(
+            !plugin
+                .count_locally(table, b"a", &plugin.limits, next)
+                .rejected
+        );
+        assert!(
+            plugin
+                .count_locally(table, b"a", &plugin.limits, next)
+                .rejected
+        );
+        // A fixed window would have allowed four.
+        plugin.sliding = false;
+        let fresh = LocalCounters::with_slots(64);
+        let allowed = (0..6)
+            .filter(|_| {
+                !plugin
+                    .count_locally(&fresh, b"a", &plugin.limits, next)
+                    .rejected
+            })
+            .count();
+        assert_eq!(allowed, 4);
     }
 }

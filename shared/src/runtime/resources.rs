@@ -1,6 +1,6 @@
 //! Long-lived objects that plugins share and that outlive a config swap:
 //! open log files, keyed state such as counters, and (through handles the
-//! data plane provides) backends like Redis. A compiled plugin holds an `Arc`
+//! data plane provides) backends like Redis ([`RedisConnector`]). A compiled plugin holds an `Arc`
 //! to what it uses; the registry keeps only `Weak`s, so a resource stays the
 //! same object across every swap that still uses it and is closed by the swap
 //! that drops its last user.
@@ -11,8 +11,11 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::hash::Hash;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
 
 /// A destination for log lines (one JSON object per line).
 pub trait LineSink: Send + Sync + fmt::Debug {
@@ -27,6 +30,70 @@ pub trait LogFiles: Send + Sync + fmt::Debug {
     /// The sink appending to `path` (created `0644` if missing). `reopen`
     /// asks for Kong's `reopen: true` (close and reopen for every write).
     fn open(&self, path: &str, reopen: bool) -> Result<Arc<dyn LineSink>, String>;
+}
+
+/// The identity of a Redis server connection: every plugin instance naming
+/// the same server, database and credentials shares one connection.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RedisServer {
+    pub host: String,
+    pub port: u16,
+    pub database: i64,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for RedisServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The password never reaches a log line.
+        f.debug_struct("RedisServer")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a Redis call gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedisFailure {
+    /// The server did not answer within the caller's timeout.
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// A recent failure opened the circuit: no call is made until the next probe.
+    #[error("redis unavailable (circuit open after: {0})")]
+    CircuitOpen(String),
+    /// Connecting or the command failed.
+    #[error("redis error: {0}")]
+    Failed(String),
+}
+
+/// What a Redis script call returns.
+pub type RedisReply<'a> = Pin<Box<dyn Future<Output = Result<Vec<i64>, RedisFailure>> + Send + 'a>>;
+
+/// One Lua script on one server, prepared at compile time (its hash computed
+/// once); each call is a single `EVALSHA` round trip, loading the script
+/// only when the server does not know it yet.
+pub trait RedisScript: Send + Sync + fmt::Debug {
+    /// Runs the script with `keys` and `args`; its reply must be an array of
+    /// integers. Fails with [`RedisFailure::Timeout`] after `timeout`.
+    fn eval<'a>(
+        &'a self,
+        keys: &'a [String],
+        args: &'a [String],
+        timeout: Duration,
+    ) -> RedisReply<'a>;
+}
+
+/// Opens Redis script handles; connections are made lazily, on the first
+/// call, and shared per [`RedisServer`].
+pub trait RedisConnector: Send + Sync + fmt::Debug {
+    fn script(
+        &self,
+        server: &RedisServer,
+        source: &'static str,
+    ) -> Result<Arc<dyn RedisScript>, String>;
 }
 
 /// Get-or-create by key, holding values weakly.
@@ -74,6 +141,16 @@ impl<K: Eq + Hash + Clone, V: ?Sized> SharedSet<K, V> {
         Ok(value)
     }
 
+    /// The values alive now (used by some config), e.g. for metrics.
+    pub fn live_values(&self) -> Vec<Arc<V>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
     /// How many values are alive (used by some config).
     pub fn live(&self) -> usize {
         self.entries
@@ -92,6 +169,7 @@ type AnyShared = dyn Any + Send + Sync;
 pub struct Resources {
     check_only: bool,
     log_files: Arc<dyn LogFiles>,
+    redis: Arc<dyn RedisConnector>,
     keyed: Arc<SharedSet<(TypeId, String), AnyShared>>,
 }
 
@@ -100,6 +178,7 @@ impl fmt::Debug for Resources {
         f.debug_struct("Resources")
             .field("check_only", &self.check_only)
             .field("log_files", &self.log_files)
+            .field("redis", &self.redis)
             .field("keyed", &self.keyed)
             .finish()
     }
@@ -111,8 +190,15 @@ impl Resources {
         Resources {
             check_only: false,
             log_files,
+            redis: Arc::new(NoRedis),
             keyed: Arc::default(),
         }
+    }
+
+    /// These resources with `redis` as the Redis connector.
+    pub fn with_redis(mut self, redis: Arc<dyn RedisConnector>) -> Resources {
+        self.redis = redis;
+        self
     }
 
     /// Resources for checking that a config compiles: nothing is opened.
@@ -120,6 +206,7 @@ impl Resources {
         Resources {
             check_only: true,
             log_files: Arc::new(NoFiles),
+            redis: Arc::new(NoRedis),
             keyed: Arc::default(),
         }
     }
@@ -133,6 +220,15 @@ impl Resources {
     /// The log file sink for `path`, shared by every instance naming it.
     pub fn log_file(&self, path: &str, reopen: bool) -> Result<Arc<dyn LineSink>, String> {
         self.log_files.open(path, reopen)
+    }
+
+    /// A handle running `source` on `server` (no connection is made here).
+    pub fn redis_script(
+        &self,
+        server: &RedisServer,
+        source: &'static str,
+    ) -> Result<Arc<dyn RedisScript>, String> {
+        self.redis.script(server, source)
     }
 
     /// Shared state of type `T` under `key` (e.g. counters of one limit),
@@ -167,6 +263,37 @@ impl LineSink for NoSink {
 impl LogFiles for NoFiles {
     fn open(&self, _path: &str, _reopen: bool) -> Result<Arc<dyn LineSink>, String> {
         Ok(Arc::new(NoSink))
+    }
+}
+
+/// The check-only (and default) Redis connector: hands out scripts that
+/// never connect and fail if ever called.
+#[derive(Debug)]
+struct NoRedis;
+
+#[derive(Debug)]
+struct NoScript;
+
+impl RedisScript for NoScript {
+    fn eval<'a>(
+        &'a self,
+        _keys: &'a [String],
+        _args: &'a [String],
+        _timeout: Duration,
+    ) -> RedisReply<'a> {
+        Box::pin(std::future::ready(Err(RedisFailure::Failed(
+            "no redis connector on this node".into(),
+        ))))
+    }
+}
+
+impl RedisConnector for NoRedis {
+    fn script(
+        &self,
+        _server: &RedisServer,
+        _source: &'static str,
+    ) -> Result<Arc<dyn RedisScript>, String> {
+        Ok(Arc::new(NoScript))
     }
 }
 

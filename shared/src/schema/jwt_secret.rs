@@ -3,7 +3,7 @@
 use super::engine::{msg, Auto, Check, CheckFailure, Field, Match, Record, Rule};
 use super::typedefs::{self, strings};
 use crate::entity::JwtAlgorithm;
-use jsonwebtoken::DecodingKey;
+use crate::plugin::public_key_parses;
 use serde_json::{json, Map, Value};
 
 /// Algorithms whose tokens are verified with `rsa_public_key` rather than `secret`.
@@ -61,22 +61,4 @@ fn check_public_key(entity: &Map<String, Value>) -> Result<(), CheckFailure> {
         field: Some(("rsa_public_key".into(), "invalid key".into())),
         entity: Some(format!("{} 'algorithm'", msg::CONDITIONAL)),
     })
-}
-
-/// Whether `pem` is a public key usable with `algorithm`.
-pub fn public_key_parses(algorithm: JwtAlgorithm, pem: &str) -> bool {
-    let bytes = pem.as_bytes();
-    match algorithm {
-        JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512 => true,
-        JwtAlgorithm::RS256
-        | JwtAlgorithm::RS384
-        | JwtAlgorithm::RS512
-        | JwtAlgorithm::PS256
-        | JwtAlgorithm::PS384
-        | JwtAlgorithm::PS512 => DecodingKey::from_rsa_pem(bytes).is_ok(),
-        JwtAlgorithm::ES256 | JwtAlgorithm::ES384 | JwtAlgorithm::ES512 => {
-            DecodingKey::from_ec_pem(bytes).is_ok()
-        }
-        JwtAlgorithm::EdDSA => DecodingKey::from_ed_pem(bytes).is_ok(),
-    }
 }

@@ -23,6 +23,21 @@ FIUhw0M8GT0Umu4y7+rNKWWsB70p/vZ8zAbONQ8GsfY3mZWTlT/feDCT7Q==
 -----END PUBLIC KEY-----
 ";
 
+const EC_P384_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAE9Nt7PPoWzJsJY9XlXVYTQjhTbxx/uZPd
+BNvhVfRpan87pFHu6Q2vMnbaQenF6zXaQB+pre9n97RooKk8P+70XLaFaCJb6bgT
+O/dmP/JW4b1jjBX90ku7aMTK2BTZ7i7a
+-----END PUBLIC KEY-----
+";
+
+const EC_P521_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MIGbMBAGByqGSM49AgEGBSuBBAAjA4GGAAQAt29SMX6orr3sYF9JYrHvLjQ+iSCu
+CVgCwL9L1uydB5xwPPc7uXstvXuDoR94w3BrqqkK59/gwAcfYlMSSfZxQTMB2nQQ
+l1FrVFPeU4a+tYfVcC4WDe7epedJOug5vYWzFd4YP9YG1lgeJ2t6R3pNp0/th0py
+JwAhl/9n/G/rsxHohTM=
+-----END PUBLIC KEY-----
+";
+
 const ED_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
 MCowBQYDK2VwAyEA+gsgqwFmYe/kEPyiDxVKDUe+fvfViQH0GErWaGl291o=
 -----END PUBLIC KEY-----
@@ -148,8 +163,8 @@ fn public_key_algorithms_require_a_parsable_key() {
         ("PS384", RSA_PUBLIC),
         ("PS512", RSA_PUBLIC),
         ("ES256", EC_PUBLIC),
-        ("ES384", EC_PUBLIC),
-        ("ES512", EC_PUBLIC),
+        ("ES384", EC_P384_PUBLIC),
+        ("ES512", EC_P521_PUBLIC),
         ("EdDSA", ED_PUBLIC),
     ];
     for (algorithm, good_key) in cases {
@@ -179,6 +194,10 @@ fn public_key_algorithms_require_a_parsable_key() {
     let wrong =
         json!({"consumer": {"id": CONSUMER_ID}, "algorithm": "RS256", "rsa_public_key": EC_PUBLIC});
     assert_eq!(invalid(JwtSecrets, wrong).0, invalid_key);
+    // An EC key must be on the algorithm's curve.
+    let wrong_curve =
+        json!({"consumer": {"id": CONSUMER_ID}, "algorithm": "ES512", "rsa_public_key": EC_PUBLIC});
+    assert_eq!(invalid(JwtSecrets, wrong_curve).0, invalid_key);
     // HMAC credentials ignore rsa_public_key.
     for algorithm in ["HS256", "HS384", "HS512"] {
         valid(

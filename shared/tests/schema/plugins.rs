@@ -3,7 +3,10 @@
 
 use super::{expect_errors, invalid, valid, CONSUMER_ID, SERVICE_ID};
 use serde_json::{json, Value};
-use tollgate_shared::plugin::{self, HttpLogMethod, JwtClaim, LimitBy, Period, RateLimitPolicy};
+use tollgate_shared::plugin::{
+    self, HttpLogMethod, JwtClaim, LimitBy, Period, RateLimitAlgorithm, RateLimitPolicy,
+    RedisFailureMode,
+};
 use tollgate_shared::schema::render_entity;
 use tollgate_shared::EntityKind::Plugins;
 use tollgate_shared::{Plugin, PluginSpec};
@@ -158,6 +161,7 @@ fn jwt_defaults_and_rules() {
             "maximum_expiration": 0,
             "header_names": ["authorization"],
             "realm": null,
+            "leeway": 0,
         })
     );
     expect_errors(
@@ -181,6 +185,10 @@ fn jwt_defaults_and_rules() {
                     "@entity": ["failed conditional validation given value of field 'config.maximum_expiration'"],
                     "config": {"claims_to_verify": "expected to contain: exp"},
                 }),
+            ),
+            (
+                json!({"name": "jwt", "config": {"leeway": -1}}),
+                json!({"config": {"leeway": "value should be between 0 and 31536000"}}),
             ),
             (
                 json!({"name": "jwt", "config": {"secret_is_base64": null}}),
@@ -208,6 +216,7 @@ fn jwt_defaults_and_rules() {
     assert_eq!(config.key_claim_name, "kid");
     assert_eq!(config.header_names, vec!["authorization"]);
     assert_eq!(config.realm.as_deref(), Some("r"));
+    assert_eq!(config.leeway, 0.0);
 }
 
 #[test]
@@ -224,10 +233,12 @@ fn rate_limiting_defaults() {
             "header_name": null,
             "path": null,
             "policy": "local",
+            "algorithm": "fixed",
             "fault_tolerant": true,
             "redis": {
                 "host": null, "port": 6379, "timeout": 2000, "username": null, "password": null,
                 "database": 0, "ssl": false, "ssl_verify": false, "server_name": null,
+                "failure_mode": null,
             },
             "hide_client_headers": false,
             "error_code": 429,
@@ -248,7 +259,21 @@ fn rate_limiting_defaults() {
     assert_eq!(config.limit_by, LimitBy::Consumer);
     assert_eq!(config.redis.port, Some(6379));
     assert_eq!(config.error_code, 429.0);
+    assert_eq!(config.algorithm, RateLimitAlgorithm::Fixed);
+    assert_eq!(config.redis.failure_mode, None);
     assert_eq!(Period::Month.seconds(), 2_592_000);
+
+    let PluginSpec::RateLimiting(config) = spec(json!({"name": "rate-limiting", "config": {
+        "minute": 3, "algorithm": "sliding", "policy": "redis",
+        "redis": {"host": "r", "failure_mode": "fail_closed"},
+    }})) else {
+        panic!("rate-limiting spec")
+    };
+    assert_eq!(config.algorithm, RateLimitAlgorithm::Sliding);
+    assert_eq!(
+        config.redis.failure_mode,
+        Some(RedisFailureMode::FailClosed)
+    );
 }
 
 #[test]
@@ -280,7 +305,19 @@ fn rate_limiting_rules() {
             ),
             (
                 json!({"name": "rate-limiting", "config": {"minute": 5, "policy": "cluster"}}),
+                json!({"config": {"policy": "expected one of: local, redis (the cluster policy counts in a database, which data planes do not have; use redis to share limits between them)"}}),
+            ),
+            (
+                json!({"name": "rate-limiting", "config": {"minute": 5, "policy": "db"}}),
                 json!({"config": {"policy": "expected one of: local, redis"}}),
+            ),
+            (
+                json!({"name": "rate-limiting", "config": {"minute": 5, "algorithm": "leaky"}}),
+                json!({"config": {"algorithm": "expected one of: fixed, sliding"}}),
+            ),
+            (
+                json!({"name": "rate-limiting", "config": {"minute": 5, "redis": {"failure_mode": "retry"}}}),
+                json!({"config": {"redis": {"failure_mode": "expected one of: fail_open, fail_closed, local"}}}),
             ),
             (
                 json!({"name": "rate-limiting", "config": {"minute": 5, "policy": "redis"}}),
@@ -374,6 +411,7 @@ fn rate_limiting_legacy_redis_fields() {
         json!({
             "host": "127.0.0.1", "port": 6380, "timeout": 1500, "username": "u", "password": "pw",
             "database": 2, "ssl": true, "ssl_verify": true, "server_name": "redis.internal",
+            "failure_mode": null,
         })
     );
     assert!(

@@ -656,8 +656,11 @@ mod tests {
             assert_eq!(result.nodes, 3);
             assert_eq!(result.guessed_versions, if version_header { 0 } else { 4 });
             for (acked, seen) in result.latencies.iter().zip(&result.observed) {
-                // acked_at_ms has millisecond granularity
-                assert!(*acked >= Duration::from_millis(19), "{acked:?}");
+                // No lower bound: the fake control plane delays its acks from
+                // the moment it stored the write, while a latency starts when
+                // the client received the 201, which a loaded machine delays by
+                // an arbitrary amount. `by_ack` above shows the latencies came
+                // from the acks.
                 assert!(*acked < Duration::from_secs(2), "{acked:?}");
                 assert!(
                     *seen + Duration::from_millis(1) >= *acked,
