@@ -8,15 +8,21 @@ cd "$(dirname "$0")/../.."
 script=tests/scripts/run-local.sh
 fail() { echo "run-smoke: FAIL: $*" >&2; [ -n "${out:-}" ] && sed 's/^/  | /' "$out" >&2; exit 1; }
 
-free_port() {
-  local port
+# Ports come from below the kernel's ephemeral range (ip_local_port_range),
+# so no outgoing connection of this or any other process can be holding one
+# as its source port when the processes bind, and the five are distinct.
+ephemeral_low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+chosen=" "
+for name in ADMIN_PORT PROXY_PORT STATUS_PORT CLUSTER_PORT ECHO_PORT; do
   while :; do
-    port=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
+    port=$((10000 + RANDOM % (ephemeral_low - 10000)))
+    case "$chosen" in *" $port "*) continue ;; esac
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+    chosen="$chosen$port "
+    export "$name=$port"
+    break
   done
-}
-export ADMIN_PORT=$(free_port) PROXY_PORT=$(free_port) STATUS_PORT=$(free_port)
-export CLUSTER_PORT=$(free_port) ECHO_PORT=$(free_port)
+done
 export STATE_DIR=$(mktemp -d)
 out=$STATE_DIR/run.out
 pid=
