@@ -7,7 +7,13 @@
 # request of the process under test (utime+stime delta / requests), medians
 # over the rounds, and the tollgate/nginx ratios.
 #
-# Cases: no plugins (10 routes), ip-restriction (10 routes), 10,000 routes.
+# Cases live in tests/bench/cases/<case>.sh, one file each, sourced in a
+# subshell: ROUTES (default 10), tollgate_extra (YAML appended to the
+# declarative config: plugins, consumers, credentials), nginx_extra (server
+# directives), WRK_ARGS (extra wrk arguments, e.g. -H for a token) and
+# case_setup (runs first, in $work, e.g. to make keys; WRK_ARGS and
+# tollgate_extra may read what it wrote under $work). A case's CPU per
+# request is also reported relative to the plain case's when both ran.
 # Environment: DURATION (s, default 10), ROUNDS (default 3), CONNECTIONS
 # (default 32), CASES (default "plain ip-restriction routes-10000"),
 # BASELINE_DP (optional: another tollgate-dp binary, e.g. built from the
@@ -97,7 +103,16 @@ UPSTREAM_PID=$!
 pids+=("$UPSTREAM_PID")
 wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
 
-routes_of() { case "$1" in routes-10000) echo 10000 ;; *) echo 10 ;; esac; }
+# Prints one setting of a case file, evaluated in a subshell so cases cannot
+# leak definitions into each other. usage: case_eval case 'shell code'
+case_eval() {
+  local file="tests/bench/cases/$1.sh"
+  [ -f "$file" ] || { log "no case file $file"; exit 2; }
+  ( ROUTES=10; WRK_ARGS=(); tollgate_extra() { :; }; nginx_extra() { :; }; case_setup() { :; }
+    # shellcheck disable=SC1090
+    source "$file"; cd "$work"; eval "$2" )
+}
+routes_of() { case_eval "$1" 'echo "$ROUTES"'; }
 
 write_nginx_proxy() { # case port
   local case=$1 port=$2 routes
@@ -121,10 +136,7 @@ write_nginx_proxy() { # case port
   server {
     listen 127.0.0.1:$port;
 CONF
-    if [ "$case" = ip-restriction ]; then
-      echo "    allow 127.0.0.0/8;"
-      echo "    deny all;"
-    fi
+    case_eval "$case" nginx_extra
     awk -v n="$routes" 'BEGIN { for (i = 0; i < n; i++) printf "    location /r%d/ { proxy_pass http://backend; }\n", i }'
     echo "  }"
     echo "}"
@@ -141,22 +153,18 @@ write_tollgate_config() { # case
     echo "  url: http://127.0.0.1:$UPSTREAM_PORT"
     echo '  routes:'
     awk -v n="$routes" 'BEGIN { for (i = 0; i < n; i++) printf "  - name: r%d\n    paths: [\"/r%d/\"]\n", i, i }'
-    if [ "$case" = ip-restriction ]; then
-      echo 'plugins:'
-      echo '- name: ip-restriction'
-      echo '  config:'
-      echo '    allow: ["127.0.0.0/8"]'
-    fi
+    case_eval "$case" tollgate_extra
   } > "$work/tollgate-$case.yaml"
 }
 
 results="$work/results"
 : > "$results"
 
-measure() { # case target url pid round
+measure() { # case target url pid round [wrk args...]
   local case=$1 target=$2 url=$3 pid=$4 round=$5 before after out
+  shift 5
   before=$(cpu_ticks "$pid")
-  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url")
+  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url")
   after=$(cpu_ticks "$pid")
   local rps requests p50 p99 errors
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
@@ -171,6 +179,8 @@ measure() { # case target url pid round
 for case in $CASES; do
   routes=$(routes_of "$case")
   path="/r$((routes / 2))/bench"
+  case_eval "$case" case_setup
+  mapfile -t wrk_args < <(case_eval "$case" 'printf "%s\n" "${WRK_ARGS[@]}"')
   nginx_port=$(free_port)
   write_nginx_proxy "$case" "$nginx_port"
   taskset -c 0 "$NGINX" -c "$work/proxy-$case.conf" -p "$work" &
@@ -205,14 +215,14 @@ for case in $CASES; do
 
   # Warm-up: connections, pools, caches.
   for url in "http://127.0.0.1:$nginx_port$path" "http://127.0.0.1:$tollgate_port$path" ${before_pid:+"http://127.0.0.1:$before_port$path"}; do
-    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s "$url" >/dev/null
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s "${wrk_args[@]}" "$url" >/dev/null
   done
   for round in $(seq 1 "$ROUNDS"); do
     measure "$case" direct "http://127.0.0.1:$UPSTREAM_PORT$path" "$UPSTREAM_PID" "$round"
-    measure "$case" nginx "http://127.0.0.1:$nginx_port$path" "$nginx_pid" "$round"
-    measure "$case" tollgate "http://127.0.0.1:$tollgate_port$path" "$tollgate_pid" "$round"
+    measure "$case" nginx "http://127.0.0.1:$nginx_port$path" "$nginx_pid" "$round" "${wrk_args[@]}"
+    measure "$case" tollgate "http://127.0.0.1:$tollgate_port$path" "$tollgate_pid" "$round" "${wrk_args[@]}"
     if [ -n "$before_pid" ]; then
-      measure "$case" before "http://127.0.0.1:$before_port$path" "$before_pid" "$round"
+      measure "$case" before "http://127.0.0.1:$before_port$path" "$before_pid" "$round" "${wrk_args[@]}"
     fi
   done
   kill "$nginx_pid" "$tollgate_pid" $before_pid
@@ -255,4 +265,12 @@ for case in cases:
         t = summary.get((case, target))
         if n and t:
             print(f"{case:<16}{target:<10}{t[0] / n[0]:>19.2f}{t[3] / n[3]:>16.2f}{t[2] / n[2]:>12.2f}")
+plain = summary.get(("plain", "tollgate"))
+if plain and any(case != "plain" for case in cases):
+    print(f"\n{'case':<16}{'target':<10}{'CPU/req /plain tollgate':>24}")
+    for case in cases:
+        for target in ("tollgate", "before"):
+            t = summary.get((case, target))
+            if t and case != "plain":
+                print(f"{case:<16}{target:<10}{t[3] / plain[3]:>24.2f}")
 PY
