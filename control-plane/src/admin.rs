@@ -98,6 +98,7 @@ async fn gate(State(state): State<Arc<AppState>>, mut request: Request, next: Ne
             r
         }
     };
+    state.counters.record_response(response.status().as_u16());
     let headers = response.headers_mut();
     headers.insert(
         header::SERVER,

@@ -13,6 +13,7 @@ pub mod settings;
 pub mod state;
 pub mod status_command;
 pub mod store;
+pub mod telemetry;
 
 use anyhow::Context;
 use cluster::publisher::{self, PublisherStatus, PublisherTiming};
@@ -165,6 +166,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<ControlPlane> {
         AppState::configuration_of(settings),
     )?;
     state.browser_guard = matches!(settings.admin_listen, settings::ListenAddr::Tcp(_));
+    state.metrics_naming = settings.metrics_naming.clone();
     let stop = CancellationToken::new();
     let mut background = Vec::new();
     background.push(tokio::spawn({
@@ -196,7 +198,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<ControlPlane> {
     }
 
     let state = Arc::new(state);
-    let app = admin::router(state.clone(), axum::Router::new());
+    let app = admin::router(state.clone(), telemetry::routes(state.clone()));
     // The bind error already says the address and the cause: no chain, so
     // "Address already in use" is printed once.
     let listener = AdminListener::bind(&settings.admin_listen)

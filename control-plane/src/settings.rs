@@ -108,6 +108,10 @@ pub struct ServeArgs {
     /// text or json (one object per line) [default: text]
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Prefix of every metric name on GET /metrics; `kong` gives Kong's exact names and
+    /// types (Kong's Grafana dashboard 7424 works unchanged) [default: tollgate]
+    #[arg(long, env = "TOLLGATE_METRICS_PREFIX", value_name = "PREFIX")]
+    pub metrics_prefix: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +149,8 @@ struct FileSettings {
     database_url: Option<String>,
     #[serde(alias = "admin-listen")]
     admin_listen: Option<String>,
+    #[serde(alias = "metrics-prefix")]
+    metrics_prefix: Option<String>,
     #[serde(alias = "admin-token-file")]
     admin_token_file: Option<PathBuf>,
     #[serde(alias = "admin-header-timeout")]
@@ -285,6 +291,8 @@ pub struct ServeSettings {
     pub migrate: bool,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// Metric naming (`--metrics-prefix`).
+    pub metrics_naming: tollgate_shared::exposition::Naming,
 }
 
 /// Everything `migrate` needs.
@@ -512,6 +520,19 @@ impl ServeArgs {
             )),
             None => None,
         };
+        let metrics_prefix = self.metrics_prefix.or(file.metrics_prefix);
+        let metrics_naming = match metrics_prefix {
+            Some(prefix) => {
+                tollgate_shared::exposition::Naming::new(&prefix).map_err(|reason| {
+                    SettingsError::Invalid {
+                        setting: "metrics-prefix",
+                        value: prefix.clone(),
+                        reason,
+                    }
+                })?
+            }
+            None => tollgate_shared::exposition::Naming::default(),
+        };
         Ok(ServeSettings {
             database_url,
             admin_listen,
@@ -525,6 +546,7 @@ impl ServeArgs {
             migrate: !self.no_migrate.or(file.no_migrate).unwrap_or(false),
             log_level: log.level,
             log_format: log.format,
+            metrics_naming,
         })
     }
 }

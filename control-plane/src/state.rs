@@ -1,38 +1,15 @@
 //! What every Admin API request (and, later, the cluster server) shares: the
 //! store, the config version watch, node identity, accepted tokens and the
-//! listener counters.
+//! listener counters (owned by `telemetry`).
 
 use crate::admin::routes::RouteTable;
 use crate::settings::{AdminToken, ServeSettings};
 use crate::store::{redact_url, Store};
+pub use crate::telemetry::ServerCounters;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
-
-/// Connection and request counters for `GET /status`.
-#[derive(Debug, Default)]
-pub struct ServerCounters {
-    pub connections_accepted: AtomicU64,
-    pub connections_active: AtomicU64,
-    pub total_requests: AtomicU64,
-}
-
-impl ServerCounters {
-    pub fn snapshot(&self) -> Value {
-        let accepted = self.connections_accepted.load(Ordering::Relaxed);
-        let active = self.connections_active.load(Ordering::Relaxed);
-        json!({
-            "connections_accepted": accepted,
-            "connections_handled": accepted,
-            "connections_active": active,
-            "connections_reading": 0,
-            "connections_writing": active.min(1),
-            "connections_waiting": active.saturating_sub(1),
-            "total_requests": self.total_requests.load(Ordering::Relaxed),
-        })
-    }
-}
+use tollgate_shared::exposition::Naming;
 
 /// Shared state of the control plane process.
 pub struct AppState {
@@ -53,6 +30,8 @@ pub struct AppState {
     pub routes: RouteTable,
     /// The cluster's view for `/clustering/*`; `None` without a cluster listener.
     pub cluster: Option<crate::cluster::view::ClusterView>,
+    /// Metric naming of `GET /metrics` (`--metrics-prefix`).
+    pub metrics_naming: Naming,
 }
 
 /// Kong masks secret settings with this.
@@ -87,6 +66,7 @@ impl AppState {
             counters: Arc::new(ServerCounters::default()),
             routes: RouteTable::new()?,
             cluster: None,
+            metrics_naming: Naming::default(),
         })
     }
 

@@ -21,6 +21,7 @@ pub mod shutdown;
 pub use tollgate_shared::startup;
 pub mod status;
 pub mod sync;
+pub mod telemetry;
 pub mod tls;
 
 pub use compile::{compile, CompileError, Compiled, ConfigMeta, Deps};
@@ -57,6 +58,7 @@ pub enum StartError {
 pub struct DataPlane {
     gateway: Arc<Gateway>,
     status: Arc<StatusState>,
+    telemetry: Arc<telemetry::Telemetry>,
     resolver: Arc<SniResolver>,
     proxy_addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
@@ -111,8 +113,22 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     let upstream_tls = UpstreamTls::new(UpstreamTls::system_roots())?;
     let pools = Arc::new(PoolRegistry::new(settings.pool.clone(), upstream_tls));
     let file_sinks = Arc::new(plugins::resources::FileSinks::default());
+    let redis = Arc::new(plugins::redis::RedisServers::default());
+    let proxy_metrics = Arc::new(tollgate_shared::plugin::ProxyMetrics::new(
+        settings.metrics_max_series,
+    ));
+    let telemetry = Arc::new(telemetry::Telemetry::new(
+        settings.metrics_naming.clone(),
+        Arc::clone(&status),
+        Arc::clone(&redis),
+        Arc::clone(&proxy_metrics),
+    ));
+    if let Some(node_id) = &settings.node_id {
+        telemetry.set_node_id(node_id);
+    }
     let resources = tollgate_shared::runtime::Resources::live(file_sinks)
-        .with_redis(Arc::new(plugins::redis::RedisServers::default()));
+        .with_redis(redis)
+        .with_proxy_metrics(proxy_metrics);
     let gateway = Arc::new(Gateway::new(Deps { pools, resources }, Arc::clone(&status)));
     let (trigger, signal) = shutdown::channel();
     let drain = Arc::new(Drain::default());
@@ -163,7 +179,7 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     tasks.push(tokio::spawn(status::serve(
         status_listener,
         Arc::clone(&status),
-        None,
+        Some(Arc::clone(&telemetry) as Arc<dyn status::MetricsRenderer>),
         signal,
     )));
     tracing::info!(?proxy_addrs, ?tls_addrs, %status_addr, "data plane listening");
@@ -171,6 +187,7 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     Ok(DataPlane {
         gateway,
         status,
+        telemetry,
         resolver,
         proxy_addrs,
         tls_addrs,
@@ -190,6 +207,11 @@ impl DataPlane {
     /// The counters and facts the status listener reports.
     pub fn status(&self) -> &Arc<StatusState> {
         &self.status
+    }
+
+    /// The node's metrics registry (`GET /metrics` on the status listener).
+    pub fn telemetry(&self) -> &Arc<telemetry::Telemetry> {
+        &self.telemetry
     }
 
     pub fn proxy_addrs(&self) -> &[SocketAddr] {
@@ -344,6 +366,7 @@ async fn start_sync(
         None => cache::node_id(&settings.cache_dir)
             .context("invalid setting --cache-dir: cannot keep the node id there")?,
     };
+    data_plane.telemetry().set_node_id(&node_id);
     let gateway = Arc::clone(data_plane.gateway());
     let snapshot_cache = cache::SnapshotCache::new(&settings.cache_dir);
     match snapshot_cache.load() {
@@ -365,6 +388,7 @@ async fn start_sync(
     let hostname = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".to_string());
+    let cert_expiry = sync::validity::not_after(&cert_pem).unwrap_or(0);
     let sync_settings = sync::SyncSettings {
         endpoint: endpoint.to_string(),
         server_name: settings.cluster_server_name.clone(),
@@ -375,12 +399,15 @@ async fn start_sync(
         hostname,
         plugins: plugins::supported(),
         heartbeat: Duration::from_secs(10),
-        cert_expiry: 0,
+        cert_expiry,
     };
     // The sync client gets a thread and runtime of its own: receiving a large
     // snapshot means tens of milliseconds of TLS, gunzip and protobuf decoding,
     // which on a proxy worker would hold up every request queued behind it.
     let sync_status = Arc::new(sync::SyncStatus::default());
+    sync_status
+        .cert_expiry
+        .store(cert_expiry, std::sync::atomic::Ordering::Relaxed);
     data_plane.status().follow_sync(Arc::clone(&sync_status));
     let sync_client = sync::run(
         sync_settings,

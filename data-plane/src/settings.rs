@@ -10,6 +10,8 @@ use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
+use tollgate_shared::exposition::Naming;
+use tollgate_shared::plugin::DEFAULT_MAX_SERIES;
 
 /// A setting that could not be used; its `Display` is the one line printed before exiting.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +134,14 @@ pub struct ServeArgs {
     /// exempt); 0 is unlimited. Default 0.
     #[arg(long, env = "TOLLGATE_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
+    /// Prefix of every metric name on /metrics. Default tollgate; `kong` gives Kong's exact
+    /// metric names and types (Kong's Grafana dashboard 7424 works unchanged).
+    #[arg(long, env = "TOLLGATE_METRICS_PREFIX")]
+    pub metrics_prefix: Option<String>,
+    /// Most series per metric of the prometheus plugin; samples of further series are
+    /// dropped and counted. Default 10000.
+    #[arg(long, env = "TOLLGATE_METRICS_MAX_SERIES")]
+    pub metrics_max_series: Option<usize>,
 }
 
 /// A size in bytes, written as a number with an optional `k`, `m` or `g`
@@ -225,6 +235,8 @@ impl ServeArgs {
             &mut self.max_connections_per_ip,
             file.max_connections_per_ip,
         );
+        fill(&mut self.metrics_prefix, file.metrics_prefix);
+        fill(&mut self.metrics_max_series, file.metrics_max_series);
     }
 }
 
@@ -311,6 +323,10 @@ pub struct Settings {
     /// `--log-level`; `None`: `RUST_LOG`, else `info`.
     pub log_level: Option<String>,
     pub log_format: LogFormat,
+    /// Metric naming (`--metrics-prefix`).
+    pub metrics_naming: Naming,
+    /// Series cap per metric of the prometheus plugin (`--metrics-max-series`).
+    pub metrics_max_series: usize,
 }
 
 impl Default for Settings {
@@ -339,6 +355,8 @@ impl Default for Settings {
             pool: PoolSettings::default(),
             log_level: None,
             log_format: LogFormat::Text,
+            metrics_naming: Naming::default(),
+            metrics_max_series: DEFAULT_MAX_SERIES,
         }
     }
 }
@@ -483,6 +501,15 @@ impl Settings {
         if let Some(cap) = args.max_connections_per_ip {
             limits.max_connections_per_ip = cap;
         }
+        let metrics_naming = match &args.metrics_prefix {
+            Some(prefix) => Naming::new(prefix).map_err(|e| invalid("--metrics-prefix", e))?,
+            None => defaults.metrics_naming,
+        };
+        let metrics_max_series = match args.metrics_max_series {
+            Some(0) => return Err(invalid("--metrics-max-series", "must be at least 1")),
+            Some(cap) => cap,
+            None => defaults.metrics_max_series,
+        };
         Ok(Settings {
             control_plane: args.control_plane,
             cluster_ca: args.cluster_ca,
@@ -510,6 +537,8 @@ impl Settings {
             pool: PoolSettings::default(),
             log_level,
             log_format,
+            metrics_naming,
+            metrics_max_series,
         })
     }
 }

@@ -1,5 +1,5 @@
-//! The status listener (`/status`, `/status/ready`, and `/metrics` once a
-//! metrics renderer is plugged in) and [`StatusState`], the counters and
+//! The status listener (`/status`, `/status/ready`, and `/metrics` from the
+//! node's telemetry, see `telemetry.rs`) and [`StatusState`], the counters and
 //! config facts it reports. The state is an explicit value passed to whoever
 //! updates it; nothing here is global.
 
@@ -111,6 +111,24 @@ impl StatusState {
                 .collect::<Vec<_>>()
                 .join("; ")
         ));
+    }
+
+    /// Configs rejected since start.
+    pub fn rejected(&self) -> u64 {
+        self.config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .rejected
+    }
+
+    /// The sync client's state, when this data plane follows a control plane.
+    pub fn sync(&self) -> Option<&Arc<SyncStatus>> {
+        self.sync.get()
+    }
+
+    /// How long the node has run.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     /// The config currently served, if any was applied.
@@ -232,7 +250,7 @@ fn handle(
                 let mut response = Response::new(Full::new(Bytes::from(metrics.render())));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    HeaderValue::from_static(tollgate_shared::exposition::CONTENT_TYPE),
                 );
                 response
             }

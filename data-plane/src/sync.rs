@@ -108,6 +108,8 @@ pub struct SyncStatus {
     pub snapshots_rejected: AtomicU64,
     /// Applied snapshots that could not be written to the cache.
     pub persist_failures: AtomicU64,
+    /// When this node's cluster certificate expires (unix seconds; 0: unknown).
+    pub cert_expiry: std::sync::atomic::AtomicI64,
     link: Mutex<Link>,
     /// Version of the snapshot last written to the cache (0: none yet).
     persisted: watch::Sender<u64>,

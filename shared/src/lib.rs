@@ -19,6 +19,7 @@ pub mod config;
 pub mod convert;
 pub mod declarative;
 pub mod entity;
+pub mod exposition;
 pub mod hash;
 pub mod plugin;
 pub mod router;

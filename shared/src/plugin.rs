@@ -23,7 +23,10 @@ pub use jwt::{
     consumer_headers, public_key_parses, JwksError, JwksLimits, Jwt, JwtClaim, JwtConfig, KeyError,
     KeySet, Verifier,
 };
-pub use prometheus::PrometheusConfig;
+pub use prometheus::{
+    Prometheus, PrometheusConfig, ProxyMetrics, RouteSeries, DEFAULT_MAX_SERIES,
+    KONG_LATENCY_BUCKETS, UPSTREAM_LATENCY_BUCKETS,
+};
 pub use rate_limiting::{
     LimitBy, Period, RateLimitAlgorithm, RateLimitPolicy, RateLimiting, RateLimitingConfig,
     RateLimitingError, RedisConfig, RedisFailureMode,
@@ -190,7 +193,7 @@ plugin_table! {
         name: "prometheus",
         priority: 13,
         config: PrometheusConfig,
-        runtime: Unsupported,
+        runtime: Prometheus,
         schema: prometheus::subschema,
     }
     HttpLog {

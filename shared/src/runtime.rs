@@ -18,7 +18,7 @@ pub use chain::{ChainStep, PluginChain, PluginFailure, PluginInstance};
 pub use context::{
     ByteCounts, ConsumerRef, CredentialRef, LogFacts, RequestContext, Timings, TlsFacts,
 };
-pub use log_record::{LogRecord, DEFAULT_WORKSPACE_ID};
+pub use log_record::{Latencies, LogRecord, DEFAULT_WORKSPACE_ID};
 pub use resources::{
     LineSink, LogFiles, RedisConnector, RedisFailure, RedisReply, RedisScript, RedisServer,
     Resources, SharedSet,

@@ -380,6 +380,22 @@ pub fn build(endpoints: &[Endpoint]) -> Value {
         }
         paths.insert(endpoint.path.clone(), Value::Object(item));
     }
+    // Served beside the table (see `crate::telemetry`).
+    paths.insert(
+        "/metrics".into(),
+        json!({"get": {
+            "operationId": "getMetrics",
+            "summary": "This control plane's metrics (Prometheus text format 0.0.4)",
+            "description": "Node, Admin API, publisher and per data plane metrics; names follow --metrics-prefix.",
+            "responses": {
+                "200": {
+                    "description": "the exposition",
+                    "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
+                },
+                "401": error_response("no valid token"),
+            },
+        }}),
+    );
     let mut schemas = Map::new();
     for kind in EntityKind::ALL {
         let kong = entity_schema(kind);

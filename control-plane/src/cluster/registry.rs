@@ -53,6 +53,8 @@ pub struct DataPlaneState {
     pub rejected_version: Option<u64>,
     pub rejected_hash: Option<String>,
     pub last_errors: Vec<String>,
+    /// Snapshots it rejected (Nack) since this control plane first saw it.
+    pub nacks: u64,
     pub incompatible_reason: Option<String>,
     pub last_seen_ms: i64,
     pub connected_at_ms: i64,
@@ -207,6 +209,7 @@ impl DataPlaneRegistry {
                 rejected_version: None,
                 rejected_hash: None,
                 last_errors: Vec::new(),
+                nacks: previous.as_ref().map(|p| p.nacks).unwrap_or(0),
                 incompatible_reason: None,
                 last_seen_ms: now,
                 connected_at_ms: now,
@@ -260,6 +263,7 @@ impl DataPlaneRegistry {
             s.rejected_version = Some(version);
             s.rejected_hash = Some(hash.to_string());
             s.last_errors = errors;
+            s.nacks += 1;
             s.last_seen_ms = now_ms();
         });
     }

@@ -44,7 +44,7 @@ fn message(version: u64, config: Config) -> pb::Snapshot {
 
 /// A config the shared crate accepts but this data plane cannot compile.
 fn uncompilable() -> Config {
-    config("plugins:\n  - name: prometheus\n")
+    config("plugins:\n  - name: http-log\n    config:\n      http_endpoint: http://127.0.0.1:9/\n")
 }
 
 #[test]

@@ -52,6 +52,19 @@ pub fn check_validity(setting: &str, pem: &str, now: i64) -> Result<Vec<String>,
     Ok(warnings)
 }
 
+/// When the first certificate of `pem` to expire does (unix seconds), or
+/// `None` if `pem` holds no readable certificate.
+pub fn not_after(pem: &str) -> Option<i64> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .filter_map(Result::ok)
+        .filter_map(|der| {
+            x509_parser::parse_x509_certificate(der.as_ref())
+                .ok()
+                .map(|(_, certificate)| certificate.validity().not_after.timestamp())
+        })
+        .min()
+}
+
 /// The current time in unix seconds.
 pub fn now() -> i64 {
     std::time::SystemTime::now()

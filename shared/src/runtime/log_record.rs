@@ -28,6 +28,12 @@ impl RequestContext {
             serde_json::to_string(&LogRecord::new(self)).unwrap_or_default()
         })
     }
+
+    /// The record's `latencies` (milliseconds), e.g. for metrics; without
+    /// building the record.
+    pub fn latencies(&self) -> Latencies {
+        latencies_at(self, Instant::now())
+    }
 }
 
 /// The log record of one request, serialized from its context on demand.
@@ -59,30 +65,35 @@ impl<'a> LogRecord<'a> {
     }
 
     fn latencies(&self) -> Latencies {
-        let timings = &self.ctx.timings;
-        let received = timings.received;
-        let finished = timings.finished.unwrap_or(self.now.1);
-        let since = |from: Instant, to: Instant| millis(to.saturating_duration_since(from));
-        let proxied = self.ctx.log_facts.as_ref().is_some_and(|f| f.proxied);
-        let kong = match (timings.upstream_sent, timings.responded) {
-            (Some(sent), _) => since(received, sent),
-            (None, Some(responded)) => since(received, responded),
-            (None, None) => 0,
-        };
-        let proxy = match (timings.upstream_sent, timings.upstream_first_byte) {
-            (Some(sent), Some(first)) if proxied => since(sent, first) as i64,
-            _ => -1,
-        };
-        let receive = match timings.upstream_first_byte {
-            Some(first) if proxied => since(first, finished),
-            _ => 0,
-        };
-        Latencies {
-            kong,
-            proxy,
-            request: since(received, finished),
-            receive,
-        }
+        latencies_at(self.ctx, self.now.1)
+    }
+}
+
+/// Kong's `latencies` of `ctx`, with `now` standing in for an unfinished response.
+fn latencies_at(ctx: &RequestContext, now: Instant) -> Latencies {
+    let timings = &ctx.timings;
+    let received = timings.received;
+    let finished = timings.finished.unwrap_or(now);
+    let since = |from: Instant, to: Instant| millis(to.saturating_duration_since(from));
+    let proxied = ctx.log_facts.as_ref().is_some_and(|f| f.proxied);
+    let kong = match (timings.upstream_sent, timings.responded) {
+        (Some(sent), _) => since(received, sent),
+        (None, Some(responded)) => since(received, responded),
+        (None, None) => 0,
+    };
+    let proxy = match (timings.upstream_sent, timings.upstream_first_byte) {
+        (Some(sent), Some(first)) if proxied => since(sent, first) as i64,
+        _ => -1,
+    };
+    let receive = match timings.upstream_first_byte {
+        Some(first) if proxied => since(first, finished),
+        _ => 0,
+    };
+    Latencies {
+        kong,
+        proxy,
+        request: since(received, finished),
+        receive,
     }
 }
 
@@ -90,12 +101,18 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-#[derive(Serialize)]
-struct Latencies {
-    kong: u64,
-    proxy: i64,
-    request: u64,
-    receive: u64,
+/// Kong's `latencies` of a request, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Latencies {
+    /// The gateway's own time: until the request went upstream, or until
+    /// the gateway answered itself.
+    pub kong: u64,
+    /// Upstream time to the first response byte; -1 when not proxied.
+    pub proxy: i64,
+    /// From receiving the request to finishing the response.
+    pub request: u64,
+    /// From the first response byte to the end of the response.
+    pub receive: u64,
 }
 
 impl Serialize for LogRecord<'_> {

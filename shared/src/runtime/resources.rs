@@ -1,5 +1,6 @@
 //! Long-lived objects that plugins share and that outlive a config swap:
-//! open log files, keyed state such as counters, and (through handles the
+//! open log files, keyed state such as counters, the `prometheus` plugin's
+//! metric families ([`ProxyMetrics`]), and (through handles the
 //! data plane provides) backends like Redis ([`RedisConnector`]). A compiled plugin holds an `Arc`
 //! to what it uses; the registry keeps only `Weak`s, so a resource stays the
 //! same object across every swap that still uses it and is closed by the swap
@@ -8,6 +9,7 @@
 //! The control plane compiles with [`Resources::check_only`]: the same compile
 //! code runs, but no file is opened and no socket is made.
 
+use crate::plugin::ProxyMetrics;
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
@@ -171,6 +173,7 @@ pub struct Resources {
     log_files: Arc<dyn LogFiles>,
     redis: Arc<dyn RedisConnector>,
     keyed: Arc<SharedSet<(TypeId, String), AnyShared>>,
+    proxy_metrics: Arc<ProxyMetrics>,
 }
 
 impl fmt::Debug for Resources {
@@ -180,6 +183,7 @@ impl fmt::Debug for Resources {
             .field("log_files", &self.log_files)
             .field("redis", &self.redis)
             .field("keyed", &self.keyed)
+            .field("proxy_metrics", &self.proxy_metrics)
             .finish()
     }
 }
@@ -192,7 +196,20 @@ impl Resources {
             log_files,
             redis: Arc::new(NoRedis),
             keyed: Arc::default(),
+            proxy_metrics: Arc::default(),
         }
+    }
+
+    /// These resources with `metrics` as the `prometheus` plugin's families
+    /// (the node's telemetry renders the same object).
+    pub fn with_proxy_metrics(mut self, metrics: Arc<ProxyMetrics>) -> Resources {
+        self.proxy_metrics = metrics;
+        self
+    }
+
+    /// The `prometheus` plugin's families: one object for the node's lifetime.
+    pub fn proxy_metrics(&self) -> &Arc<ProxyMetrics> {
+        &self.proxy_metrics
     }
 
     /// These resources with `redis` as the Redis connector.
@@ -208,6 +225,7 @@ impl Resources {
             log_files: Arc::new(NoFiles),
             redis: Arc::new(NoRedis),
             keyed: Arc::default(),
+            proxy_metrics: Arc::default(),
         }
     }
 

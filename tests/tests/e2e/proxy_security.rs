@@ -320,12 +320,17 @@ async fn unsupported_plugins_refuse_the_whole_config() {
     let bad = ConfigBuilder::new()
         .service(1, upstream, json!({}))
         .route(10, Some(1), &["/fwd"], json!({}))
-        .plugin(100, "prometheus", json!({}), Scope::default())
+        .plugin(
+            100,
+            "http-log",
+            json!({"http_endpoint": "http://127.0.0.1:9/"}),
+            Scope::default(),
+        )
         .build()
         .unwrap();
     let errors = dp.gateway().apply_local(&bad).unwrap_err();
     assert!(
-        errors.iter().any(|e| e.to_string().contains("prometheus")),
+        errors.iter().any(|e| e.to_string().contains("http-log")),
         "{errors:?}"
     );
     // The previous config keeps serving.
