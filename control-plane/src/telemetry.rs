@@ -1,7 +1,8 @@
 //! The control plane's metrics, served on the Admin API's `GET /metrics`
 //! (behind the same token gate): the listener's connection and request
 //! counters ([`ServerCounters`], which `GET /status` reads too), Admin API
-//! responses by status, the publisher's builds and failures, whether the
+//! responses by status, the publisher's builds and failures
+//! ([`PublisherStatus`], also shown by `/clustering/status`), whether the
 //! database answers, and per data plane its last contact, applied version
 //! and hash, lag, sync status, Nack count and certificate expiry.
 //!
@@ -14,7 +15,7 @@
 mod cluster;
 mod counters;
 
-pub use counters::ServerCounters;
+pub use counters::{PublisherStatus, ServerCounters};
 
 use crate::state::AppState;
 use axum::extract::State;

@@ -623,6 +623,10 @@ mod tests {
         assert_eq!(s.real_ip_header, "x-real-ip");
         assert!(s.trusted_ips.is_empty());
         assert!(s.workers >= 1);
+        assert_eq!(s.metrics_naming.prefix(), "tollgate");
+        assert_eq!(s.metrics_max_series, 10_000);
+        let kong = parse(&["--config-file", "k.yml", "--metrics-prefix", "kong"]).unwrap();
+        assert!(kong.metrics_naming.is_kong());
     }
 
     #[test]
@@ -661,6 +665,14 @@ mod tests {
                     "/nonexistent/dir",
                 ],
                 "--client-body-temp-dir",
+            ),
+            (
+                &["--config-file", "k.yml", "--metrics-prefix", "kong-gw"],
+                "--metrics-prefix",
+            ),
+            (
+                &["--config-file", "k.yml", "--metrics-max-series", "0"],
+                "--metrics-max-series",
             ),
         ];
         for (argv, setting) in cases {

@@ -1,19 +1,22 @@
 //! The data plane's metrics: one registry per node, created at start and
-//! rendered on the status listener's `GET /metrics`. It owns no counter of
-//! its own: it reads, at scrape time, the same atomics `/status` reports (the
-//! node's [`StatusState`], the sync client's [`crate::sync::SyncStatus`], the
-//! Redis connector's per-server health) and the `prometheus` plugin's
-//! families ([`ProxyMetrics`]), which the plugin records into through the
-//! compile resources. Nothing is global: tests run several data planes in one
+//! rendered on the status listener's `GET /metrics`. It owns the node's
+//! counters ([`StatusState`], which `/status` reports too) and reads, at
+//! scrape time, the sync client's [`crate::sync::SyncStatus`], the Redis
+//! connector's per-server health and the `prometheus` plugin's families
+//! ([`ProxyMetrics`]), which the plugin records into through the compile
+//! resources. Nothing is global: tests run several data planes in one
 //! process, each with its own registry.
 //!
 //! Names follow `--metrics-prefix` (`tollgate_*`, or Kong's exact names with
 //! `kong`); the list is in README.md ("Metrics").
 
 mod node;
+mod status_state;
+
+pub use status_state::{Applied, StatusState};
 
 use crate::plugins::redis::RedisServers;
-use crate::status::{MetricsRenderer, StatusState};
+use crate::status::MetricsRenderer;
 use prometheus_client::registry::Registry;
 use std::sync::{Arc, OnceLock};
 use tollgate_shared::exposition::{self, Families, FnCollector, Naming};

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL (127.0.0.1:5432, user postgres, trust auth) and Redis
 # (127.0.0.1:6379) answer: starts them when installed but stopped, installs them
-# with apt-get when missing. Prints the URLs to export on its last two lines.
+# with apt-get when missing; installs promtool (package prometheus) when missing.
+# Prints the URLs to export on its last two lines.
 set -euo pipefail
 
 log() { echo "ensure-services: $*" >&2; }
@@ -46,6 +47,12 @@ if ! command -v redis-cli >/dev/null 2>&1 || ! redis_ready; then
   as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
     --dir /var/lib/redis --logfile /var/log/redis/ci.log >&2
   wait_for redis_ready || { log "Redis did not come up"; exit 1; }
+fi
+
+# promtool (Debian package prometheus) checks both planes' /metrics expositions in the tests.
+if ! command -v promtool >/dev/null 2>&1; then
+  log "installing promtool (prometheus)"
+  apt_install --no-install-recommends prometheus
 fi
 
 echo "postgres://postgres@127.0.0.1:5432/postgres"

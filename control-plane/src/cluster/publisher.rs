@@ -43,14 +43,7 @@ impl Default for PublisherTiming {
     }
 }
 
-/// Counters and the last failure, for `/clustering/status` and metrics.
-#[derive(Debug, Default)]
-pub struct PublisherStatus {
-    pub last_error: std::sync::Mutex<Option<String>>,
-    pub builds: std::sync::atomic::AtomicU64,
-    pub failures: std::sync::atomic::AtomicU64,
-    pub last_build_ms: std::sync::atomic::AtomicU64,
-}
+pub use crate::telemetry::PublisherStatus;
 
 /// Runs until `shutdown`. `changes` is the store's version watch, which local
 /// commits and the NOTIFY listener advance; a change seen while a build runs

@@ -1,5 +1,6 @@
-//! The Admin API listener's counters (connections, requests, responses by
-//! status) and the node-level families written from them.
+//! The control plane's counters: the Admin API listener's (connections,
+//! requests, responses by status) and the publisher's, and the node-level
+//! families written from them.
 
 use serde_json::{json, Value};
 use std::fmt;
@@ -75,6 +76,16 @@ impl ServerCounters {
             })
             .collect()
     }
+}
+
+/// The publisher's counters and last failure, for `/clustering/status` and
+/// `/metrics` (written by `cluster::publisher`).
+#[derive(Debug, Default)]
+pub struct PublisherStatus {
+    pub last_error: std::sync::Mutex<Option<String>>,
+    pub builds: AtomicU64,
+    pub failures: AtomicU64,
+    pub last_build_ms: AtomicU64,
 }
 
 /// What the node-level families are written from, read at one scrape.

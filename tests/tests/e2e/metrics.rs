@@ -5,7 +5,9 @@
 //! `tollgate-cp` and `tollgate-dp` processes: the plugin enabled through the
 //! Admin API, traffic, both planes scraped. Every exposition goes through
 //! `promtool check metrics` (the Debian `prometheus` package; a missing
-//! promtool fails the test under `CI=true`).
+//! promtool fails the test under `CI=true`), and deploy/prometheus's scrape
+//! config and alert rules through `promtool check config`, `check rules`
+//! and `test rules`.
 
 use http::Request;
 use http_body_util::Full;
@@ -552,4 +554,117 @@ async fn plugin_id(admin: SocketAddr) -> String {
         .await
         .unwrap();
     reply.json()["data"][0]["id"].as_str().unwrap().to_string()
+}
+
+/// Runs promtool with `args` in `dir`; `None` when promtool is missing
+/// outside CI (under `CI=true` a missing promtool fails the test).
+fn promtool(dir: &std::path::Path, args: &[&str]) -> Option<std::process::Output> {
+    match Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .output()
+    {
+        Ok(output) => Some(output),
+        Err(error) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "promtool is required under CI: {error}"
+            );
+            eprintln!("skipping promtool {args:?}: {error}");
+            None
+        }
+    }
+}
+
+#[test]
+fn deploy_prometheus_config_and_alert_rules_pass_promtool() {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus");
+    let check = |output: Option<std::process::Output>, what: &str| {
+        if let Some(output) = output {
+            assert!(
+                output.status.success(),
+                "{what}:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    };
+    check(
+        promtool(&deploy, &["check", "rules", "alerts.yml"]),
+        "check rules",
+    );
+    // Each alert fires on a synthetic cluster in trouble (alerts.test.yml).
+    check(
+        promtool(&deploy, &["test", "rules", "alerts.test.yml"]),
+        "test rules",
+    );
+    // The scrape config, with its token file pointed at one that exists.
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("admin.token");
+    std::fs::write(&token, "token\n").unwrap();
+    let config = std::fs::read_to_string(deploy.join("prometheus.yml"))
+        .unwrap()
+        .replace("/etc/tollgate/admin.token", token.to_str().unwrap());
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+    std::fs::copy(deploy.join("alerts.yml"), dir.path().join("alerts.yml")).unwrap();
+    check(
+        promtool(dir.path(), &["check", "config", "prometheus.yml"]),
+        "check config",
+    );
+}
+
+#[test]
+fn deploy_grafana_dashboard_queries_parse_and_name_documented_metrics() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/grafana/tollgate.json")).unwrap(),
+    )
+    .unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push(target["expr"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(exprs.len() >= 20, "{exprs:?}");
+    for expr in &exprs {
+        for (at, _) in expr.match_indices("tollgate_") {
+            let rest = &expr[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(rest.len());
+            let name = rest[..end].trim_end_matches("_bucket");
+            assert!(
+                readme.contains(name),
+                "{name} (in {expr}) is not in README.md's metric list"
+            );
+        }
+    }
+    // Every query is valid PromQL once Grafana's variables are filled in:
+    // promtool checks them as recording rules.
+    let rules: Vec<serde_json::Value> = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, expr)| {
+            let expr = expr
+                .replace("$__rate_interval", "5m")
+                .replace("$__range", "1h")
+                .replace("$instance", ".*")
+                .replace("$service", ".*")
+                .replace("$route", ".*");
+            json!({"record": format!("dashboard:query_{i}"), "expr": expr})
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = json!({"groups": [{"name": "dashboard", "rules": rules}]});
+    std::fs::write(dir.path().join("queries.yml"), file.to_string()).unwrap();
+    if let Some(output) = promtool(dir.path(), &["check", "rules", "queries.yml"]) {
+        assert!(
+            output.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }

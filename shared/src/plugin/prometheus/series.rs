@@ -475,3 +475,63 @@ impl ProxyMetrics {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn a_value_on_a_bound_falls_in_that_bucket() {
+        let histogram = MsHistogram::new(&UPSTREAM_LATENCY_BUCKETS);
+        for ms in [0, 25, 26, 60_000, 60_001] {
+            histogram.observe(ms);
+        }
+        let counts: Vec<u64> = histogram
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(counts[0], 2, "0 and 25 are <= 25: {counts:?}");
+        assert_eq!(counts[1], 1, "26 is <= 50: {counts:?}");
+        assert_eq!(counts[UPSTREAM_LATENCY_BUCKETS.len() - 1], 1);
+        assert_eq!(counts[UPSTREAM_LATENCY_BUCKETS.len()], 1, "+Inf");
+        assert_eq!(
+            histogram.sum_ms.load(Ordering::Relaxed),
+            25 + 26 + 60_000 + 60_001
+        );
+    }
+
+    #[test]
+    fn the_cap_holds_across_routes_and_a_route_keeps_its_series() {
+        let metrics = ProxyMetrics::new(2);
+        let a = metrics.route("s", "a");
+        let b = metrics.route("s", "b");
+        assert!(Arc::ptr_eq(&a, &metrics.route("s", "a")));
+        a.count_request(&metrics, 200, true, "");
+        a.count_request(&metrics, 200, true, "");
+        b.count_request(&metrics, 500, false, "bob");
+        b.count_request(&metrics, 404, false, "");
+        assert_eq!(
+            metrics.refused[Capped::Requests as usize].load(Ordering::Relaxed),
+            1
+        );
+        a.observe_latency(&metrics, 1, None, 2);
+        b.observe_latency(&metrics, 1, Some(3), 2);
+        assert_eq!(
+            metrics.refused[Capped::Latency as usize].load(Ordering::Relaxed),
+            0
+        );
+        // Ingress and egress take two slots: the second consumer is refused.
+        a.add_bandwidth(&metrics, "", 10, 20);
+        a.add_bandwidth(&metrics, "bob", 10, 20);
+        a.add_bandwidth(&metrics, "", 0, 0);
+        assert_eq!(
+            metrics.refused[Capped::Bandwidth as usize].load(Ordering::Relaxed),
+            1
+        );
+        let series = a.bandwidth.read().unwrap();
+        assert_eq!(series.len(), 1);
+        assert_eq!(series[0].egress.load(Ordering::Relaxed), 20);
+    }
+}
