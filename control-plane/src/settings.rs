@@ -582,6 +582,19 @@ mod tests {
     }
 
     #[test]
+    fn metrics_prefix_is_a_metric_name() {
+        assert_eq!(serve(&[]).unwrap().metrics_naming.prefix(), "tollgate");
+        assert!(serve(&["--metrics-prefix", "kong"])
+            .unwrap()
+            .metrics_naming
+            .is_kong());
+        let err = serve(&["--metrics-prefix", "kong-gw"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("metrics-prefix"), "{err}");
+    }
+
+    #[test]
     fn listen_addresses_parse() {
         let cases: &[(&str, Option<ListenAddr>)] = &[
             (

@@ -91,20 +91,12 @@ impl ClusterFacts {
             Kind::Counter,
             published.failures,
         )?;
-        let name = naming.name(
-            "config_last_build_duration_seconds",
-            "config_last_build_duration_ms",
-        );
-        let last_build = if naming.is_kong() {
-            published.last_build_ms as f64
-        } else {
-            published.last_build_ms as f64 / 1000.0
-        };
+        let name = naming.same("config_last_build_duration_seconds");
         families.single(
             &name,
             "How long the last snapshot build took",
             Kind::Gauge,
-            last_build,
+            published.last_build_ms as f64 / 1000.0,
         )?;
 
         let name = naming.same("data_planes");

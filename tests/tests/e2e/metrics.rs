@@ -668,3 +668,90 @@ fn deploy_grafana_dashboard_queries_parse_and_name_documented_metrics() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kong_prefix_on_the_control_plane_gives_kongs_data_plane_families() {
+    use clap::Parser as _;
+    use tollgate_control_plane::settings::{Cli, Command as CpCommand};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::init(&dir.path().join("pki")).unwrap();
+    let db = TestDatabase::create().await.unwrap();
+    let argv = [
+        "tollgate-cp",
+        "serve",
+        "--database-url",
+        &db.url,
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--cluster-listen",
+        "127.0.0.1:0",
+        "--cluster-ca",
+        &pki.file("ca.crt"),
+        "--cluster-cert",
+        &pki.file("cp.crt"),
+        "--cluster-key",
+        &pki.file("cp.key"),
+        "--metrics-prefix",
+        "kong",
+    ];
+    let CpCommand::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
+        panic!("not serve");
+    };
+    let settings = args.resolve().unwrap();
+    let cp = tollgate_control_plane::start(&settings).await.unwrap();
+    let admin: SocketAddr = cp.admin_addr().parse().unwrap();
+    let dp = DataPlaneProcess::start(
+        &pki,
+        &DataPlaneOptions {
+            control_plane: cp.cluster_addr().unwrap(),
+            certificate: "dp".into(),
+            cache_dir: dir.path().join("dp-cache"),
+            node_id: uuid::Uuid::new_v4().to_string(),
+        },
+    )
+    .unwrap();
+    let version = admin_write(
+        admin,
+        "POST",
+        "/services",
+        json!({"name": "s", "url": "http://127.0.0.1:9"}),
+    )
+    .await
+    .unwrap();
+    wait_in_sync(admin, &dp.node_id, version).await.unwrap();
+    let identity = format!(r#"node_id="{}",hostname="#, dp.node_id);
+    let (_, text) = scrape(admin, "/metrics").await;
+    for family in [
+        "# TYPE kong_data_plane_last_seen gauge\n",
+        "# TYPE kong_data_plane_config_hash gauge\n",
+        "# TYPE kong_data_plane_version_compatible gauge\n",
+        "# TYPE kong_nginx_requests_total gauge\n",
+        "# TYPE kong_datastore_reachable gauge\n",
+    ] {
+        assert!(text.contains(family), "missing {family:?} in\n{text}");
+    }
+    for series in [
+        "kong_data_plane_last_seen{",
+        "kong_data_plane_config_hash{",
+        "kong_data_plane_version_compatible{",
+    ] {
+        assert!(
+            text.lines()
+                .any(|line| line.starts_with(series) && line.contains(&identity)),
+            "no {series} for the data plane in\n{text}"
+        );
+    }
+    assert!(text.contains(r#",kong_version=""#), "{text}");
+    assert_eq!(
+        sample(&text, "kong_datastore_reachable"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(!text.contains("tollgate_"), "{text}");
+    promtool_check(
+        &text,
+        &["kong_nginx_connections_total", "kong_nginx_requests_total"],
+    );
+    drop(dp);
+    cp.shutdown().await.unwrap();
+}
