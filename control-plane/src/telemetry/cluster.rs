@@ -71,10 +71,7 @@ impl ClusterFacts {
             )?;
         }
         if let Some(built_at) = published.built_at_ms {
-            let name = naming.name(
-                "config_published_timestamp_seconds",
-                "config_published_timestamp",
-            );
+            let name = naming.same("config_published_timestamp_seconds");
             families.single(
                 &name,
                 "When the published snapshot was built (unix seconds)",
@@ -185,7 +182,7 @@ impl ClusterFacts {
             families,
             (
                 "data_plane_cert_expiry_timestamp_seconds",
-                "data_plane_cert_expiry_timestamp",
+                "data_plane_cert_expiry_timestamp_seconds",
             ),
             "When a data plane's cluster certificate expires (unix seconds; 0 unknown)",
             Kind::Gauge,

@@ -130,17 +130,14 @@ impl NodeSources {
                 hash_as_number(&applied.hash),
             )?;
             let applied_at = applied.applied_at_ms as f64 / 1000.0;
-            let name = naming.name(
-                "config_applied_timestamp_seconds",
-                "config_applied_timestamp",
-            );
+            let name = naming.same("config_applied_timestamp_seconds");
             families.single(
                 &name,
                 "When the configuration served was applied (unix seconds)",
                 Kind::Gauge,
                 applied_at,
             )?;
-            let name = naming.name("config_age_seconds", "config_age");
+            let name = naming.same("config_age_seconds");
             families.single(
                 &name,
                 "Seconds since the configuration served was applied",
