@@ -1,7 +1,7 @@
 //! The data plane's metrics: one registry per node, created at start and
 //! rendered on the status listener's `GET /metrics`. It owns the node's
-//! counters ([`StatusState`], which `/status` reports too) and reads, at
-//! scrape time, the sync client's [`crate::sync::SyncStatus`], the Redis
+//! counters ([`StatusState`], which `/status` reports too) and the sync
+//! client's ([`SyncStatus`]), and reads, at scrape time, those, the Redis
 //! connector's per-server health and the `prometheus` plugin's families
 //! ([`ProxyMetrics`]), which the plugin records into through the compile
 //! resources. Nothing is global: tests run several data planes in one
@@ -12,8 +12,10 @@
 
 mod node;
 mod status_state;
+mod sync_status;
 
 pub use status_state::{Applied, StatusState};
+pub use sync_status::{Link, LinkState, SyncStatus};
 
 use crate::plugins::redis::RedisServers;
 use crate::status::MetricsRenderer;

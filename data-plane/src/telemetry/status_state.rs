@@ -3,7 +3,7 @@
 //! served, rejections), updated by the proxy and the gateway, reported by
 //! `/status` and, read at scrape time, by `/metrics`.
 
-use crate::sync::SyncStatus;
+use super::SyncStatus;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
