@@ -109,10 +109,11 @@ fn local_addr(
 pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     let status = Arc::new(StatusState::new());
     let upstream_tls = UpstreamTls::new(UpstreamTls::system_roots())?;
+    let redis = plugins::redis::RedisServers::with_tls(&upstream_tls);
     let pools = Arc::new(PoolRegistry::new(settings.pool.clone(), upstream_tls));
     let file_sinks = Arc::new(plugins::resources::FileSinks::default());
-    let resources = tollgate_shared::runtime::Resources::live(file_sinks)
-        .with_redis(Arc::new(plugins::redis::RedisServers::default()));
+    let resources =
+        tollgate_shared::runtime::Resources::live(file_sinks).with_redis(Arc::new(redis));
     let gateway = Arc::new(Gateway::new(Deps { pools, resources }, Arc::clone(&status)));
     let (trigger, signal) = shutdown::channel();
     let drain = Arc::new(Drain::default());

@@ -20,8 +20,8 @@ pub use context::{
 };
 pub use log_record::{LogRecord, DEFAULT_WORKSPACE_ID};
 pub use resources::{
-    LineSink, LogFiles, RedisConnector, RedisFailure, RedisReply, RedisScript, RedisServer,
-    Resources, SharedSet,
+    ClusterPeers, LineSink, LogFiles, RedisConnector, RedisFailure, RedisReply, RedisScript,
+    RedisServer, RedisTls, Resources, SharedSet,
 };
 
 use http::{HeaderMap, StatusCode};

@@ -14,6 +14,7 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -41,6 +42,19 @@ pub struct RedisServer {
     pub database: i64,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// TLS towards the server (`redis.ssl`), or plain TCP.
+    pub tls: Option<RedisTls>,
+}
+
+/// How a Redis connection uses TLS (Kong's `redis.ssl_verify`,
+/// `redis.server_name`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RedisTls {
+    /// Whether the server's certificate must chain to a trusted root and
+    /// name the server. Kong's default is off.
+    pub verify: bool,
+    /// The name sent in SNI and verified; the host when unset.
+    pub server_name: Option<String>,
 }
 
 impl fmt::Debug for RedisServer {
@@ -51,7 +65,33 @@ impl fmt::Debug for RedisServer {
             .field("port", &self.port)
             .field("database", &self.database)
             .field("username", &self.username)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
+    }
+}
+
+/// How many data planes the control plane reports connected (in its
+/// heartbeats), for a limit each node enforces as its share of a
+/// cluster-wide one. A keyed resource under [`ClusterPeers::KEY`]: the sync
+/// client writes it, plugins read it.
+#[derive(Debug, Default)]
+pub struct ClusterPeers {
+    data_planes: AtomicU32,
+}
+
+impl ClusterPeers {
+    /// The key of the node's one instance in [`Resources::keyed`].
+    pub const KEY: &'static str = "cluster/data-planes";
+
+    /// Records the control plane's latest count.
+    pub fn set(&self, data_planes: u32) {
+        self.data_planes.store(data_planes, Ordering::Relaxed);
+    }
+
+    /// The connected data planes, this one included: at least 1 (a node
+    /// with no control plane, or before its first heartbeat, stands alone).
+    pub fn data_planes(&self) -> u32 {
+        self.data_planes.load(Ordering::Relaxed).max(1)
     }
 }
 
