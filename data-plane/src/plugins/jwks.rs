@@ -427,6 +427,8 @@ mod tests {
         status: Mutex<u16>,
         requests: AtomicUsize,
         gate: Mutex<Option<Arc<Notify>>>,
+        /// Sends the body chunked, without a length.
+        chunked: std::sync::atomic::AtomicBool,
     }
 
     async fn key_server(kids: &[&str]) -> (Arc<Server>, std::net::SocketAddr) {
@@ -455,10 +457,22 @@ mod tests {
                     }
                     let body = state.body.lock().unwrap().clone();
                     let status = *state.status.lock().unwrap();
-                    let reply = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
+                    let reply = if state.chunked.load(Ordering::SeqCst) {
+                        let mut reply = format!(
+                            "HTTP/1.1 {status} X\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+                        );
+                        for chunk in body.as_bytes().chunks(1000) {
+                            reply.push_str(&format!("{:x}\r\n", chunk.len()));
+                            reply.push_str(std::str::from_utf8(chunk).unwrap());
+                            reply.push_str("\r\n");
+                        }
+                        reply + "0\r\n\r\n"
+                    } else {
+                        format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    };
                     let _ = stream.write_all(reply.as_bytes()).await;
                 });
             }
@@ -575,6 +589,29 @@ mod tests {
         }
         assert!(fetcher.health()[0].failures >= 4);
         assert_eq!(fetcher.health()[0].keys, 1);
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_is_bounded_too() {
+        let (server, addr) = key_server(&["a", "b"]).await;
+        server.chunked.store(true, Ordering::SeqCst);
+        let fetcher = fetcher(Duration::from_secs(5));
+        let interval = Duration::from_millis(50);
+        let keys = fetcher.keys(&source(addr, interval)).unwrap();
+        settled(&keys).await;
+        assert!(keys.cached("b").is_some(), "a chunked document is read");
+        // Over the 4096-byte limit with no length announced: abandoned.
+        let padded = document(&["c"]).replace(
+            r#"{"keys""#,
+            &format!(r#"{{"pad":"{}","keys""#, "x".repeat(5000)),
+        );
+        *server.body.lock().unwrap() = padded;
+        while fetcher.health()[0].failures == 0 {
+            tokio::time::sleep(interval).await;
+            keys.refreshed("c").await;
+        }
+        assert!(keys.cached("c").is_none());
+        assert!(keys.cached("b").is_some());
     }
 
     #[tokio::test]
