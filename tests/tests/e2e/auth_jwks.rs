@@ -126,6 +126,8 @@ struct KeyServer {
     answer: Arc<Mutex<Answer>>,
     /// Requests (complete heads) received, answered or not.
     requests: Arc<AtomicUsize>,
+    /// When the last request arrived.
+    last_request: Arc<Mutex<Option<Instant>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -135,10 +137,19 @@ impl KeyServer {
         let addr = listener.local_addr().unwrap();
         let answer = Arc::new(Mutex::new(Answer::Document(document)));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (served, counted) = (Arc::clone(&answer), Arc::clone(&requests));
+        let last_request = Arc::new(Mutex::new(None));
+        let (served, counted, stamped) = (
+            Arc::clone(&answer),
+            Arc::clone(&requests),
+            Arc::clone(&last_request),
+        );
         let task = tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
-                let (answer, requests) = (Arc::clone(&served), Arc::clone(&counted));
+                let (answer, requests, last_request) = (
+                    Arc::clone(&served),
+                    Arc::clone(&counted),
+                    Arc::clone(&stamped),
+                );
                 tokio::spawn(async move {
                     let mut head = Vec::new();
                     let mut buf = [0u8; 4096];
@@ -148,6 +159,7 @@ impl KeyServer {
                             Ok(n) => head.extend_from_slice(&buf[..n]),
                         }
                     }
+                    *last_request.lock().unwrap() = Some(Instant::now());
                     requests.fetch_add(1, Ordering::SeqCst);
                     let answer = answer.lock().unwrap().clone();
                     if let Answer::Document(body) = answer {
@@ -166,6 +178,7 @@ impl KeyServer {
             addr,
             answer,
             requests,
+            last_request,
             task,
         }
     }
@@ -176,6 +189,18 @@ impl KeyServer {
 
     fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no request came for one refresh interval, so the next
+    /// one is due.
+    async fn quiet_for_an_interval(&self) {
+        let interval = std::time::Duration::from_secs(REFRESH_INTERVAL);
+        wait_until("a quiet refresh interval", || async {
+            let last = *self.last_request.lock().unwrap();
+            Ok(last.is_none_or(|at| at.elapsed() >= interval).then_some(()))
+        })
+        .await
+        .unwrap();
     }
 }
 
@@ -330,11 +355,31 @@ async fn rotation_outages_and_oversized_documents() {
         "{fetched} fetches for 30 unknown kids in {intervals} interval(s)"
     );
 
-    // Rotation: the new kid is picked up, the retired one stops verifying.
+    // Rotation, with a fetch due: 20 concurrent requests for the new kid
+    // share one fetch (those arriving while it runs wait for it) and all
+    // pass; the retired kid stops verifying.
+    server.quiet_for_an_interval().await;
     server.serve(Answer::Document(document(&[new.published("new")])));
-    let reply = until_status(proxy, &new.token("new", ISSUER), 200).await;
-    assert_eq!(reply.upstream_header("x-consumer-username"), "idp-users");
-    assert_unknown_kid(&until_status(proxy, &old.token("old", ISSUER), 401).await);
+    let before = server.requests();
+    let started = Instant::now();
+    let burst: Vec<_> = (0..20)
+        .map(|_| {
+            let token = new.token("new", ISSUER);
+            tokio::spawn(async move { call(proxy, &token).await })
+        })
+        .collect();
+    for request in burst {
+        let reply = request.await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.upstream_header("x-consumer-username"), "idp-users");
+    }
+    let intervals = started.elapsed().as_secs() / REFRESH_INTERVAL + 1;
+    let fetched = server.requests() - before;
+    assert!(
+        (1..=intervals as usize).contains(&fetched),
+        "{fetched} fetches for a burst of 20 in {intervals} interval(s)"
+    );
+    assert_unknown_kid(&call(proxy, &old.token("old", ISSUER)).await);
 
     // The server goes down: once a refresh has failed, the held key still
     // verifies.
