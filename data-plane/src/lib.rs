@@ -110,10 +110,16 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     let status = Arc::new(StatusState::new());
     let upstream_tls = UpstreamTls::new(UpstreamTls::system_roots())?;
     let redis = plugins::redis::RedisServers::with_tls(&upstream_tls);
+    // JWKS endpoints are always verified against the system roots.
+    let jwks = plugins::jwks::JwksFetcher::new(
+        tokio::runtime::Handle::current(),
+        upstream_tls.client_config(true, false),
+    );
     let pools = Arc::new(PoolRegistry::new(settings.pool.clone(), upstream_tls));
     let file_sinks = Arc::new(plugins::resources::FileSinks::default());
-    let resources =
-        tollgate_shared::runtime::Resources::live(file_sinks).with_redis(Arc::new(redis));
+    let resources = tollgate_shared::runtime::Resources::live(file_sinks)
+        .with_redis(Arc::new(redis))
+        .with_jwks(Arc::new(jwks));
     let gateway = Arc::new(Gateway::new(Deps { pools, resources }, Arc::clone(&status)));
     let (trigger, signal) = shutdown::channel();
     let drain = Arc::new(Drain::default());

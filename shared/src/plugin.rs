@@ -20,8 +20,8 @@ pub use file_log::{FileLog, FileLogConfig};
 pub use http_log::{HttpLogConfig, HttpLogMethod, QueueConfig};
 pub use ip_restriction::{IpRestriction, IpRestrictionConfig, IpRestrictionError};
 pub use jwt::{
-    consumer_headers, public_key_parses, JwksError, JwksLimits, Jwt, JwtClaim, JwtConfig, KeyError,
-    KeySet, Verifier,
+    consumer_headers, public_key_parses, JwksEndpoint, JwksError, JwksKeys, JwksLimits, JwksLookup,
+    JwksProvider, JwksSource, Jwt, JwtClaim, JwtConfig, KeyError, KeySet, NoJwks, Verifier,
 };
 pub use prometheus::PrometheusConfig;
 pub use rate_limiting::{

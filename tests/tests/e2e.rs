@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod e2e {
+    pub mod auth_jwks;
     pub mod auth_jwt;
     pub mod cluster_sync;
     pub mod cluster_tls;

@@ -1,6 +1,7 @@
 //! Long-lived objects that plugins share and that outlive a config swap:
 //! open log files, keyed state such as counters, and (through handles the
-//! data plane provides) backends like Redis ([`RedisConnector`]). A compiled plugin holds an `Arc`
+//! data plane provides) backends like Redis ([`RedisConnector`]) and the
+//! jwt plugin's JWKS caches ([`JwksProvider`]). A compiled plugin holds an `Arc`
 //! to what it uses; the registry keeps only `Weak`s, so a resource stays the
 //! same object across every swap that still uses it and is closed by the swap
 //! that drops its last user.
@@ -8,6 +9,7 @@
 //! The control plane compiles with [`Resources::check_only`]: the same compile
 //! code runs, but no file is opened and no socket is made.
 
+use crate::plugin::{JwksKeys, JwksProvider, JwksSource, NoJwks};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
@@ -210,6 +212,7 @@ pub struct Resources {
     check_only: bool,
     log_files: Arc<dyn LogFiles>,
     redis: Arc<dyn RedisConnector>,
+    jwks: Arc<dyn JwksProvider>,
     keyed: Arc<SharedSet<(TypeId, String), AnyShared>>,
 }
 
@@ -219,6 +222,7 @@ impl fmt::Debug for Resources {
             .field("check_only", &self.check_only)
             .field("log_files", &self.log_files)
             .field("redis", &self.redis)
+            .field("jwks", &self.jwks)
             .field("keyed", &self.keyed)
             .finish()
     }
@@ -231,6 +235,7 @@ impl Resources {
             check_only: false,
             log_files,
             redis: Arc::new(NoRedis),
+            jwks: Arc::new(NoJwks),
             keyed: Arc::default(),
         }
     }
@@ -241,12 +246,19 @@ impl Resources {
         self
     }
 
+    /// These resources with `jwks` as the JWKS provider.
+    pub fn with_jwks(mut self, jwks: Arc<dyn JwksProvider>) -> Resources {
+        self.jwks = jwks;
+        self
+    }
+
     /// Resources for checking that a config compiles: nothing is opened.
     pub fn check_only() -> Resources {
         Resources {
             check_only: true,
             log_files: Arc::new(NoFiles),
             redis: Arc::new(NoRedis),
+            jwks: Arc::new(NoJwks),
             keyed: Arc::default(),
         }
     }
@@ -269,6 +281,12 @@ impl Resources {
         source: &'static str,
     ) -> Result<Arc<dyn RedisScript>, String> {
         self.redis.script(server, source)
+    }
+
+    /// The key set of a JWKS source, shared by every instance naming it
+    /// (nothing is fetched on the control plane's check).
+    pub fn jwks_keys(&self, source: &JwksSource) -> Result<Arc<dyn JwksKeys>, String> {
+        self.jwks.keys(source)
     }
 
     /// Shared state of type `T` under `key` (e.g. counters of one limit),

@@ -162,6 +162,8 @@ fn jwt_defaults_and_rules() {
             "header_names": ["authorization"],
             "realm": null,
             "leeway": 0,
+            "jwks_uri": null,
+            "jwks_refresh_interval": 60,
         })
     );
     expect_errors(
@@ -194,6 +196,30 @@ fn jwt_defaults_and_rules() {
                 json!({"name": "jwt", "config": {"secret_is_base64": null}}),
                 json!({"config": {"secret_is_base64": "required field missing"}}),
             ),
+            (
+                json!({"name": "jwt", "config": {"jwks_uri": "http://idp.example/jwks"}}),
+                json!({"config": {"jwks_uri": "must use https (http only to a loopback address)"}}),
+            ),
+            (
+                json!({"name": "jwt", "config": {"jwks_uri": "https://u:p@idp.example/jwks"}}),
+                json!({"config": {"jwks_uri": "must not carry user info (credentials)"}}),
+            ),
+            (
+                json!({"name": "jwt", "config": {"jwks_uri": "jwks.json"}}),
+                json!({"config": {"jwks_uri": "expected an absolute http(s) URI"}}),
+            ),
+            (
+                json!({"name": "jwt", "config": {"jwks_uri": 7}}),
+                json!({"config": {"jwks_uri": "expected a string"}}),
+            ),
+            (
+                json!({"name": "jwt", "config": {"jwks_refresh_interval": 0}}),
+                json!({"config": {"jwks_refresh_interval": "value should be between 1 and 86400"}}),
+            ),
+            (
+                json!({"name": "jwt", "config": {"jwks_refresh_interval": 1.5}}),
+                json!({"config": {"jwks_refresh_interval": "expected an integer"}}),
+            ),
         ],
     );
     let (_, message) = invalid(
@@ -217,6 +243,19 @@ fn jwt_defaults_and_rules() {
     assert_eq!(config.header_names, vec!["authorization"]);
     assert_eq!(config.realm.as_deref(), Some("r"));
     assert_eq!(config.leeway, 0.0);
+    assert_eq!(config.jwks_uri, None);
+    assert_eq!(config.jwks_refresh_interval, 60);
+
+    let PluginSpec::Jwt(config) = spec(json!({"name": "jwt", "config": {
+        "jwks_uri": "https://idp.example/.well-known/jwks.json", "jwks_refresh_interval": null
+    }})) else {
+        panic!("jwt spec")
+    };
+    assert_eq!(
+        config.jwks_uri.as_deref(),
+        Some("https://idp.example/.well-known/jwks.json")
+    );
+    assert_eq!(config.jwks_refresh_interval, 60);
 }
 
 #[test]
