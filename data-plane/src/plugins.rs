@@ -2,8 +2,9 @@
 //! schema, compile and phases) live in `tollgate_shared::plugin`, one module
 //! each, named in one table; this module re-exports what the proxy drives and
 //! owns the live resources they use (`resources`: log files; `redis`: Redis
-//! connections with a circuit breaker).
+//! connections with a circuit breaker; `otlp`: trace exporters).
 
+pub mod otlp;
 pub mod redis;
 pub mod resources;
 

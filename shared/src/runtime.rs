@@ -13,6 +13,7 @@ mod chain;
 mod context;
 mod log_record;
 mod resources;
+mod traces;
 
 pub use chain::{ChainStep, PluginChain, PluginFailure, PluginInstance};
 pub use context::{
@@ -22,6 +23,9 @@ pub use log_record::{LogRecord, DEFAULT_WORKSPACE_ID};
 pub use resources::{
     LineSink, LogFiles, RedisConnector, RedisFailure, RedisReply, RedisScript, RedisServer,
     Resources, SharedSet,
+};
+pub use traces::{
+    AttributeValue, FinishedSpan, OtlpEndpoint, SpanId, SpanKind, SpanSink, TraceExporters, TraceId,
 };
 
 use http::{HeaderMap, StatusCode};
