@@ -27,10 +27,13 @@ use tollgate_data_plane::Settings;
 use tollgate_tests::dataplane::{self, get_with, send, ConfigBuilder, Scope};
 use tollgate_tests::echo;
 
+/// A resource's attributes, as text.
+type ResourceAttributes = Vec<(String, String)>;
+
 /// What the receiver got: every span with its resource's attributes.
 #[derive(Default)]
 struct Received {
-    spans: Mutex<Vec<(Span, Vec<(String, String)>)>>,
+    spans: Mutex<Vec<(Span, ResourceAttributes)>>,
     content_types: Mutex<Vec<String>>,
     arrived: Notify,
 }
@@ -71,7 +74,7 @@ async fn export(received: Arc<Received>, request: Request<Incoming>) -> Response
     {
         let mut spans = received.spans.lock().unwrap();
         for resource_spans in decoded.resource_spans {
-            let resource: Vec<(String, String)> = resource_spans
+            let resource: ResourceAttributes = resource_spans
                 .resource
                 .map(|r| r.attributes)
                 .unwrap_or_default()
