@@ -326,6 +326,15 @@ fn encode_span(finished: FinishedSpan) -> Span {
         start_time_unix_nano: finished.start_unix_nano,
         end_time_unix_nano: finished.end_unix_nano,
         attributes,
+        events: finished
+            .events
+            .into_iter()
+            .map(|(name, at)| span::Event {
+                time_unix_nano: at,
+                name: name.to_string(),
+                ..span::Event::default()
+            })
+            .collect(),
         status: finished.error.then(|| Status {
             code: status::StatusCode::Error as i32,
             ..Status::default()
@@ -520,6 +529,7 @@ mod tests {
             start_unix_nano: 10,
             end_unix_nano: 20,
             attributes: vec![("http.response.status_code", AttributeValue::Int(502))],
+            events: vec![("upstream connected", 15)],
             error: true,
         };
         let resource = Resource::default();
@@ -537,5 +547,9 @@ mod tests {
             status::StatusCode::Error as i32
         );
         assert_eq!(span.attributes[0].key, "http.response.status_code");
+        assert_eq!(
+            (span.events[0].name.as_str(), span.events[0].time_unix_nano),
+            ("upstream connected", 15)
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! is ignored and a new trace started), the upstream request given a
 //! `traceparent` naming the client span as its parent, the trace id answered
 //! in `http_response_header_for_traceid`, and in `log` a server span for the
-//! request and a client span for the upstream exchange, with the HTTP
+//! request and a client span for the upstream exchange (events when the
+//! connection was ready and the first response byte arrived), with the HTTP
 //! semantic-convention attribute names, handed to the data plane's exporter
 //! (`data-plane/src/plugins/otlp.rs`), which batches and sends them in the
 //! background. No export work happens on the request path.
@@ -328,10 +329,19 @@ impl Opentelemetry {
             start_unix_nano: clock.unix_nanos(ctx.timings.received),
             end_unix_nano: clock.unix_nanos(finished),
             attributes: server_attributes(ctx),
+            events: Vec::new(),
             error: status.is_some_and(|s| s >= 500),
         });
         if let Some(sent) = ctx.timings.upstream_sent {
             let (attributes, error) = client_attributes(ctx);
+            let timings = &ctx.timings;
+            let events = [
+                ("upstream connected", timings.upstream_connected),
+                ("upstream first byte", timings.upstream_first_byte),
+            ]
+            .into_iter()
+            .filter_map(|(name, at)| at.map(|at| (name, clock.unix_nanos(at))))
+            .collect();
             spans.push(FinishedSpan {
                 trace_id: trace.trace_id,
                 span_id: trace.client_span,
@@ -342,6 +352,7 @@ impl Opentelemetry {
                 start_unix_nano: clock.unix_nanos(sent),
                 end_unix_nano: clock.unix_nanos(finished),
                 attributes,
+                events,
                 error,
             });
         }
@@ -573,6 +584,12 @@ impl PluginRuntime for Opentelemetry {
         let Some(name) = self.trace_id_header.as_ref() else {
             return;
         };
+        if ctx.state.get::<RequestTrace>().is_none() {
+            // Answered before `access` reached this plugin: decide the trace
+            // now, so the header and the exported spans agree.
+            let trace = self.begin(&ctx.request.headers);
+            ctx.state.insert(trace);
+        }
         if let Some(trace) = ctx.state.get::<RequestTrace>() {
             if let Ok(value) = HeaderValue::from_str(&trace.trace_id.to_hex()) {
                 head.headers.append(name.clone(), value);

@@ -80,6 +80,8 @@ pub struct FinishedSpan {
     pub start_unix_nano: u64,
     pub end_unix_nano: u64,
     pub attributes: Vec<(&'static str, AttributeValue)>,
+    /// Named moments within the span (nanoseconds since the Unix epoch).
+    pub events: Vec<(&'static str, u64)>,
     /// The span failed (OTLP status `ERROR`); unset otherwise.
     pub error: bool,
 }

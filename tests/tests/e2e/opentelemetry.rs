@@ -243,6 +243,11 @@ async fn spans_link_caller_gateway_and_upstream() {
     assert_eq!(server.trace_state, "vendor=opaque");
     assert!(server.start_time_unix_nano <= client.start_time_unix_nano);
     assert!(client.end_time_unix_nano <= server.end_time_unix_nano);
+    let events: Vec<&str> = client.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(events, ["upstream connected", "upstream first byte"]);
+    assert!(client.events.iter().all(|e| (client.start_time_unix_nano
+        ..=client.end_time_unix_nano)
+        .contains(&e.time_unix_nano)));
     assert_eq!(attribute(server, "http.request.method"), text("GET"));
     assert_eq!(attribute(server, "url.path"), text("/traced/items"));
     assert_eq!(attribute(server, "url.query"), text("x=1"));

@@ -137,6 +137,12 @@ fn a_valid_traceparent_continues_the_trace_through_both_spans() {
         assert_eq!(attribute(client, key), Some(&value), "client {key}");
     }
     assert!(!server.error && !client.error);
+    let events: Vec<&str> = client.events.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        events,
+        ["upstream first byte"],
+        "no connection time recorded here"
+    );
 }
 
 #[test]
@@ -205,6 +211,24 @@ fn the_trace_id_is_answered_in_the_configured_header() {
 #[test]
 fn a_request_answered_before_access_still_gets_its_server_span() {
     let (plugin, captured) = plugin(1.0);
+    let mut ctx = context(&[]);
+    ctx.status = Some(http::StatusCode::BAD_GATEWAY);
+    let mut status = http::StatusCode::BAD_GATEWAY;
+    let mut headers = HeaderMap::new();
+    plugin.response(
+        &mut ctx,
+        ResponseHead {
+            status: &mut status,
+            headers: &mut headers,
+        },
+    );
+    plugin.log(&ctx);
+    let spans = captured.0.lock().unwrap();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(headers["x-trace-id"], spans[0].trace_id.to_hex().as_str());
+    drop(spans);
+
+    let (plugin, captured) = plugin_sampling_all();
     let mut ctx = context(&[("traceparent", INCOMING)]);
     ctx.status = Some(http::StatusCode::BAD_GATEWAY);
     plugin.log(&ctx);
