@@ -17,7 +17,7 @@ mod traces;
 
 pub use chain::{ChainStep, PluginChain, PluginFailure, PluginInstance};
 pub use context::{
-    ByteCounts, ConsumerRef, CredentialRef, LogFacts, RequestContext, Timings, TlsFacts,
+    ByteCounts, ConsumerRef, CredentialRef, FailedTry, LogFacts, RequestContext, Timings, TlsFacts,
 };
 pub use log_record::{LogRecord, DEFAULT_WORKSPACE_ID};
 pub use resources::{

@@ -4,8 +4,8 @@
 //! is ignored and a new trace started), the upstream request given a
 //! `traceparent` naming the client span as its parent, the trace id answered
 //! in `http_response_header_for_traceid`, and in `log` a server span for the
-//! request and a client span for the upstream exchange (events when the
-//! connection was ready and the first response byte arrived), with the HTTP
+//! request and a client span per upstream try (on the last one, events when
+//! the connection was ready and the first response byte arrived), with the HTTP
 //! semantic-convention attribute names, handed to the data plane's exporter
 //! (`data-plane/src/plugins/otlp.rs`), which batches and sends them in the
 //! background. No export work happens on the request path.
@@ -318,7 +318,7 @@ impl Opentelemetry {
         let clock = WallClock::now();
         let finished = ctx.timings.finished.unwrap_or(clock.instant);
         let status = ctx.status.map(|s| s.as_u16());
-        let mut spans = Vec::with_capacity(2);
+        let mut spans = Vec::with_capacity(2 + ctx.failed_tries.len());
         spans.push(FinishedSpan {
             trace_id: trace.trace_id,
             span_id: trace.server_span,
@@ -334,6 +334,28 @@ impl Opentelemetry {
         });
         if let Some(sent) = ctx.timings.upstream_sent {
             let (attributes, error) = client_attributes(ctx);
+            // One client span per try: the retried ones, then the last try,
+            // the one the upstream's `traceparent` names.
+            for failed in &ctx.failed_tries {
+                let mut attributes = attributes_of_failed_try(&attributes);
+                attributes.push(("error.type", text(failed.error)));
+                spans.push(FinishedSpan {
+                    trace_id: trace.trace_id,
+                    span_id: SpanId::random(),
+                    parent_span_id: Some(trace.server_span),
+                    trace_state: trace.trace_state.clone(),
+                    name: "kong.balancer",
+                    kind: SpanKind::Client,
+                    start_unix_nano: clock.unix_nanos(failed.started),
+                    end_unix_nano: clock.unix_nanos(failed.ended),
+                    attributes,
+                    events: Vec::new(),
+                    error: true,
+                });
+            }
+            // Retries follow at once, so the last try starts where the one
+            // before it ended.
+            let last_started = ctx.failed_tries.last().map_or(sent, |f| f.ended);
             let timings = &ctx.timings;
             let events = [
                 ("upstream connected", timings.upstream_connected),
@@ -349,7 +371,7 @@ impl Opentelemetry {
                 trace_state: trace.trace_state.clone(),
                 name: "kong.balancer",
                 kind: SpanKind::Client,
-                start_unix_nano: clock.unix_nanos(sent),
+                start_unix_nano: clock.unix_nanos(last_started),
                 end_unix_nano: clock.unix_nanos(finished),
                 attributes,
                 events,
@@ -504,6 +526,17 @@ fn server_attributes(ctx: &RequestContext) -> Vec<(&'static str, AttributeValue)
         attributes.push(("kong.request.id", text(id)));
     }
     attributes
+}
+
+/// A retried try's attributes: the request's, without the outcome of the
+/// last try (its status, its error).
+fn attributes_of_failed_try(
+    last: &[(&'static str, AttributeValue)],
+) -> Vec<(&'static str, AttributeValue)> {
+    last.iter()
+        .filter(|(key, _)| !matches!(*key, "http.response.status_code" | "error.type"))
+        .cloned()
+        .collect()
 }
 
 /// Stable HTTP client semantic conventions: the upstream request. A failed

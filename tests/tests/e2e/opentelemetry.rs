@@ -3,7 +3,8 @@
 //! `opentelemetry-proto`): the caller's `traceparent` is the server span's
 //! parent, the upstream's `traceparent` names the client span, the client
 //! span's parent is the server span; an invalid `traceparent` starts a new
-//! trace; `sampling_rate: 0` exports nothing and still propagates
+//! trace; a retried upstream try gets its own failed client span and the
+//! upstream's parent is the try that answered; `sampling_rate: 0` exports nothing and still propagates
 //! `sampled=0`; a receiver that never answers neither slows nor fails
 //! proxying, and the bounded queue drops and counts.
 
@@ -120,6 +121,31 @@ async fn spawn_receiver() -> (SocketAddr, Arc<Received>) {
         }
     });
     (addr, received)
+}
+
+/// An upstream whose first connection reads the request and closes (a
+/// retried try), and whose later connections reach an echo upstream.
+async fn upstream_failing_first() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let echo = echo::spawn().await.unwrap();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let broken = std::mem::take(&mut first);
+            tokio::spawn(async move {
+                if broken {
+                    let mut buf = [0u8; 1024];
+                    let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+                    return;
+                }
+                if let Ok(mut upstream) = tokio::net::TcpStream::connect(echo).await {
+                    let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+                }
+            });
+        }
+    });
+    addr
 }
 
 /// A receiver that accepts connections and never reads or answers.
@@ -324,6 +350,56 @@ async fn spans_link_caller_gateway_and_upstream() {
         .find(|s| hex(&s.trace_id) == new_trace && s.kind == span::SpanKind::Client as i32)
         .unwrap();
     assert_eq!(hex(&client.span_id), new_parent);
+}
+
+#[tokio::test]
+async fn a_retried_try_has_its_own_client_span() {
+    let upstream = upstream_failing_first().await;
+    let (receiver, received) = spawn_receiver().await;
+    let config = ConfigBuilder::new()
+        .service(1, upstream, json!({"retries": 2}))
+        .route(10, Some(1), &["/"], json!({}))
+        .plugin(
+            20,
+            "opentelemetry",
+            otel(receiver, json!({})),
+            Scope::default(),
+        )
+        .build()
+        .unwrap();
+    let dp = dataplane::start(Settings::loopback(), &config)
+        .await
+        .unwrap();
+    let reply = send(dp.proxy_addrs()[0], get_with("/retried", &[]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    let (trace, parent, _) = parts(&reply.upstream_header("traceparent"));
+    let spans = received
+        .wait_for(|spans| spans.iter().filter(|s| hex(&s.trace_id) == trace).count() >= 3)
+        .await;
+    let server = spans
+        .iter()
+        .find(|s| s.kind == span::SpanKind::Server as i32)
+        .unwrap();
+    let clients: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.kind == span::SpanKind::Client as i32)
+        .collect();
+    assert_eq!(clients.len(), 2, "{clients:#?}");
+    assert!(clients.iter().all(|c| c.parent_span_id == server.span_id));
+    let (failed, answered) = (clients[0], clients[1]);
+    assert_eq!(
+        failed.status.as_ref().map(|s| s.code),
+        Some(opentelemetry_proto::tonic::trace::v1::status::StatusCode::Error as i32)
+    );
+    assert!(attribute(failed, "error.type").is_some());
+    assert!(failed.end_time_unix_nano <= answered.start_time_unix_nano);
+    assert_eq!(hex(&answered.span_id), parent);
+    assert_eq!(
+        attribute(answered, "http.response.status_code"),
+        Some(any_value::Value::IntValue(200))
+    );
 }
 
 #[tokio::test]

@@ -302,3 +302,38 @@ fn deprecated_batch_fields_apply_unless_at_their_old_defaults() {
         .resource_attributes
         .contains(&("service.name".into(), "kong".into())));
 }
+
+#[test]
+fn every_retried_try_gets_its_own_failed_client_span() {
+    let (plugin, captured) = plugin(1.0);
+    let mut ctx = context(&[]);
+    run_access(&plugin, &mut ctx);
+    let outgoing = parse_traceparent(ctx.headers()[&TRACEPARENT].as_bytes()).unwrap();
+    proxied(&mut ctx);
+    let sent = ctx.timings.upstream_sent.unwrap();
+    ctx.failed_tries.push(crate::runtime::FailedTry {
+        started: sent,
+        ended: sent,
+        error: "upstream_connect_refused",
+    });
+    plugin.log(&ctx);
+    let spans = captured.0.lock().unwrap();
+    assert_eq!(spans.len(), 3);
+    let (server, retried, last) = (&spans[0], &spans[1], &spans[2]);
+    for client in [retried, last] {
+        assert_eq!(client.kind, SpanKind::Client);
+        assert_eq!(client.parent_span_id, Some(server.span_id));
+    }
+    assert!(retried.error);
+    assert_ne!(retried.span_id, last.span_id);
+    assert_eq!(
+        attribute(retried, "error.type"),
+        Some(&text("upstream_connect_refused"))
+    );
+    assert_eq!(attribute(retried, "http.response.status_code"), None);
+    assert_eq!(
+        last.span_id, outgoing.parent_id,
+        "the upstream's parent is the last try"
+    );
+    assert!(!last.error);
+}
