@@ -54,6 +54,7 @@ pub struct OtlpExporters {
 /// What one exporter did since it started, for metrics and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExporterStats {
+    /// The endpoint URL without userinfo.
     pub endpoint: String,
     /// Spans the receiver accepted.
     pub exported: u64,
@@ -138,7 +139,7 @@ impl Exporter {
         Ok(Exporter {
             queue,
             counters,
-            endpoint: endpoint.url.clone(),
+            endpoint: without_userinfo(&endpoint.url),
             epoch: Instant::now(),
         })
     }
@@ -224,7 +225,7 @@ impl Batcher {
                     if last_warning.is_none_or(|at| at.elapsed() >= WARN_INTERVAL) {
                         last_warning = Some(Instant::now());
                         tracing::warn!(
-                            endpoint = %self.client.uri,
+                            endpoint = %self.client.label,
                             spans = count,
                             %error,
                             "opentelemetry: export failed, batch dropped"
@@ -360,6 +361,21 @@ enum ExportError {
     Status(http::StatusCode),
 }
 
+/// `url` without the `user:password@` of its authority, for logs and stats.
+fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if scheme.is_empty() {
+        format!("{host}{tail}")
+    } else {
+        format!("{scheme}://{host}{tail}")
+    }
+}
+
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
@@ -367,6 +383,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// again after a failure.
 struct OtlpClient {
     uri: Uri,
+    /// The URL for logs: userinfo (credentials) removed.
+    label: String,
     authority: String,
     port: u16,
     tls: Option<(
@@ -382,25 +400,23 @@ struct OtlpClient {
 
 impl OtlpClient {
     fn new(endpoint: &OtlpEndpoint, tls: &Arc<rustls::ClientConfig>) -> Result<OtlpClient, String> {
+        let shown = without_userinfo(&endpoint.url);
         let uri: Uri = endpoint
             .url
             .parse()
-            .map_err(|e| format!("opentelemetry: invalid endpoint '{}': {e}", endpoint.url))?;
+            .map_err(|e| format!("opentelemetry: invalid endpoint '{}': {e}", shown))?;
         let https = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
             _ => {
                 return Err(format!(
                     "opentelemetry: endpoint '{}' is not http(s)",
-                    endpoint.url
+                    shown
                 ))
             }
         };
         let Some(host) = uri.host() else {
-            return Err(format!(
-                "opentelemetry: endpoint '{}' has no host",
-                endpoint.url
-            ));
+            return Err(format!("opentelemetry: endpoint '{}' has no host", shown));
         };
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let bare_host = host
@@ -435,6 +451,7 @@ impl OtlpClient {
         }
         Ok(OtlpClient {
             authority: bare_host,
+            label: shown,
             port,
             tls,
             headers,
@@ -516,6 +533,18 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use tollgate_shared::runtime::{SpanId, TraceId};
+
+    #[test]
+    fn credentials_in_the_url_are_not_shown() {
+        assert_eq!(
+            without_userinfo("https://user:secret@otel.example:4318/v1/traces?x=a@b"),
+            "https://otel.example:4318/v1/traces?x=a@b"
+        );
+        assert_eq!(
+            without_userinfo("http://otel:4318/v1/traces"),
+            "http://otel:4318/v1/traces"
+        );
+    }
 
     #[test]
     fn spans_encode_as_otlp_with_ids_kinds_and_status() {
