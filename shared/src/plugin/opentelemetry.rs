@@ -403,8 +403,10 @@ fn joined_trace_state(headers: &HeaderMap) -> Option<String> {
         }
         joined.push_str(text);
     }
-    // W3C: at most 32 members; a longer value may be truncated or dropped.
-    (!joined.is_empty() && joined.len() <= 512 * 4).then_some(joined)
+    // Recorded on the spans only up to a bound (W3C lets a vendor drop an
+    // oversized tracestate); the header itself is passed upstream unchanged.
+    const MAX_RECORDED: usize = 2048;
+    (!joined.is_empty() && joined.len() <= MAX_RECORDED).then_some(joined)
 }
 
 /// Converts the monotonic instants of the request's timings to Unix time.
