@@ -65,6 +65,7 @@ pub struct DataPlane {
     drain: Arc<Drain>,
     tasks: Vec<JoinHandle<()>>,
     grace: Duration,
+    trace_exporters: Arc<plugins::otlp::OtlpExporters>,
 }
 
 fn bind_problem(error: &std::io::Error) -> String {
@@ -115,11 +116,17 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
         tokio::runtime::Handle::current(),
         upstream_tls.client_config(true, false),
     );
+    let otlp_tls = upstream_tls.client_config(true, false);
     let pools = Arc::new(PoolRegistry::new(settings.pool.clone(), upstream_tls));
     let file_sinks = Arc::new(plugins::resources::FileSinks::default());
+    let trace_exporters = Arc::new(plugins::otlp::OtlpExporters::new(
+        tokio::runtime::Handle::current(),
+        otlp_tls,
+    ));
     let resources = tollgate_shared::runtime::Resources::live(file_sinks)
         .with_redis(Arc::new(redis))
-        .with_jwks(Arc::new(jwks));
+        .with_jwks(Arc::new(jwks))
+        .with_traces(Arc::clone(&trace_exporters) as _);
     let gateway = Arc::new(Gateway::new(Deps { pools, resources }, Arc::clone(&status)));
     let (trigger, signal) = shutdown::channel();
     let drain = Arc::new(Drain::default());
@@ -186,12 +193,18 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
         drain,
         tasks,
         grace: settings.shutdown_grace,
+        trace_exporters,
     })
 }
 
 impl DataPlane {
     pub fn gateway(&self) -> &Arc<Gateway> {
         &self.gateway
+    }
+
+    /// The opentelemetry plugin's exporters (spans exported, dropped, failed).
+    pub fn trace_exporters(&self) -> &Arc<plugins::otlp::OtlpExporters> {
+        &self.trace_exporters
     }
 
     /// The counters and facts the status listener reports.

@@ -11,6 +11,7 @@ mod file_log;
 mod http_log;
 mod ip_restriction;
 mod jwt;
+mod opentelemetry;
 mod prometheus;
 mod rate_limiting;
 #[cfg(feature = "test-plugins")]
@@ -22,6 +23,10 @@ pub use ip_restriction::{IpRestriction, IpRestrictionConfig, IpRestrictionError}
 pub use jwt::{
     consumer_headers, public_key_parses, JwksEndpoint, JwksError, JwksKeys, JwksLimits, JwksLookup,
     JwksProvider, JwksSource, Jwt, JwtClaim, JwtConfig, KeyError, KeySet, NoJwks, Verifier,
+};
+pub use opentelemetry::{
+    format_traceparent, parse_traceparent, sample_by_trace_id, Opentelemetry, OpentelemetryConfig,
+    PropagationConfig, Traceparent,
 };
 pub use prometheus::PrometheusConfig;
 pub use rate_limiting::{
@@ -185,6 +190,13 @@ plugin_table! {
         config: RateLimitingConfig,
         runtime: RateLimiting,
         schema: rate_limiting::subschema,
+    }
+    Opentelemetry {
+        name: "opentelemetry",
+        priority: 14,
+        config: OpentelemetryConfig,
+        runtime: Opentelemetry,
+        schema: opentelemetry::subschema,
     }
     Prometheus {
         name: "prometheus",

@@ -13,15 +13,19 @@ mod chain;
 mod context;
 mod log_record;
 mod resources;
+mod traces;
 
 pub use chain::{ChainStep, PluginChain, PluginFailure, PluginInstance};
 pub use context::{
-    ByteCounts, ConsumerRef, CredentialRef, LogFacts, RequestContext, Timings, TlsFacts,
+    ByteCounts, ConsumerRef, CredentialRef, FailedTry, LogFacts, RequestContext, Timings, TlsFacts,
 };
 pub use log_record::{LogRecord, DEFAULT_WORKSPACE_ID};
 pub use resources::{
     ClusterPeers, LineSink, LogFiles, RedisConnector, RedisFailure, RedisReply, RedisScript,
     RedisServer, RedisTls, Resources, SharedSet,
+};
+pub use traces::{
+    AttributeValue, FinishedSpan, OtlpEndpoint, SpanId, SpanKind, SpanSink, TraceExporters, TraceId,
 };
 
 use http::{HeaderMap, StatusCode};

@@ -730,7 +730,7 @@ async fn forward(
     let result = if let Some(client_upgrade) = client_upgrade {
         upgrade_exchange(&service.target, upstream_request, client_upgrade).await
     } else {
-        upstream::forward(&service.target, upstream_request).await
+        upstream::forward(&service.target, upstream_request, &mut ctx.failed_tries).await
     };
     let UpstreamResponse {
         response,

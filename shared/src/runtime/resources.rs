@@ -1,7 +1,8 @@
 //! Long-lived objects that plugins share and that outlive a config swap:
 //! open log files, keyed state such as counters, and (through handles the
-//! data plane provides) backends like Redis ([`RedisConnector`]) and the
-//! jwt plugin's JWKS caches ([`JwksProvider`]). A compiled plugin holds an `Arc`
+//! data plane provides) backends like Redis ([`RedisConnector`]), the jwt
+//! plugin's JWKS caches ([`JwksProvider`]) and trace exporters
+//! ([`TraceExporters`]). A compiled plugin holds an `Arc`
 //! to what it uses; the registry keeps only `Weak`s, so a resource stays the
 //! same object across every swap that still uses it and is closed by the swap
 //! that drops its last user.
@@ -10,6 +11,7 @@
 //! code runs, but no file is opened and no socket is made.
 
 use crate::plugin::{JwksKeys, JwksProvider, JwksSource, NoJwks};
+use super::traces::{NoTraces, OtlpEndpoint, SpanSink, TraceExporters};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
@@ -213,6 +215,7 @@ pub struct Resources {
     log_files: Arc<dyn LogFiles>,
     redis: Arc<dyn RedisConnector>,
     jwks: Arc<dyn JwksProvider>,
+    traces: Arc<dyn TraceExporters>,
     keyed: Arc<SharedSet<(TypeId, String), AnyShared>>,
 }
 
@@ -223,6 +226,7 @@ impl fmt::Debug for Resources {
             .field("log_files", &self.log_files)
             .field("redis", &self.redis)
             .field("jwks", &self.jwks)
+            .field("traces", &self.traces)
             .field("keyed", &self.keyed)
             .finish()
     }
@@ -236,6 +240,7 @@ impl Resources {
             log_files,
             redis: Arc::new(NoRedis),
             jwks: Arc::new(NoJwks),
+            traces: Arc::new(NoTraces),
             keyed: Arc::default(),
         }
     }
@@ -252,6 +257,12 @@ impl Resources {
         self
     }
 
+    /// These resources with `traces` as the span exporters (opentelemetry).
+    pub fn with_traces(mut self, traces: Arc<dyn TraceExporters>) -> Resources {
+        self.traces = traces;
+        self
+    }
+
     /// Resources for checking that a config compiles: nothing is opened.
     pub fn check_only() -> Resources {
         Resources {
@@ -259,6 +270,7 @@ impl Resources {
             log_files: Arc::new(NoFiles),
             redis: Arc::new(NoRedis),
             jwks: Arc::new(NoJwks),
+            traces: Arc::new(NoTraces),
             keyed: Arc::default(),
         }
     }
@@ -287,6 +299,12 @@ impl Resources {
     /// (nothing is fetched on the control plane's check).
     pub fn jwks_keys(&self, source: &JwksSource) -> Result<Arc<dyn JwksKeys>, String> {
         self.jwks.keys(source)
+    }
+
+    /// The span exporter for `endpoint`, shared by every instance with the
+    /// same settings (nothing is connected here).
+    pub fn trace_exporter(&self, endpoint: &OtlpEndpoint) -> Result<Arc<dyn SpanSink>, String> {
+        self.traces.exporter(endpoint)
     }
 
     /// Shared state of type `T` under `key` (e.g. counters of one limit),

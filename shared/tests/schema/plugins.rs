@@ -119,6 +119,7 @@ fn bundled_names_and_priorities() {
             "http-log",
             "ip-restriction",
             "jwt",
+            "opentelemetry",
             "prometheus",
             "rate-limiting",
         ]
@@ -127,6 +128,7 @@ fn bundled_names_and_priorities() {
         ("jwt", 1450),
         ("ip-restriction", 990),
         ("rate-limiting", 910),
+        ("opentelemetry", 14),
         ("prometheus", 13),
         ("http-log", 12),
         ("file-log", 9),
