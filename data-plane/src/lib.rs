@@ -109,10 +109,18 @@ fn local_addr(
 pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     let status = Arc::new(StatusState::new());
     let upstream_tls = UpstreamTls::new(UpstreamTls::system_roots())?;
+    // http-log sends over its own connections, with Kong's `ssl_verify = false`.
+    let log_tls = upstream_tls.client_config(false, false);
     let pools = Arc::new(PoolRegistry::new(settings.pool.clone(), upstream_tls));
     let file_sinks = Arc::new(plugins::resources::FileSinks::default());
+    let log_queues = Arc::new(plugins::http_log::HttpLogQueues::new(
+        tokio::runtime::Handle::current(),
+        log_tls,
+        Arc::clone(&status.http_log),
+    ));
     let resources = tollgate_shared::runtime::Resources::live(file_sinks)
-        .with_redis(Arc::new(plugins::redis::RedisServers::default()));
+        .with_redis(Arc::new(plugins::redis::RedisServers::default()))
+        .with_log_queues(log_queues);
     let gateway = Arc::new(Gateway::new(Deps { pools, resources }, Arc::clone(&status)));
     let (trigger, signal) = shutdown::channel();
     let drain = Arc::new(Drain::default());

@@ -2,8 +2,10 @@
 //! schema, compile and phases) live in `tollgate_shared::plugin`, one module
 //! each, named in one table; this module re-exports what the proxy drives and
 //! owns the live resources they use (`resources`: log files; `redis`: Redis
-//! connections with a circuit breaker).
+//! connections with a circuit breaker; `http_log`: the http-log queues and
+//! their senders).
 
+pub mod http_log;
 pub mod redis;
 pub mod resources;
 

@@ -1,6 +1,7 @@
 //! Long-lived objects that plugins share and that outlive a config swap:
 //! open log files, keyed state such as counters, and (through handles the
-//! data plane provides) backends like Redis ([`RedisConnector`]). A compiled plugin holds an `Arc`
+//! data plane provides) backends like Redis ([`RedisConnector`]) and the
+//! http-log queues ([`LogQueues`]). A compiled plugin holds an `Arc`
 //! to what it uses; the registry keeps only `Weak`s, so a resource stays the
 //! same object across every swap that still uses it and is closed by the swap
 //! that drops its last user.
@@ -8,6 +9,7 @@
 //! The control plane compiles with [`Resources::check_only`]: the same compile
 //! code runs, but no file is opened and no socket is made.
 
+use super::log_queue::{HttpLogTarget, LogQueue, LogQueues, NoQueues};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
@@ -170,6 +172,7 @@ pub struct Resources {
     check_only: bool,
     log_files: Arc<dyn LogFiles>,
     redis: Arc<dyn RedisConnector>,
+    log_queues: Arc<dyn LogQueues>,
     keyed: Arc<SharedSet<(TypeId, String), AnyShared>>,
 }
 
@@ -179,6 +182,7 @@ impl fmt::Debug for Resources {
             .field("check_only", &self.check_only)
             .field("log_files", &self.log_files)
             .field("redis", &self.redis)
+            .field("log_queues", &self.log_queues)
             .field("keyed", &self.keyed)
             .finish()
     }
@@ -191,6 +195,7 @@ impl Resources {
             check_only: false,
             log_files,
             redis: Arc::new(NoRedis),
+            log_queues: Arc::new(NoQueues),
             keyed: Arc::default(),
         }
     }
@@ -201,12 +206,19 @@ impl Resources {
         self
     }
 
+    /// These resources with `queues` as the http-log queues.
+    pub fn with_log_queues(mut self, queues: Arc<dyn LogQueues>) -> Resources {
+        self.log_queues = queues;
+        self
+    }
+
     /// Resources for checking that a config compiles: nothing is opened.
     pub fn check_only() -> Resources {
         Resources {
             check_only: true,
             log_files: Arc::new(NoFiles),
             redis: Arc::new(NoRedis),
+            log_queues: Arc::new(NoQueues),
             keyed: Arc::default(),
         }
     }
@@ -229,6 +241,12 @@ impl Resources {
         source: &'static str,
     ) -> Result<Arc<dyn RedisScript>, String> {
         self.redis.script(server, source)
+    }
+
+    /// The http-log queue of `target`, shared by every instance naming an
+    /// equal target (no connection is made here).
+    pub fn log_queue(&self, target: &HttpLogTarget) -> Result<Arc<dyn LogQueue>, String> {
+        self.log_queues.queue(target)
     }
 
     /// Shared state of type `T` under `key` (e.g. counters of one limit),
