@@ -65,6 +65,7 @@ pub struct DataPlane {
     drain: Arc<Drain>,
     tasks: Vec<JoinHandle<()>>,
     grace: Duration,
+    log_queues: Arc<plugins::http_log::HttpLogQueues>,
 }
 
 fn bind_problem(error: &std::io::Error) -> String {
@@ -120,7 +121,7 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     ));
     let resources = tollgate_shared::runtime::Resources::live(file_sinks)
         .with_redis(Arc::new(plugins::redis::RedisServers::default()))
-        .with_log_queues(log_queues);
+        .with_log_queues(Arc::clone(&log_queues) as _);
     let gateway = Arc::new(Gateway::new(Deps { pools, resources }, Arc::clone(&status)));
     let (trigger, signal) = shutdown::channel();
     let drain = Arc::new(Drain::default());
@@ -187,6 +188,7 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
         drain,
         tasks,
         grace: settings.shutdown_grace,
+        log_queues,
     })
 }
 
@@ -218,8 +220,10 @@ impl DataPlane {
     }
 
     /// Stops accepting, lets in-flight requests finish for the grace period,
-    /// then stops. Returns `true` when every connection finished in time.
+    /// sends what the http-log queues hold within what is left of it, then
+    /// stops. Returns `true` when every connection finished in time.
     pub async fn shutdown(self) -> bool {
+        let started = tokio::time::Instant::now();
         self.trigger.trigger();
         let drained = tokio::time::timeout(self.grace, self.drain.wait_idle())
             .await
@@ -230,6 +234,10 @@ impl DataPlane {
                 "grace period over; closing remaining connections"
             );
         }
+        // Every finished request has run its log phase by now.
+        self.log_queues
+            .flush(self.grace.saturating_sub(started.elapsed()))
+            .await;
         for task in self.tasks {
             task.abort();
         }

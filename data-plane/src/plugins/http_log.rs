@@ -21,7 +21,10 @@
 //! Counting (`HttpLogCounters`, node-wide, on `/status`): `sent` entries the
 //! collector accepted, `retried` entries sent again after a failure (a batch
 //! of n retried twice counts 2n), `dropped` entries lost (queue full, retry
-//! time exceeded, larger than `max_bytes`), `queued` entries waiting now.
+//! time exceeded, larger than `max_bytes`), `queued` entries waiting now,
+//! `sending` entries being sent now. At shutdown [`HttpLogQueues::flush`]
+//! sends what is queued without waiting to fill batches, within the grace
+//! period.
 
 mod buffer;
 mod sender;
@@ -31,6 +34,7 @@ use bytes::Bytes;
 use sender::Sender;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tollgate_shared::runtime::{HttpLogTarget, LogQueue, LogQueues, QueueSettings, SharedSet};
@@ -50,18 +54,21 @@ pub struct HttpLogCounters {
     pub dropped: AtomicU64,
     /// Entries waiting to be sent now.
     pub queued: AtomicU64,
+    /// Entries being sent now (taken from a queue, not yet sent or dropped).
+    pub sending: AtomicU64,
     /// Queues alive now (one per distinct endpoint and queue settings).
     pub queues: AtomicU64,
 }
 
 impl HttpLogCounters {
-    /// The `/status` form: `{sent, retried, dropped, queued, queues}`.
+    /// The `/status` form: `{sent, retried, dropped, queued, sending, queues}`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "sent": self.sent.load(Ordering::Relaxed),
             "retried": self.retried.load(Ordering::Relaxed),
             "dropped": self.dropped.load(Ordering::Relaxed),
             "queued": self.queued.load(Ordering::Relaxed),
+            "sending": self.sending.load(Ordering::Relaxed),
             "queues": self.queues.load(Ordering::Relaxed),
         })
     }
@@ -82,6 +89,15 @@ pub struct HttpLogQueues {
     tls: Arc<rustls::ClientConfig>,
     counters: Arc<HttpLogCounters>,
     queues: SharedSet<HttpLogTarget, LiveQueue>,
+    /// Set at shutdown: queues send what they hold without waiting to
+    /// fill a batch.
+    flushing: Arc<Flushing>,
+}
+
+/// The shutdown flag every queue watches.
+#[derive(Debug, Default)]
+struct Flushing {
+    now: AtomicBool,
 }
 
 impl HttpLogQueues {
@@ -97,13 +113,45 @@ impl HttpLogQueues {
             tls,
             counters,
             queues: SharedSet::default(),
+            flushing: Arc::default(),
         }
     }
 
     pub fn counters(&self) -> &Arc<HttpLogCounters> {
         &self.counters
     }
+
+    /// At shutdown: sends what every queue holds at once (no coalescing
+    /// wait) and waits until nothing is queued or being sent, or until
+    /// `limit`; returns whether everything left. Retries go on as usual
+    /// meanwhile, so a dead collector costs at most `limit`.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        self.flushing.now.store(true, Ordering::Release);
+        for queue in self.queues.live_values() {
+            queue.state.wake.notify_one();
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            let queued = self.counters.queued.load(Ordering::Relaxed);
+            let sending = self.counters.sending.load(Ordering::Relaxed);
+            if queued == 0 && sending == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    queued,
+                    sending,
+                    "http-log: shutting down with entries not delivered"
+                );
+                return false;
+            }
+            tokio::time::sleep(FLUSH_POLL).await;
+        }
+    }
 }
+
+/// How often a flush looks whether the queues are empty.
+const FLUSH_POLL: Duration = Duration::from_millis(10);
 
 impl LogQueues for HttpLogQueues {
     fn queue(&self, target: &HttpLogTarget) -> Result<Arc<dyn LogQueue>, String> {
@@ -114,6 +162,7 @@ impl LogQueues for HttpLogQueues {
                 target.queue.clone(),
                 sender,
                 Arc::clone(&self.counters),
+                Arc::clone(&self.flushing),
             )))
         })?;
         Ok(queue)
@@ -135,6 +184,7 @@ struct QueueState {
     closed: AtomicBool,
     sender: Sender,
     counters: Arc<HttpLogCounters>,
+    flushing: Arc<Flushing>,
     runtime: tokio::runtime::Handle,
     /// Sends in flight with `concurrency_limit: -1`.
     in_flight: AtomicUsize,
@@ -152,6 +202,7 @@ impl LiveQueue {
         settings: QueueSettings,
         sender: Sender,
         counters: Arc<HttpLogCounters>,
+        flushing: Arc<Flushing>,
     ) -> LiveQueue {
         counters.queues.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(QueueState {
@@ -161,6 +212,7 @@ impl LiveQueue {
             closed: AtomicBool::new(false),
             sender,
             counters,
+            flushing,
             runtime: runtime.clone(),
             in_flight: AtomicUsize::new(0),
             failure_log: LogLimiter::new(FAILURE_LINES_PER_SECOND),
@@ -233,6 +285,11 @@ impl QueueState {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Closed, or the data plane is shutting down: no coalescing wait.
+    fn is_flushing(&self) -> bool {
+        self.is_closed() || self.flushing.now.load(Ordering::Acquire)
+    }
+
     fn waiting(&self) -> usize {
         self.buffer
             .lock()
@@ -257,8 +314,10 @@ impl QueueState {
         }
         let state = Arc::clone(self);
         let body = payload(&[entry.into()], self.settings.max_batch_size);
+        HttpLogCounters::add(&self.counters.sending, 1);
         self.runtime.spawn(async move {
             state.deliver(body, 1).await;
+            HttpLogCounters::sub(&state.counters.sending, 1);
             state.in_flight.fetch_sub(1, Ordering::AcqRel);
         });
     }
@@ -337,7 +396,7 @@ async fn run(state: Arc<QueueState>) {
         // Coalesce: up to `max_batch_size` entries or `max_coalescing_delay`
         // after the first, whichever comes first; a closed queue flushes now.
         let deadline = Instant::now() + settings.max_coalescing_delay;
-        while state.waiting() < settings.max_batch_size && !state.is_closed() {
+        while state.waiting() < settings.max_batch_size && !state.is_flushing() {
             tokio::select! {
                 () = state.wake.notified() => {}
                 () = tokio::time::sleep_until(deadline) => break,
@@ -351,6 +410,9 @@ async fn run(state: Arc<QueueState>) {
         if taken.batch.is_empty() {
             continue;
         }
+        // Counted as sending before it stops counting as queued, so a
+        // flush never sees both at zero while a batch changes hands.
+        HttpLogCounters::add(&state.counters.sending, taken.batch.len());
         HttpLogCounters::sub(&state.counters.queued, taken.batch.len());
         if taken.resumed {
             tracing::info!(
@@ -362,6 +424,7 @@ async fn run(state: Arc<QueueState>) {
         let entries = taken.batch.len();
         drop(taken);
         state.deliver(body, entries).await;
+        HttpLogCounters::sub(&state.counters.sending, entries);
     }
 }
 

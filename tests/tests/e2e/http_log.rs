@@ -4,7 +4,8 @@
 //! retried and delivered, across a config swap), one that answers 500
 //! (retried, then dropped and counted), a black hole with a full queue (the
 //! oldest dropped and counted while proxied requests keep completing),
-//! userinfo turned into Basic authorization, HTTPS, and the seed guide's
+//! userinfo turned into Basic authorization, HTTPS, the queue flushed by a
+//! graceful shutdown, and the seed guide's
 //! step 8 through a real control plane and data plane process.
 
 use serde_json::{json, Value};
@@ -131,7 +132,7 @@ async fn entries_arrive_with_kongs_record_keys_and_request_headers() {
     let counters = wait_for_counter(&dp, "sent", 1).await;
     assert_eq!(
         counters,
-        json!({"sent": 1, "retried": 0, "dropped": 0, "queued": 0, "queues": 1})
+        json!({"sent": 1, "retried": 0, "dropped": 0, "queued": 0, "sending": 0, "queues": 1})
     );
     dp.shutdown().await;
 }
@@ -299,8 +300,41 @@ async fn a_black_hole_collector_and_a_full_queue_never_hold_up_proxied_requests(
     );
     assert_eq!(counters["queued"], MAX_ENTRIES, "{counters}");
     assert_eq!(counters["sent"], 0, "{counters}");
+    assert_eq!(counters["sending"], 1, "{counters}");
     assert_eq!(collector.received().len(), 1, "one request, never answered");
+    // No graceful shutdown: its flush would wait the whole grace period for
+    // the black hole.
+    drop(dp);
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_sends_what_the_queue_holds() {
+    let collector = Collector::start().await.unwrap();
+    let upstream = echo::spawn().await.unwrap();
+    let dp = logged_data_plane(
+        upstream,
+        json!({
+            "http_endpoint": collector.url("/logs"),
+            "queue": {"max_batch_size": 100, "max_coalescing_delay": 3600}
+        }),
+    )
+    .await;
+    let proxy = dp.proxy_addrs()[0];
+    for _ in 0..3 {
+        assert_eq!(get(proxy, "/ok/x").await.unwrap().status, 200);
+    }
+    wait_for_counter(&dp, "queued", 3).await;
+    assert!(collector.received().is_empty(), "the batch waits to fill");
+    let started = std::time::Instant::now();
     dp.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let received = collector.received();
+    assert_eq!(received.len(), 1, "one batch at shutdown");
+    assert_eq!(received[0].entries().unwrap().len(), 3);
 }
 
 #[tokio::test]
