@@ -138,6 +138,20 @@ impl Collector {
         }
     }
 
+    /// [`Collector::stop`], then waits until a connection to the port is
+    /// refused (the aborted listener is dropped on the runtime's next turn).
+    pub async fn stop_and_wait(&self) -> anyhow::Result<()> {
+        self.stop();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("{} still accepts connections", self.addr);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
     /// Listens again on the same port.
     pub async fn restart(&self) -> anyhow::Result<()> {
         let listener = TcpListener::bind(self.addr)

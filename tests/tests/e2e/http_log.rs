@@ -197,7 +197,7 @@ async fn entries_for_a_collector_that_is_down_are_retried_and_delivered_after_a_
     });
     let dp = logged_data_plane(upstream, plugin.clone()).await;
     let proxy = dp.proxy_addrs()[0];
-    collector.stop();
+    collector.stop_and_wait().await.unwrap();
 
     let mut ids = BTreeSet::new();
     for _ in 0..3 {
