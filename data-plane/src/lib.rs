@@ -66,6 +66,7 @@ pub struct DataPlane {
     tasks: Vec<JoinHandle<()>>,
     grace: Duration,
     trace_exporters: Arc<plugins::otlp::OtlpExporters>,
+    log_queues: Arc<plugins::http_log::HttpLogQueues>,
 }
 
 fn bind_problem(error: &std::io::Error) -> String {
@@ -117,16 +118,24 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
         upstream_tls.client_config(true, false),
     );
     let otlp_tls = upstream_tls.client_config(true, false);
+    // http-log sends over its own connections, with Kong's `ssl_verify = false`.
+    let log_tls = upstream_tls.client_config(false, false);
     let pools = Arc::new(PoolRegistry::new(settings.pool.clone(), upstream_tls));
     let file_sinks = Arc::new(plugins::resources::FileSinks::default());
     let trace_exporters = Arc::new(plugins::otlp::OtlpExporters::new(
         tokio::runtime::Handle::current(),
         otlp_tls,
     ));
+    let log_queues = Arc::new(plugins::http_log::HttpLogQueues::new(
+        tokio::runtime::Handle::current(),
+        log_tls,
+        Arc::clone(&status.http_log),
+    ));
     let resources = tollgate_shared::runtime::Resources::live(file_sinks)
         .with_redis(Arc::new(redis))
         .with_jwks(Arc::new(jwks))
-        .with_traces(Arc::clone(&trace_exporters) as _);
+        .with_traces(Arc::clone(&trace_exporters) as _)
+        .with_log_queues(Arc::clone(&log_queues) as _);
     let gateway = Arc::new(Gateway::new(Deps { pools, resources }, Arc::clone(&status)));
     let (trigger, signal) = shutdown::channel();
     let drain = Arc::new(Drain::default());
@@ -194,6 +203,7 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
         tasks,
         grace: settings.shutdown_grace,
         trace_exporters,
+        log_queues,
     })
 }
 
@@ -230,8 +240,10 @@ impl DataPlane {
     }
 
     /// Stops accepting, lets in-flight requests finish for the grace period,
-    /// then stops. Returns `true` when every connection finished in time.
+    /// sends what the http-log queues hold within what is left of it, then
+    /// stops. Returns `true` when every connection finished in time.
     pub async fn shutdown(self) -> bool {
+        let started = tokio::time::Instant::now();
         self.trigger.trigger();
         let drained = tokio::time::timeout(self.grace, self.drain.wait_idle())
             .await
@@ -242,6 +254,10 @@ impl DataPlane {
                 "grace period over; closing remaining connections"
             );
         }
+        // Every finished request has run its log phase by now.
+        self.log_queues
+            .flush(self.grace.saturating_sub(started.elapsed()))
+            .await;
         for task in self.tasks {
             task.abort();
         }

@@ -3,6 +3,7 @@
 //! config facts it reports. The state is an explicit value passed to whoever
 //! updates it; nothing here is global.
 
+use crate::plugins::http_log::HttpLogCounters;
 use crate::shutdown::ShutdownSignal;
 use crate::sync::SyncStatus;
 use bytes::Bytes;
@@ -55,6 +56,8 @@ pub struct StatusState {
     pub gateway_errors: AtomicU64,
     /// Connections closed at accept by the per-client-address cap.
     pub connections_refused_per_ip: AtomicU64,
+    /// The http-log queues' counters (entries sent, retried, dropped…).
+    pub http_log: Arc<HttpLogCounters>,
     config: Mutex<ConfigFacts>,
     /// The sync client's state, when this data plane follows a control plane.
     sync: OnceLock<Arc<SyncStatus>>,
@@ -79,6 +82,7 @@ impl StatusState {
             requests_denied: AtomicU64::new(0),
             gateway_errors: AtomicU64::new(0),
             connections_refused_per_ip: AtomicU64::new(0),
+            http_log: Arc::default(),
             config: Mutex::new(ConfigFacts::default()),
             sync: OnceLock::new(),
         }
@@ -160,6 +164,7 @@ impl StatusState {
             "configuration_hash": hash,
             "plugins": {
                 "failures": self.plugin_failures.load(Ordering::Relaxed),
+                "http_log": self.http_log.to_json(),
             },
             "config": {
                 "version": facts.applied.as_ref().map(|a| a.version),

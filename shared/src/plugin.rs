@@ -18,7 +18,7 @@ mod rate_limiting;
 pub mod testing;
 
 pub use file_log::{FileLog, FileLogConfig};
-pub use http_log::{HttpLogConfig, HttpLogMethod, QueueConfig};
+pub use http_log::{HttpLog, HttpLogConfig, HttpLogMethod, QueueConfig};
 pub use ip_restriction::{IpRestriction, IpRestrictionConfig, IpRestrictionError};
 pub use jwt::{
     consumer_headers, public_key_parses, JwksEndpoint, JwksError, JwksKeys, JwksLimits, JwksLookup,
@@ -209,7 +209,7 @@ plugin_table! {
         name: "http-log",
         priority: 12,
         config: HttpLogConfig,
-        runtime: Unsupported,
+        runtime: HttpLog,
         schema: http_log::subschema,
     }
     FileLog {

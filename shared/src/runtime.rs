@@ -11,6 +11,7 @@
 
 mod chain;
 mod context;
+mod log_queue;
 mod log_record;
 mod resources;
 mod traces;
@@ -19,6 +20,7 @@ pub use chain::{ChainStep, PluginChain, PluginFailure, PluginInstance};
 pub use context::{
     ByteCounts, ConsumerRef, CredentialRef, FailedTry, LogFacts, RequestContext, Timings, TlsFacts,
 };
+pub use log_queue::{HttpLogTarget, LogQueue, LogQueues, QueueSettings};
 pub use log_record::{LogRecord, DEFAULT_WORKSPACE_ID};
 pub use resources::{
     ClusterPeers, LineSink, LogFiles, RedisConnector, RedisFailure, RedisReply, RedisScript,

@@ -1,8 +1,9 @@
 //! Long-lived objects that plugins share and that outlive a config swap:
 //! open log files, keyed state such as counters, and (through handles the
 //! data plane provides) backends like Redis ([`RedisConnector`]), the jwt
-//! plugin's JWKS caches ([`JwksProvider`]) and trace exporters
-//! ([`TraceExporters`]). A compiled plugin holds an `Arc`
+//! plugin's JWKS caches ([`JwksProvider`]), trace exporters
+//! ([`TraceExporters`]) and the http-log queues ([`LogQueues`]). A compiled
+//! plugin holds an `Arc`
 //! to what it uses; the registry keeps only `Weak`s, so a resource stays the
 //! same object across every swap that still uses it and is closed by the swap
 //! that drops its last user.
@@ -12,6 +13,7 @@
 
 use crate::plugin::{JwksKeys, JwksProvider, JwksSource, NoJwks};
 use super::traces::{NoTraces, OtlpEndpoint, SpanSink, TraceExporters};
+use super::log_queue::{HttpLogTarget, LogQueue, LogQueues, NoQueues};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
@@ -216,6 +218,7 @@ pub struct Resources {
     redis: Arc<dyn RedisConnector>,
     jwks: Arc<dyn JwksProvider>,
     traces: Arc<dyn TraceExporters>,
+    log_queues: Arc<dyn LogQueues>,
     keyed: Arc<SharedSet<(TypeId, String), AnyShared>>,
 }
 
@@ -227,6 +230,7 @@ impl fmt::Debug for Resources {
             .field("redis", &self.redis)
             .field("jwks", &self.jwks)
             .field("traces", &self.traces)
+            .field("log_queues", &self.log_queues)
             .field("keyed", &self.keyed)
             .finish()
     }
@@ -241,6 +245,7 @@ impl Resources {
             redis: Arc::new(NoRedis),
             jwks: Arc::new(NoJwks),
             traces: Arc::new(NoTraces),
+            log_queues: Arc::new(NoQueues),
             keyed: Arc::default(),
         }
     }
@@ -263,6 +268,12 @@ impl Resources {
         self
     }
 
+    /// These resources with `queues` as the http-log queues.
+    pub fn with_log_queues(mut self, queues: Arc<dyn LogQueues>) -> Resources {
+        self.log_queues = queues;
+        self
+    }
+
     /// Resources for checking that a config compiles: nothing is opened.
     pub fn check_only() -> Resources {
         Resources {
@@ -271,6 +282,7 @@ impl Resources {
             redis: Arc::new(NoRedis),
             jwks: Arc::new(NoJwks),
             traces: Arc::new(NoTraces),
+            log_queues: Arc::new(NoQueues),
             keyed: Arc::default(),
         }
     }
@@ -305,6 +317,12 @@ impl Resources {
     /// same settings (nothing is connected here).
     pub fn trace_exporter(&self, endpoint: &OtlpEndpoint) -> Result<Arc<dyn SpanSink>, String> {
         self.traces.exporter(endpoint)
+    }
+
+    /// The http-log queue of `target`, shared by every instance naming an
+    /// equal target (no connection is made here).
+    pub fn log_queue(&self, target: &HttpLogTarget) -> Result<Arc<dyn LogQueue>, String> {
+        self.log_queues.queue(target)
     }
 
     /// Shared state of type `T` under `key` (e.g. counters of one limit),
