@@ -385,6 +385,28 @@ impl StreamTask {
         self.registry.disconnected(&self.node.node_id, self.session);
     }
 
+    /// Sends a heartbeat naming the published version and the connected
+    /// data planes (remembered in `announced_peers`); false when the stream
+    /// is gone.
+    async fn heartbeat(&self, announced_peers: &mut Option<u32>) -> bool {
+        let (version, hash) = self
+            .snapshots
+            .borrow()
+            .as_ref()
+            .map(|p| (p.snapshot.version, p.snapshot.hash.clone()))
+            .unwrap_or_default();
+        let peers = self.registry.connected_count();
+        *announced_peers = Some(peers);
+        let beat = Heartbeat {
+            sent_at_ms: registry::now_ms(),
+            hash,
+            version,
+            connected_data_planes: peers,
+        };
+        self.send(control_plane_message::Kind::Heartbeat(beat))
+            .await
+    }
+
     /// Queues one small message; false when the stream is gone.
     async fn send(&self, kind: control_plane_message::Kind) -> bool {
         match wire::message_frame(&message(kind)) {
@@ -446,8 +468,23 @@ impl StreamTask {
         let mut deadline = tokio::time::Instant::now() + silence_limit;
         let mut ticker = tokio::time::interval(self.timing.heartbeat);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A change in the number of connected data planes is announced at
+        // once (nodes enforcing their share of a limit follow it), not at the
+        // next tick.
+        let mut registry_changes = self.registry.subscribe();
+        let mut announced_peers = None;
         loop {
             tokio::select! {
+                changed = registry_changes.changed() => {
+                    if changed.is_err() {
+                        return "control plane shutting down";
+                    }
+                    if announced_peers != Some(self.registry.connected_count())
+                        && !self.heartbeat(&mut announced_peers).await
+                    {
+                        return "stream closed";
+                    }
+                }
                 changed = self.snapshots.changed() => {
                     if changed.is_err() {
                         return "control plane shutting down";
@@ -457,14 +494,7 @@ impl StreamTask {
                     }
                 }
                 _ = ticker.tick() => {
-                    let (version, hash) = self
-                        .snapshots
-                        .borrow()
-                        .as_ref()
-                        .map(|p| (p.snapshot.version, p.snapshot.hash.clone()))
-                        .unwrap_or_default();
-                    let beat = Heartbeat { sent_at_ms: registry::now_ms(), hash, version };
-                    if !self.send(control_plane_message::Kind::Heartbeat(beat)).await {
+                    if !self.heartbeat(&mut announced_peers).await {
                         return "stream closed";
                     }
                 }

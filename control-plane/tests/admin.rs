@@ -17,6 +17,8 @@ mod info;
 mod lengths;
 #[path = "admin/listener.rs"]
 mod listener;
+#[path = "admin/opentelemetry.rs"]
+mod opentelemetry;
 #[path = "admin/outage.rs"]
 mod outage;
 #[path = "admin/precision.rs"]

@@ -16,6 +16,7 @@ use rustls::sign::CertifiedKey;
 use rustls::SignatureScheme;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use tollgate_shared::runtime::ClusterPeers;
 use tollgate_shared::snapshot::{Snapshot, SnapshotError};
 use tollgate_shared::Config;
 
@@ -26,13 +27,17 @@ pub struct Gateway {
     status: Arc<StatusState>,
     local_version: AtomicU64,
     thread: ConfigThread,
+    /// Held here so the control plane's count outlives configs that read it.
+    peers: Arc<ClusterPeers>,
 }
 
 impl Gateway {
     /// Starts the gateway's config thread too.
     pub fn new(deps: Deps, status: Arc<StatusState>) -> Self {
+        let peers = deps.resources.keyed::<ClusterPeers>(ClusterPeers::KEY);
         Self {
             compiled: Arc::default(),
+            peers,
             deps,
             status,
             local_version: AtomicU64::new(0),
@@ -203,6 +208,10 @@ impl SnapshotSink for Gateway {
 
     fn config_thread(&self) -> Option<&ConfigThread> {
         Some(&self.thread)
+    }
+
+    fn cluster_size(&self, data_planes: u32) {
+        self.peers.set(data_planes);
     }
 }
 

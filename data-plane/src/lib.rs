@@ -67,6 +67,8 @@ pub struct DataPlane {
     drain: Arc<Drain>,
     tasks: Vec<JoinHandle<()>>,
     grace: Duration,
+    trace_exporters: Arc<plugins::otlp::OtlpExporters>,
+    log_queues: Arc<plugins::http_log::HttpLogQueues>,
 }
 
 fn bind_problem(error: &std::io::Error) -> String {
@@ -111,9 +113,17 @@ fn local_addr(
 pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     let status = Arc::new(StatusState::new());
     let upstream_tls = UpstreamTls::new(UpstreamTls::system_roots())?;
+    // JWKS endpoints are always verified against the system roots.
+    let jwks = plugins::jwks::JwksFetcher::new(
+        tokio::runtime::Handle::current(),
+        upstream_tls.client_config(true, false),
+    );
+    let otlp_tls = upstream_tls.client_config(true, false);
+    // http-log sends over its own connections, with Kong's `ssl_verify = false`.
+    let log_tls = upstream_tls.client_config(false, false);
     let pools = Arc::new(PoolRegistry::new(settings.pool.clone(), upstream_tls));
     let file_sinks = Arc::new(plugins::resources::FileSinks::default());
-    let redis = Arc::new(plugins::redis::RedisServers::default());
+    let redis = Arc::new(plugins::redis::RedisServers::with_tls(&upstream_tls));
     let proxy_metrics = Arc::new(tollgate_shared::plugin::ProxyMetrics::new(
         settings.metrics_max_series,
     ));
@@ -126,9 +136,21 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     if let Some(node_id) = &settings.node_id {
         telemetry.set_node_id(node_id);
     }
+    let trace_exporters = Arc::new(plugins::otlp::OtlpExporters::new(
+        tokio::runtime::Handle::current(),
+        otlp_tls,
+    ));
+    let log_queues = Arc::new(plugins::http_log::HttpLogQueues::new(
+        tokio::runtime::Handle::current(),
+        log_tls,
+        Arc::clone(&status.http_log),
+    ));
     let resources = tollgate_shared::runtime::Resources::live(file_sinks)
         .with_redis(redis)
-        .with_proxy_metrics(proxy_metrics);
+        .with_proxy_metrics(proxy_metrics)
+        .with_jwks(Arc::new(jwks))
+        .with_traces(Arc::clone(&trace_exporters) as _)
+        .with_log_queues(Arc::clone(&log_queues) as _);
     let gateway = Arc::new(Gateway::new(Deps { pools, resources }, Arc::clone(&status)));
     let (trigger, signal) = shutdown::channel();
     let drain = Arc::new(Drain::default());
@@ -196,12 +218,19 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
         drain,
         tasks,
         grace: settings.shutdown_grace,
+        trace_exporters,
+        log_queues,
     })
 }
 
 impl DataPlane {
     pub fn gateway(&self) -> &Arc<Gateway> {
         &self.gateway
+    }
+
+    /// The opentelemetry plugin's exporters (spans exported, dropped, failed).
+    pub fn trace_exporters(&self) -> &Arc<plugins::otlp::OtlpExporters> {
+        &self.trace_exporters
     }
 
     /// The counters and facts the status listener reports.
@@ -232,8 +261,10 @@ impl DataPlane {
     }
 
     /// Stops accepting, lets in-flight requests finish for the grace period,
-    /// then stops. Returns `true` when every connection finished in time.
+    /// sends what the http-log queues hold within what is left of it, then
+    /// stops. Returns `true` when every connection finished in time.
     pub async fn shutdown(self) -> bool {
+        let started = tokio::time::Instant::now();
         self.trigger.trigger();
         let drained = tokio::time::timeout(self.grace, self.drain.wait_idle())
             .await
@@ -244,6 +275,10 @@ impl DataPlane {
                 "grace period over; closing remaining connections"
             );
         }
+        // Every finished request has run its log phase by now.
+        self.log_queues
+            .flush(self.grace.saturating_sub(started.elapsed()))
+            .await;
         for task in self.tasks {
             task.abort();
         }

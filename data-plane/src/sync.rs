@@ -45,6 +45,9 @@ pub trait SnapshotSink: Send + Sync + 'static {
     fn apply_owned(&self, snapshot: Snapshot) -> Result<Persist, Vec<String>> {
         self.apply(&snapshot).map(|()| Persist::Message(snapshot))
     }
+    /// The control plane's count of connected data planes (from its
+    /// heartbeats); by default ignored.
+    fn cluster_size(&self, _data_planes: u32) {}
     /// The thread to apply snapshots on; `None`: tokio's blocking pool.
     fn config_thread(&self) -> Option<&ConfigThread> {
         None
@@ -325,7 +328,7 @@ async fn session(
         tokio::select! {
             _ = ticker.tick() => {
                 let (version, hash) = sink.applied().unwrap_or_default();
-                let beat = Heartbeat { sent_at_ms: now_ms(), hash, version };
+                let beat = Heartbeat { sent_at_ms: now_ms(), hash, version, connected_data_planes: 0 };
                 if tx.send(message(data_plane_message::Kind::Heartbeat(beat))).await.is_err() {
                     return Err(SessionError::Closed);
                 }
@@ -355,7 +358,10 @@ async fn handle(
     status: &SyncStatus,
 ) -> Option<DataPlaneMessage> {
     match msg.kind? {
-        control_plane_message::Kind::Heartbeat(_) => None,
+        control_plane_message::Kind::Heartbeat(beat) => {
+            sink.cluster_size(beat.connected_data_planes);
+            None
+        }
         control_plane_message::Kind::Refusal(refusal) => {
             if status.transition(LinkState::Refused, Some(refusal.reason.clone()), None) {
                 tracing::warn!(reason = %refusal.reason, "the control plane refuses to send configs to this node");

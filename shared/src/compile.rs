@@ -18,8 +18,9 @@ use crate::runtime::{
 };
 use crate::{Config, Consumer, PluginSpec, Route, Service};
 use http::{HeaderValue, StatusCode};
+use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -115,6 +116,10 @@ impl BindUpstream for NoUpstreams {
 pub struct ConsumerIndex {
     by_id: HashMap<Uuid, Arc<Consumer>>,
     by_username: HashMap<String, Arc<Consumer>>,
+    /// Indexes plugins derive from the same compile's config (the jwt
+    /// plugin's credentials with their keys parsed), one per type, so N
+    /// instances cost one build.
+    derived: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
 }
 
 impl ConsumerIndex {
@@ -152,6 +157,20 @@ impl ConsumerIndex {
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Consumer>> {
         self.by_id.values()
+    }
+
+    /// This compile's one value of type `T` (created with `T::default()` on
+    /// first use): where a plugin keeps what it derives once per compile for
+    /// all its instances. The type is the key, so a private type stays
+    /// private to the plugin that names it.
+    pub fn derived<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
+        let mut derived = self.derived.lock().unwrap_or_else(PoisonError::into_inner);
+        let value = derived
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()));
+        // Keyed by the TypeId, so the downcast cannot fail; a fresh value is
+        // the safe answer if it ever did.
+        Arc::clone(value).downcast::<T>().unwrap_or_default()
     }
 }
 

@@ -11,17 +11,22 @@ mod file_log;
 mod http_log;
 mod ip_restriction;
 mod jwt;
+mod opentelemetry;
 mod prometheus;
 mod rate_limiting;
 #[cfg(feature = "test-plugins")]
 pub mod testing;
 
 pub use file_log::{FileLog, FileLogConfig};
-pub use http_log::{HttpLogConfig, HttpLogMethod, QueueConfig};
+pub use http_log::{HttpLog, HttpLogConfig, HttpLogMethod, QueueConfig};
 pub use ip_restriction::{IpRestriction, IpRestrictionConfig, IpRestrictionError};
 pub use jwt::{
-    consumer_headers, public_key_parses, JwksError, JwksLimits, Jwt, JwtClaim, JwtConfig, KeyError,
-    KeySet, Verifier,
+    consumer_headers, public_key_parses, JwksEndpoint, JwksError, JwksKeys, JwksLimits, JwksLookup,
+    JwksProvider, JwksSource, Jwt, JwtClaim, JwtConfig, KeyError, KeySet, NoJwks, Verifier,
+};
+pub use opentelemetry::{
+    format_traceparent, parse_traceparent, sample_by_trace_id, Opentelemetry, OpentelemetryConfig,
+    PropagationConfig, Traceparent,
 };
 pub use prometheus::{
     Prometheus, PrometheusConfig, ProxyMetrics, RouteSeries, DEFAULT_MAX_SERIES,
@@ -189,6 +194,13 @@ plugin_table! {
         runtime: RateLimiting,
         schema: rate_limiting::subschema,
     }
+    Opentelemetry {
+        name: "opentelemetry",
+        priority: 14,
+        config: OpentelemetryConfig,
+        runtime: Opentelemetry,
+        schema: opentelemetry::subschema,
+    }
     Prometheus {
         name: "prometheus",
         priority: 13,
@@ -200,7 +212,7 @@ plugin_table! {
         name: "http-log",
         priority: 12,
         config: HttpLogConfig,
-        runtime: Unsupported,
+        runtime: HttpLog,
         schema: http_log::subschema,
     }
     FileLog {

@@ -11,17 +11,23 @@
 
 mod chain;
 mod context;
+mod log_queue;
 mod log_record;
 mod resources;
+mod traces;
 
 pub use chain::{ChainStep, PluginChain, PluginFailure, PluginInstance};
 pub use context::{
-    ByteCounts, ConsumerRef, CredentialRef, LogFacts, RequestContext, Timings, TlsFacts,
+    ByteCounts, ConsumerRef, CredentialRef, FailedTry, LogFacts, RequestContext, Timings, TlsFacts,
 };
+pub use log_queue::{HttpLogTarget, LogQueue, LogQueues, QueueSettings};
 pub use log_record::{Latencies, LogRecord, DEFAULT_WORKSPACE_ID};
 pub use resources::{
-    LineSink, LogFiles, RedisConnector, RedisFailure, RedisReply, RedisScript, RedisServer,
-    Resources, SharedSet,
+    ClusterPeers, LineSink, LogFiles, RedisConnector, RedisFailure, RedisReply, RedisScript,
+    RedisServer, RedisTls, Resources, SharedSet,
+};
+pub use traces::{
+    AttributeValue, FinishedSpan, OtlpEndpoint, SpanId, SpanKind, SpanSink, TraceExporters, TraceId,
 };
 
 use http::{HeaderMap, StatusCode};

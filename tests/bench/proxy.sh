@@ -12,10 +12,13 @@
 # declarative config: plugins, consumers, credentials), nginx_extra (server
 # directives), WRK_ARGS (extra wrk arguments, e.g. -H for a token) and
 # case_setup (runs first, in $work, e.g. to make keys; WRK_ARGS and
-# tollgate_extra may read what it wrote under $work). A case's CPU per
+# tollgate_extra may read what it wrote under $work) and case_finish (runs
+# after the rounds with PROXIED_REQUESTS, the requests the tollgate
+# processes served in the case, warm-up included, e.g. to report backend
+# calls per request). A case's CPU per
 # request is also reported relative to the plain case's when both ran.
 # Environment: DURATION (s, default 10), ROUNDS (default 3), CONNECTIONS
-# (default 32), CASES (default "plain ip-restriction routes-10000"),
+# (default 32), CASES (default: every case file, plain first),
 # BASELINE_DP (optional: another tollgate-dp binary, e.g. built from the
 # previous release, measured as target "before" in the same interleaved
 # rounds, so a change is judged against its own baseline in one run).
@@ -25,7 +28,15 @@ cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
-CASES=${CASES:-"plain ip-restriction routes-10000"}
+# Default: every case file, plain first (the others are compared with it).
+all_cases() {
+  echo plain
+  for file in tests/bench/cases/*.sh; do
+    name=$(basename "$file" .sh)
+    [ "$name" = plain ] || echo "$name"
+  done
+}
+CASES=${CASES:-$(all_cases | paste -sd' ')}
 
 log() { echo "bench: $*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -109,6 +120,7 @@ case_eval() {
   local file="tests/bench/cases/$1.sh"
   [ -f "$file" ] || { log "no case file $file"; exit 2; }
   ( ROUTES=10; WRK_ARGS=(); tollgate_extra() { :; }; nginx_extra() { :; }; case_setup() { :; }
+    case_finish() { :; }
     # shellcheck disable=SC1090
     source "$file"; cd "$work"; eval "$2" )
 }
@@ -225,6 +237,12 @@ for case in $CASES; do
       measure "$case" before "http://127.0.0.1:$before_port$path" "$before_pid" "$round" "${wrk_args[@]}"
     fi
   done
+  served=0
+  for status_url in "http://127.0.0.1:$status_port/status" ${before_pid:+"http://127.0.0.1:$before_status/status"}; do
+    count=$(curl -fs "$status_url" | python3 -c 'import json,sys; print(json.load(sys.stdin)["server"]["total_requests"])')
+    served=$((served + count))
+  done
+  PROXIED_REQUESTS=$served case_eval "$case" case_finish
   kill "$nginx_pid" "$tollgate_pid" $before_pid
   wait "$nginx_pid" "$tollgate_pid" $before_pid 2>/dev/null || true
 done

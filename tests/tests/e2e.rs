@@ -4,11 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod e2e {
+    pub mod auth_jwks;
     pub mod auth_jwt;
     pub mod cluster_sync;
     pub mod cluster_tls;
     pub mod file_log;
     pub mod metrics;
+    pub mod opentelemetry;
+    pub mod http_log;
     pub mod operator;
     pub mod plugin_runtime;
     pub mod proxy_basics;

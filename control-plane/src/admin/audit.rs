@@ -35,7 +35,9 @@ fn mask_userinfo(url: &str) -> String {
 const SECRET_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "apikey"];
 
 /// A copy of `entity` with its secrets replaced by `******`: jwt `secret`,
-/// certificate keys, Redis passwords, http-log credentials.
+/// certificate keys, Redis passwords, http-log credentials, opentelemetry
+/// endpoint userinfo and every opentelemetry header value (that plugin's
+/// `headers` exist to carry a receiver's token, under any vendor's name).
 pub fn redact(kind: EntityKind, entity: &Value) -> Value {
     let mut out = entity.clone();
     let Value::Object(map) = &mut out else {
@@ -48,17 +50,23 @@ pub fn redact(kind: EntityKind, entity: &Value) -> Value {
             mask(map, "key_alt");
         }
         EntityKind::Plugins => {
+            let every_header_secret =
+                map.get("name").and_then(Value::as_str) == Some("opentelemetry");
             if let Some(Value::Object(config)) = map.get_mut("config") {
                 mask(config, "redis_password");
                 if let Some(Value::Object(redis)) = config.get_mut("redis") {
                     mask(redis, "password");
                 }
-                if let Some(Value::String(endpoint)) = config.get_mut("http_endpoint") {
-                    *endpoint = mask_userinfo(endpoint);
+                for field in ["http_endpoint", "traces_endpoint", "logs_endpoint"] {
+                    if let Some(Value::String(endpoint)) = config.get_mut(field) {
+                        *endpoint = mask_userinfo(endpoint);
+                    }
                 }
                 if let Some(Value::Object(headers)) = config.get_mut("headers") {
                     for (name, value) in headers.iter_mut() {
-                        if SECRET_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                        if every_header_secret
+                            || SECRET_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+                        {
                             *value = Value::String(MASK.into());
                         }
                     }
@@ -141,6 +149,11 @@ mod tests {
                 EntityKind::Plugins,
                 json!({"name": "http-log", "config": {"http_endpoint": "https://u:pw@logs.example/x?y", "headers": {"Authorization": "Bearer t", "X-Other": "v"}}}),
                 json!({"name": "http-log", "config": {"http_endpoint": format!("https://u:{MASK}@logs.example/x?y"), "headers": {"Authorization": MASK, "X-Other": "v"}}}),
+            ),
+            (
+                EntityKind::Plugins,
+                json!({"name": "opentelemetry", "config": {"traces_endpoint": "https://u:pw@otel.example/v1/traces", "headers": {"x-honeycomb-team": "t"}}}),
+                json!({"name": "opentelemetry", "config": {"traces_endpoint": format!("https://u:{MASK}@otel.example/v1/traces"), "headers": {"x-honeycomb-team": MASK}}}),
             ),
             (
                 EntityKind::Services,

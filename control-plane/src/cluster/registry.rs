@@ -152,6 +152,13 @@ impl DataPlaneRegistry {
             .unwrap_or_default()
     }
 
+    /// How many data planes hold an open stream now.
+    pub fn connected_count(&self) -> u32 {
+        self.inner.lock().map_or(0, |g| {
+            u32::try_from(g.nodes.values().filter(|n| n.connected).count()).unwrap_or(u32::MAX)
+        })
+    }
+
     pub fn get(&self, node_id: &str) -> Option<DataPlaneState> {
         self.inner.lock().ok()?.nodes.get(node_id).cloned()
     }

@@ -203,3 +203,37 @@ both_backends!(
     writes_and_clustering,
     config_version_header_and_clustering_without_a_cluster
 );
+
+/// The jwt plugin's JWKS fields (beyond Kong) are validated by the Admin API
+/// like Kong's own, with Kong's error format, and defaulted on write.
+async fn jwt_jwks_fields_validate(backend: Backend) {
+    let admin = Admin::new(backend).await;
+    let bad = admin
+        .json(
+            Method::POST,
+            "/plugins",
+            json!({"name": "jwt", "config": {
+                "jwks_uri": "http://idp.example/jwks", "jwks_refresh_interval": 0
+            }}),
+        )
+        .await;
+    expect_status(&bad, 400);
+    assert_eq!(
+        bad.body["fields"]["config"],
+        json!({
+            "jwks_uri": "must use https (http only to a loopback address)",
+            "jwks_refresh_interval": "value should be between 1 and 86400",
+        })
+    );
+    let good = admin
+        .json(
+            Method::POST,
+            "/plugins",
+            json!({"name": "jwt", "config": {"jwks_uri": "https://idp.example/jwks"}}),
+        )
+        .await;
+    expect_status(&good, 201);
+    assert_eq!(good.body["config"]["jwks_uri"], "https://idp.example/jwks");
+    assert_eq!(good.body["config"]["jwks_refresh_interval"], 60);
+}
+both_backends!(jwt_jwks, jwt_jwks_fields_validate);

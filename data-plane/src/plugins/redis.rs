@@ -6,8 +6,11 @@
 //! call opens it, calls then fail at once, and one probe per
 //! [`RETRY_INTERVAL`] tries again, so a dead or stopped Redis costs one
 //! timeout per interval rather than one per request. State changes are
-//! logged once; errors are counted.
+//! logged once; errors are counted. `redis.ssl` connections are made here
+//! (TCP, then a rustls handshake naming `server_name`) and handed to the
+//! redis crate, which then speaks RESP over them as over plain TCP.
 
+use crate::tls::UpstreamTls;
 use arc_swap::ArcSwapOption;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,6 +29,15 @@ const OPEN: u8 = 1;
 #[derive(Debug, Default)]
 pub struct RedisServers {
     servers: SharedSet<RedisServer, ServerConnection>,
+    tls: Option<RedisTlsConfigs>,
+}
+
+/// Client TLS configs for `redis.ssl`: verifying (system roots) or not
+/// (Kong's default `ssl_verify: false`); no ALPN, Redis negotiates none.
+#[derive(Debug, Clone)]
+struct RedisTlsConfigs {
+    verify: Arc<rustls::ClientConfig>,
+    no_verify: Arc<rustls::ClientConfig>,
 }
 
 /// One server's state, for metrics.
@@ -40,6 +52,23 @@ pub struct RedisHealth {
 }
 
 impl RedisServers {
+    /// A connector that can also reach servers over TLS, with the client
+    /// settings (roots, verification) the upstream connections use.
+    pub fn with_tls(upstream: &UpstreamTls) -> RedisServers {
+        let without_alpn = |verify: bool| {
+            let mut config = (*upstream.client_config(verify, false)).clone();
+            config.alpn_protocols.clear();
+            Arc::new(config)
+        };
+        RedisServers {
+            servers: SharedSet::default(),
+            tls: Some(RedisTlsConfigs {
+                verify: without_alpn(true),
+                no_verify: without_alpn(false),
+            }),
+        }
+    }
+
     /// How many servers some config uses.
     pub fn servers(&self) -> usize {
         self.servers.live()
@@ -65,9 +94,9 @@ impl RedisConnector for RedisServers {
         server: &RedisServer,
         source: &'static str,
     ) -> Result<Arc<dyn RedisScript>, String> {
-        let connection = self
-            .servers
-            .get_or_try_insert(server, || ServerConnection::new(server).map(Arc::new))?;
+        let connection = self.servers.get_or_try_insert(server, || {
+            ServerConnection::new(server, self.tls.as_ref()).map(Arc::new)
+        })?;
         Ok(Arc::new(ServerScript {
             connection,
             script: redis::Script::new(source),
@@ -78,6 +107,8 @@ impl RedisConnector for RedisServers {
 /// One server: its client, its current connection and its breaker.
 pub struct ServerConnection {
     client: redis::Client,
+    /// For `redis.ssl`: how to wrap the TCP connection; `None` for plain TCP.
+    tls: Option<TlsTarget>,
     /// `host:port/db` for log lines (never the password).
     label: String,
     connection: ArcSwapOption<redis::aio::MultiplexedConnection>,
@@ -102,8 +133,20 @@ impl std::fmt::Debug for ServerConnection {
     }
 }
 
+/// Where a TLS connection goes and what it verifies.
+struct TlsTarget {
+    host: String,
+    port: u16,
+    name: rustls::pki_types::ServerName<'static>,
+    config: Arc<rustls::ClientConfig>,
+    settings: redis::RedisConnectionInfo,
+}
+
 impl ServerConnection {
-    fn new(server: &RedisServer) -> Result<ServerConnection, String> {
+    fn new(
+        server: &RedisServer,
+        tls_configs: Option<&RedisTlsConfigs>,
+    ) -> Result<ServerConnection, String> {
         let mut settings = redis::RedisConnectionInfo::default().set_db(server.database);
         if let Some(username) = &server.username {
             settings = settings.set_username(username);
@@ -116,10 +159,32 @@ impl ServerConnection {
             server.port,
         ))
         .map_err(|e| format!("invalid redis address: {e}"))?
-        .set_redis_settings(settings);
+        .set_redis_settings(settings.clone());
         let client = redis::Client::open(info).map_err(|e| format!("invalid redis server: {e}"))?;
+        let tls = match &server.tls {
+            None => None,
+            Some(tls) => {
+                let configs = tls_configs
+                    .ok_or("TLS connections to Redis are not available in this process")?;
+                let name = tls.server_name.as_deref().unwrap_or(&server.host);
+                let name = rustls::pki_types::ServerName::try_from(name.to_owned())
+                    .map_err(|_| format!("invalid redis TLS server name '{name}'"))?;
+                Some(TlsTarget {
+                    host: server.host.clone(),
+                    port: server.port,
+                    name,
+                    config: Arc::clone(if tls.verify {
+                        &configs.verify
+                    } else {
+                        &configs.no_verify
+                    }),
+                    settings,
+                })
+            }
+        };
         Ok(ServerConnection {
             client,
+            tls,
             label: format!("{}:{}/{}", server.host, server.port, server.database),
             connection: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
@@ -183,11 +248,16 @@ impl ServerConnection {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
-        let connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| RedisFailure::Failed(e.to_string()))?;
+        let connection = match &self.tls {
+            None => self
+                .client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .map_err(|e| RedisFailure::Failed(e.to_string()))?,
+            Some(target) => tokio::time::timeout(timeout, target.connect(config))
+                .await
+                .map_err(|_| RedisFailure::Timeout(timeout))??,
+        };
         self.connection.store(Some(Arc::new(connection.clone())));
         Ok(connection)
     }
@@ -211,6 +281,34 @@ impl ServerConnection {
             .invoke_async::<Vec<i64>>(&mut connection)
             .await
             .map_err(|e| RedisFailure::Failed(e.to_string()))
+    }
+}
+
+impl TlsTarget {
+    /// TCP, the TLS handshake, then the redis crate's own connection set-up
+    /// (AUTH, SELECT) over the encrypted stream; its I/O driver runs as a task
+    /// that ends when the connection does.
+    async fn connect(
+        &self,
+        config: redis::AsyncConnectionConfig,
+    ) -> Result<redis::aio::MultiplexedConnection, RedisFailure> {
+        let failed = |what: &str, e: &dyn std::fmt::Display| {
+            RedisFailure::Failed(format!("{what} {}:{}: {e}", self.host, self.port))
+        };
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| failed("connecting to", &e))?;
+        let _ = tcp.set_nodelay(true);
+        let stream = tokio_rustls::TlsConnector::from(Arc::clone(&self.config))
+            .connect(self.name.clone(), tcp)
+            .await
+            .map_err(|e| failed("TLS handshake with", &e))?;
+        let (connection, driver) =
+            redis::aio::MultiplexedConnection::new_with_config(&self.settings, stream, config)
+                .await
+                .map_err(|e| failed("setting up", &e))?;
+        tokio::spawn(driver);
+        Ok(connection)
     }
 }
 
@@ -271,6 +369,7 @@ mod tests {
             database,
             username: None,
             password: None,
+            tls: None,
         }
     }
 

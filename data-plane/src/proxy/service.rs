@@ -361,7 +361,8 @@ fn finish_exit(
     (response, log_job(ctx))
 }
 
-/// Adds the headers plugins asked for and runs the response phase.
+/// Adds the headers plugins asked for and runs the response phase, in place:
+/// the response is edited through its head, never taken apart and rebuilt.
 fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody>) {
     if !ctx.response_headers.is_empty() {
         let extra = std::mem::take(&mut ctx.response_headers);
@@ -371,10 +372,9 @@ fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody
             }
         }
     }
-    let (mut parts, body) =
-        std::mem::replace(response, Response::new(ResponseBody::empty())).into_parts();
+    let mut status = response.status();
     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        PluginChain::response(ctx, &mut parts.status, &mut parts.headers);
+        PluginChain::response(ctx, &mut status, response.headers_mut());
     }));
     if ran.is_err() {
         tracing::error!(
@@ -382,15 +382,16 @@ fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody
             "a plugin panicked in the response phase"
         );
     }
-    ctx.status = Some(parts.status);
+    *response.status_mut() = status;
+    ctx.status = Some(status);
     if let Some(facts) = ctx.log_facts.as_mut() {
-        facts.response_headers = parts.headers.clone();
+        facts.response_headers = response.headers().clone();
         // hyper writes the length of a sized body itself; the log shows it as sent.
-        if let Some(length) = body.size_hint().exact() {
-            let bodiless = parts.status.is_informational()
-                || parts.status == StatusCode::NO_CONTENT
-                || parts.status == StatusCode::NOT_MODIFIED;
-            if !bodiless && !parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        if let Some(length) = response.body().size_hint().exact() {
+            let bodiless = status.is_informational()
+                || status == StatusCode::NO_CONTENT
+                || status == StatusCode::NOT_MODIFIED;
+            if !bodiless && !response.headers().contains_key(header::TRANSFER_ENCODING) {
                 facts
                     .response_headers
                     .entry(header::CONTENT_LENGTH)
@@ -399,7 +400,6 @@ fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody
         }
         ctx.timings.responded = Some(std::time::Instant::now());
     }
-    *response = Response::from_parts(parts, body);
 }
 
 /// The whole request after the head checks, phase by phase.
@@ -730,7 +730,7 @@ async fn forward(
     let result = if let Some(client_upgrade) = client_upgrade {
         upgrade_exchange(&service.target, upstream_request, client_upgrade).await
     } else {
-        upstream::forward(&service.target, upstream_request).await
+        upstream::forward(&service.target, upstream_request, &mut ctx.failed_tries).await
     };
     let UpstreamResponse {
         response,

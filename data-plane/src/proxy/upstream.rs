@@ -6,6 +6,7 @@
 //! connection failing mid-exchange is answered 502 rather than copying every
 //! request head up front), and never when the upstream answered an invalid
 //! response (nginx's `invalid_header` is not in its default retry set).
+//! Each retried try is recorded (`FailedTry`) for the request's trace spans.
 
 mod io;
 mod pool;
@@ -20,6 +21,7 @@ use hyper::body::Incoming;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
+use tollgate_shared::runtime::FailedTry;
 
 /// Where and how a service's requests go.
 #[derive(Debug)]
@@ -98,27 +100,42 @@ impl Replay {
     }
 }
 
+/// Records a try that failed and is about to be retried.
+fn note_retry(failed: &mut Vec<FailedTry>, started: tokio::time::Instant, error: &ProxyError) {
+    failed.push(FailedTry {
+        started: started.into_std(),
+        ended: std::time::Instant::now(),
+        error: error.label(),
+    });
+}
+
+/// Sends `request` with the target's retries; every try that failed and was
+/// retried is appended to `failed` (for the request's trace spans).
 pub async fn forward(
     target: &UpstreamTarget,
     request: Request<RequestBody>,
+    failed: &mut Vec<FailedTry>,
 ) -> Result<UpstreamResponse, ProxyError> {
     if target.pool.key().protocol.is_http2() {
-        forward_http2(target, request).await
+        forward_http2(target, request, failed).await
     } else {
-        forward_http1(target, request).await
+        forward_http1(target, request, failed).await
     }
 }
 
 async fn forward_http1(
     target: &UpstreamTarget,
     mut request: Request<RequestBody>,
+    failed: &mut Vec<FailedTry>,
 ) -> Result<UpstreamResponse, ProxyError> {
     let replayable = request.body().is_empty() && is_idempotent(request.method());
     let mut tries_left = target.retries;
     loop {
+        let started = tokio::time::Instant::now();
         let mut lease = match target.pool.checkout_http1(&target.timeouts).await {
             Ok(lease) => lease,
             Err(error) if error.is_before_send() && tries_left > 0 => {
+                note_retry(failed, started, &error);
                 tries_left -= 1;
                 tracing::debug!(error = error.label(), tries_left, "retrying upstream");
                 continue;
@@ -170,6 +187,7 @@ async fn forward_http1(
                 if tries_left == 0 {
                     return Err(error);
                 }
+                note_retry(failed, started, &error);
                 tries_left -= 1;
                 tracing::debug!(error = error.label(), tries_left, "retrying upstream");
                 request = next;
@@ -181,12 +199,15 @@ async fn forward_http1(
 async fn forward_http2(
     target: &UpstreamTarget,
     mut request: Request<RequestBody>,
+    failed: &mut Vec<FailedTry>,
 ) -> Result<UpstreamResponse, ProxyError> {
     let mut tries_left = target.retries;
     loop {
+        let started = tokio::time::Instant::now();
         let mut sender = match target.pool.checkout_http2(&target.timeouts).await {
             Ok(sender) => sender,
             Err(error) if error.is_before_send() && tries_left > 0 => {
+                note_retry(failed, started, &error);
                 tries_left -= 1;
                 continue;
             }
@@ -208,6 +229,7 @@ async fn forward_http2(
                 let error = ProxyError::from_hyper(failure.into_error());
                 match unsent {
                     Some(unsent) if tries_left > 0 => {
+                        note_retry(failed, started, &error);
                         tries_left -= 1;
                         request = unsent;
                     }

@@ -4,6 +4,7 @@
 //! `/status` and, read at scrape time, by `/metrics`.
 
 use super::SyncStatus;
+use crate::plugins::http_log::HttpLogCounters;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
@@ -42,6 +43,8 @@ pub struct StatusState {
     pub gateway_errors: AtomicU64,
     /// Connections closed at accept by the per-client-address cap.
     pub connections_refused_per_ip: AtomicU64,
+    /// The http-log queues' counters (entries sent, retried, dropped…).
+    pub http_log: Arc<HttpLogCounters>,
     config: Mutex<ConfigFacts>,
     /// The sync client's state, when this data plane follows a control plane.
     sync: OnceLock<Arc<SyncStatus>>,
@@ -66,6 +69,7 @@ impl StatusState {
             requests_denied: AtomicU64::new(0),
             gateway_errors: AtomicU64::new(0),
             connections_refused_per_ip: AtomicU64::new(0),
+            http_log: Arc::default(),
             config: Mutex::new(ConfigFacts::default()),
             sync: OnceLock::new(),
         }
@@ -165,6 +169,7 @@ impl StatusState {
             "configuration_hash": hash,
             "plugins": {
                 "failures": self.plugin_failures.load(Ordering::Relaxed),
+                "http_log": self.http_log.to_json(),
             },
             "config": {
                 "version": facts.applied.as_ref().map(|a| a.version),

@@ -1,13 +1,32 @@
-//! The `http-log` plugin: config (Kong priority 12), including the shared
-//! `queue` record and the deprecated pre-queue fields.
+//! The `http-log` plugin (Kong priority 12, kong-compat §7.3): its config,
+//! including the shared `queue` record and the deprecated pre-queue fields,
+//! its schema, and its runtime: the log phase only puts the request's log
+//! record on the queue of its [`HttpLogTarget`]; batching, retries and the
+//! bounded memory are the queue's business (the data plane's
+//! `plugins/http_log.rs`), so nothing here is on the request's latency path
+//! beyond one copy of the record into the queue.
+//!
+//! Compile turns the config into the target: the endpoint split as Kong's
+//! LuaSocket parser splits it (userinfo becomes `Authorization: Basic
+//! base64(userinfo)`, sent exactly as written, as Kong does), the deprecated
+//! `queue_size`/`flush_timeout` mapped onto the queue as Kong's
+//! `Queue.get_plugin_params` does (a value other than the old default wins
+//! over `queue.*`), times turned into durations.
 
 use super::null_as_default;
+use crate::runtime::{
+    CompileContext, CompilePlugin, HttpLogTarget, LogQueue, Phases, PluginCompileError,
+    PluginRuntime, QueueSettings, RequestContext,
+};
 use crate::schema::engine::{Field, Record, Rule, Subschema};
 use crate::schema::service::parse_url;
 use crate::schema::typedefs::{self, strings, HTTP_PROTOCOLS, PROTOCOLS};
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -74,22 +93,175 @@ impl Default for HttpLogConfig {
 }
 
 impl HttpLogConfig {
-    /// The queue settings with the deprecated `queue_size`/`flush_timeout`
-    /// applied where the queue record kept its default, as Kong does.
+    /// The queue settings with the deprecated fields mapped as Kong's
+    /// `Queue.get_plugin_params` does: `queue_size` other than its old default
+    /// 1 replaces `queue.max_batch_size`, `flush_timeout` other than its old
+    /// default 2 replaces `queue.max_coalescing_delay` (the deprecated value
+    /// wins even over an explicit `queue.*`); `retry_count` has no effect.
     pub fn effective_queue(&self) -> QueueConfig {
         let mut queue = self.queue.clone();
-        let defaults = QueueConfig::default();
-        if let Some(size) = self.queue_size {
-            if size != 1 && queue.max_batch_size == defaults.max_batch_size {
-                queue.max_batch_size = size;
-            }
+        if let Some(size) = self.queue_size.filter(|&size| size != 1) {
+            queue.max_batch_size = size;
         }
-        if let Some(delay) = self.flush_timeout {
-            if delay != 2.0 && queue.max_coalescing_delay == defaults.max_coalescing_delay {
-                queue.max_coalescing_delay = delay;
-            }
+        if let Some(delay) = self.flush_timeout.filter(|&delay| delay != 2.0) {
+            queue.max_coalescing_delay = delay;
         }
         queue
+    }
+
+    /// The queue identity this config sends to (see the module docs).
+    pub fn target(&self) -> Result<HttpLogTarget, String> {
+        let parts = parse_url(&self.http_endpoint);
+        let tls = match parts.scheme.as_deref() {
+            Some(s) if s.eq_ignore_ascii_case("https") => true,
+            Some(s) if s.eq_ignore_ascii_case("http") => false,
+            _ => return Err("http_endpoint: expected an http or https URL".into()),
+        };
+        let host = parts
+            .host
+            .ok_or_else(|| "http_endpoint: missing host in url".to_string())?;
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        http::uri::Authority::try_from(bracketed.as_str())
+            .map_err(|_| format!("http_endpoint: invalid host '{host}'"))?;
+        let port = match parts.port.as_deref() {
+            None => {
+                if tls {
+                    443
+                } else {
+                    80
+                }
+            }
+            Some(port) => port
+                .parse::<u16>()
+                .ok()
+                .filter(|&port| port > 0)
+                .ok_or_else(|| format!("http_endpoint: invalid port '{port}'"))?,
+        };
+        let path_and_query = request_target(&self.http_endpoint);
+        http::uri::PathAndQuery::try_from(path_and_query.as_str())
+            .map_err(|e| format!("http_endpoint: invalid path: {e}"))?;
+        let authorization = parts.userinfo.map(|userinfo| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(userinfo)
+            )
+        });
+        let headers: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .flatten()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        for (name, value) in &headers {
+            http::HeaderName::try_from(name.as_str())
+                .map_err(|_| format!("headers: invalid header name '{name}'"))?;
+            http::HeaderValue::try_from(value.as_str())
+                .map_err(|_| format!("headers: invalid value for header '{name}'"))?;
+        }
+        let queue = self.effective_queue();
+        let count = |value: i64| usize::try_from(value.max(1)).unwrap_or(usize::MAX);
+        Ok(HttpLogTarget {
+            tls,
+            host,
+            port,
+            path_and_query,
+            method: self.method.as_str(),
+            content_type: self.content_type.clone(),
+            authorization,
+            headers,
+            timeout: milliseconds(self.timeout).unwrap_or(NO_TIMEOUT_SET),
+            keepalive: milliseconds(self.keepalive).unwrap_or(Duration::ZERO),
+            queue: QueueSettings {
+                max_batch_size: count(queue.max_batch_size),
+                max_coalescing_delay: seconds(queue.max_coalescing_delay),
+                max_entries: count(queue.max_entries),
+                max_bytes: queue.max_bytes.map(count),
+                max_retry_time: seconds(queue.max_retry_time),
+                initial_retry_delay: seconds(queue.initial_retry_delay),
+                max_retry_delay: seconds(queue.max_retry_delay),
+                unbounded_concurrency: queue.concurrency_limit == -1,
+            },
+        })
+    }
+}
+
+/// The longest wait a setting turns into (a year: "forever" for a log
+/// queue, and far from any arithmetic overflow).
+const LONGEST_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A `timeout` of zero or less: nginx's cosocket default (60 s), which is
+/// what Kong's `set_timeout(0)` falls back to.
+const NO_TIMEOUT_SET: Duration = Duration::from_secs(60);
+
+/// Seconds as a duration: negative (Kong's `-1`) or NaN is zero, huge values
+/// are capped.
+fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value.max(0.0))
+        .unwrap_or(LONGEST_WAIT)
+        .min(LONGEST_WAIT)
+}
+
+/// Positive milliseconds as a duration; `None` for zero or less.
+fn milliseconds(value: f64) -> Option<Duration> {
+    (value > 0.0).then(|| seconds(value / 1000.0))
+}
+
+/// The endpoint's path and query as sent (at least `/`; the fragment never
+/// leaves). Kong's sender drops the query; keeping it is deliberate (see
+/// ARCHITECTURE.md): collectors take tokens and index names there.
+fn request_target(endpoint: &str) -> String {
+    let without_fragment = endpoint.split_once('#').map_or(endpoint, |(url, _)| url);
+    let after_scheme = without_fragment
+        .split_once("//")
+        .map_or(without_fragment, |(_, rest)| rest);
+    // The authority ends at the first `/`, as in `parse_url`.
+    match after_scheme.find('/') {
+        Some(start) => after_scheme[start..].to_string(),
+        None => "/".to_string(),
+    }
+}
+
+/// A compiled `http-log` instance: the queue of its target.
+#[derive(Debug)]
+pub struct HttpLog {
+    queue: Arc<dyn LogQueue>,
+}
+
+impl PluginRuntime for HttpLog {
+    const PHASES: Phases = Phases::LOG;
+
+    fn log(&self, ctx: &RequestContext) {
+        self.queue.enqueue(ctx.log_record());
+    }
+}
+
+impl CompilePlugin<HttpLogConfig> for HttpLog {
+    fn compile(
+        config: &HttpLogConfig,
+        cx: &CompileContext<'_>,
+    ) -> Result<Self, PluginCompileError> {
+        let target = config.target().map_err(PluginCompileError::Invalid)?;
+        let queue = cx
+            .resources
+            .log_queue(&target)
+            .map_err(PluginCompileError::Resource)?;
+        Ok(HttpLog { queue })
+    }
+}
+
+/// Tollgate runs no Lua, so a non-empty `custom_fields_by_lua` would be
+/// silently ignored; it is refused instead.
+fn refuse_lua(value: &Value) -> Result<(), String> {
+    match value.as_object() {
+        Some(fields) if !fields.is_empty() => Err(
+            "not supported: Tollgate runs no Lua; remove custom_fields_by_lua (the log record has Kong's standard fields)"
+                .into(),
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -226,7 +398,7 @@ pub(crate) fn subschema() -> Subschema {
             Field::string(""),
         ),
         Field::record("queue", queue_record()),
-        typedefs::lua_code("custom_fields_by_lua"),
+        typedefs::lua_code("custom_fields_by_lua").rule(Rule::Custom(refuse_lua)),
     ])
     .custom(check_authorization);
     Subschema {

@@ -7,6 +7,16 @@
 //! `nbf` and maximum lifetime, and the consumer is attached with Kong's
 //! upstream headers (or the anonymous consumer, or a 401 with Kong's body and
 //! `WWW-Authenticate`).
+//!
+//! Beyond Kong: `leeway`, and `jwks_uri` (`jwks.rs`): a token whose header
+//! carries a `kid` and whose key claim names no credential of its `alg` is
+//! verified with that key of the JWKS document instead (the algorithm fixed
+//! by the key, HMAC refused); its key claim still maps it to a credential's
+//! consumer when one has that key, else it has no consumer (or `anonymous`).
+//!
+//! The credential index (every `jwt_secrets` row with its key parsed) is
+//! built once per compile and shared by every jwt instance
+//! ([`ConsumerIndex::derived`]), once for each `secret_is_base64` value used.
 
 mod jwks;
 mod keys;
@@ -14,7 +24,10 @@ mod keys;
 mod tests;
 mod token;
 
-pub use jwks::{JwksError, JwksLimits, KeySet};
+pub use jwks::{
+    JwksEndpoint, JwksError, JwksKeys, JwksLimits, JwksLookup, JwksProvider, JwksSource, KeySet,
+    NoJwks,
+};
 pub use keys::{public_key_parses, KeyError, Verifier};
 
 use super::null_as_default;
@@ -32,7 +45,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use token::{BadToken, Found, Token, TokenSources};
 use uuid::Uuid;
 
@@ -68,6 +82,21 @@ pub struct JwtConfig {
     /// Kong OSS, whose checks have none: the default 0 keeps its behaviour).
     #[serde(deserialize_with = "null_as_default")]
     pub leeway: f64,
+    /// A JWKS document whose keys verify tokens that carry a `kid` (not in
+    /// Kong OSS; unset keeps Kong's behaviour). `https://`, or `http://` to
+    /// a loopback address.
+    pub jwks_uri: Option<String>,
+    /// Seconds: the least time between two fetches of `jwks_uri`, whether an
+    /// unknown `kid` or the set's age triggers them.
+    #[serde(deserialize_with = "refresh_interval_or_default")]
+    pub jwks_refresh_interval: u64,
+}
+
+fn refresh_interval_or_default<'de, D>(deserializer: D) -> Result<u64, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Option::<u64>::deserialize(deserializer)?.unwrap_or(jwks::DEFAULT_REFRESH_INTERVAL))
 }
 
 impl Default for JwtConfig {
@@ -84,6 +113,8 @@ impl Default for JwtConfig {
             header_names: vec!["authorization".into()],
             realm: None,
             leeway: 0.0,
+            jwks_uri: None,
+            jwks_refresh_interval: jwks::DEFAULT_REFRESH_INTERVAL,
         }
     }
 }
@@ -123,6 +154,13 @@ pub(crate) fn subschema() -> Subschema {
         Field::number("leeway")
             .default(json!(0))
             .rule(Rule::Between(0.0, 31_536_000.0)),
+        Field::string("jwks_uri").rule(Rule::Custom(jwks::check_jwks_uri)),
+        Field::integer("jwks_refresh_interval")
+            .default_on_null(json!(jwks::DEFAULT_REFRESH_INTERVAL))
+            .rule(Rule::Between(
+                jwks::REFRESH_INTERVAL_BOUNDS.0 as f64,
+                jwks::REFRESH_INTERVAL_BOUNDS.1 as f64,
+            )),
     ]);
     Subschema {
         fields: vec![
@@ -257,6 +295,41 @@ impl Credential {
     }
 }
 
+/// Every `jwt_secrets` row by `key`, ready to verify.
+type Credentials = HashMap<String, Credential>;
+
+/// The credential indexes of one compile, built on first use by the first
+/// instance that needs each and shared by all: keys are read differently
+/// with `secret_is_base64`, so there is one index per value of it.
+#[derive(Debug, Default)]
+struct CredentialIndexes {
+    plain: OnceLock<Arc<Credentials>>,
+    base64: OnceLock<Arc<Credentials>>,
+}
+
+impl CredentialIndexes {
+    fn get(&self, secret_is_base64: bool, cx: &CompileContext<'_>) -> Arc<Credentials> {
+        let slot = if secret_is_base64 {
+            &self.base64
+        } else {
+            &self.plain
+        };
+        let index = slot.get_or_init(|| {
+            Arc::new(
+                cx.config
+                    .jwt_secrets
+                    .iter()
+                    .map(|secret| {
+                        let credential = Credential::new(secret, secret_is_base64, cx.consumers);
+                        (credential.key.clone(), credential)
+                    })
+                    .collect(),
+            )
+        });
+        Arc::clone(index)
+    }
+}
+
 /// The anonymous consumer of a jwt instance.
 #[derive(Debug)]
 enum Anonymous {
@@ -285,7 +358,24 @@ struct JwtState {
     /// `WWW-Authenticate` when no token was sent, and for every other failure.
     challenge: HeaderValue,
     challenge_invalid_token: HeaderValue,
-    credentials: HashMap<String, Credential>,
+    /// Shared with every jwt instance of the same compile.
+    credentials: Arc<Credentials>,
+    /// `jwks_uri`'s keys, shared with every instance naming the same source.
+    jwks: Option<Arc<dyn JwksKeys>>,
+}
+
+/// The 401 for a `kid` the key set does not hold (in the style of Kong's
+/// "No credentials found for given 'iss'").
+const UNKNOWN_KID: &str = "No credentials found for given 'kid'";
+
+/// What verified a token.
+#[derive(Debug)]
+enum Verified<'s> {
+    /// The credential its key claim names (Kong's way).
+    Credential(&'s Credential),
+    /// A key of the JWKS document; the credential its key claim names, if
+    /// any, gives the consumer.
+    KeySet(Option<&'s Credential>),
 }
 
 /// Why a request did not authenticate.
@@ -308,7 +398,7 @@ impl PluginRuntime for Jwt {
     const PHASES: Phases = Phases::ACCESS;
 
     async fn access(&self, ctx: &mut RequestContext) -> Result<Decision, PluginError> {
-        Ok(self.0.access_at(ctx, unix_now()))
+        Ok(self.0.access_at(ctx, unix_now()).await)
     }
 }
 
@@ -319,8 +409,10 @@ fn unix_now() -> i64 {
 }
 
 impl JwtState {
-    /// The access phase at Unix time `now` (seconds).
-    fn access_at(&self, ctx: &mut RequestContext, now: i64) -> Decision {
+    /// The access phase at Unix time `now` (seconds). It waits only when a
+    /// token names a `kid` the JWKS set does not hold (bounded by the
+    /// provider's fetch timeout).
+    async fn access_at(&self, ctx: &mut RequestContext, now: i64) -> Decision {
         if self.anonymous.is_some() && ctx.credential.is_some() {
             // Another authentication plugin already succeeded; with
             // `anonymous` the plugins are alternatives (Kong's logical OR).
@@ -332,13 +424,24 @@ impl JwtState {
         if !self.run_on_preflight && ctx.request.method == Method::OPTIONS {
             return Decision::Continue;
         }
-        let failure = match self.authenticate(ctx, now) {
-            Ok(credential) => {
+        let failure = match self.authenticate(ctx, now).await {
+            Ok(Verified::Credential(credential) | Verified::KeySet(Some(credential))) => {
                 self.attach(ctx, credential);
                 return Decision::Continue;
             }
+            // A valid token from the key set's issuer that maps to no
+            // consumer: authenticated, with the anonymous consumer when one
+            // is configured, else none.
+            Ok(Verified::KeySet(None)) => return self.anonymous_or(ctx, None),
             Err(failure) => failure,
         };
+        self.anonymous_or(ctx, Some(failure))
+    }
+
+    /// The anonymous consumer (or Kong's 500 when it does not exist); without
+    /// `anonymous`, the 401 for `failure`, or nothing to add when the token
+    /// was valid.
+    fn anonymous_or(&self, ctx: &mut RequestContext, failure: Option<Failure>) -> Decision {
         match &self.anonymous {
             Some(Anonymous::Found(identity)) => {
                 identity.attach(ctx);
@@ -354,7 +457,10 @@ impl JwtState {
                 message: Cow::Owned(message.clone()),
                 style: RejectionStyle::Error,
             }),
-            None => self.reject(ctx, failure),
+            None => match failure {
+                Some(failure) => self.reject(ctx, failure),
+                None => Decision::Continue,
+            },
         }
     }
 
@@ -396,30 +502,31 @@ impl JwtState {
         })
     }
 
-    /// Kong's verification sequence (kong-compat §5.4), first failure wins.
-    fn authenticate(&self, ctx: &RequestContext, now: i64) -> Result<&Credential, Failure> {
+    /// Kong's verification sequence (kong-compat §5.4), first failure wins;
+    /// with `jwks_uri`, a token with a `kid` whose key claim names no
+    /// credential of the token's `alg` is verified by the key set instead.
+    async fn authenticate(&self, ctx: &RequestContext, now: i64) -> Result<Verified<'_>, Failure> {
         let raw = match self.sources.find(ctx.request.uri.query(), ctx.headers()) {
             Found::None => return Err(Failure::NoToken),
             Found::Several => return Err(Failure::message("Multiple tokens provided")),
             Found::One(raw) => raw,
         };
         let token = Token::decode(&raw).map_err(|bad: BadToken| Failure::message(bad.message()))?;
-        let key = match token
-            .claims
-            .get(&self.key_claim_name)
-            .filter(|v| !matches!(v, Value::Null | Value::Bool(false)))
-            .or_else(|| token.header.get(&self.key_claim_name))
-        {
-            None | Some(Value::Null | Value::Bool(false)) => {
-                return Err(Failure::message(self.no_key_claim.clone()))
+        let key = self.key_claim(&token);
+        if let (Some(jwks), Some(Value::String(kid))) = (&self.jwks, token.header.get("kid")) {
+            let named = key.as_ref().ok().and_then(|key| self.credentials.get(*key));
+            if named.is_none_or(|credential| credential.algorithm != token.algorithm) {
+                self.verify_with_key_set(jwks.as_ref(), kid, &token, now)
+                    .await?;
+                return match named {
+                    Some(credential) if credential.identity.is_none() => {
+                        Err(self.consumer_not_found(&credential.key))
+                    }
+                    named => Ok(Verified::KeySet(named)),
+                };
             }
-            Some(Value::String(key)) if key.is_empty() => {
-                return Err(Failure::message(self.empty_key_claim.clone()))
-            }
-            Some(Value::String(key)) => key,
-            // No credential key is anything but a string.
-            Some(_) => return Err(Failure::message(self.no_credentials.clone())),
-        };
+        }
+        let key = key?;
         let credential = self
             .credentials
             .get(key)
@@ -436,12 +543,66 @@ impl JwtState {
         }
         self.check_claims(&token.claims, now)?;
         if credential.identity.is_none() {
-            return Err(Failure::message(format!(
-                "Could not find consumer for '{}={key}'",
-                self.key_claim_name
-            )));
+            return Err(self.consumer_not_found(key));
         }
-        Ok(credential)
+        Ok(Verified::Credential(credential))
+    }
+
+    /// The key claim's value: from the claims, else the JOSE header.
+    fn key_claim<'t>(&self, token: &'t Token<'_>) -> Result<&'t str, Failure> {
+        match token
+            .claims
+            .get(&self.key_claim_name)
+            .filter(|v| !matches!(v, Value::Null | Value::Bool(false)))
+            .or_else(|| token.header.get(&self.key_claim_name))
+        {
+            None | Some(Value::Null | Value::Bool(false)) => {
+                Err(Failure::message(self.no_key_claim.clone()))
+            }
+            Some(Value::String(key)) if key.is_empty() => {
+                Err(Failure::message(self.empty_key_claim.clone()))
+            }
+            Some(Value::String(key)) => Ok(key.as_str()),
+            // No credential key is anything but a string.
+            Some(_) => Err(Failure::message(self.no_credentials.clone())),
+        }
+    }
+
+    fn consumer_not_found(&self, key: &str) -> Failure {
+        Failure::message(format!(
+            "Could not find consumer for '{}={key}'",
+            self.key_claim_name
+        ))
+    }
+
+    /// Verifies `token` with the key set's key `kid`: never an HMAC
+    /// algorithm (checked before any fetch, so such tokens cost nothing),
+    /// the token's `alg` must be the one the key fixes, then the signature
+    /// and the same claim checks as a credential's token.
+    async fn verify_with_key_set(
+        &self,
+        jwks: &dyn JwksKeys,
+        kid: &str,
+        token: &Token<'_>,
+        now: i64,
+    ) -> Result<(), Failure> {
+        if token.algorithm.is_hmac() {
+            return Err(Failure::message("Invalid algorithm"));
+        }
+        let verifier = match jwks.cached(kid) {
+            Some(verifier) => verifier,
+            None => jwks
+                .refreshed(kid)
+                .await
+                .ok_or_else(|| Failure::message(UNKNOWN_KID))?,
+        };
+        if verifier.algorithm() != token.algorithm {
+            return Err(Failure::message("Invalid algorithm"));
+        }
+        if !verifier.verify(token.signed, &token.signature) {
+            return Err(Failure::message("Invalid signature"));
+        }
+        self.check_claims(&token.claims, now)
     }
 
     /// `claims_to_verify` (every failure reported, by claim name) with
@@ -510,14 +671,30 @@ impl CompilePlugin<JwtConfig> for Jwt {
             }
         };
         let credentials = cx
-            .config
-            .jwt_secrets
-            .iter()
-            .map(|secret| {
-                let credential = Credential::new(secret, config.secret_is_base64, cx.consumers);
-                (credential.key.clone(), credential)
-            })
-            .collect();
+            .consumers
+            .derived::<CredentialIndexes>()
+            .get(config.secret_is_base64, cx);
+        let jwks = match &config.jwks_uri {
+            None => None,
+            Some(uri) => {
+                let endpoint = JwksEndpoint::parse(uri).map_err(|reason| {
+                    PluginCompileError::Invalid(format!("config.jwks_uri: {reason}"))
+                })?;
+                let (low, high) = jwks::REFRESH_INTERVAL_BOUNDS;
+                let source = JwksSource {
+                    endpoint,
+                    refresh_interval: Duration::from_secs(
+                        config.jwks_refresh_interval.clamp(low, high),
+                    ),
+                    limits: JwksLimits::default(),
+                };
+                Some(
+                    cx.resources
+                        .jwks_keys(&source)
+                        .map_err(PluginCompileError::Resource)?,
+                )
+            }
+        };
         let anonymous =
             config
                 .anonymous
@@ -553,6 +730,7 @@ impl CompilePlugin<JwtConfig> for Jwt {
             challenge,
             challenge_invalid_token,
             credentials,
+            jwks,
         })))
     }
 }

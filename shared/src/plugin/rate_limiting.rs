@@ -13,8 +13,8 @@ pub use window::{decide, headers, window_start, PeriodUsage, Verdict};
 
 use super::null_as_default;
 use crate::runtime::{
-    CompileContext, CompilePlugin, Decision, Phases, PluginCompileError, PluginError,
-    PluginRuntime, RedisFailure, RedisScript, RedisServer, Rejection, RejectionStyle,
+    ClusterPeers, CompileContext, CompilePlugin, Decision, Phases, PluginCompileError, PluginError,
+    PluginRuntime, RedisFailure, RedisScript, RedisServer, RedisTls, Rejection, RejectionStyle,
     RequestContext,
 };
 use crate::schema::engine::{Check, Field, Match, Record, Rule, Shorthand, Subschema};
@@ -465,6 +465,8 @@ enum Store {
         on_failure: RedisFailureMode,
         /// Counts while Redis is down, with failure mode `local`.
         fallback: Arc<LocalCounters>,
+        /// The cluster's size, to enforce this node's share while Redis is down.
+        peers: Arc<ClusterPeers>,
         /// `sync_rate > 0`: counts cached here, synced periodically.
         batched: Option<Batched>,
     },
@@ -513,8 +515,6 @@ pub enum RateLimitingError {
     InvalidHeaderName(String),
     #[error("config.redis.port: {0} is not a TCP port")]
     InvalidPort(i64),
-    #[error("config.redis.ssl: TLS connections to Redis are not supported by this data plane yet")]
-    RedisTls,
     #[error("config: at least one limit must be set")]
     NoLimit,
     #[error("config.redis: {0}")]
@@ -793,6 +793,7 @@ impl PluginRuntime for RateLimiting {
                 timeout,
                 on_failure,
                 fallback,
+                peers,
                 batched,
             } => match match batched {
                 None => {
@@ -812,12 +813,27 @@ impl PluginRuntime for RateLimiting {
                     RedisFailureMode::FailClosed => {
                         return Ok(Decision::Respond(unexpected_error()))
                     }
-                    RedisFailureMode::Local => self.count_locally(fallback, &id, &self.limits, now),
+                    RedisFailureMode::Local => {
+                        let share = node_share(&self.limits, peers.data_planes());
+                        self.count_locally(fallback, &id, &share, now)
+                    }
                 },
             },
         };
         Ok(self.answer(ctx, &verdict))
     }
+}
+
+/// This node's share of each limit while Redis is down (failure mode
+/// `local`): the limit divided by the connected data planes, rounded down so
+/// the nodes together never admit more than the limit, but at least 1 so a
+/// small limit on a large cluster does not become a block.
+fn node_share(limits: &[(Period, f64)], data_planes: u32) -> Vec<(Period, f64)> {
+    let nodes = f64::from(data_planes.max(1));
+    limits
+        .iter()
+        .map(|&(period, limit)| (period, (limit / nodes).floor().max(1.0)))
+        .collect()
 }
 
 impl CompilePlugin<RateLimitingConfig> for RateLimiting {
@@ -870,9 +886,6 @@ impl RateLimiting {
             RateLimitPolicy::Local => Store::Local(local()),
             RateLimitPolicy::Redis => {
                 let redis = &config.redis;
-                if redis.ssl {
-                    return Err(RateLimitingError::RedisTls);
-                }
                 let port = redis.port.unwrap_or(6379);
                 let server = RedisServer {
                     host: redis.host.clone().unwrap_or_default(),
@@ -880,6 +893,10 @@ impl RateLimiting {
                     database: redis.database,
                     username: redis.username.clone().filter(|u| !u.is_empty()),
                     password: redis.password.clone().filter(|p| !p.is_empty()),
+                    tls: redis.ssl.then(|| RedisTls {
+                        verify: redis.ssl_verify,
+                        server_name: redis.server_name.clone().filter(|n| !n.is_empty()),
+                    }),
                 };
                 let script = cx
                     .resources
@@ -915,6 +932,7 @@ impl RateLimiting {
                     ),
                     on_failure,
                     fallback: local(),
+                    peers: cx.resources.keyed::<ClusterPeers>(ClusterPeers::KEY),
                 }
             }
         };
@@ -975,6 +993,18 @@ mod tests {
 
     fn id_of(limit_by: LimitBy, ctx: &RequestContext) -> String {
         String::from_utf8(identifier(&plugin(limit_by), ctx).into_owned()).unwrap()
+    }
+
+    #[test]
+    fn a_node_share_divides_each_limit_rounding_down_to_at_least_one() {
+        let limits = [(Period::Second, 10.0), (Period::Hour, 2.0)];
+        assert_eq!(node_share(&limits, 1), limits.to_vec());
+        assert_eq!(
+            node_share(&limits, 3),
+            vec![(Period::Second, 3.0), (Period::Hour, 1.0)]
+        );
+        // 0 (unknown) counts as a node on its own.
+        assert_eq!(node_share(&limits, 0), limits.to_vec());
     }
 
     #[test]

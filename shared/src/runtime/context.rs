@@ -58,6 +58,17 @@ impl Timings {
     }
 }
 
+/// An upstream try that failed and was retried (connection refused or
+/// reset, timeout), for tracing; the try that answered, or failed last, is
+/// the request's own upstream exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct FailedTry {
+    pub started: Instant,
+    pub ended: Instant,
+    /// The proxy's fixed label of the failure (`upstream_connect_refused`…).
+    pub error: &'static str,
+}
+
 /// Bytes in each direction, heads included, for the log record and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ByteCounts {
@@ -130,6 +141,9 @@ pub struct RequestContext {
     /// The status finally sent to the client (set before the log phase).
     pub status: Option<http::StatusCode>,
     pub timings: Timings,
+    /// Upstream tries that failed before the last one, in order; empty (and
+    /// unallocated) unless the proxy retried.
+    pub failed_tries: Vec<FailedTry>,
     pub bytes: ByteCounts,
     /// Facts for the log record; `Some` only when the route's chain logs.
     pub log_facts: Option<Box<LogFacts>>,
@@ -171,6 +185,7 @@ impl RequestContext {
             response_headers: HeaderMap::new(),
             status: None,
             timings: Timings::new(received),
+            failed_tries: Vec::new(),
             bytes: ByteCounts::default(),
             log_facts: None,
             log_record: std::sync::OnceLock::new(),

@@ -1,7 +1,9 @@
 //! Long-lived objects that plugins share and that outlive a config swap:
 //! open log files, keyed state such as counters, the `prometheus` plugin's
-//! metric families ([`ProxyMetrics`]), and (through handles the
-//! data plane provides) backends like Redis ([`RedisConnector`]). A compiled plugin holds an `Arc`
+//! metric families ([`ProxyMetrics`]), and (through handles the data plane
+//! provides) backends like Redis ([`RedisConnector`]), the jwt plugin's JWKS
+//! caches ([`JwksProvider`]), trace exporters ([`TraceExporters`]) and the
+//! http-log queues ([`LogQueues`]). A compiled plugin holds an `Arc`
 //! to what it uses; the registry keeps only `Weak`s, so a resource stays the
 //! same object across every swap that still uses it and is closed by the swap
 //! that drops its last user.
@@ -9,13 +11,16 @@
 //! The control plane compiles with [`Resources::check_only`]: the same compile
 //! code runs, but no file is opened and no socket is made.
 
-use crate::plugin::ProxyMetrics;
+use super::log_queue::{HttpLogTarget, LogQueue, LogQueues, NoQueues};
+use super::traces::{NoTraces, OtlpEndpoint, SpanSink, TraceExporters};
+use crate::plugin::{JwksKeys, JwksProvider, JwksSource, NoJwks, ProxyMetrics};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -43,6 +48,19 @@ pub struct RedisServer {
     pub database: i64,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// TLS towards the server (`redis.ssl`), or plain TCP.
+    pub tls: Option<RedisTls>,
+}
+
+/// How a Redis connection uses TLS (Kong's `redis.ssl_verify`,
+/// `redis.server_name`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RedisTls {
+    /// Whether the server's certificate must chain to a trusted root and
+    /// name the server. Kong's default is off.
+    pub verify: bool,
+    /// The name sent in SNI and verified; the host when unset.
+    pub server_name: Option<String>,
 }
 
 impl fmt::Debug for RedisServer {
@@ -53,7 +71,33 @@ impl fmt::Debug for RedisServer {
             .field("port", &self.port)
             .field("database", &self.database)
             .field("username", &self.username)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
+    }
+}
+
+/// How many data planes the control plane reports connected (in its
+/// heartbeats), for a limit each node enforces as its share of a
+/// cluster-wide one. A keyed resource under [`ClusterPeers::KEY`]: the sync
+/// client writes it, plugins read it.
+#[derive(Debug, Default)]
+pub struct ClusterPeers {
+    data_planes: AtomicU32,
+}
+
+impl ClusterPeers {
+    /// The key of the node's one instance in [`Resources::keyed`].
+    pub const KEY: &'static str = "cluster/data-planes";
+
+    /// Records the control plane's latest count.
+    pub fn set(&self, data_planes: u32) {
+        self.data_planes.store(data_planes, Ordering::Relaxed);
+    }
+
+    /// The connected data planes, this one included: at least 1 (a node
+    /// with no control plane, or before its first heartbeat, stands alone).
+    pub fn data_planes(&self) -> u32 {
+        self.data_planes.load(Ordering::Relaxed).max(1)
     }
 }
 
@@ -172,6 +216,9 @@ pub struct Resources {
     check_only: bool,
     log_files: Arc<dyn LogFiles>,
     redis: Arc<dyn RedisConnector>,
+    jwks: Arc<dyn JwksProvider>,
+    traces: Arc<dyn TraceExporters>,
+    log_queues: Arc<dyn LogQueues>,
     keyed: Arc<SharedSet<(TypeId, String), AnyShared>>,
     proxy_metrics: Arc<ProxyMetrics>,
 }
@@ -182,6 +229,9 @@ impl fmt::Debug for Resources {
             .field("check_only", &self.check_only)
             .field("log_files", &self.log_files)
             .field("redis", &self.redis)
+            .field("jwks", &self.jwks)
+            .field("traces", &self.traces)
+            .field("log_queues", &self.log_queues)
             .field("keyed", &self.keyed)
             .field("proxy_metrics", &self.proxy_metrics)
             .finish()
@@ -195,6 +245,9 @@ impl Resources {
             check_only: false,
             log_files,
             redis: Arc::new(NoRedis),
+            jwks: Arc::new(NoJwks),
+            traces: Arc::new(NoTraces),
+            log_queues: Arc::new(NoQueues),
             keyed: Arc::default(),
             proxy_metrics: Arc::default(),
         }
@@ -218,12 +271,33 @@ impl Resources {
         self
     }
 
+    /// These resources with `jwks` as the JWKS provider.
+    pub fn with_jwks(mut self, jwks: Arc<dyn JwksProvider>) -> Resources {
+        self.jwks = jwks;
+        self
+    }
+
+    /// These resources with `traces` as the span exporters (opentelemetry).
+    pub fn with_traces(mut self, traces: Arc<dyn TraceExporters>) -> Resources {
+        self.traces = traces;
+        self
+    }
+
+    /// These resources with `queues` as the http-log queues.
+    pub fn with_log_queues(mut self, queues: Arc<dyn LogQueues>) -> Resources {
+        self.log_queues = queues;
+        self
+    }
+
     /// Resources for checking that a config compiles: nothing is opened.
     pub fn check_only() -> Resources {
         Resources {
             check_only: true,
             log_files: Arc::new(NoFiles),
             redis: Arc::new(NoRedis),
+            jwks: Arc::new(NoJwks),
+            traces: Arc::new(NoTraces),
+            log_queues: Arc::new(NoQueues),
             keyed: Arc::default(),
             proxy_metrics: Arc::default(),
         }
@@ -247,6 +321,24 @@ impl Resources {
         source: &'static str,
     ) -> Result<Arc<dyn RedisScript>, String> {
         self.redis.script(server, source)
+    }
+
+    /// The key set of a JWKS source, shared by every instance naming it
+    /// (nothing is fetched on the control plane's check).
+    pub fn jwks_keys(&self, source: &JwksSource) -> Result<Arc<dyn JwksKeys>, String> {
+        self.jwks.keys(source)
+    }
+
+    /// The span exporter for `endpoint`, shared by every instance with the
+    /// same settings (nothing is connected here).
+    pub fn trace_exporter(&self, endpoint: &OtlpEndpoint) -> Result<Arc<dyn SpanSink>, String> {
+        self.traces.exporter(endpoint)
+    }
+
+    /// The http-log queue of `target`, shared by every instance naming an
+    /// equal target (no connection is made here).
+    pub fn log_queue(&self, target: &HttpLogTarget) -> Result<Arc<dyn LogQueue>, String> {
+        self.log_queues.queue(target)
     }
 
     /// Shared state of type `T` under `key` (e.g. counters of one limit),

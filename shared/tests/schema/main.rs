@@ -6,6 +6,7 @@ mod consumers;
 mod forms;
 mod lengths;
 mod nulls;
+mod opentelemetry;
 mod plugins;
 mod roundtrip;
 mod routes;

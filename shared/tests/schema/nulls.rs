@@ -83,6 +83,7 @@ fn a_null_plugin_config_field_is_refused_or_typed() {
         ),
         ("file-log", json!({"path": "/tmp/x.log"})),
         ("http-log", json!({"http_endpoint": "http://x/"})),
+        ("opentelemetry", json!({"traces_endpoint": "http://x/"})),
         ("prometheus", json!({})),
     ];
     let mut untyped = Vec::new();

@@ -119,6 +119,7 @@ fn bundled_names_and_priorities() {
             "http-log",
             "ip-restriction",
             "jwt",
+            "opentelemetry",
             "prometheus",
             "rate-limiting",
         ]
@@ -127,6 +128,7 @@ fn bundled_names_and_priorities() {
         ("jwt", 1450),
         ("ip-restriction", 990),
         ("rate-limiting", 910),
+        ("opentelemetry", 14),
         ("prometheus", 13),
         ("http-log", 12),
         ("file-log", 9),
@@ -162,6 +164,8 @@ fn jwt_defaults_and_rules() {
             "header_names": ["authorization"],
             "realm": null,
             "leeway": 0,
+            "jwks_uri": null,
+            "jwks_refresh_interval": 60,
         })
     );
     expect_errors(
@@ -194,6 +198,30 @@ fn jwt_defaults_and_rules() {
                 json!({"name": "jwt", "config": {"secret_is_base64": null}}),
                 json!({"config": {"secret_is_base64": "required field missing"}}),
             ),
+            (
+                json!({"name": "jwt", "config": {"jwks_uri": "http://idp.example/jwks"}}),
+                json!({"config": {"jwks_uri": "must use https (http only to a loopback address)"}}),
+            ),
+            (
+                json!({"name": "jwt", "config": {"jwks_uri": "https://u:p@idp.example/jwks"}}),
+                json!({"config": {"jwks_uri": "must not carry user info (credentials)"}}),
+            ),
+            (
+                json!({"name": "jwt", "config": {"jwks_uri": "jwks.json"}}),
+                json!({"config": {"jwks_uri": "expected an absolute http(s) URI"}}),
+            ),
+            (
+                json!({"name": "jwt", "config": {"jwks_uri": 7}}),
+                json!({"config": {"jwks_uri": "expected a string"}}),
+            ),
+            (
+                json!({"name": "jwt", "config": {"jwks_refresh_interval": 0}}),
+                json!({"config": {"jwks_refresh_interval": "value should be between 1 and 86400"}}),
+            ),
+            (
+                json!({"name": "jwt", "config": {"jwks_refresh_interval": 1.5}}),
+                json!({"config": {"jwks_refresh_interval": "expected an integer"}}),
+            ),
         ],
     );
     let (_, message) = invalid(
@@ -217,6 +245,19 @@ fn jwt_defaults_and_rules() {
     assert_eq!(config.header_names, vec!["authorization"]);
     assert_eq!(config.realm.as_deref(), Some("r"));
     assert_eq!(config.leeway, 0.0);
+    assert_eq!(config.jwks_uri, None);
+    assert_eq!(config.jwks_refresh_interval, 60);
+
+    let PluginSpec::Jwt(config) = spec(json!({"name": "jwt", "config": {
+        "jwks_uri": "https://idp.example/.well-known/jwks.json", "jwks_refresh_interval": null
+    }})) else {
+        panic!("jwt spec")
+    };
+    assert_eq!(
+        config.jwks_uri.as_deref(),
+        Some("https://idp.example/.well-known/jwks.json")
+    );
+    assert_eq!(config.jwks_refresh_interval, 60);
 }
 
 #[test]
@@ -662,6 +703,96 @@ fn http_log_defaults_and_queue() {
         "deprecated fields map onto the queue"
     );
     assert_eq!(config.headers.unwrap()["X-Api-Key"], "k");
+
+    // As Kong's `Queue.get_plugin_params`: a deprecated value other than its
+    // old default wins even over an explicit `queue.*`; the old defaults
+    // (queue_size 1, flush_timeout 2) change nothing.
+    let PluginSpec::HttpLog(config) = spec(json!({"name": "http-log", "config": {
+        "http_endpoint": "http://logs.example/", "queue_size": 50, "flush_timeout": 2,
+        "retry_count": 3, "queue": {"max_batch_size": 10, "max_coalescing_delay": 7}
+    }})) else {
+        panic!("http-log spec")
+    };
+    let queue = config.effective_queue();
+    assert_eq!(
+        (queue.max_batch_size, queue.max_coalescing_delay),
+        (50, 7.0)
+    );
+    let PluginSpec::HttpLog(config) = spec(json!({"name": "http-log", "config": {
+        "http_endpoint": "http://logs.example/", "queue_size": 1,
+        "queue": {"max_batch_size": 10}
+    }})) else {
+        panic!("http-log spec")
+    };
+    assert_eq!(config.effective_queue().max_batch_size, 10);
+}
+
+#[test]
+fn http_log_targets() {
+    let PluginSpec::HttpLog(config) = spec(json!({"name": "http-log", "config": {
+        "http_endpoint": "https://user:p%40ss@[::1]:8443/in/gest?index=kong#frag",
+        "method": "PATCH", "timeout": 1500, "keepalive": 0, "headers": {"X-B": "2", "X-A": "1"},
+        "queue": {"max_retry_time": -1, "concurrency_limit": -1, "max_bytes": 4096}
+    }})) else {
+        panic!("http-log spec")
+    };
+    let target = config.target().unwrap();
+    assert!(target.tls);
+    assert_eq!((target.host.as_str(), target.port), ("::1", 8443));
+    assert_eq!(target.path_and_query, "/in/gest?index=kong");
+    assert_eq!(target.method, "PATCH");
+    // Kong encodes the userinfo as written (LuaSocket does not unescape it).
+    assert_eq!(
+        target.authorization.as_deref(),
+        Some("Basic dXNlcjpwJTQwc3M=")
+    );
+    assert_eq!(
+        target.headers,
+        vec![
+            ("X-A".to_string(), "1".to_string()),
+            ("X-B".to_string(), "2".to_string())
+        ]
+    );
+    assert_eq!(target.timeout, std::time::Duration::from_millis(1500));
+    assert_eq!(target.keepalive, std::time::Duration::ZERO);
+    assert_eq!(target.queue.max_retry_time, std::time::Duration::ZERO);
+    assert!(target.queue.unbounded_concurrency);
+    assert_eq!(target.queue.max_bytes, Some(4096));
+    assert!(!format!("{target:?}").contains("dXNlcjpwJTQwc3M"));
+
+    let PluginSpec::HttpLog(config) = spec(json!({"name": "http-log", "config": {
+        "http_endpoint": "http://log-aggregator:9200"
+    }})) else {
+        panic!("http-log spec")
+    };
+    let target = config.target().unwrap();
+    assert_eq!((target.tls, target.port), (false, 9200));
+    assert_eq!(target.path_and_query, "/");
+    assert_eq!(target.authorization, None);
+    assert_eq!(target.queue.max_entries, 10000);
+    assert_eq!(
+        target.queue.max_coalescing_delay,
+        std::time::Duration::from_secs(1)
+    );
+    assert_eq!(
+        target.queue.initial_retry_delay,
+        std::time::Duration::from_millis(10)
+    );
+    assert_eq!(
+        target.queue.max_retry_time,
+        std::time::Duration::from_secs(60)
+    );
+    assert_eq!(target.timeout, std::time::Duration::from_secs(10));
+
+    let PluginSpec::HttpLog(config) = spec(json!({"name": "http-log", "config": {
+        "http_endpoint": "http://logs.example:99999/"
+    }})) else {
+        panic!("http-log spec")
+    };
+    assert_eq!(
+        config.target().unwrap_err(),
+        "http_endpoint: invalid port '99999'"
+    );
 }
 
 #[test]
@@ -737,6 +868,10 @@ fn http_log_rules() {
             (
                 json!({"name": "http-log", "config": {"http_endpoint": endpoint, "retry_count": 1.5}}),
                 json!({"config": {"retry_count": "expected an integer"}}),
+            ),
+            (
+                json!({"name": "http-log", "config": {"http_endpoint": endpoint, "custom_fields_by_lua": {"x": "return 1"}}}),
+                json!({"config": {"custom_fields_by_lua": "not supported: Tollgate runs no Lua; remove custom_fields_by_lua (the log record has Kong's standard fields)"}}),
             ),
         ],
     );

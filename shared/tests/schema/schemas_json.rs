@@ -82,6 +82,13 @@ fn plugin_schemas_for_bundled_plugins_only() {
         .as_object()
         .unwrap()
         .contains_key("eq"));
+    // Tollgate's JWKS fields are described like Kong's own.
+    let jwt_config = field(&jwt, "config");
+    assert_eq!(field(jwt_config, "jwks_uri"), &json!({"type": "string"}));
+    assert_eq!(
+        field(jwt_config, "jwks_refresh_interval"),
+        &json!({"type": "integer", "default": 60, "between": [1, 86400]})
+    );
     let rl = plugin_schema_json("rate-limiting").unwrap();
     let config = field(&rl, "config");
     let minute = config["fields"]

@@ -638,3 +638,152 @@ async fn redis_credentials_are_honoured() {
         dp.shutdown().await;
     }
 }
+
+/// `redis.ssl` against a private `redis-server` speaking TLS on one port
+/// (plain TCP on another, for the readiness check): Kong's default
+/// `ssl_verify: false` connects to a self-signed server and counts; with
+/// verification on, the same server is refused (its certificate chains to no
+/// trusted root); plain TCP to the TLS port fails too.
+#[tokio::test]
+async fn redis_over_tls_with_and_without_verification() {
+    let upstream = echo::spawn().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["redis.test".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let plain = closed_port().await;
+    let tls = closed_port().await;
+    let _redis = PrivateRedis::start_with(
+        plain,
+        &[
+            "--tls-port",
+            &tls.to_string(),
+            "--tls-cert-file",
+            cert_path.to_str().unwrap(),
+            "--tls-key-file",
+            key_path.to_str().unwrap(),
+            "--tls-auth-clients",
+            "no",
+        ],
+    )
+    .await;
+    let cases = [
+        (json!({"ssl": true}), 200, "4"),
+        (
+            json!({"ssl": true, "ssl_verify": false, "server_name": "redis.test"}),
+            200,
+            "4",
+        ),
+        (
+            json!({"ssl": true, "ssl_verify": true, "server_name": "redis.test"}),
+            500,
+            "",
+        ),
+        (json!({"ssl": false}), 500, ""),
+    ];
+    for (tls_settings, status, remaining) in cases {
+        let plugin = redis_plugin(
+            5,
+            "127.0.0.1",
+            tls,
+            json!({"fault_tolerant": false, "redis": tls_settings.clone()}),
+        );
+        let dp = dataplane::start(Settings::loopback(), &config(upstream, 100, plugin))
+            .await
+            .unwrap();
+        let reply = call(dp.proxy_addrs()[0], &fresh_client()).await;
+        assert_eq!(reply.status, status, "{tls_settings}");
+        assert_eq!(
+            reply.header("x-ratelimit-remaining-hour"),
+            remaining,
+            "{tls_settings}"
+        );
+        dp.shutdown().await;
+    }
+}
+
+/// `redis.failure_mode: local` in a real cluster: while Redis does not
+/// answer, each data plane enforces the limit divided by the data planes
+/// the control plane reports connected (its heartbeats), and takes the whole
+/// limit back when the other node leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_mode_local_enforces_each_nodes_share_of_the_cluster() {
+    use tollgate_tests::cluster::{
+        admin_write, wait_in_sync, wait_until, ControlPlaneProcess, DataPlaneOptions,
+        DataPlaneProcess, Pki, TestDatabase,
+    };
+    let upstream = echo::spawn().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::init(&dir.path().join("pki")).unwrap();
+    let db = TestDatabase::create().await.unwrap();
+    let cp = ControlPlaneProcess::start(&db.url, &pki, "127.0.0.1:0").unwrap();
+    let options = |name: &str| DataPlaneOptions {
+        control_plane: cp.cluster,
+        certificate: "dp".into(),
+        cache_dir: dir.path().join(format!("{name}-cache")),
+        node_id: uuid::Uuid::new_v4().to_string(),
+    };
+    let first = DataPlaneProcess::start(&pki, &options("first")).unwrap();
+    let mut second = DataPlaneProcess::start(&pki, &options("second")).unwrap();
+    admin_write(
+        cp.admin,
+        "POST",
+        "/services",
+        json!({"name": "rl", "url": format!("http://{upstream}")}),
+    )
+    .await
+    .unwrap();
+    admin_write(
+        cp.admin,
+        "POST",
+        "/services/rl/routes",
+        json!({"paths": ["/rl"]}),
+    )
+    .await
+    .unwrap();
+    let dead_redis = closed_port().await;
+    let version = admin_write(
+        cp.admin,
+        "POST",
+        "/plugins",
+        json!({"name": "rate-limiting", "config": redis_plugin(
+            6, "127.0.0.1", dead_redis, json!({"redis": {"failure_mode": "local", "timeout": 200}}),
+        )}),
+    )
+    .await
+    .unwrap();
+    for dp in [&first, &second] {
+        wait_in_sync(cp.admin, &dp.node_id, version).await.unwrap();
+    }
+    // The limit header shows what this node enforces: 6 / 2 connected.
+    let share = |proxy: SocketAddr| async move {
+        let reply = call(proxy, &fresh_client()).await;
+        Ok::<_, anyhow::Error>(reply.header("x-ratelimit-limit-hour").to_string())
+    };
+    wait_until("the first node to enforce half the limit", || async {
+        Ok((share(first.proxy).await? == "3").then_some(()))
+    })
+    .await
+    .unwrap();
+    let client = fresh_client();
+    let statuses: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            statuses.push(call(first.proxy, &client).await.status.as_u16());
+        }
+        statuses
+    };
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    // The second node leaves: the first takes the whole limit back.
+    second.process.kill();
+    wait_until("the first node to enforce the whole limit", || async {
+        Ok((share(first.proxy).await? == "6").then_some(()))
+    })
+    .await
+    .unwrap();
+}

@@ -1,21 +1,180 @@
-//! JSON Web Key Sets (RFC 7517) as the jwt plugin's JWKS support will read
-//! them: a document, bounded in size and key count, becomes verifiers keyed
-//! by `kid`, each fixed to one algorithm by the key itself (its `alg`, or
-//! for EC and OKP keys the curve), so a token never chooses how it is
-//! checked. Keys this plugin cannot use for signatures (symmetric `oct`
-//! keys, `use` other than `sig`, no `kid`, unknown curves, an `alg` that
-//! contradicts the key) are skipped, not errors: real sets mix them in.
-//! Parsing only: fetching and caching belong to the data plane.
+//! JSON Web Key Sets (RFC 7517) for the jwt plugin's `jwks_uri`: the URI's
+//! rules ([`JwksEndpoint`]), the document ([`KeySet`]: bounded in size and
+//! key count, verifiers keyed by `kid`, each fixed to one algorithm by the
+//! key itself (its `alg`, or for EC and OKP keys the curve), so a token never
+//! chooses how it is checked), and the resource through which a compiled
+//! instance reaches the keys ([`JwksProvider`], [`JwksKeys`]). Keys this
+//! plugin cannot use for signatures (symmetric `oct` keys, `use` other than
+//! `sig`, no `kid`, unknown curves, an `alg` that contradicts the key) are
+//! skipped, not errors: real sets mix them in. Fetching, caching and
+//! refreshing are the data plane's (`data-plane/src/plugins/jwks.rs`); the
+//! control plane's check compiles with [`NoJwks`], which fetches nothing.
 
 use super::keys::Verifier;
 use super::token::decode_base64url;
 use crate::entity::JwtAlgorithm;
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// `jwks_refresh_interval` when unset: the least time between two fetches
+/// of one document, in seconds.
+pub const DEFAULT_REFRESH_INTERVAL: u64 = 60;
+/// The bounds of `jwks_refresh_interval` (seconds): at least one fetch a
+/// second at most, at least one a day.
+pub const REFRESH_INTERVAL_BOUNDS: (u64, u64) = (1, 86_400);
+
+/// Where a JWKS document is fetched from: `https://`, or `http://` to a
+/// loopback host (`localhost`, 127.0.0.0/8, `::1`) only, since a key set
+/// fetched in clear over a network could be replaced by anyone on the path.
+/// No user info (it would be a credential in logs), no fragment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JwksEndpoint {
+    pub https: bool,
+    /// Without brackets for IPv6.
+    pub host: String,
+    pub port: u16,
+    /// `/path?query`, as sent in the request line.
+    pub path_and_query: String,
+}
+
+impl JwksEndpoint {
+    /// Parses and checks a `jwks_uri`; the error is the schema's message.
+    pub fn parse(uri: &str) -> Result<JwksEndpoint, String> {
+        let invalid = || "expected an absolute http(s) URI".to_string();
+        if uri.contains('#') {
+            return Err("must not have a fragment".into());
+        }
+        let parsed: http::Uri = uri.parse().map_err(|_| invalid())?;
+        let https = match parsed.scheme_str() {
+            Some(scheme) if scheme.eq_ignore_ascii_case("https") => true,
+            Some(scheme) if scheme.eq_ignore_ascii_case("http") => false,
+            _ => return Err(invalid()),
+        };
+        let authority = parsed.authority().ok_or_else(invalid)?;
+        if authority.as_str().contains('@') {
+            return Err("must not carry user info (credentials)".into());
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if host.is_empty() {
+            return Err(invalid());
+        }
+        if !https && !is_loopback(&host) {
+            return Err("must use https (http only to a loopback address)".into());
+        }
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let path_and_query = parsed
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+        let path_and_query = if path_and_query.is_empty() {
+            "/".to_string()
+        } else {
+            path_and_query
+        };
+        Ok(JwksEndpoint {
+            https,
+            host,
+            port,
+            path_and_query,
+        })
+    }
+
+    /// The URI without its query, for log lines (a query may carry a token).
+    pub fn display(&self) -> String {
+        let path = self
+            .path_and_query
+            .split_once('?')
+            .map_or(self.path_and_query.as_str(), |(path, _)| path);
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{host}:{}{path}", self.port)
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The schema's check of `config.jwks_uri`.
+pub(crate) fn check_jwks_uri(value: &serde_json::Value) -> Result<(), String> {
+    match value.as_str() {
+        Some(uri) => JwksEndpoint::parse(uri).map(drop),
+        None => Ok(()),
+    }
+}
+
+/// One JWKS document as instances use it: where, how often it may be
+/// fetched, and its bounds. Instances naming the same source share one cache
+/// on a data plane, across config swaps.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JwksSource {
+    pub endpoint: JwksEndpoint,
+    /// The least time between two fetches, whatever triggers them.
+    pub refresh_interval: Duration,
+    pub limits: JwksLimits,
+}
+
+/// What [`JwksKeys::refreshed`] returns.
+pub type JwksLookup<'a> = Pin<Box<dyn Future<Output = Option<Arc<Verifier>>> + Send + 'a>>;
+
+/// The keys of one [`JwksSource`] as a compiled instance sees them.
+pub trait JwksKeys: Send + Sync + fmt::Debug {
+    /// The key `kid` of the set held now, without waiting. The holder may
+    /// start a refresh in the background (a set older than the interval).
+    fn cached(&self, kid: &str) -> Option<Arc<Verifier>>;
+
+    /// The key `kid` after fetching the document again, if the last fetch
+    /// started at least one refresh interval ago (else the set held now);
+    /// joins a fetch already under way rather than starting another. Waits
+    /// at most the holder's fetch timeout; a failed fetch keeps the set held.
+    fn refreshed<'a>(&'a self, kid: &'a str) -> JwksLookup<'a>;
+}
+
+/// Hands out the key sets of JWKS sources (a resource that outlives swaps).
+pub trait JwksProvider: Send + Sync + fmt::Debug {
+    fn keys(&self, source: &JwksSource) -> Result<Arc<dyn JwksKeys>, String>;
+}
+
+/// The check-only (and default) provider: key sets that are always empty
+/// and never fetched.
+#[derive(Debug, Default)]
+pub struct NoJwks;
+
+#[derive(Debug)]
+struct NoKeys;
+
+impl JwksKeys for NoKeys {
+    fn cached(&self, _kid: &str) -> Option<Arc<Verifier>> {
+        None
+    }
+
+    fn refreshed<'a>(&'a self, _kid: &'a str) -> JwksLookup<'a> {
+        Box::pin(std::future::ready(None))
+    }
+}
+
+impl JwksProvider for NoJwks {
+    fn keys(&self, _source: &JwksSource) -> Result<Arc<dyn JwksKeys>, String> {
+        Ok(Arc::new(NoKeys))
+    }
+}
 
 /// Bounds on one JWKS document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct JwksLimits {
     pub max_bytes: usize,
     pub max_keys: usize,

@@ -53,6 +53,17 @@ fn base_config(secrets: Vec<JwtSecret>) -> crate::Config {
 }
 
 fn compile_in(config: &crate::Config, plugin_config: Value) -> Jwt {
+    let consumers = Arc::new(ConsumerIndex::new(&config.consumers));
+    compile_with(config, &consumers, &Resources::check_only(), plugin_config)
+}
+
+/// Compiles an instance against a given compile's consumer index and resources.
+fn compile_with(
+    config: &crate::Config,
+    consumers: &Arc<ConsumerIndex>,
+    resources: &Resources,
+    plugin_config: Value,
+) -> Jwt {
     let instance: crate::Plugin = serde_json::from_value(json!({
         "id": uuid(99), "created_at": 1, "updated_at": 1, "name": "jwt",
         "instance_name": null, "config": plugin_config, "route": null, "service": null,
@@ -63,13 +74,11 @@ fn compile_in(config: &crate::Config, plugin_config: Value) -> Jwt {
     let crate::PluginSpec::Jwt(jwt_config) = spec else {
         panic!("not a jwt spec");
     };
-    let consumers = Arc::new(ConsumerIndex::new(&config.consumers));
-    let resources = Resources::check_only();
     let cx = CompileContext {
         config,
         instance: &instance,
-        consumers: &consumers,
-        resources: &resources,
+        consumers,
+        resources,
     };
     Jwt::compile(&jwt_config, &cx).unwrap()
 }
@@ -123,9 +132,20 @@ fn raw_token(header: &str, claims: &str, signature: &[u8]) -> String {
     )
 }
 
+/// The output of a future that must not wait (every key source in these
+/// tests answers at once).
+fn ready<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("the jwt plugin waited"),
+    }
+}
+
 /// Runs the plugin; returns the outcome and the context.
 fn run(plugin: &Jwt, mut ctx: RequestContext) -> (Decision, RequestContext) {
-    let decision = plugin.0.access_at(&mut ctx, NOW);
+    let decision = ready(plugin.0.access_at(&mut ctx, NOW));
     (decision, ctx)
 }
 
@@ -1101,4 +1121,388 @@ fn jwks_documents_are_bounded() {
     assert!(KeySet::parse(br#"{"keys": []}"#, limits)
         .unwrap()
         .is_empty());
+}
+
+// --- jwks_uri: tokens verified by a key set ---------------------------------
+
+/// A key set the tests control: `serve` sets what the next fetch returns,
+/// `refreshed` "fetches" it (counted), `cached` reads what was fetched.
+#[derive(Debug, Default)]
+struct FakeKeySet {
+    served: std::sync::Mutex<String>,
+    held: std::sync::Mutex<Arc<KeySet>>,
+    fetches: std::sync::atomic::AtomicUsize,
+    sources: std::sync::Mutex<Vec<JwksSource>>,
+}
+
+impl FakeKeySet {
+    fn serving(keys: Vec<Value>) -> Arc<FakeKeySet> {
+        let fake = Arc::new(FakeKeySet::default());
+        fake.serve(keys);
+        fake
+    }
+
+    fn serve(&self, keys: Vec<Value>) {
+        *self.served.lock().unwrap() = json!({ "keys": keys }).to_string();
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl JwksKeys for FakeKeySet {
+    fn cached(&self, kid: &str) -> Option<Arc<Verifier>> {
+        self.held.lock().unwrap().get(kid).cloned()
+    }
+
+    fn refreshed<'a>(&'a self, kid: &'a str) -> JwksLookup<'a> {
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let served = self.served.lock().unwrap().clone();
+        if let Ok(set) = KeySet::parse(served.as_bytes(), JwksLimits::default()) {
+            *self.held.lock().unwrap() = Arc::new(set);
+        }
+        Box::pin(std::future::ready(self.cached(kid)))
+    }
+}
+
+#[derive(Debug)]
+struct FakeProvider(Arc<FakeKeySet>);
+
+impl JwksProvider for FakeProvider {
+    fn keys(&self, source: &JwksSource) -> Result<Arc<dyn JwksKeys>, String> {
+        self.0.sources.lock().unwrap().push(source.clone());
+        Ok(Arc::clone(&self.0) as Arc<dyn JwksKeys>)
+    }
+}
+
+const JWKS_URI: &str = "https://idp.example/.well-known/jwks.json";
+
+/// A jwt instance with `jwks_uri` over `keys`, in `config`.
+fn jwks_plugin_in(config: &crate::Config, keys: &Arc<FakeKeySet>, plugin_config: Value) -> Jwt {
+    let mut plugin_config = plugin_config;
+    plugin_config["jwks_uri"] = json!(JWKS_URI);
+    let resources = Resources::check_only().with_jwks(Arc::new(FakeProvider(Arc::clone(keys))));
+    let consumers = Arc::new(ConsumerIndex::new(&config.consumers));
+    compile_with(config, &consumers, &resources, plugin_config)
+}
+
+fn sign_kid(algorithm: Algorithm, kid: &str, key: &EncodingKey, claims: Value) -> String {
+    let header = Header {
+        kid: Some(kid.into()),
+        ..Header::new(algorithm)
+    };
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+/// Asserts a token passed with no consumer and no consumer headers.
+#[track_caller]
+fn assert_passed_without_consumer(outcome: &(Decision, RequestContext)) {
+    let (decision, ctx) = outcome;
+    assert!(matches!(decision, Decision::Continue), "{decision:?}");
+    assert!(ctx.consumer.is_none() && ctx.credential.is_none());
+    for name in consumer_headers::ALL {
+        assert!(ctx.headers().get(&name).is_none(), "{name}");
+    }
+}
+
+fn idp_claims() -> Value {
+    json!({ "iss": "https://idp.example", "sub": "user-7", "exp": NOW + 60 })
+}
+
+#[test]
+fn key_set_tokens_verify_with_rsa_ec_and_eddsa_keys() {
+    let ec = rcgen_pair(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let ed = rcgen_pair(&rcgen::PKCS_ED25519);
+    let keys = FakeKeySet::serving(vec![
+        rsa_jwk("rsa", Some("RS256")),
+        p256_jwk("ec", &ec.public),
+        ed_jwk("ed", &ed.public),
+    ]);
+    let config = base_config(vec![credential(10, CONSUMER, "key-1", "HS256", SECRET)]);
+    let plugin = jwks_plugin_in(&config, &keys, json!({ "claims_to_verify": ["exp"] }));
+    let tokens = [
+        sign_kid(
+            Algorithm::RS256,
+            "rsa",
+            &rsa_keys().encoding(),
+            idp_claims(),
+        ),
+        sign_kid(
+            Algorithm::ES256,
+            "ec",
+            &EncodingKey::from_ec_pem(ec.private.as_bytes()).unwrap(),
+            idp_claims(),
+        ),
+        sign_kid(
+            Algorithm::EdDSA,
+            "ed",
+            &EncodingKey::from_ed_pem(ed.private.as_bytes()).unwrap(),
+            idp_claims(),
+        ),
+    ];
+    for token in &tokens {
+        assert_passed_without_consumer(&run_with_token(&plugin, token));
+    }
+    // The first unknown kid fetched the set once; the others were cached.
+    assert_eq!(keys.fetches(), 1);
+    // Claims are checked as for credentials' tokens.
+    let expired = sign_kid(
+        Algorithm::RS256,
+        "rsa",
+        &rsa_keys().encoding(),
+        json!({ "iss": "https://idp.example", "exp": NOW - 1 }),
+    );
+    assert_401(
+        &run_with_token(&plugin, &expired),
+        json!({ "exp": "token expired" }),
+        "Bearer error=\"invalid_token\"",
+    );
+    // Without claims_to_verify a token needs no claim at all, not even iss.
+    let lenient = jwks_plugin_in(&config, &keys, json!({}));
+    let bare = sign_kid(Algorithm::RS256, "rsa", &rsa_keys().encoding(), json!({}));
+    assert_passed_without_consumer(&run_with_token(&lenient, &bare));
+}
+
+#[test]
+fn the_key_fixes_the_algorithm_and_hmac_is_refused() {
+    let ec = rcgen_pair(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let keys = FakeKeySet::serving(vec![
+        rsa_jwk("rsa", Some("RS256")),
+        p256_jwk("ec", &ec.public),
+    ]);
+    let config = base_config(vec![]);
+    let plugin = jwks_plugin_in(&config, &keys, json!({}));
+    // An RSA signature under the EC key's kid, and PS256 under an RS256 key.
+    let wrong_family = sign_kid(Algorithm::RS256, "ec", &rsa_keys().encoding(), idp_claims());
+    assert_invalid(&run_with_token(&plugin, &wrong_family), "Invalid algorithm");
+    let pss = sign_kid(
+        Algorithm::PS256,
+        "rsa",
+        &rsa_keys().encoding(),
+        idp_claims(),
+    );
+    assert_invalid(&run_with_token(&plugin, &pss), "Invalid algorithm");
+    // HS256 "signed" with the public key text: refused before any fetch.
+    let fetches = keys.fetches();
+    let confused = sign_kid(
+        Algorithm::HS256,
+        "unknown-kid",
+        &EncodingKey::from_secret(rsa_keys().public.as_bytes()),
+        idp_claims(),
+    );
+    assert_invalid(&run_with_token(&plugin, &confused), "Invalid algorithm");
+    assert_eq!(keys.fetches(), fetches);
+    // Another key's signature under the right kid.
+    let other = rcgen_pair(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let forged = sign_kid(
+        Algorithm::ES256,
+        "ec",
+        &EncodingKey::from_ec_pem(other.private.as_bytes()).unwrap(),
+        idp_claims(),
+    );
+    assert_invalid(&run_with_token(&plugin, &forged), "Invalid signature");
+}
+
+#[test]
+fn an_unknown_kid_refreshes_the_set_and_a_rotated_key_is_picked_up() {
+    let ec = rcgen_pair(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let keys = FakeKeySet::serving(vec![p256_jwk("old", &ec.public)]);
+    let plugin = jwks_plugin_in(&base_config(vec![]), &keys, json!({}));
+    let signing = EncodingKey::from_ec_pem(ec.private.as_bytes()).unwrap();
+    let old = sign_kid(Algorithm::ES256, "old", &signing, idp_claims());
+    assert_passed_without_consumer(&run_with_token(&plugin, &old));
+    let new = sign_kid(Algorithm::ES256, "new", &signing, idp_claims());
+    assert_invalid(&run_with_token(&plugin, &new), UNKNOWN_KID);
+    assert_eq!(keys.fetches(), 2);
+    keys.serve(vec![p256_jwk("new", &ec.public)]);
+    assert_passed_without_consumer(&run_with_token(&plugin, &new));
+    assert_eq!(keys.fetches(), 3);
+    // The rotated-out key is gone with the set that held it.
+    assert_invalid(&run_with_token(&plugin, &old), UNKNOWN_KID);
+}
+
+#[test]
+fn the_key_claim_maps_a_key_set_token_to_a_credentials_consumer() {
+    let keys = FakeKeySet::serving(vec![rsa_jwk("rsa", Some("RS256"))]);
+    // An HS256 credential whose key is the issuer: only a mapping to alice.
+    let config = base_config(vec![
+        credential(10, CONSUMER, "https://idp.example", "HS256", SECRET),
+        credential(11, 77, "https://orphan.example", "HS256", SECRET),
+    ]);
+    let plugin = jwks_plugin_in(&config, &keys, json!({}));
+    let token = sign_kid(
+        Algorithm::RS256,
+        "rsa",
+        &rsa_keys().encoding(),
+        idp_claims(),
+    );
+    let outcome = run_with_token(&plugin, &token);
+    assert_authenticated(&outcome, "alice");
+    assert_eq!(
+        outcome.1.headers()[consumer_headers::CREDENTIAL_IDENTIFIER],
+        "https://idp.example"
+    );
+    // The credential's consumer is not in the config: Kong's message.
+    let orphan = sign_kid(
+        Algorithm::RS256,
+        "rsa",
+        &rsa_keys().encoding(),
+        json!({ "iss": "https://orphan.example" }),
+    );
+    assert_invalid(
+        &run_with_token(&plugin, &orphan),
+        "Could not find consumer for 'iss=https://orphan.example'",
+    );
+    // A token the mapping credential itself signed (its algorithm, with a
+    // kid) still follows Kong's path: HS256 tokens with a kid keep working.
+    let hs = sign_kid(
+        Algorithm::HS256,
+        "any",
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        json!({ "iss": "https://idp.example" }),
+    );
+    assert_authenticated(&run_with_token(&plugin, &hs), "alice");
+}
+
+#[test]
+fn a_key_set_token_without_a_consumer_gets_the_anonymous_one() {
+    let keys = FakeKeySet::serving(vec![rsa_jwk("rsa", Some("RS256"))]);
+    let config = base_config(vec![]);
+    let plugin = jwks_plugin_in(&config, &keys, json!({ "anonymous": "guest" }));
+    let token = sign_kid(
+        Algorithm::RS256,
+        "rsa",
+        &rsa_keys().encoding(),
+        idp_claims(),
+    );
+    let (decision, ctx) = run(
+        &plugin,
+        request(
+            "GET",
+            "/",
+            &[
+                ("authorization", &bearer(&token)),
+                ("x-consumer-username", "admin"),
+            ],
+        ),
+    );
+    assert!(matches!(decision, Decision::Continue));
+    assert_eq!(
+        ctx.consumer.as_ref().unwrap().username.as_deref(),
+        Some("guest")
+    );
+    assert!(ctx.credential.is_none());
+    assert_eq!(ctx.headers()[consumer_headers::CONSUMER_USERNAME], "guest");
+    assert_eq!(ctx.headers()[consumer_headers::ANONYMOUS], "true");
+}
+
+#[test]
+fn without_jwks_uri_a_kid_changes_nothing() {
+    let plugin = hs256_plugin(json!({}));
+    let rsa = sign_kid(
+        Algorithm::RS256,
+        "rsa",
+        &rsa_keys().encoding(),
+        idp_claims(),
+    );
+    assert_invalid(
+        &run_with_token(&plugin, &rsa),
+        "No credentials found for given 'iss'",
+    );
+    // With jwks_uri, a token without a kid follows Kong's path too.
+    let keys = FakeKeySet::serving(vec![rsa_jwk("rsa", Some("RS256"))]);
+    let with_jwks = jwks_plugin_in(&base_config(vec![]), &keys, json!({}));
+    let no_kid = sign_with(Algorithm::RS256, &rsa_keys().encoding(), idp_claims());
+    assert_invalid(
+        &run_with_token(&with_jwks, &no_kid),
+        "No credentials found for given 'iss'",
+    );
+    assert_eq!(keys.fetches(), 0);
+}
+
+#[test]
+fn compile_names_the_source_with_its_interval_and_bounds() {
+    let keys = Arc::new(FakeKeySet::default());
+    let config = base_config(vec![]);
+    jwks_plugin_in(&config, &keys, json!({ "jwks_refresh_interval": 5 }));
+    jwks_plugin_in(&config, &keys, json!({}));
+    let sources = keys.sources.lock().unwrap();
+    assert_eq!(sources.len(), 2);
+    assert_eq!(sources[0].endpoint.host, "idp.example");
+    assert_eq!(sources[0].endpoint.port, 443);
+    assert_eq!(sources[0].endpoint.path_and_query, "/.well-known/jwks.json");
+    assert_eq!(
+        sources[0].refresh_interval,
+        std::time::Duration::from_secs(5)
+    );
+    assert_eq!(
+        sources[1].refresh_interval,
+        std::time::Duration::from_secs(jwks::DEFAULT_REFRESH_INTERVAL)
+    );
+    assert_eq!(sources[0].limits, JwksLimits::default());
+}
+
+#[test]
+fn jwks_uris_must_be_https_or_loopback_http() {
+    for good in [
+        "https://idp.example/jwks",
+        "https://idp.example:8443/keys?tenant=a",
+        "http://127.0.0.1:8080/jwks",
+        "http://localhost/jwks",
+        "http://[::1]:9000/",
+    ] {
+        assert!(JwksEndpoint::parse(good).is_ok(), "{good}");
+    }
+    for bad in [
+        "http://idp.example/jwks",
+        "http://10.0.0.1/jwks",
+        "ftp://idp.example/jwks",
+        "https://user:pass@idp.example/jwks",
+        "https://idp.example/jwks#frag",
+        "/relative",
+        "idp.example/jwks",
+        "",
+    ] {
+        assert!(JwksEndpoint::parse(bad).is_err(), "{bad}");
+    }
+    let endpoint = JwksEndpoint::parse("http://[::1]:9000/k?token=secret").unwrap();
+    assert_eq!(endpoint.host, "::1");
+    assert_eq!(endpoint.display(), "http://[::1]:9000/k");
+    assert_eq!(
+        JwksEndpoint::parse("https://idp.example")
+            .unwrap()
+            .path_and_query,
+        "/"
+    );
+}
+
+#[test]
+fn jwt_instances_of_one_compile_share_one_credential_index() {
+    let config = base_config(vec![credential(10, CONSUMER, "key-1", "HS256", SECRET)]);
+    let consumers = Arc::new(ConsumerIndex::new(&config.consumers));
+    let resources = Resources::check_only();
+    let a = compile_with(&config, &consumers, &resources, json!({}));
+    let b = compile_with(&config, &consumers, &resources, json!({ "realm": "b" }));
+    assert!(Arc::ptr_eq(&a.0.credentials, &b.0.credentials));
+    // Keys read as base64 are another index, shared in turn.
+    let c = compile_with(
+        &config,
+        &consumers,
+        &resources,
+        json!({ "secret_is_base64": true }),
+    );
+    let d = compile_with(
+        &config,
+        &consumers,
+        &resources,
+        json!({ "secret_is_base64": true }),
+    );
+    assert!(!Arc::ptr_eq(&a.0.credentials, &c.0.credentials));
+    assert!(Arc::ptr_eq(&c.0.credentials, &d.0.credentials));
+    // Another compile builds its own.
+    let other = compile_in(&config, json!({}));
+    assert!(!Arc::ptr_eq(&a.0.credentials, &other.0.credentials));
+    assert_authenticated(&run_with_token(&b, &hs256(valid_claims())), "alice");
 }
