@@ -9,9 +9,9 @@ mod e2e {
     pub mod cluster_sync;
     pub mod cluster_tls;
     pub mod file_log;
+    pub mod http_log;
     pub mod metrics;
     pub mod opentelemetry;
-    pub mod http_log;
     pub mod operator;
     pub mod plugin_runtime;
     pub mod proxy_basics;

@@ -313,7 +313,7 @@ async fn global_and_service_plugins_apply_unless_a_route_overrides() {
 }
 
 #[tokio::test]
-async fn unsupported_plugins_refuse_the_whole_config() {
+async fn a_plugin_that_cannot_compile_refuses_the_whole_config() {
     let upstream = echo::spawn().await.unwrap();
     let good = echo_config().await;
     let dp = dataplane::start(Settings::loopback(), &good).await.unwrap();
@@ -322,15 +322,17 @@ async fn unsupported_plugins_refuse_the_whole_config() {
         .route(10, Some(1), &["/fwd"], json!({}))
         .plugin(
             100,
-            "http-log",
-            json!({"http_endpoint": "http://127.0.0.1:9/"}),
+            "file-log",
+            json!({"path": "/nonexistent-tollgate-dir/x.log"}),
             Scope::default(),
         )
         .build()
         .unwrap();
     let errors = dp.gateway().apply_local(&bad).unwrap_err();
     assert!(
-        errors.iter().any(|e| e.to_string().contains("http-log")),
+        errors
+            .iter()
+            .any(|e| e.to_string().contains("/nonexistent-tollgate-dir/x.log")),
         "{errors:?}"
     );
     // The previous config keeps serving.
