@@ -10,6 +10,7 @@
 
 mod certificate;
 mod consumer;
+mod credentials;
 pub(crate) mod engine;
 mod jwt_secret;
 mod plugin_entity;
@@ -34,6 +35,9 @@ static PLUGINS: LazyLock<Record> = LazyLock::new(plugin_entity::schema);
 static JWT_SECRETS: LazyLock<Record> = LazyLock::new(jwt_secret::schema);
 static CERTIFICATES: LazyLock<Record> = LazyLock::new(certificate::certificates);
 static SNIS: LazyLock<Record> = LazyLock::new(certificate::snis);
+static KEYAUTH_CREDENTIALS: LazyLock<Record> = LazyLock::new(credentials::keyauth_credentials);
+static BASICAUTH_CREDENTIALS: LazyLock<Record> = LazyLock::new(credentials::basicauth_credentials);
+static ACLS: LazyLock<Record> = LazyLock::new(credentials::acls);
 
 fn record(kind: EntityKind) -> &'static Record {
     match kind {
@@ -44,6 +48,9 @@ fn record(kind: EntityKind) -> &'static Record {
         EntityKind::JwtSecrets => &JWT_SECRETS,
         EntityKind::Certificates => &CERTIFICATES,
         EntityKind::Snis => &SNIS,
+        EntityKind::KeyauthCredentials => &KEYAUTH_CREDENTIALS,
+        EntityKind::BasicauthCredentials => &BASICAUTH_CREDENTIALS,
+        EntityKind::Acls => &ACLS,
     }
 }
 

@@ -642,7 +642,7 @@ async fn forward(
     conn: &ClientConn,
     route: &CompiledRoute,
     service: &CompiledService,
-    plan: UpstreamPlan,
+    mut plan: UpstreamPlan,
     resolved_ip: Option<HeaderValue>,
     ctx: &mut RequestContext,
     body: Incoming,
@@ -650,6 +650,11 @@ async fn forward(
     started: Instant,
 ) -> Result<Response<ResponseBody>, Exit> {
     let shared = &conn.shared;
+    if let Some(query) = ctx.upstream_query.take() {
+        if let Some(uri) = with_query(&plan.uri, &query) {
+            plan.uri = uri;
+        }
+    }
     let client_version = ctx.request.version;
     let hints = FormatHints::of(&ctx.request.headers);
     let upgrade = client_upgrade.is_some();
@@ -933,6 +938,18 @@ fn upstream_uri(
         target.insert_str(0, &service.origin);
     }
     Uri::try_from(target).ok()
+}
+
+/// `uri` with its query replaced by `query` (none when empty): a plugin
+/// removed arguments (key-auth's `hide_credentials`).
+fn with_query(uri: &Uri, query: &str) -> Option<Uri> {
+    let text = uri.to_string();
+    let base = text.split_once('?').map_or(text.as_str(), |(base, _)| base);
+    if query.is_empty() {
+        Uri::try_from(base).ok()
+    } else {
+        Uri::try_from(format!("{base}?{query}")).ok()
+    }
 }
 
 /// nginx `$host`: the Host without its port, lowercased.

@@ -125,6 +125,9 @@ pub struct RequestContext {
     /// Set by an authentication plugin.
     pub consumer: Option<ConsumerRef>,
     pub credential: Option<CredentialRef>,
+    /// The query string sent upstream instead of the client's, when a plugin
+    /// removed arguments (key-auth's `hide_credentials`); `Some("")` sends none.
+    pub upstream_query: Option<String>,
     /// Headers added to the response sent to the client, proxied or generated.
     pub response_headers: HeaderMap,
     /// The status finally sent to the client (set before the log phase).
@@ -168,6 +171,7 @@ impl RequestContext {
             service: None,
             consumer: None,
             credential: None,
+            upstream_query: None,
             response_headers: HeaderMap::new(),
             status: None,
             timings: Timings::new(received),
