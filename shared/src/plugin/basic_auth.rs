@@ -131,16 +131,16 @@ impl BasicAuth {
         let (credential, given) = match self.read(ctx, PROXY_AUTHORIZATION) {
             Some((username, password)) => match self.consumers.basic_credential(&username) {
                 Some(credential) => (credential, password),
-                None => self.from_authorization(ctx)?,
+                None => self.read_authorization(ctx)?,
             },
-            None => self.from_authorization(ctx)?,
+            None => self.read_authorization(ctx)?,
         };
         let expected = credential.password_hash.as_bytes();
         let actual = basic_auth_password_hash(&credential.consumer.id.to_string(), &given);
         bool::from(expected.ct_eq(actual.as_bytes())).then_some(credential)
     }
 
-    fn from_authorization(&self, ctx: &mut RequestContext) -> Option<(&BasicCredential, String)> {
+    fn read_authorization(&self, ctx: &mut RequestContext) -> Option<(&BasicCredential, String)> {
         let (username, password) = self.read(ctx, AUTHORIZATION)?;
         let credential = self.consumers.basic_credential(&username)?;
         Some((credential, password))
