@@ -163,6 +163,12 @@ macro_rules! plugin_table {
                     $( $(#[$meta])* Plugin::$variant(plugin) => plugin.log(ctx), )*
                 }
             }
+
+            pub fn reads_body(&self) -> bool {
+                match self {
+                    $( $(#[$meta])* Plugin::$variant(plugin) => plugin.reads_body(), )*
+                }
+            }
         }
     };
 }

@@ -3,10 +3,12 @@
 //! its runtime (kong/plugins/key-auth/handler.lua). For each of `key_names`
 //! in order the key is looked for in a header, then the query string; the
 //! first string value wins, a name sent twice is "Duplicate API key found".
+//! With `key_in_body` the body (form-urlencoded or JSON, read by the proxy
+//! before the access phase, see [`RequestContext::body`]) is searched last.
 //! The key is matched against the keys the compile step indexed
 //! ([`ConsumerIndex::key_credential`]), then Kong's `set_consumer` runs
-//! ([`super::identity`]). `hide_credentials` removes the key's header and
-//! query argument from the upstream request.
+//! ([`super::identity`]). `hide_credentials` removes the key's header, query
+//! argument and body field from the upstream request.
 
 use super::identity::{self, Anonymous, Presented, Unauthorized};
 use crate::compile::ConsumerIndex;
@@ -94,6 +96,7 @@ pub struct KeyAuth {
     names: Vec<KeyName>,
     in_header: bool,
     in_query: bool,
+    in_body: bool,
     hide_credentials: bool,
     run_on_preflight: bool,
     anonymous: Option<Anonymous>,
@@ -106,6 +109,83 @@ impl PluginRuntime for KeyAuth {
 
     async fn access(&self, ctx: &mut RequestContext) -> Result<Decision, PluginError> {
         Ok(self.run(ctx))
+    }
+
+    fn reads_body(&self) -> bool {
+        self.in_body
+    }
+}
+
+/// The request body's arguments, as Kong's `kong.request.get_body` reads
+/// them for the content types key-auth searches.
+enum BodyArgs {
+    /// `application/x-www-form-urlencoded` text.
+    Form(String),
+    /// `application/json` whose top level is an object.
+    Json(serde_json::Map<String, serde_json::Value>),
+    /// No body, another content type, or one that does not parse: no key
+    /// can come from it (Kong logs and goes on with an empty table).
+    None,
+}
+
+impl BodyArgs {
+    fn read(ctx: &RequestContext) -> BodyArgs {
+        let Some(body) = ctx.body.as_ref() else {
+            return BodyArgs::None;
+        };
+        let content_type = ctx
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if content_type.contains("application/x-www-form-urlencoded") {
+            match std::str::from_utf8(body) {
+                Ok(text) => BodyArgs::Form(text.to_owned()),
+                Err(_) => BodyArgs::None,
+            }
+        } else if content_type.contains("application/json") {
+            match serde_json::from_slice(body) {
+                Ok(serde_json::Value::Object(map)) => BodyArgs::Json(map),
+                _ => BodyArgs::None,
+            }
+        } else {
+            BodyArgs::None
+        }
+    }
+
+    /// Kong's `body[name]`: a string is a key, an array or object (or a
+    /// repeated form field) a duplicate, anything else no key.
+    fn value(&self, name: &str) -> QueryValue {
+        match self {
+            BodyArgs::Form(text) => query_value(Some(text), name),
+            BodyArgs::Json(map) => match map.get(name) {
+                None => QueryValue::Absent,
+                Some(serde_json::Value::String(key)) => QueryValue::One(key.clone()),
+                Some(serde_json::Value::Array(_) | serde_json::Value::Object(_)) => {
+                    QueryValue::Several
+                }
+                Some(_) => QueryValue::Flag,
+            },
+            BodyArgs::None => QueryValue::Absent,
+        }
+    }
+
+    /// The body without the field `name`, re-encoded (Kong's `set_body`);
+    /// `None` when there is nothing to change.
+    fn without(&self, name: &str) -> Option<bytes::Bytes> {
+        match self {
+            BodyArgs::Form(text) => {
+                let kept = without_argument(text, name);
+                (kept.len() != text.len()).then(|| bytes::Bytes::from(kept))
+            }
+            BodyArgs::Json(map) => {
+                let mut map = map.clone();
+                map.remove(name)?;
+                serde_json::to_vec(&map).ok().map(bytes::Bytes::from)
+            }
+            BodyArgs::None => None,
+        }
     }
 }
 
@@ -132,15 +212,24 @@ impl KeyAuth {
     }
 
     fn authenticate(&self, ctx: &mut RequestContext) -> Result<(), &'static str> {
-        let (key, name) = self.find_key(ctx)?;
+        let body = if self.in_body {
+            BodyArgs::read(ctx)
+        } else {
+            BodyArgs::None
+        };
+        let (key, name) = self.find_key(ctx, &body)?;
         if self.hide_credentials {
-            // Kong clears both the argument and the header of that name,
-            // wherever the key was found.
+            // Kong clears the argument, the header and the body field of
+            // that name, wherever the key was found.
             if let Some(header) = &name.header {
                 ctx.headers_mut().remove(header);
             }
             if ctx.request.uri.query().is_some() {
                 remove_query_argument(ctx, &name.query);
+            }
+            if let Some(replaced) = body.without(&name.query) {
+                ctx.body = Some(replaced);
+                ctx.body_replaced = true;
             }
         }
         if key.is_empty() {
@@ -169,7 +258,11 @@ impl KeyAuth {
     /// Kong's search: per name, the header, then the query string; the
     /// first string value wins. A value sent more than once is a duplicate;
     /// a query flag without `=` is not a string and is passed over.
-    fn find_key(&self, ctx: &RequestContext) -> Result<(String, &KeyName), &'static str> {
+    fn find_key(
+        &self,
+        ctx: &RequestContext,
+        body: &BodyArgs,
+    ) -> Result<(String, &KeyName), &'static str> {
         let query = ctx.request.uri.query();
         for name in &self.names {
             if self.in_header {
@@ -187,6 +280,13 @@ impl KeyAuth {
             }
             if self.in_query {
                 match query_value(query, &name.query) {
+                    QueryValue::Absent | QueryValue::Flag => {}
+                    QueryValue::Several => return Err(DUPLICATE_API_KEY),
+                    QueryValue::One(key) => return Ok((key, name)),
+                }
+            }
+            if self.in_body {
+                match body.value(&name.query) {
                     QueryValue::Absent | QueryValue::Flag => {}
                     QueryValue::Several => return Err(DUPLICATE_API_KEY),
                     QueryValue::One(key) => return Ok((key, name)),
@@ -247,7 +347,12 @@ fn remove_query_argument(ctx: &mut RequestContext, name: &str) {
         .clone()
         .or_else(|| ctx.request.uri.query().map(str::to_owned))
         .unwrap_or_default();
-    let kept: Vec<&str> = current
+    ctx.upstream_query = Some(without_argument(&current, name));
+}
+
+/// Form-encoded `text` without the arguments named `name`.
+fn without_argument(text: &str, name: &str) -> String {
+    let kept: Vec<&str> = text
         .split('&')
         .filter(|piece| {
             !piece.is_empty()
@@ -256,7 +361,7 @@ fn remove_query_argument(ctx: &mut RequestContext, name: &str) {
                     .is_none_or(|(arg, _)| arg != name)
         })
         .collect();
-    ctx.upstream_query = Some(kept.join("&"));
+    kept.join("&")
 }
 
 impl CompilePlugin<KeyAuthConfig> for KeyAuth {
@@ -264,13 +369,6 @@ impl CompilePlugin<KeyAuthConfig> for KeyAuth {
         config: &KeyAuthConfig,
         cx: &CompileContext<'_>,
     ) -> Result<Self, PluginCompileError> {
-        if config.key_in_body {
-            return Err(PluginCompileError::Invalid(
-                "config.key_in_body: reading the key from the request body is not supported by \
-                 this data plane"
-                    .into(),
-            ));
-        }
         let challenge = match &config.realm {
             None => HeaderValue::from_static("Key"),
             Some(realm) => {
@@ -293,6 +391,7 @@ impl CompilePlugin<KeyAuthConfig> for KeyAuth {
                 .collect(),
             in_header: config.key_in_header,
             in_query: config.key_in_query,
+            in_body: config.key_in_body,
             hide_credentials: config.hide_credentials,
             run_on_preflight: config.run_on_preflight,
             anonymous: Anonymous::resolve(config.anonymous.as_deref(), cx.consumers),

@@ -125,6 +125,13 @@ pub struct RequestContext {
     /// Set by an authentication plugin.
     pub consumer: Option<ConsumerRef>,
     pub credential: Option<CredentialRef>,
+    /// The request body, read before the access phase when a plugin of the
+    /// route reads bodies (and it fit in the client body buffer, as Kong's
+    /// `kong.request.get_body` requires); `None` otherwise.
+    pub body: Option<bytes::Bytes>,
+    /// A plugin replaced [`RequestContext::body`] (key-auth's
+    /// `hide_credentials`): the proxy sends the new body upstream.
+    pub body_replaced: bool,
     /// The query string sent upstream instead of the client's, when a plugin
     /// removed arguments (key-auth's `hide_credentials`); `Some("")` sends none.
     pub upstream_query: Option<String>,
@@ -171,6 +178,8 @@ impl RequestContext {
             service: None,
             consumer: None,
             credential: None,
+            body: None,
+            body_replaced: false,
             upstream_query: None,
             response_headers: HeaderMap::new(),
             status: None,
