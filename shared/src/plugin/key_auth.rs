@@ -191,15 +191,17 @@ impl BodyArgs {
 
 impl KeyAuth {
     fn run(&self, ctx: &mut RequestContext) -> Decision {
-        if !self.run_on_preflight && ctx.request.method == Method::OPTIONS {
-            return Decision::Continue;
-        }
         if self.anonymous.is_some() && ctx.credential.is_some() {
             // Another authentication plugin already succeeded; with
             // `anonymous` the plugins are alternatives (Kong's logical OR).
             return Decision::Continue;
         }
+        // Before the preflight exemption, so that an OPTIONS request cannot
+        // carry consumer headers of its own upstream either.
         identity::clear_consumer_headers(ctx);
+        if !self.run_on_preflight && ctx.request.method == Method::OPTIONS {
+            return Decision::Continue;
+        }
         match self.authenticate(ctx) {
             Ok(()) => Decision::Continue,
             Err(message) => identity::fail(

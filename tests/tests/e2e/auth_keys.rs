@@ -80,7 +80,9 @@ async fn key_auth_in_header_and_query_with_hide_credentials() {
         .route(10, Some(1), &["/hidden"], json!({}))
         .route(11, Some(1), &["/visible"], json!({}))
         .route(12, Some(1), &["/named"], json!({}))
+        .route(13, Some(1), &["/preflight"], json!({}))
         .plugin(30, "key-auth", json!({"hide_credentials": true}), on_route(10))
+        .plugin(33, "key-auth", json!({"run_on_preflight": false}), on_route(13))
         .plugin(31, "key-auth", json!({}), on_route(11))
         .plugin(
             32,
@@ -157,6 +159,22 @@ async fn key_auth_in_header_and_query_with_hide_credentials() {
     let reply = get(proxy, "/named?apikey=dave-key").await.unwrap();
     assert_error(&reply, 401, "No API key found in request");
     assert_eq!(reply.header("www-authenticate"), "Key realm=\"tollgate\"");
+
+    // run_on_preflight false: OPTIONS passes without a key, and without
+    // consumer headers of the client's own; other methods still need one.
+    let preflight = http::Request::options("/preflight")
+        .header("x-consumer-username", "admin")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let reply = send(proxy, preflight).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.upstream_header("x-consumer-username"), "");
+    let reply = get(proxy, "/preflight").await.unwrap();
+    assert_error(&reply, 401, "No API key found in request");
+    let preflight = http::Request::options("/visible")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    assert_eq!(send(proxy, preflight).await.unwrap().status, 401);
     dp.shutdown().await;
 }
 
