@@ -127,6 +127,8 @@ pub struct ConsumerIndex {
 pub struct KeyCredential {
     pub id: Uuid,
     pub consumer: Arc<Consumer>,
+    /// Unix seconds after which the key no longer authenticates (Kong's `ttl`).
+    pub expires_at: Option<i64>,
 }
 
 /// A basic-auth credential, found by its username.
@@ -164,6 +166,7 @@ impl ConsumerIndex {
                 let entry = KeyCredential {
                     id: credential.id,
                     consumer: Arc::clone(consumer),
+                    expires_at: credential.expires_at,
                 };
                 index.keys.insert(credential.key.clone(), entry);
             }

@@ -443,6 +443,7 @@ fn keyauth_credential_to_pb(k: &KeyauthCredential) -> pb::KeyauthCredential {
         consumer_id: k.consumer.id.to_string(),
         key: k.key.clone(),
         tags: string_list(&k.tags),
+        expires_at: k.expires_at.map(|value| pb::OptionalInt { value }),
     }
 }
 
@@ -456,6 +457,7 @@ fn keyauth_credential_from_pb(
         consumer: uuid(&m.consumer_id, path, "consumer_id")?.into(),
         key: m.key,
         tags: from_string_list(m.tags),
+        expires_at: m.expires_at.map(|v| v.value),
     })
 }
 

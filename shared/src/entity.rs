@@ -15,7 +15,9 @@ mod service;
 
 pub use certificate::{Certificate, Sni};
 pub use consumer::Consumer;
-pub use credentials::{basic_auth_password_hash, Acl, BasicauthCredential, KeyauthCredential};
+pub use credentials::{
+    basic_auth_password_hash, Acl, BasicauthCredential, KeyauthCredential, MAX_TTL,
+};
 pub use jwt_secret::{JwtAlgorithm, JwtSecret};
 pub use plugin::Plugin;
 pub use route::Route;

@@ -84,6 +84,16 @@ pub fn coerce_form(kind: EntityKind, input: Value) -> Value {
 /// mirrored from where they are stored, as Kong echoes them.
 pub fn render_entity(kind: EntityKind, stored: &Value) -> Value {
     let mut out = stored.clone();
+    if kind == EntityKind::KeyauthCredentials {
+        // Kong shows `ttl`, the seconds left, on a key that expires.
+        if let Value::Object(map) = &mut out {
+            if let Some(at) = map.remove("expires_at").and_then(|v| v.as_i64()) {
+                let left = (at - crate::entity::now_seconds()).max(0);
+                map.insert("ttl".into(), Value::from(left));
+            }
+        }
+        return out;
+    }
     if kind != EntityKind::Plugins {
         return out;
     }

@@ -178,6 +178,45 @@ fn path_key_field(kind: EntityKind, scope: Option<&(Relation, String)>) -> Optio
     }
 }
 
+/// Kong's `ttl` option of key-auth credentials: seconds from now, stored as
+/// `expires_at` (0 or null: never). Kong's bounds and message.
+fn apply_ttl(kind: EntityKind, args: &mut Value) -> Result<(), ApiError> {
+    if kind != EntityKind::KeyauthCredentials {
+        return Ok(());
+    }
+    let Some(ttl) = args.as_object_mut().and_then(|map| map.remove("ttl")) else {
+        return Ok(());
+    };
+    let seconds = match &ttl {
+        Value::Null => Some(0),
+        Value::Number(n) => n.as_i64(),
+        Value::String(text) => text.parse::<i64>().ok(),
+        _ => None,
+    }
+    .filter(|t| (0..=tollgate_shared::entity::MAX_TTL).contains(t));
+    let Some(seconds) = seconds else {
+        let mut errors = tollgate_shared::FieldErrors::new();
+        errors.add("ttl", "must be an integer between 0 and 100000000");
+        return Err(ApiError::Schema(errors));
+    };
+    let expires_at = match seconds {
+        0 => Value::Null,
+        n => Value::from(tollgate_shared::entity::now_seconds() + n),
+    };
+    set_field(args, "expires_at", expires_at);
+    Ok(())
+}
+
+/// Whether a stored entity is a key-auth credential whose `ttl` ran out:
+/// Kong no longer shows it.
+fn expired(kind: EntityKind, entity: &Value) -> bool {
+    kind == EntityKind::KeyauthCredentials
+        && entity
+            .get("expires_at")
+            .and_then(Value::as_i64)
+            .is_some_and(|at| at <= tollgate_shared::entity::now_seconds())
+}
+
 /// Kong's basic-auth write transformation: a password given in this request
 /// is stored as its hash salted with the consumer's id (from the request, or
 /// the stored credential's on PATCH). Anything else is left for validation.
@@ -251,7 +290,12 @@ pub async fn list(
             },
         )
         .await?;
-    let data: Vec<Value> = page.items.iter().map(|e| render_entity(kind, e)).collect();
+    let data: Vec<Value> = page
+        .items
+        .iter()
+        .filter(|e| !expired(kind, e))
+        .map(|e| render_entity(kind, e))
+        .collect();
     let mut body = Map::new();
     body.insert("data".into(), Value::Array(data));
     match page.next_after {
@@ -307,6 +351,7 @@ pub async fn create(
     }
     resolve_references(&mut txn, kind, &mut args).await?;
     hash_password(kind, &mut args, None);
+    apply_ttl(kind, &mut args)?;
     let entity = validate(kind, &args)?;
     if let Some(names) = &sni_names {
         certificates::check_names_are_free(&mut txn, names).await?;
@@ -353,6 +398,7 @@ pub async fn get(
         .store
         .find_under(kind, request.param(param(kind)), parent_id(scope.as_ref()))
         .await?
+        .filter(|entity| !expired(kind, entity))
         .ok_or(ApiError::NotFound)?;
     if let Some((relation, parent_id)) = &scope {
         if !belongs_to(&entity, relation, parent_id) {
@@ -408,6 +454,7 @@ async fn put_in(
     }
     resolve_references(txn, kind, &mut args).await?;
     hash_password(kind, &mut args, None);
+    apply_ttl(kind, &mut args)?;
     let entity = validate(kind, &args)?;
     txn.upsert(kind, &entity).await?;
     Ok((existing, entity))
@@ -434,6 +481,7 @@ async fn patch_in(
     let mut args = coerce(kind, raw, is_form, Some(&existing));
     resolve_references(txn, kind, &mut args).await?;
     hash_password(kind, &mut args, Some(&existing));
+    apply_ttl(kind, &mut args)?;
     let mut merged = merge_entity(kind, &existing, &args);
     set_field(&mut merged, "id", Value::String(id_of(&existing)));
     if existing.get("updated_at").is_some() {

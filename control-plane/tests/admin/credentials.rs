@@ -114,6 +114,63 @@ async fn key_auth_crud(backend: Backend) {
         404,
     );
 
+    // Kong's `ttl`: seconds left on output, bounded on input; an expired
+    // key is no longer shown.
+    let expiring = admin
+        .form(
+            Method::POST,
+            "/consumers/bob/key-auth",
+            &[("key", "bob-temp"), ("ttl", "100")],
+        )
+        .await;
+    expect_status(&expiring, 201);
+    let ttl = expiring.body["ttl"].as_i64().unwrap();
+    assert!((95..=100).contains(&ttl), "{}", expiring.text);
+    assert!(
+        expiring.body.get("expires_at").is_none(),
+        "{}",
+        expiring.text
+    );
+    let ttl = admin.get("/key-auths/bob-temp").await.body["ttl"]
+        .as_i64()
+        .unwrap();
+    assert!((95..=100).contains(&ttl));
+    assert!(admin
+        .get("/key-auths/alice-key-1")
+        .await
+        .body
+        .get("ttl")
+        .is_none());
+    for bad in [json!("soon"), json!(-1), json!(100_000_001), json!(1.5)] {
+        let refused = admin
+            .json(Method::POST, "/consumers/bob/key-auth", json!({"ttl": bad}))
+            .await;
+        expect_status(&refused, 400);
+        assert_eq!(
+            refused.body["fields"]["ttl"],
+            "must be an integer between 0 and 100000000"
+        );
+    }
+    let expired = admin
+        .json(
+            Method::POST,
+            "/consumers/bob/key-auth",
+            json!({"key": "bob-old", "expires_at": 1000}),
+        )
+        .await;
+    expect_status(&expired, 201);
+    assert_eq!(expired.body["ttl"], 0);
+    expect_status(&admin.get("/key-auths/bob-old").await, 404);
+    let bobs = admin.get("/consumers/bob/key-auth").await;
+    assert_eq!(
+        bobs.body["data"].as_array().unwrap().len(),
+        1,
+        "{}",
+        bobs.text
+    );
+    expect_status(&admin.delete("/key-auths/bob-old").await, 204);
+    expect_status(&admin.delete("/key-auths/bob-temp").await, 204);
+
     // PATCH re-keys; the old key no longer finds it.
     let patched = admin
         .form(

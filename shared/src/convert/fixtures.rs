@@ -155,6 +155,7 @@ pub(crate) fn with_credentials() -> Config {
         consumer: consumer.into(),
         key: "key-90".into(),
         tags: Some(strings(&["auth"])),
+        expires_at: Some(1_900_000_000),
     });
     config.basicauth_credentials.push(BasicauthCredential {
         id: id(91),

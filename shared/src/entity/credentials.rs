@@ -15,7 +15,22 @@ pub struct KeyauthCredential {
     pub consumer: ForeignKey,
     pub key: String,
     pub tags: Option<Vec<String>>,
+    /// Unix seconds after which the key no longer authenticates: Kong's
+    /// `ttl` (given in seconds on a write, shown as the seconds left), kept
+    /// as the instant it runs out. `None`: never.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
 }
+
+impl KeyauthCredential {
+    /// Kong's `ttl` at Unix time `now`: the seconds left, 0 once expired.
+    pub fn ttl_at(&self, now: i64) -> Option<i64> {
+        self.expires_at.map(|at| (at - now).max(0))
+    }
+}
+
+/// Kong's bounds for a `ttl` option (kong/db/dao/init.lua).
+pub const MAX_TTL: i64 = 100_000_000;
 
 /// A basic-auth username and password. `password` holds Kong's hash
 /// ([`basic_auth_password_hash`]), never the password itself.

@@ -241,6 +241,13 @@ impl KeyAuth {
             .consumers
             .key_credential(&key)
             .ok_or(INVALID_CREDENTIALS)?;
+        if credential
+            .expires_at
+            .is_some_and(|at| crate::entity::now_seconds() >= at)
+        {
+            // Kong: an expired key is as good as none.
+            return Err(INVALID_CREDENTIALS);
+        }
         let id = credential.id.to_string();
         identity::set_consumer(
             ctx,

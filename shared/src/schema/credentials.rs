@@ -14,6 +14,8 @@ pub(crate) fn keyauth_credentials() -> Record {
         Field::foreign("consumer", "consumers").required(),
         typedefs::unique_string("key").auto(Auto::RandomString),
         typedefs::tags(),
+        // Tollgate's stored form of Kong's `ttl` (the Admin API converts).
+        typedefs::timestamp_field("expires_at"),
     ])
 }
 

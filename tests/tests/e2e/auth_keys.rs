@@ -90,8 +90,19 @@ async fn key_auth_in_header_and_query_with_hide_credentials() {
             json!({"key_names": ["x-api-key", "apikey"], "realm": "tollgate", "key_in_query": false}),
             on_route(12),
         )
+        .key_auth(47, ALICE, "expired-key")
+        .key_auth(48, ALICE, "fresh-key")
         .build()
         .unwrap();
+    let mut config = config;
+    let now = tollgate_shared::entity::now_seconds();
+    for credential in &mut config.keyauth_credentials {
+        match credential.key.as_str() {
+            "expired-key" => credential.expires_at = Some(now - 1),
+            "fresh-key" => credential.expires_at = Some(now + 3600),
+            _ => {}
+        }
+    }
     let (dp, proxy) = start(&config).await;
 
     let none = get(proxy, "/hidden").await.unwrap();
@@ -152,6 +163,11 @@ async fn key_auth_in_header_and_query_with_hide_credentials() {
     assert_error(&twice, 401, "Duplicate API key found");
     let empty = get(proxy, "/visible?apikey=").await.unwrap();
     assert_error(&empty, 401, "No API key found in request");
+    // A key whose ttl ran out is as good as none (Kong's key-auth).
+    let expired = request(proxy, "/visible", &[("apikey", "expired-key")]).await;
+    assert_error(&expired, 401, "Unauthorized");
+    let fresh = request(proxy, "/visible", &[("apikey", "fresh-key")]).await;
+    assert_eq!(fresh.status, 200);
 
     // Several key names in order; the query is off; the realm is named.
     let reply = request(proxy, "/named", &[("x-api-key", "dave-key")]).await;
