@@ -422,9 +422,20 @@ impl Store {
 
     /// The entity addressed by `key`: its UUID, or its endpoint key (`name`, `username`…).
     pub async fn find(&self, kind: EntityKind, key: &str) -> Result<Option<Value>, StoreError> {
+        self.find_under(kind, key, None).await
+    }
+
+    /// [`Store::find`] for a path nested under the parent with id `parent`
+    /// (an acl is found there by its group too).
+    pub async fn find_under(
+        &self,
+        kind: EntityKind,
+        key: &str,
+        parent: Option<&str>,
+    ) -> Result<Option<Value>, StoreError> {
         self.timed(async {
             let mut conn = self.inner.pool.acquire().await?;
-            find_in(&mut conn, self.keyring(), kind, key).await
+            find_in(&mut conn, self.keyring(), kind, key, parent).await
         })
         .await
     }
@@ -670,7 +681,17 @@ impl WriteTxn {
 
     /// The entity addressed by its UUID or its endpoint key.
     pub async fn find(&mut self, kind: EntityKind, key: &str) -> Result<Option<Value>, StoreError> {
-        find_in(&mut self.tx, self.store.keyring(), kind, key).await
+        find_in(&mut self.tx, self.store.keyring(), kind, key, None).await
+    }
+
+    /// [`WriteTxn::find`] for a path nested under the parent with id `parent`.
+    pub async fn find_under(
+        &mut self,
+        kind: EntityKind,
+        key: &str,
+        parent: Option<&str>,
+    ) -> Result<Option<Value>, StoreError> {
+        find_in(&mut self.tx, self.store.keyring(), kind, key, parent).await
     }
 
     /// Looks up by an arbitrary unique column (`username`, `name`, …).
@@ -900,27 +921,21 @@ impl WriteTxn {
                 .fetch_optional(&mut *self.tx)
                 .await?;
             if clash.is_some() {
-                let mut key = Map::new();
-                key.insert((*field).to_string(), Value::String(value.clone()));
-                return Err(StoreError::Unique { kind, key });
+                return Err(unique_violation(kind, field, entity));
             }
         }
         if let Some(cache_key) = &row.cache_key {
-            let clash =
-                sqlx::query("SELECT id FROM plugins WHERE cache_key = $1 AND id <> $2 LIMIT 1")
-                    .bind(cache_key.clone())
-                    .bind(row.id.clone())
-                    .fetch_optional(&mut *self.tx)
-                    .await?;
+            let sql = format!(
+                "SELECT id FROM {} WHERE cache_key = $1 AND id <> $2 LIMIT 1",
+                kind.table_name()
+            );
+            let clash = sqlx::query(&sql)
+                .bind(cache_key.clone())
+                .bind(row.id.clone())
+                .fetch_optional(&mut *self.tx)
+                .await?;
             if clash.is_some() {
-                let mut key = Map::new();
-                for field in ["name", "route", "service", "consumer"] {
-                    key.insert(
-                        field.into(),
-                        entity.get(field).cloned().unwrap_or(Value::Null),
-                    );
-                }
-                return Err(StoreError::Unique { kind, key });
+                return Err(cache_key_violation(kind, entity));
             }
         }
         for (foreign, id) in table.foreign.iter().zip(&row.foreign) {
@@ -952,21 +967,12 @@ fn check_in_memory(
     for ((field, value), seen) in table.unique.iter().zip(&row.unique).zip(seen_unique) {
         let Some(value) = value else { continue };
         if !seen.insert(value.clone()) {
-            let mut key = Map::new();
-            key.insert((*field).to_string(), Value::String(value.clone()));
-            return Err(StoreError::Unique { kind, key });
+            return Err(unique_violation(kind, field, entity));
         }
     }
     if let Some(cache_key) = &row.cache_key {
         if !seen_cache_keys.insert(cache_key.clone()) {
-            let mut key = Map::new();
-            for field in ["name", "route", "service", "consumer"] {
-                key.insert(
-                    field.into(),
-                    entity.get(field).cloned().unwrap_or(Value::Null),
-                );
-            }
-            return Err(StoreError::Unique { kind, key });
+            return Err(cache_key_violation(kind, entity));
         }
     }
     for (foreign, id) in table.foreign.iter().zip(&row.foreign) {
@@ -983,6 +989,31 @@ fn check_in_memory(
         }
     }
     Ok(())
+}
+
+/// Kong's unique violation on `field`, keyed by the entity's own value (a
+/// secret one, such as a key-auth key, is not repeated back).
+fn unique_violation(kind: EntityKind, field: &str, entity: &Value) -> StoreError {
+    let shown = if table(kind).digested.contains(&field) {
+        Value::String("<redacted>".into())
+    } else {
+        entity.get(field).cloned().unwrap_or(Value::Null)
+    };
+    let mut key = Map::new();
+    key.insert(field.to_string(), shown);
+    StoreError::Unique { kind, key }
+}
+
+/// Kong's unique violation on a composite key (its `cache_key` fields).
+fn cache_key_violation(kind: EntityKind, entity: &Value) -> StoreError {
+    let mut key = Map::new();
+    for field in table(kind).cache_key {
+        key.insert(
+            (*field).into(),
+            entity.get(*field).cloned().unwrap_or(Value::Null),
+        );
+    }
+    StoreError::Unique { kind, key }
 }
 
 /// A value bound to a statement.
@@ -1071,7 +1102,12 @@ impl RowValues {
         let unique = table
             .unique
             .iter()
-            .map(|f| entity.get(*f).and_then(Value::as_str).map(str::to_string))
+            .map(|f| {
+                entity
+                    .get(*f)
+                    .and_then(Value::as_str)
+                    .map(|v| table.column_value(f, v))
+            })
             .collect();
         let mut foreign = Vec::with_capacity(table.foreign.len());
         for f in table.foreign {
@@ -1085,19 +1121,32 @@ impl RowValues {
             })?;
             foreign.push(id);
         }
-        let (plugin_name, cache_key) = if kind == EntityKind::Plugins {
+        let plugin_name = if kind == EntityKind::Plugins {
             let name = entity
                 .get("name")
                 .and_then(Value::as_str)
-                .ok_or_else(|| corrupt("plugin without name"))?
-                .to_string();
-            let part = |i: usize| foreign.get(i).cloned().flatten().unwrap_or_default();
-            // foreign order: route, service, consumer (see tables.rs)
-            let cache_key = format!("{name}|{}|{}|{}", part(0), part(1), part(2));
-            (Some(name), Some(cache_key))
+                .ok_or_else(|| corrupt("plugin without name"))?;
+            Some(name.to_string())
         } else {
-            (None, None)
+            None
         };
+        // e.g. `rate-limiting|<route id>|<service id>|` for a plugin.
+        let cache_key = (!table.cache_key.is_empty()).then(|| {
+            let parts: Vec<String> = table
+                .cache_key
+                .iter()
+                .map(|field| match entity.get(*field) {
+                    Some(Value::String(text)) => text.clone(),
+                    Some(Value::Object(reference)) => reference
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    _ => String::new(),
+                })
+                .collect();
+            parts.join("|")
+        });
         Ok(RowValues {
             id,
             created_at: entity
@@ -1134,6 +1183,8 @@ impl RowValues {
         if kind == EntityKind::Plugins {
             names.push("name");
             values.push(SqlValue::Text(self.plugin_name.clone()));
+        }
+        if self.cache_key.is_some() {
             names.push("cache_key");
             values.push(SqlValue::Text(self.cache_key.clone()));
         }
@@ -1228,20 +1279,27 @@ async fn select_one(
         kind.table_name()
     );
     let row = sqlx::query(&sql)
-        .bind(value.to_string())
+        .bind(table(kind).column_value(column, value))
         .fetch_optional(&mut *conn)
         .await?;
     row.map(|r| parse_data(keyring, kind, &r)).transpose()
 }
 
+/// The entity at `key` (a UUID or the endpoint key). Under a consumer, an
+/// acl's key may be its group (Kong's `/consumers/{c}/acls/{group}`).
 async fn find_in(
     conn: &mut AnyConnection,
     keyring: Option<&Keyring>,
     kind: EntityKind,
     key: &str,
+    parent: Option<&str>,
 ) -> Result<Option<Value>, StoreError> {
     if let Some(id) = parse_uuid(key) {
         return select_one(conn, keyring, kind, "id", &id).await;
+    }
+    if let (EntityKind::Acls, Some(consumer)) = (kind, parent) {
+        let cache_key = format!("{consumer}|{key}");
+        return select_one(conn, keyring, kind, "cache_key", &cache_key).await;
     }
     match kind.endpoint_key() {
         Some(column) => select_one(conn, keyring, kind, column, key).await,
@@ -1353,6 +1411,9 @@ pub fn config_entities(config: &Config, kind: EntityKind) -> Result<Vec<Value>, 
         EntityKind::JwtSecrets => to_values(kind, &config.jwt_secrets),
         EntityKind::Certificates => to_values(kind, &config.certificates),
         EntityKind::Snis => to_values(kind, &config.snis),
+        EntityKind::KeyauthCredentials => to_values(kind, &config.keyauth_credentials),
+        EntityKind::BasicauthCredentials => to_values(kind, &config.basicauth_credentials),
+        EntityKind::Acls => to_values(kind, &config.acls),
     }
 }
 

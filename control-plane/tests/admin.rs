@@ -3,6 +3,8 @@
 
 #[path = "admin/concurrency.rs"]
 mod concurrency;
+#[path = "admin/credentials.rs"]
+mod credentials;
 #[path = "admin/crud.rs"]
 mod crud;
 #[path = "admin/database_url.rs"]

@@ -110,8 +110,10 @@ impl BindUpstream for NoUpstreams {
     }
 }
 
-/// Consumers by id and username, for authentication plugins and the log
-/// record; built once per compile and shared by every plugin instance.
+/// Consumers by id and username, and the credentials of key-auth,
+/// basic-auth and acl by what a request presents, for authentication plugins
+/// and the log record; built once per compile and shared by every plugin
+/// instance, so no request looks at the config's rows.
 #[derive(Debug, Default)]
 pub struct ConsumerIndex {
     by_id: HashMap<Uuid, Arc<Consumer>>,
@@ -120,6 +122,28 @@ pub struct ConsumerIndex {
     /// plugin's credentials with their keys parsed), one per type, so N
     /// instances cost one build.
     derived: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    keys: HashMap<String, KeyCredential>,
+    basic: HashMap<String, BasicCredential>,
+    groups: HashMap<Uuid, Arc<[String]>>,
+}
+
+/// A key-auth credential, found by its key.
+#[derive(Debug, Clone)]
+pub struct KeyCredential {
+    pub id: Uuid,
+    pub consumer: Arc<Consumer>,
+    /// Unix seconds after which the key no longer authenticates (Kong's `ttl`).
+    pub expires_at: Option<i64>,
+}
+
+/// A basic-auth credential, found by its username.
+#[derive(Debug, Clone)]
+pub struct BasicCredential {
+    pub id: Uuid,
+    pub username: String,
+    /// Kong's hash of the password (lowercase hex SHA-1, salted with the consumer id).
+    pub password_hash: String,
+    pub consumer: Arc<Consumer>,
 }
 
 impl ConsumerIndex {
@@ -134,6 +158,51 @@ impl ConsumerIndex {
             }
             index.by_id.insert(consumer.id, consumer);
         }
+        index
+    }
+
+    /// The consumers of `config` with their key-auth keys, basic-auth
+    /// usernames and acl groups. A credential whose consumer is not in the
+    /// config identifies nobody and is left out.
+    pub fn for_config(config: &Config) -> ConsumerIndex {
+        let mut index = ConsumerIndex::new(&config.consumers);
+        for credential in &config.keyauth_credentials {
+            if let Some(consumer) = index.by_id.get(&credential.consumer.id) {
+                let entry = KeyCredential {
+                    id: credential.id,
+                    consumer: Arc::clone(consumer),
+                    expires_at: credential.expires_at,
+                };
+                index.keys.insert(credential.key.clone(), entry);
+            }
+        }
+        for credential in &config.basicauth_credentials {
+            if let Some(consumer) = index.by_id.get(&credential.consumer.id) {
+                let entry = BasicCredential {
+                    id: credential.id,
+                    username: credential.username.clone(),
+                    password_hash: credential.password.to_ascii_lowercase(),
+                    consumer: Arc::clone(consumer),
+                };
+                index.basic.insert(credential.username.clone(), entry);
+            }
+        }
+        let mut groups: HashMap<Uuid, Vec<String>> = HashMap::new();
+        // In creation order (then id), as Kong lists a consumer's groups.
+        let mut acls: Vec<&crate::Acl> = config.acls.iter().collect();
+        acls.sort_by_key(|acl| (acl.created_at, acl.id));
+        for acl in acls {
+            if index.by_id.contains_key(&acl.consumer.id) {
+                let list = groups.entry(acl.consumer.id).or_default();
+                if !list.contains(&acl.group) {
+                    list.push(acl.group.clone());
+                }
+            }
+        }
+        index.groups = groups
+            .into_iter()
+            .map(|(consumer, list)| (consumer, Arc::from(list)))
+            .collect();
         index
     }
 
@@ -171,6 +240,21 @@ impl ConsumerIndex {
         // Keyed by the TypeId, so the downcast cannot fail; a fresh value is
         // the safe answer if it ever did.
         Arc::clone(value).downcast::<T>().unwrap_or_default()
+    }
+
+    /// The key-auth credential whose key is `key`.
+    pub fn key_credential(&self, key: &str) -> Option<&KeyCredential> {
+        self.keys.get(key)
+    }
+
+    /// The basic-auth credential whose username is `username`.
+    pub fn basic_credential(&self, username: &str) -> Option<&BasicCredential> {
+        self.basic.get(username)
+    }
+
+    /// The acl groups of a consumer, in creation order (`None`: no group).
+    pub fn groups(&self, consumer: &Uuid) -> Option<&Arc<[String]>> {
+        self.groups.get(consumer)
     }
 }
 
@@ -315,7 +399,7 @@ pub fn compile<B: BindUpstream>(
         .collect();
     let service_ids: HashSet<Uuid> = config.services.iter().map(|s| s.id).collect();
 
-    let consumers = Arc::new(ConsumerIndex::new(&config.consumers));
+    let consumers = Arc::new(ConsumerIndex::for_config(config));
     let instances = compile_plugins(config, &service_ids, &consumers, resources, &mut errors);
     let chains = ChainIndex::new(&instances);
     let global_chain = Arc::new(PluginChain::build_global(&chains.unscoped));

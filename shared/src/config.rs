@@ -1,10 +1,16 @@
 //! A whole gateway configuration: every entity, as one value. This is what the
 //! control plane snapshots, hashes and ships, and what a data plane compiles.
 
-use crate::entity::{Certificate, Consumer, JwtSecret, Plugin, Route, Service, Sni};
+use crate::entity::{
+    Acl, BasicauthCredential, Certificate, Consumer, JwtSecret, KeyauthCredential, Plugin, Route,
+    Service, Sni,
+};
 use serde::{Deserialize, Serialize};
 
+/// A collection missing from serialized input is empty (configs written
+/// before the credential collections existed still read).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Config {
     pub services: Vec<Service>,
     pub routes: Vec<Route>,
@@ -13,6 +19,9 @@ pub struct Config {
     pub jwt_secrets: Vec<JwtSecret>,
     pub certificates: Vec<Certificate>,
     pub snis: Vec<Sni>,
+    pub keyauth_credentials: Vec<KeyauthCredential>,
+    pub basicauth_credentials: Vec<BasicauthCredential>,
+    pub acls: Vec<Acl>,
 }
 
 impl Config {
@@ -26,5 +35,8 @@ impl Config {
         self.jwt_secrets.sort_by_key(|e| e.id);
         self.certificates.sort_by_key(|e| e.id);
         self.snis.sort_by_key(|e| e.id);
+        self.keyauth_credentials.sort_by_key(|e| e.id);
+        self.basicauth_credentials.sort_by_key(|e| e.id);
+        self.acls.sort_by_key(|e| e.id);
     }
 }

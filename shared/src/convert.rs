@@ -9,7 +9,8 @@
 
 use crate::config::Config;
 use crate::entity::{
-    Certificate, Consumer, ForeignKey, JwtAlgorithm, JwtSecret, Plugin, Route, Service, Sni,
+    Acl, BasicauthCredential, Certificate, Consumer, ForeignKey, JwtAlgorithm, JwtSecret,
+    KeyauthCredential, Plugin, Route, Service, Sni,
 };
 use std::collections::BTreeMap;
 use tollgate_proto::v1 as pb;
@@ -38,6 +39,17 @@ impl From<&Config> for pb::Config {
             jwt_secrets: config.jwt_secrets.iter().map(jwt_secret_to_pb).collect(),
             certificates: config.certificates.iter().map(certificate_to_pb).collect(),
             snis: config.snis.iter().map(sni_to_pb).collect(),
+            keyauth_credentials: config
+                .keyauth_credentials
+                .iter()
+                .map(keyauth_credential_to_pb)
+                .collect(),
+            basicauth_credentials: config
+                .basicauth_credentials
+                .iter()
+                .map(basicauth_credential_to_pb)
+                .collect(),
+            acls: config.acls.iter().map(acl_to_pb).collect(),
         }
     }
 }
@@ -54,6 +66,17 @@ impl TryFrom<pb::Config> for Config {
             jwt_secrets: convert_all(msg.jwt_secrets, "jwt_secrets", jwt_secret_from_pb)?,
             certificates: convert_all(msg.certificates, "certificates", certificate_from_pb)?,
             snis: convert_all(msg.snis, "snis", sni_from_pb)?,
+            keyauth_credentials: convert_all(
+                msg.keyauth_credentials,
+                "keyauth_credentials",
+                keyauth_credential_from_pb,
+            )?,
+            basicauth_credentials: convert_all(
+                msg.basicauth_credentials,
+                "basicauth_credentials",
+                basicauth_credential_from_pb,
+            )?,
+            acls: convert_all(msg.acls, "acls", acl_from_pb)?,
         })
     }
 }
@@ -409,6 +432,76 @@ fn sni_from_pb(m: pb::Sni, path: &Path) -> Result<Sni, ConvertError> {
         updated_at: m.updated_at,
         name: m.name,
         certificate: uuid(&m.certificate_id, path, "certificate_id")?.into(),
+        tags: from_string_list(m.tags),
+    })
+}
+
+fn keyauth_credential_to_pb(k: &KeyauthCredential) -> pb::KeyauthCredential {
+    pb::KeyauthCredential {
+        id: k.id.to_string(),
+        created_at: k.created_at,
+        consumer_id: k.consumer.id.to_string(),
+        key: k.key.clone(),
+        tags: string_list(&k.tags),
+        expires_at: k.expires_at.map(|value| pb::OptionalInt { value }),
+    }
+}
+
+fn keyauth_credential_from_pb(
+    m: pb::KeyauthCredential,
+    path: &Path,
+) -> Result<KeyauthCredential, ConvertError> {
+    Ok(KeyauthCredential {
+        id: uuid(&m.id, path, "id")?,
+        created_at: m.created_at,
+        consumer: uuid(&m.consumer_id, path, "consumer_id")?.into(),
+        key: m.key,
+        tags: from_string_list(m.tags),
+        expires_at: m.expires_at.map(|v| v.value),
+    })
+}
+
+fn basicauth_credential_to_pb(b: &BasicauthCredential) -> pb::BasicauthCredential {
+    pb::BasicauthCredential {
+        id: b.id.to_string(),
+        created_at: b.created_at,
+        consumer_id: b.consumer.id.to_string(),
+        username: b.username.clone(),
+        password: b.password.clone(),
+        tags: string_list(&b.tags),
+    }
+}
+
+fn basicauth_credential_from_pb(
+    m: pb::BasicauthCredential,
+    path: &Path,
+) -> Result<BasicauthCredential, ConvertError> {
+    Ok(BasicauthCredential {
+        id: uuid(&m.id, path, "id")?,
+        created_at: m.created_at,
+        consumer: uuid(&m.consumer_id, path, "consumer_id")?.into(),
+        username: m.username,
+        password: m.password,
+        tags: from_string_list(m.tags),
+    })
+}
+
+fn acl_to_pb(a: &Acl) -> pb::Acl {
+    pb::Acl {
+        id: a.id.to_string(),
+        created_at: a.created_at,
+        consumer_id: a.consumer.id.to_string(),
+        group: a.group.clone(),
+        tags: string_list(&a.tags),
+    }
+}
+
+fn acl_from_pb(m: pb::Acl, path: &Path) -> Result<Acl, ConvertError> {
+    Ok(Acl {
+        id: uuid(&m.id, path, "id")?,
+        created_at: m.created_at,
+        consumer: uuid(&m.consumer_id, path, "consumer_id")?.into(),
+        group: m.group,
         tags: from_string_list(m.tags),
     })
 }

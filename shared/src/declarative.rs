@@ -4,9 +4,10 @@
 //! Accepted: `_format_version` "3.0" (required; "1.1" and "2.1" too, with their
 //! route paths migrated to 3.x form), `_transform`, `_comment`, `_ignore`, and
 //! the collections `services`, `routes`, `consumers`, `plugins`,
-//! `jwt_secrets`, `certificates`, `snis`. Children may be nested in their
-//! parent without the foreign key (routes and plugins in services, plugins in
-//! routes and consumers, jwt_secrets in consumers, snis in certificates);
+//! `jwt_secrets`, `keyauth_credentials`, `basicauth_credentials`, `acls`,
+//! `certificates`, `snis`. Children may be nested in their parent without the
+//! foreign key (routes and plugins in services, plugins in routes and
+//! consumers, credentials and acls in consumers, snis in certificates);
 //! top-level children name their parent by id or endpoint key (`service:
 //! my-svc`, `consumer: alice`, `route: my-route`) or as `{id: …}`.
 //!
@@ -20,8 +21,12 @@
 //! * Missing `created_at`/`updated_at` are [`DEFAULT_TIMESTAMP`] (1, the
 //!   smallest valid timestamp): Kong stamps the load time, which would make
 //!   every load of the same file a new config with a new hash.
-//! * Values the schema generates at random (a jwt secret's `secret` or `key`
-//!   when omitted) stay random: write them in the file to keep it reproducible.
+//! * Values the schema generates at random (a jwt secret's `secret` or `key`,
+//!   a key-auth `key`, when omitted) stay random: write them in the file to
+//!   keep it reproducible.
+//! * Basic-auth passwords are clear text and hashed on load (Kong's
+//!   `_transform`, default true); with `_transform: false` (what export
+//!   writes) they are taken as hashes already.
 //!
 //! Every entity goes through [`crate::schema::validate_entity`]; all problems
 //! (schema violations, unknown references, duplicate unique keys) are

@@ -7,6 +7,7 @@
 
 mod certificate;
 mod consumer;
+mod credentials;
 mod jwt_secret;
 mod plugin;
 mod route;
@@ -14,6 +15,9 @@ mod service;
 
 pub use certificate::{Certificate, Sni};
 pub use consumer::Consumer;
+pub use credentials::{
+    basic_auth_password_hash, Acl, BasicauthCredential, KeyauthCredential, MAX_TTL,
+};
 pub use jwt_secret::{JwtAlgorithm, JwtSecret};
 pub use plugin::Plugin;
 pub use route::Route;
@@ -45,10 +49,13 @@ pub enum EntityKind {
     JwtSecrets,
     Certificates,
     Snis,
+    KeyauthCredentials,
+    BasicauthCredentials,
+    Acls,
 }
 
 impl EntityKind {
-    pub const ALL: [EntityKind; 7] = [
+    pub const ALL: [EntityKind; 10] = [
         EntityKind::Services,
         EntityKind::Routes,
         EntityKind::Consumers,
@@ -56,6 +63,9 @@ impl EntityKind {
         EntityKind::JwtSecrets,
         EntityKind::Certificates,
         EntityKind::Snis,
+        EntityKind::KeyauthCredentials,
+        EntityKind::BasicauthCredentials,
+        EntityKind::Acls,
     ];
 
     /// The collection name used in Kong's Admin API, errors and declarative files.
@@ -68,6 +78,9 @@ impl EntityKind {
             EntityKind::JwtSecrets => "jwt_secrets",
             EntityKind::Certificates => "certificates",
             EntityKind::Snis => "snis",
+            EntityKind::KeyauthCredentials => "keyauth_credentials",
+            EntityKind::BasicauthCredentials => "basicauth_credentials",
+            EntityKind::Acls => "acls",
         }
     }
 
@@ -77,8 +90,10 @@ impl EntityKind {
             EntityKind::Services | EntityKind::Routes | EntityKind::Snis => Some("name"),
             EntityKind::Consumers => Some("username"),
             EntityKind::Plugins => Some("instance_name"),
-            EntityKind::JwtSecrets => Some("key"),
-            EntityKind::Certificates => None,
+            EntityKind::JwtSecrets | EntityKind::KeyauthCredentials => Some("key"),
+            EntityKind::BasicauthCredentials => Some("username"),
+            // `/consumers/{c}/acls/{group}` is resolved by the Admin API itself.
+            EntityKind::Certificates | EntityKind::Acls => None,
         }
     }
 }

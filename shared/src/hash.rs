@@ -11,7 +11,10 @@
 mod canonical;
 
 use crate::config::Config;
-use crate::entity::{Certificate, Consumer, JwtSecret, Plugin, Route, Service, Sni};
+use crate::entity::{
+    Acl, BasicauthCredential, Certificate, Consumer, JwtSecret, KeyauthCredential, Plugin, Route,
+    Service, Sni,
+};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -46,8 +49,12 @@ struct Rows {
     spans: Vec<(Uuid, usize, usize)>,
 }
 
-fn canonical_collections(config: &Config) -> [(&'static str, Rows); 7] {
-    [
+/// The collections in name order. The credential collections added after the
+/// first release (`acls`, `basicauth_credentials`, `keyauth_credentials`)
+/// appear only when they hold rows, so a config without them hashes as it did
+/// before they existed (and as a data plane of that release computes it).
+fn canonical_collections(config: &Config) -> Vec<(&'static str, Rows)> {
+    let mut collections = vec![
         ("certificates", canonical_rows(&config.certificates)),
         ("consumers", canonical_rows(&config.consumers)),
         ("jwt_secrets", canonical_rows(&config.jwt_secrets)),
@@ -55,7 +62,24 @@ fn canonical_collections(config: &Config) -> [(&'static str, Rows); 7] {
         ("routes", canonical_rows(&config.routes)),
         ("services", canonical_rows(&config.services)),
         ("snis", canonical_rows(&config.snis)),
-    ]
+    ];
+    if !config.acls.is_empty() {
+        collections.push(("acls", canonical_rows(&config.acls)));
+    }
+    if !config.basicauth_credentials.is_empty() {
+        collections.push((
+            "basicauth_credentials",
+            canonical_rows(&config.basicauth_credentials),
+        ));
+    }
+    if !config.keyauth_credentials.is_empty() {
+        collections.push((
+            "keyauth_credentials",
+            canonical_rows(&config.keyauth_credentials),
+        ));
+    }
+    collections.sort_unstable_by_key(|(name, _)| *name);
+    collections
 }
 
 /// Feeds the canonical document to `sink`, piece by piece.
@@ -109,7 +133,10 @@ impl_row!(
     Plugin,
     JwtSecret,
     Certificate,
-    Sni
+    Sni,
+    KeyauthCredential,
+    BasicauthCredential,
+    Acl
 );
 
 fn canonical_rows<T: Row>(rows: &[T]) -> Rows {

@@ -31,7 +31,8 @@ pub mod validation;
 
 pub use config::Config;
 pub use entity::{
-    Certificate, Consumer, EntityKind, ForeignKey, JwtSecret, Plugin, Route, Service, Sni,
+    Acl, BasicauthCredential, Certificate, Consumer, EntityKind, ForeignKey, JwtSecret,
+    KeyauthCredential, Plugin, Route, Service, Sni,
 };
 pub use plugin::PluginSpec;
 pub use validation::{FieldErrors, ValidationError};

@@ -7,16 +7,22 @@
 //! by `match`), the schema lookup and the lists announced to peers. Adding a
 //! plugin is its module under `plugin/` and one row here.
 
+mod acl;
+mod basic_auth;
 mod file_log;
 mod http_log;
+mod identity;
 mod ip_restriction;
 mod jwt;
 mod opentelemetry;
+mod key_auth;
 mod prometheus;
 mod rate_limiting;
 #[cfg(feature = "test-plugins")]
 pub mod testing;
 
+pub use acl::{Acl, AclConfig, CONSUMER_GROUPS};
+pub use basic_auth::{BasicAuth, BasicAuthConfig};
 pub use file_log::{FileLog, FileLogConfig};
 pub use http_log::{HttpLog, HttpLogConfig, HttpLogMethod, QueueConfig};
 pub use ip_restriction::{IpRestriction, IpRestrictionConfig, IpRestrictionError};
@@ -32,6 +38,7 @@ pub use prometheus::{
     Prometheus, PrometheusConfig, ProxyMetrics, RouteSeries, DEFAULT_MAX_SERIES,
     KONG_LATENCY_BUCKETS, UPSTREAM_LATENCY_BUCKETS,
 };
+pub use key_auth::{KeyAuth, KeyAuthConfig};
 pub use rate_limiting::{
     LimitBy, Period, RateLimitAlgorithm, RateLimitPolicy, RateLimiting, RateLimitingConfig,
     RateLimitingError, RedisConfig, RedisFailureMode,
@@ -164,6 +171,12 @@ macro_rules! plugin_table {
                     $( $(#[$meta])* Plugin::$variant(plugin) => plugin.log(ctx), )*
                 }
             }
+
+            pub fn reads_body(&self) -> bool {
+                match self {
+                    $( $(#[$meta])* Plugin::$variant(plugin) => plugin.reads_body(), )*
+                }
+            }
         }
     };
 }
@@ -179,6 +192,27 @@ plugin_table! {
         config: JwtConfig,
         runtime: Jwt,
         schema: jwt::subschema,
+    }
+    KeyAuth {
+        name: "key-auth",
+        priority: 1250,
+        config: KeyAuthConfig,
+        runtime: KeyAuth,
+        schema: key_auth::subschema,
+    }
+    BasicAuth {
+        name: "basic-auth",
+        priority: 1100,
+        config: BasicAuthConfig,
+        runtime: BasicAuth,
+        schema: basic_auth::subschema,
+    }
+    Acl {
+        name: "acl",
+        priority: 950,
+        config: AclConfig,
+        runtime: Acl,
+        schema: acl::subschema,
     }
     IpRestriction {
         name: "ip-restriction",

@@ -197,6 +197,13 @@ pub trait PluginRuntime: Sized + Send + Sync + std::fmt::Debug + 'static {
 
     /// Runs once the response is finished (or the client left).
     fn log(&self, _ctx: &RequestContext) {}
+
+    /// Whether this instance reads the request body in `access` (key-auth's
+    /// `key_in_body`): the proxy then reads the body before the access phase
+    /// and hands it over in [`RequestContext::body`].
+    fn reads_body(&self) -> bool {
+        false
+    }
 }
 
 /// How a plugin's typed config becomes its runtime form.

@@ -10,6 +10,7 @@
 
 mod certificate;
 mod consumer;
+mod credentials;
 pub(crate) mod engine;
 mod jwt_secret;
 mod plugin_entity;
@@ -34,6 +35,9 @@ static PLUGINS: LazyLock<Record> = LazyLock::new(plugin_entity::schema);
 static JWT_SECRETS: LazyLock<Record> = LazyLock::new(jwt_secret::schema);
 static CERTIFICATES: LazyLock<Record> = LazyLock::new(certificate::certificates);
 static SNIS: LazyLock<Record> = LazyLock::new(certificate::snis);
+static KEYAUTH_CREDENTIALS: LazyLock<Record> = LazyLock::new(credentials::keyauth_credentials);
+static BASICAUTH_CREDENTIALS: LazyLock<Record> = LazyLock::new(credentials::basicauth_credentials);
+static ACLS: LazyLock<Record> = LazyLock::new(credentials::acls);
 
 fn record(kind: EntityKind) -> &'static Record {
     match kind {
@@ -44,6 +48,9 @@ fn record(kind: EntityKind) -> &'static Record {
         EntityKind::JwtSecrets => &JWT_SECRETS,
         EntityKind::Certificates => &CERTIFICATES,
         EntityKind::Snis => &SNIS,
+        EntityKind::KeyauthCredentials => &KEYAUTH_CREDENTIALS,
+        EntityKind::BasicauthCredentials => &BASICAUTH_CREDENTIALS,
+        EntityKind::Acls => &ACLS,
     }
 }
 
@@ -77,6 +84,16 @@ pub fn coerce_form(kind: EntityKind, input: Value) -> Value {
 /// mirrored from where they are stored, as Kong echoes them.
 pub fn render_entity(kind: EntityKind, stored: &Value) -> Value {
     let mut out = stored.clone();
+    if kind == EntityKind::KeyauthCredentials {
+        // Kong shows `ttl`, the seconds left, on a key that expires.
+        if let Value::Object(map) = &mut out {
+            if let Some(at) = map.remove("expires_at").and_then(|v| v.as_i64()) {
+                let left = (at - crate::entity::now_seconds()).max(0);
+                map.insert("ttl".into(), Value::from(left));
+            }
+        }
+        return out;
+    }
     if kind != EntityKind::Plugins {
         return out;
     }

@@ -46,6 +46,9 @@ pub struct ConfigBuilder {
     plugins: Vec<Value>,
     certificates: Vec<Value>,
     snis: Vec<Value>,
+    keyauth_credentials: Vec<Value>,
+    basicauth_credentials: Vec<Value>,
+    acls: Vec<Value>,
 }
 
 /// Scope of a plugin instance: entity numbers of its route, service, consumer.
@@ -161,11 +164,41 @@ impl ConfigBuilder {
         self
     }
 
+    /// A key-auth credential `n` of consumer `consumer`.
+    pub fn key_auth(mut self, n: u128, consumer: u128, key: &str) -> Self {
+        self.keyauth_credentials.push(json!({
+            "id": uuid(n), "created_at": 1, "consumer": { "id": uuid(consumer) }, "key": key,
+            "tags": null
+        }));
+        self
+    }
+
+    /// A basic-auth credential `n` of consumer `consumer`, its password
+    /// stored as Kong's hash.
+    pub fn basic_auth(mut self, n: u128, consumer: u128, username: &str, password: &str) -> Self {
+        let hash = tollgate_shared::entity::basic_auth_password_hash(&uuid(consumer), password);
+        self.basicauth_credentials.push(json!({
+            "id": uuid(n), "created_at": 1, "consumer": { "id": uuid(consumer) },
+            "username": username, "password": hash, "tags": null
+        }));
+        self
+    }
+
+    /// Acl group membership `n` of consumer `consumer`.
+    pub fn acl(mut self, n: u128, consumer: u128, group: &str) -> Self {
+        self.acls.push(json!({
+            "id": uuid(n), "created_at": 1, "consumer": { "id": uuid(consumer) },
+            "group": group, "tags": null
+        }));
+        self
+    }
+
     pub fn build(self) -> anyhow::Result<Config> {
         let config = json!({
             "services": self.services, "routes": self.routes, "consumers": self.consumers,
             "plugins": self.plugins, "jwt_secrets": [], "certificates": self.certificates,
-            "snis": self.snis
+            "snis": self.snis, "keyauth_credentials": self.keyauth_credentials,
+            "basicauth_credentials": self.basicauth_credentials, "acls": self.acls
         });
         serde_json::from_value(config).context("test config does not deserialize")
     }

@@ -6,6 +6,7 @@
 mod e2e {
     pub mod auth_jwks;
     pub mod auth_jwt;
+    pub mod auth_keys;
     pub mod cluster_sync;
     pub mod cluster_tls;
     pub mod file_log;

@@ -35,9 +35,10 @@ fn mask_userinfo(url: &str) -> String {
 const SECRET_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "apikey"];
 
 /// A copy of `entity` with its secrets replaced by `******`: jwt `secret`,
-/// certificate keys, Redis passwords, http-log credentials, opentelemetry
-/// endpoint userinfo and every opentelemetry header value (that plugin's
-/// `headers` exist to carry a receiver's token, under any vendor's name).
+/// certificate keys, Redis passwords, http-log credentials, key-auth keys,
+/// basic-auth password hashes, opentelemetry endpoint userinfo and every
+/// opentelemetry header value (that plugin's `headers` exist to carry a
+/// receiver's token, under any vendor's name).
 pub fn redact(kind: EntityKind, entity: &Value) -> Value {
     let mut out = entity.clone();
     let Value::Object(map) = &mut out else {
@@ -45,6 +46,8 @@ pub fn redact(kind: EntityKind, entity: &Value) -> Value {
     };
     match kind {
         EntityKind::JwtSecrets => mask(map, "secret"),
+        EntityKind::KeyauthCredentials => mask(map, "key"),
+        EntityKind::BasicauthCredentials => mask(map, "password"),
         EntityKind::Certificates => {
             mask(map, "key");
             mask(map, "key_alt");
@@ -134,6 +137,16 @@ mod tests {
                 EntityKind::JwtSecrets,
                 json!({"key": "k", "secret": null}),
                 json!({"key": "k", "secret": null}),
+            ),
+            (
+                EntityKind::KeyauthCredentials,
+                json!({"key": "k", "consumer": {"id": "c"}}),
+                json!({"key": MASK, "consumer": {"id": "c"}}),
+            ),
+            (
+                EntityKind::BasicauthCredentials,
+                json!({"username": "u", "password": "h"}),
+                json!({"username": "u", "password": MASK}),
             ),
             (
                 EntityKind::Certificates,

@@ -100,7 +100,10 @@ fn summary(kind: EntityKind, entity: &Value) -> Value {
         "id".into(),
         entity.get("id").cloned().unwrap_or(Value::Null),
     );
-    if let Some(key) = kind.endpoint_key() {
+    // A key-auth key is its endpoint key and a secret: the diff (also kept
+    // in the audit log) names such credentials by id only.
+    let secret_key = kind == EntityKind::KeyauthCredentials;
+    if let Some(key) = kind.endpoint_key().filter(|_| !secret_key) {
         out.insert(key.into(), entity.get(key).cloned().unwrap_or(Value::Null));
     }
     Value::Object(out)

@@ -165,6 +165,80 @@ async fn nested_parent(
     Ok(Some((relation, id_of(&found))))
 }
 
+fn parent_id(scope: Option<&(Relation, String)>) -> Option<&str> {
+    scope.map(|(_, id)| id.as_str())
+}
+
+/// The field a non-UUID path segment names: the endpoint key, or for an acl
+/// under its consumer its `group` (Kong's `/consumers/{c}/acls/{group}`).
+fn path_key_field(kind: EntityKind, scope: Option<&(Relation, String)>) -> Option<&'static str> {
+    match (kind, scope) {
+        (EntityKind::Acls, Some(_)) => Some("group"),
+        _ => kind.endpoint_key(),
+    }
+}
+
+/// Kong's `ttl` option of key-auth credentials: seconds from now, stored as
+/// `expires_at` (0 or null: never). Kong's bounds and message.
+fn apply_ttl(kind: EntityKind, args: &mut Value) -> Result<(), ApiError> {
+    if kind != EntityKind::KeyauthCredentials {
+        return Ok(());
+    }
+    let Some(ttl) = args.as_object_mut().and_then(|map| map.remove("ttl")) else {
+        return Ok(());
+    };
+    let seconds = match &ttl {
+        Value::Null => Some(0),
+        Value::Number(n) => n.as_i64(),
+        Value::String(text) => text.parse::<i64>().ok(),
+        _ => None,
+    }
+    .filter(|t| (0..=tollgate_shared::entity::MAX_TTL).contains(t));
+    let Some(seconds) = seconds else {
+        let mut errors = tollgate_shared::FieldErrors::new();
+        errors.add("ttl", "must be an integer between 0 and 100000000");
+        return Err(ApiError::Schema(errors));
+    };
+    let expires_at = match seconds {
+        0 => Value::Null,
+        n => Value::from(tollgate_shared::entity::now_seconds() + n),
+    };
+    set_field(args, "expires_at", expires_at);
+    Ok(())
+}
+
+/// Whether a stored entity is a key-auth credential whose `ttl` ran out:
+/// Kong no longer shows it.
+fn expired(kind: EntityKind, entity: &Value) -> bool {
+    kind == EntityKind::KeyauthCredentials
+        && entity
+            .get("expires_at")
+            .and_then(Value::as_i64)
+            .is_some_and(|at| at <= tollgate_shared::entity::now_seconds())
+}
+
+/// Kong's basic-auth write transformation: a password given in this request
+/// is stored as its hash salted with the consumer's id (from the request, or
+/// the stored credential's on PATCH). Anything else is left for validation.
+fn hash_password(kind: EntityKind, args: &mut Value, existing: Option<&Value>) {
+    if kind != EntityKind::BasicauthCredentials {
+        return;
+    }
+    let consumer_of = |entity: &Value| {
+        entity
+            .get("consumer")
+            .and_then(|c| c.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let consumer = consumer_of(args).or_else(|| existing.and_then(consumer_of));
+    let (Some(consumer), Some(Value::String(password))) = (consumer, args.get("password")) else {
+        return;
+    };
+    let hashed = tollgate_shared::entity::basic_auth_password_hash(&consumer, password);
+    set_field(args, "password", Value::String(hashed));
+}
+
 /// `GET /E`, `GET /P/{p}/E`.
 pub async fn list(
     request: &AdminRequest,
@@ -216,7 +290,12 @@ pub async fn list(
             },
         )
         .await?;
-    let data: Vec<Value> = page.items.iter().map(|e| render_entity(kind, e)).collect();
+    let data: Vec<Value> = page
+        .items
+        .iter()
+        .filter(|e| !expired(kind, e))
+        .map(|e| render_entity(kind, e))
+        .collect();
     let mut body = Map::new();
     body.insert("data".into(), Value::Array(data));
     match page.next_after {
@@ -271,6 +350,8 @@ pub async fn create(
         set_field(&mut args, relation.field, json!({ "id": parent_id }));
     }
     resolve_references(&mut txn, kind, &mut args).await?;
+    hash_password(kind, &mut args, None);
+    apply_ttl(kind, &mut args)?;
     let entity = validate(kind, &args)?;
     if let Some(names) = &sni_names {
         certificates::check_names_are_free(&mut txn, names).await?;
@@ -315,8 +396,9 @@ pub async fn get(
     let entity = request
         .state
         .store
-        .find(kind, request.param(param(kind)))
+        .find_under(kind, request.param(param(kind)), parent_id(scope.as_ref()))
         .await?
+        .filter(|entity| !expired(kind, entity))
         .ok_or(ApiError::NotFound)?;
     if let Some((relation, parent_id)) = &scope {
         if !belongs_to(&entity, relation, parent_id) {
@@ -345,7 +427,7 @@ async fn put_in(
     raw: Value,
     is_form: bool,
 ) -> Result<(Option<Value>, Value), ApiError> {
-    let existing = txn.find(kind, key).await?;
+    let existing = txn.find_under(kind, key, parent_id(scope)).await?;
     if let (Some(existing), Some((relation, parent_id))) = (&existing, scope) {
         if !belongs_to(existing, relation, parent_id) {
             return Err(ApiError::NotFound);
@@ -355,7 +437,7 @@ async fn put_in(
     match parse_uuid(key) {
         Some(id) => set_field(&mut args, "id", Value::String(id)),
         None => {
-            let field = kind.endpoint_key().ok_or(ApiError::NotFound)?;
+            let field = path_key_field(kind, scope).ok_or(ApiError::NotFound)?;
             set_field(&mut args, field, Value::String(key.into()));
             match &existing {
                 Some(e) => set_field(&mut args, "id", Value::String(id_of(e))),
@@ -371,6 +453,8 @@ async fn put_in(
         set_field(&mut args, relation.field, json!({ "id": parent_id }));
     }
     resolve_references(txn, kind, &mut args).await?;
+    hash_password(kind, &mut args, None);
+    apply_ttl(kind, &mut args)?;
     let entity = validate(kind, &args)?;
     txn.upsert(kind, &entity).await?;
     Ok((existing, entity))
@@ -386,7 +470,7 @@ async fn patch_in(
     is_form: bool,
 ) -> Result<(Value, Value), ApiError> {
     let existing = txn
-        .find(kind, key)
+        .find_under(kind, key, parent_id(scope))
         .await?
         .ok_or_else(|| not_found_key(kind, key))?;
     if let Some((relation, parent_id)) = scope {
@@ -396,6 +480,8 @@ async fn patch_in(
     }
     let mut args = coerce(kind, raw, is_form, Some(&existing));
     resolve_references(txn, kind, &mut args).await?;
+    hash_password(kind, &mut args, Some(&existing));
+    apply_ttl(kind, &mut args)?;
     let mut merged = merge_entity(kind, &existing, &args);
     set_field(&mut merged, "id", Value::String(id_of(&existing)));
     if existing.get("updated_at").is_some() {
@@ -478,7 +564,8 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let mut txn = request.state.store.begin_write().await?;
     let scope = nested_parent_in(&mut txn, request, parent).await?;
-    let Some(existing) = txn.find(kind, request.param(param(kind))).await? else {
+    let key = request.param(param(kind));
+    let Some(existing) = txn.find_under(kind, key, parent_id(scope.as_ref())).await? else {
         // Nothing changes: dropping the transaction rolls the version back.
         return Ok(no_content());
     };

@@ -408,6 +408,15 @@ pub fn build(endpoints: &[Endpoint]) -> Value {
                 "description": "on POST: server names to create as SNI entities with the certificate",
             });
         }
+        if kind == EntityKind::KeyauthCredentials {
+            schema["properties"]["ttl"] = json!({
+                "type": "integer",
+                "minimum": 0,
+                "maximum": tollgate_shared::entity::MAX_TTL,
+                "nullable": true,
+                "description": "Kong's ttl: on a write, seconds until the key expires (0 or null: never); on output, the seconds left",
+            });
+        }
         schemas.insert(schema_name(kind), schema);
     }
     schemas.insert(

@@ -71,6 +71,8 @@ const PARENT: &[Method] = &[Method::GET, Method::PUT, Method::PATCH];
 pub fn collection(kind: EntityKind) -> &'static str {
     match kind {
         EntityKind::JwtSecrets => "jwts",
+        EntityKind::KeyauthCredentials => "key-auths",
+        EntityKind::BasicauthCredentials => "basic-auths",
         other => other.table_name(),
     }
 }
@@ -85,6 +87,9 @@ pub fn param(kind: EntityKind) -> &'static str {
         EntityKind::JwtSecrets => "jwt",
         EntityKind::Certificates => "certificate",
         EntityKind::Snis => "sni",
+        EntityKind::KeyauthCredentials => "key_auth",
+        EntityKind::BasicauthCredentials => "basic_auth",
+        EntityKind::Acls => "acl",
     }
 }
 
@@ -92,6 +97,8 @@ pub fn param(kind: EntityKind) -> &'static str {
 pub fn nested_collection(kind: EntityKind) -> &'static str {
     match kind {
         EntityKind::JwtSecrets => "jwt",
+        EntityKind::KeyauthCredentials => "key-auth",
+        EntityKind::BasicauthCredentials => "basic-auth",
         other => collection(other),
     }
 }

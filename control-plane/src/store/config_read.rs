@@ -59,6 +59,21 @@ pub(super) async fn read_config(
         &keyring,
         fetch(conn, EntityKind::Snis).await?,
     );
+    let keyauth_credentials = parse_later(
+        EntityKind::KeyauthCredentials,
+        &keyring,
+        fetch(conn, EntityKind::KeyauthCredentials).await?,
+    );
+    let basicauth_credentials = parse_later(
+        EntityKind::BasicauthCredentials,
+        &keyring,
+        fetch(conn, EntityKind::BasicauthCredentials).await?,
+    );
+    let acls = parse_later(
+        EntityKind::Acls,
+        &keyring,
+        fetch(conn, EntityKind::Acls).await?,
+    );
     Ok(Config {
         services: joined(services).await?,
         routes: joined(routes).await?,
@@ -67,6 +82,9 @@ pub(super) async fn read_config(
         jwt_secrets: joined(jwt_secrets).await?,
         certificates: joined(certificates).await?,
         snis: joined(snis).await?,
+        keyauth_credentials: joined(keyauth_credentials).await?,
+        basicauth_credentials: joined(basicauth_credentials).await?,
+        acls: joined(acls).await?,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Secrets at rest: with a keyring (`--secrets-key-file`), the store seals the
 //! secret fields of an entity (jwt `secret`, certificate `key`/`key_alt`, a
-//! plugin's `config.redis.password`) with AES-256-GCM before they reach the
+//! plugin's `config.redis.password`, a key-auth `key`, a basic-auth password
+//! hash) with AES-256-GCM before they reach the
 //! database, and opens them on the way out. Everything above the store sees
 //! plaintext; the database, its dumps and backups see `$tg1$<key id>$<base64>`.
 //!
@@ -146,6 +147,9 @@ fn secret_paths(kind: EntityKind) -> &'static [&'static [&'static str]] {
         EntityKind::JwtSecrets => &[&["secret"]],
         EntityKind::Certificates => &[&["key"], &["key_alt"]],
         EntityKind::Plugins => &[&["config", "redis", "password"]],
+        EntityKind::KeyauthCredentials => &[&["key"]],
+        // Kong's hash, which an offline guess could still be checked against.
+        EntityKind::BasicauthCredentials => &[&["password"]],
         _ => &[],
     }
 }

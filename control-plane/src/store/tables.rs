@@ -26,7 +26,27 @@ pub struct Table {
     pub kind: EntityKind,
     /// Top-level string fields with a UNIQUE column of the same name.
     pub unique: &'static [&'static str],
+    /// Unique fields that are secrets (a key-auth `key`): their column holds
+    /// the lowercase hex SHA-256 of the value, never the value, which is
+    /// sealed in `data` like every secret. Lookups digest what they look for.
+    pub digested: &'static [&'static str],
     pub foreign: &'static [Foreign],
+    /// Fields that together are unique (Kong's `cache_key`), kept in a
+    /// `cache_key` column as the values joined by `|` (a reference by its id,
+    /// null as empty). Empty: the table has no such column.
+    pub cache_key: &'static [&'static str],
+}
+
+impl Table {
+    /// The value stored in the column of unique field `field`.
+    pub fn column_value(&self, field: &str, value: &str) -> String {
+        if self.digested.contains(&field) {
+            use sha2::{Digest, Sha256};
+            hex::encode(Sha256::digest(value.as_bytes()))
+        } else {
+            value.to_string()
+        }
+    }
 }
 
 const fn fk(
@@ -46,6 +66,8 @@ const fn fk(
 const SERVICES: Table = Table {
     kind: EntityKind::Services,
     unique: &["name"],
+    digested: &[],
+    cache_key: &[],
     foreign: &[fk(
         "client_certificate",
         "client_certificate_id",
@@ -56,6 +78,8 @@ const SERVICES: Table = Table {
 const ROUTES: Table = Table {
     kind: EntityKind::Routes,
     unique: &["name"],
+    digested: &[],
+    cache_key: &[],
     foreign: &[fk(
         "service",
         "service_id",
@@ -66,11 +90,16 @@ const ROUTES: Table = Table {
 const CONSUMERS: Table = Table {
     kind: EntityKind::Consumers,
     unique: &["username", "custom_id"],
+    digested: &[],
+    cache_key: &[],
     foreign: &[],
 };
 const PLUGINS: Table = Table {
     kind: EntityKind::Plugins,
     unique: &["instance_name"],
+    digested: &[],
+    // One plugin of a name per scope.
+    cache_key: &["name", "route", "service", "consumer"],
     foreign: &[
         fk("route", "route_id", EntityKind::Routes, OnDelete::Cascade),
         fk(
@@ -90,6 +119,8 @@ const PLUGINS: Table = Table {
 const JWT_SECRETS: Table = Table {
     kind: EntityKind::JwtSecrets,
     unique: &["key"],
+    digested: &[],
+    cache_key: &[],
     foreign: &[fk(
         "consumer",
         "consumer_id",
@@ -100,17 +131,50 @@ const JWT_SECRETS: Table = Table {
 const CERTIFICATES: Table = Table {
     kind: EntityKind::Certificates,
     unique: &[],
+    digested: &[],
+    cache_key: &[],
     foreign: &[],
 };
 const SNIS: Table = Table {
     kind: EntityKind::Snis,
     unique: &["name"],
+    digested: &[],
+    cache_key: &[],
     foreign: &[fk(
         "certificate",
         "certificate_id",
         EntityKind::Certificates,
         OnDelete::Cascade,
     )],
+};
+
+const CONSUMER_CASCADE: &[Foreign] = &[fk(
+    "consumer",
+    "consumer_id",
+    EntityKind::Consumers,
+    OnDelete::Cascade,
+)];
+const KEYAUTH_CREDENTIALS: Table = Table {
+    kind: EntityKind::KeyauthCredentials,
+    unique: &["key"],
+    digested: &["key"],
+    cache_key: &[],
+    foreign: CONSUMER_CASCADE,
+};
+const BASICAUTH_CREDENTIALS: Table = Table {
+    kind: EntityKind::BasicauthCredentials,
+    unique: &["username"],
+    digested: &[],
+    cache_key: &[],
+    foreign: CONSUMER_CASCADE,
+};
+const ACLS: Table = Table {
+    kind: EntityKind::Acls,
+    unique: &[],
+    digested: &[],
+    // A consumer is in a group once.
+    cache_key: &["consumer", "group"],
+    foreign: CONSUMER_CASCADE,
 };
 
 /// The table of `kind`.
@@ -123,17 +187,23 @@ pub fn table(kind: EntityKind) -> &'static Table {
         EntityKind::JwtSecrets => &JWT_SECRETS,
         EntityKind::Certificates => &CERTIFICATES,
         EntityKind::Snis => &SNIS,
+        EntityKind::KeyauthCredentials => &KEYAUTH_CREDENTIALS,
+        EntityKind::BasicauthCredentials => &BASICAUTH_CREDENTIALS,
+        EntityKind::Acls => &ACLS,
     }
 }
 
 /// Parents before children: the order to insert a whole config in.
-pub const INSERT_ORDER: [EntityKind; 7] = [
+pub const INSERT_ORDER: [EntityKind; 10] = [
     EntityKind::Certificates,
     EntityKind::Snis,
     EntityKind::Services,
     EntityKind::Routes,
     EntityKind::Consumers,
     EntityKind::JwtSecrets,
+    EntityKind::KeyauthCredentials,
+    EntityKind::BasicauthCredentials,
+    EntityKind::Acls,
     EntityKind::Plugins,
 ];
 

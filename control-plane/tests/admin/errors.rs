@@ -104,9 +104,9 @@ async fn error_table(backend: Backend) {
             name: "unknown plugin",
             method: Method::POST,
             path: "/plugins",
-            body: Body::Form(vec![("name", "basic-auth")]),
+            body: Body::Form(vec![("name", "hmac-auth")]),
             status: 400,
-            expect: json!({"code": 2, "fields": {"name": "plugin 'basic-auth' not enabled; add it to the 'plugins' configuration property"}}),
+            expect: json!({"code": 2, "fields": {"name": "plugin 'hmac-auth' not enabled; add it to the 'plugins' configuration property"}}),
         },
         Case {
             name: "unknown entity",

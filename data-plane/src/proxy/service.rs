@@ -9,7 +9,8 @@
 //! Denials and gateway 5xx are counted and logged (rate-limited) on the way.
 
 use super::body::{
-    buffer_request_body, BufferError, BufferLimits, ClientBodyError, RequestBody, ResponseBody,
+    buffer_request_body, BufferError, BufferLimits, Buffered, ClientBodyError, RequestBody,
+    ResponseBody,
 };
 use super::error::ProxyError;
 use super::headers::{
@@ -441,6 +442,18 @@ async fn proxy(
     ctx.route = Some(Arc::clone(&route.entity));
     ctx.service = route.service.as_ref().map(|s| Arc::clone(&s.entity));
     start_log_facts(conn, route, &mut ctx, host.as_str());
+    let body = if route.chain.reads_body {
+        match read_body_for_plugins(conn, route, client_upgrade.is_some(), body, &mut ctx).await {
+            Ok(body) => body,
+            Err(error) => {
+                let hints = FormatHints::of(&ctx.request.headers);
+                let exit = Exit::failed(&error, hints, ctx.request.version);
+                return finish_exit(conn, exit, ctx, started);
+            }
+        }
+    } else {
+        ClientBody::Unread(body)
+    };
     if let Err(exit) = access_phase(conn, route, &mut ctx, host.as_str()).await {
         return finish_exit(conn, exit, ctx, started);
     }
@@ -642,14 +655,19 @@ async fn forward(
     conn: &ClientConn,
     route: &CompiledRoute,
     service: &CompiledService,
-    plan: UpstreamPlan,
+    mut plan: UpstreamPlan,
     resolved_ip: Option<HeaderValue>,
     ctx: &mut RequestContext,
-    body: Incoming,
+    body: ClientBody,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     started: Instant,
 ) -> Result<Response<ResponseBody>, Exit> {
     let shared = &conn.shared;
+    if let Some(query) = ctx.upstream_query.take() {
+        if let Some(uri) = with_query(&plan.uri, &query) {
+            plan.uri = uri;
+        }
+    }
     let client_version = ctx.request.version;
     let hints = FormatHints::of(&ctx.request.headers);
     let upgrade = client_upgrade.is_some();
@@ -683,19 +701,35 @@ async fn forward(
         },
     );
 
-    let body = match upstream_body(
-        conn,
-        route,
-        service,
-        upgrade,
-        &ctx.request.method,
-        body,
-        &mut headers,
-    )
-    .await
-    {
-        Ok(body) => body,
-        Err(error) => return Err(Exit::failed(&error, hints, client_version)),
+    let body = match body {
+        ClientBody::Unread(body) => match upstream_body(
+            conn,
+            route,
+            service,
+            upgrade,
+            &ctx.request.method,
+            body,
+            &mut headers,
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(error) => return Err(Exit::failed(&error, hints, client_version)),
+        },
+        ClientBody::Read(read) => {
+            let read = match ctx.body.take().filter(|_| ctx.body_replaced) {
+                Some(replaced) => RequestBody::Buffered {
+                    data: Buffered::Memory(Some(replaced)),
+                    control: None,
+                },
+                None => read,
+            };
+            if !read.is_empty() {
+                let length = read.size_hint().lower();
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            }
+            read
+        }
     };
     let mut body = body;
     if let Some(facts) = ctx.log_facts.as_mut() {
@@ -791,6 +825,75 @@ async fn forward(
     ))
 }
 
+/// The client's request body: still unread, or read before the access phase
+/// for a plugin (see [`read_body_for_plugins`]).
+enum ClientBody {
+    Unread(Incoming),
+    Read(RequestBody),
+}
+
+/// When a plugin of the route reads the request body (key-auth's
+/// `key_in_body`), the body is read completely before the access phase, as a
+/// buffering route reads it (in memory up to `--client-body-buffer-size`,
+/// spilled to a temporary file beyond), whatever the route's
+/// `request_buffering`. A body that stayed in memory is handed to the plugins
+/// in `ctx.body`; a larger one is not (Kong's `get_body` gives up on a body
+/// past the client body buffer too). Not for WebSocket upgrades or HTTP/2
+/// upstreams, whose bodies stream.
+async fn read_body_for_plugins(
+    conn: &ClientConn,
+    route: &CompiledRoute,
+    upgrade: bool,
+    body: Incoming,
+    ctx: &mut RequestContext,
+) -> Result<ClientBody, ProxyError> {
+    let streams = route
+        .service
+        .as_ref()
+        .is_none_or(|service| service.protocol.is_http2());
+    if upgrade || streams || body.is_end_stream() {
+        return Ok(ClientBody::Unread(body));
+    }
+    let read = buffer_body(conn, body).await?;
+    if let RequestBody::Buffered {
+        data: Buffered::Memory(Some(bytes)),
+        ..
+    } = &read
+    {
+        ctx.body = Some(bytes.clone());
+    }
+    Ok(ClientBody::Read(read))
+}
+
+/// Reads the whole body with the buffering limits (size, memory, spool
+/// directory, stall timeout).
+async fn buffer_body(conn: &ClientConn, body: Incoming) -> Result<RequestBody, ProxyError> {
+    let limits = &conn.shared.limits;
+    let buffer_limits = BufferLimits {
+        max: limits.max_body_size,
+        memory: limits.body_buffer_size,
+        temp_dir: &limits.body_temp_dir,
+        stall_timeout: limits.body_timeout,
+    };
+    // Boxed so that the request future stays small for bodyless requests.
+    Box::pin(buffer_request_body(body, &buffer_limits))
+        .await
+        .map_err(|error| match error {
+            BufferError::Client(client) => ProxyError::from(&client),
+            BufferError::Spool(io) => {
+                // The one failure whose cause an operator must see (a full disk…).
+                if conn.shared.log_limits.gateway_errors.admit().is_some() {
+                    tracing::error!(
+                        error = %io,
+                        dir = %limits.body_temp_dir.display(),
+                        "cannot spool a request body"
+                    );
+                }
+                ProxyError::BodyBuffer(io)
+            }
+        })
+}
+
 /// The body sent upstream. When the route buffers requests it is read
 /// completely first, before any upstream connection is taken (not for a
 /// WebSocket or an HTTP/2 upstream, whose streams cannot wait for their end);
@@ -809,29 +912,7 @@ async fn upstream_body(
     }
     let limits = &conn.shared.limits;
     if route.request_buffering && !upgrade && !service.protocol.is_http2() {
-        let buffer_limits = BufferLimits {
-            max: limits.max_body_size,
-            memory: limits.body_buffer_size,
-            temp_dir: &limits.body_temp_dir,
-            stall_timeout: limits.body_timeout,
-        };
-        // Boxed so that the request future stays small for bodyless requests.
-        let buffered = Box::pin(buffer_request_body(body, &buffer_limits))
-            .await
-            .map_err(|error| match error {
-                BufferError::Client(client) => ProxyError::from(&client),
-                BufferError::Spool(io) => {
-                    // The one failure whose cause an operator must see (a full disk…).
-                    if conn.shared.log_limits.gateway_errors.admit().is_some() {
-                        tracing::error!(
-                            error = %io,
-                            dir = %limits.body_temp_dir.display(),
-                            "cannot spool a request body"
-                        );
-                    }
-                    ProxyError::BodyBuffer(io)
-                }
-            })?;
+        let buffered = buffer_body(conn, body).await?;
         // The length is known now, whatever framing the client used.
         let length = buffered.size_hint().lower();
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
@@ -933,6 +1014,18 @@ fn upstream_uri(
         target.insert_str(0, &service.origin);
     }
     Uri::try_from(target).ok()
+}
+
+/// `uri` with its query replaced by `query` (none when empty): a plugin
+/// removed arguments (key-auth's `hide_credentials`).
+fn with_query(uri: &Uri, query: &str) -> Option<Uri> {
+    let text = uri.to_string();
+    let base = text.split_once('?').map_or(text.as_str(), |(base, _)| base);
+    if query.is_empty() {
+        Uri::try_from(base).ok()
+    } else {
+        Uri::try_from(format!("{base}?{query}")).ok()
+    }
 }
 
 /// nginx `$host`: the Host without its port, lowercased.

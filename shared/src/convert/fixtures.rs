@@ -137,7 +137,44 @@ pub(crate) fn full_config() -> Config {
         jwt_secrets: vec![jwt],
         certificates: vec![certificate],
         snis: vec![sni],
+        // Not here: the golden hashes of this fixture predate them (see
+        // `with_credentials`).
+        ..Config::default()
     }
+}
+
+/// [`full_config`] with a key-auth key, a basic-auth credential and two acl
+/// groups of its consumer.
+pub(crate) fn with_credentials() -> Config {
+    use crate::entity::{Acl, BasicauthCredential, KeyauthCredential};
+    let mut config = full_config();
+    let consumer = config.consumers[0].id;
+    config.keyauth_credentials.push(KeyauthCredential {
+        id: id(90),
+        created_at: 1_700_000_090,
+        consumer: consumer.into(),
+        key: "key-90".into(),
+        tags: Some(strings(&["auth"])),
+        expires_at: Some(1_900_000_000),
+    });
+    config.basicauth_credentials.push(BasicauthCredential {
+        id: id(91),
+        created_at: 1_700_000_091,
+        consumer: consumer.into(),
+        username: "user-91".into(),
+        password: crate::entity::basic_auth_password_hash(&consumer.to_string(), "pw"),
+        tags: None,
+    });
+    for (n, group) in [(92, "gold"), (93, "silver")] {
+        config.acls.push(Acl {
+            id: id(n),
+            created_at: 1_700_000_000 + n as i64,
+            consumer: consumer.into(),
+            group: group.into(),
+            tags: None,
+        });
+    }
+    config
 }
 
 /// Every entity type with every optional field null.

@@ -199,3 +199,12 @@ fn large_config_round_trips() {
 fn large_config_10k_round_trips() {
     assert_large_round_trip(10_000, 10_000);
 }
+
+#[test]
+fn credentials_round_trip() {
+    let config = super::fixtures::with_credentials();
+    let back = round_trip(&config);
+    assert_eq!(back, config);
+    assert_eq!(back.keyauth_credentials[0].key, "key-90");
+    assert_eq!(back.acls.len(), 2);
+}

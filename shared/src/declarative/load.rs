@@ -6,7 +6,10 @@
 use super::errors::{EntityError, EntityErrorKind, ErrorTree, FlattenedError, InvalidConfig, Seg};
 use super::{ids, route_path};
 use crate::config::Config;
-use crate::entity::{Certificate, Consumer, EntityKind, JwtSecret, Plugin, Route, Service, Sni};
+use crate::entity::{
+    basic_auth_password_hash, Acl, BasicauthCredential, Certificate, Consumer, EntityKind,
+    JwtSecret, KeyauthCredential, Plugin, Route, Service, Sni,
+};
 use crate::hash::canonical_json;
 use crate::validation::FieldErrors;
 use serde::de::DeserializeOwned;
@@ -20,18 +23,15 @@ const FORMAT_VERSIONS: [&str; 3] = ["1.1", "2.1", "3.0"];
 
 /// Entity collections of Kong's format that Tollgate does not implement. An
 /// empty or null one is accepted (tools emit them); entries are refused.
-const UNSUPPORTED: [&str; 17] = [
+const UNSUPPORTED: [&str; 14] = [
     "upstreams",
     "targets",
     "ca_certificates",
     "vaults",
     "keys",
     "key_sets",
-    "keyauth_credentials",
-    "basicauth_credentials",
     "hmacauth_credentials",
     "oauth2_credentials",
-    "acls",
     "consumer_groups",
     "filter_chains",
     "workspaces",
@@ -49,7 +49,7 @@ struct Relation {
     nested: bool,
 }
 
-const RELATIONS: [Relation; 7] = [
+const RELATIONS: [Relation; 10] = [
     Relation {
         child: EntityKind::Routes,
         field: "service",
@@ -81,6 +81,24 @@ const RELATIONS: [Relation; 7] = [
         nested: true,
     },
     Relation {
+        child: EntityKind::KeyauthCredentials,
+        field: "consumer",
+        parent: EntityKind::Consumers,
+        nested: true,
+    },
+    Relation {
+        child: EntityKind::BasicauthCredentials,
+        field: "consumer",
+        parent: EntityKind::Consumers,
+        nested: true,
+    },
+    Relation {
+        child: EntityKind::Acls,
+        field: "consumer",
+        parent: EntityKind::Consumers,
+        nested: true,
+    },
+    Relation {
         child: EntityKind::Snis,
         field: "certificate",
         parent: EntityKind::Certificates,
@@ -95,13 +113,16 @@ const RELATIONS: [Relation; 7] = [
 ];
 
 /// Parents before children, so every reference resolves against final ids.
-const RESOLVE_ORDER: [EntityKind; 7] = [
+const RESOLVE_ORDER: [EntityKind; 10] = [
     EntityKind::Certificates,
     EntityKind::Snis,
     EntityKind::Services,
     EntityKind::Routes,
     EntityKind::Consumers,
     EntityKind::JwtSecrets,
+    EntityKind::KeyauthCredentials,
+    EntityKind::BasicauthCredentials,
+    EntityKind::Acls,
     EntityKind::Plugins,
 ];
 
@@ -112,7 +133,13 @@ fn kind_for_table(table: &str) -> Option<EntityKind> {
 }
 
 fn has_updated_at(kind: EntityKind) -> bool {
-    kind != EntityKind::JwtSecrets
+    !matches!(
+        kind,
+        EntityKind::JwtSecrets
+            | EntityKind::KeyauthCredentials
+            | EntityKind::BasicauthCredentials
+            | EntityKind::Acls
+    )
 }
 
 /// The schema check applied to each entity (normally `schema::validate_entity`).
@@ -176,6 +203,9 @@ struct Built {
     jwt_secrets: Vec<(usize, JwtSecret)>,
     certificates: Vec<(usize, Certificate)>,
     snis: Vec<(usize, Sni)>,
+    keyauth_credentials: Vec<(usize, KeyauthCredential)>,
+    basicauth_credentials: Vec<(usize, BasicauthCredential)>,
+    acls: Vec<(usize, Acl)>,
 }
 
 pub(super) fn load(document: &Value, validate: Validate<'_>) -> Result<Config, InvalidConfig> {
@@ -183,6 +213,7 @@ pub(super) fn load(document: &Value, validate: Validate<'_>) -> Result<Config, I
         items: Vec::new(),
         tree: ErrorTree::new(),
         migrate_paths: false,
+        transform: true,
     };
     if let Value::Object(root) = document {
         loader.read_root(root);
@@ -201,6 +232,10 @@ struct Loader {
     items: Vec<Item>,
     tree: ErrorTree,
     migrate_paths: bool,
+    /// Kong's `_transform` (default true): basic-auth passwords in the file
+    /// are clear text and get hashed; an export says `false` because its
+    /// passwords are hashes already.
+    transform: bool,
 }
 
 impl Loader {
@@ -218,11 +253,11 @@ impl Loader {
         for (key, value) in root {
             match key.as_str() {
                 "_format_version" => {}
-                "_transform" => {
-                    if !(value.is_boolean() || value.is_null()) {
-                        self.top_error("_transform", "expected a boolean");
-                    }
-                }
+                "_transform" => match value {
+                    Value::Bool(transform) => self.transform = *transform,
+                    Value::Null => {}
+                    _ => self.top_error("_transform", "expected a boolean"),
+                },
                 "_comment" => {
                     if !(value.is_string() || value.is_null()) {
                         self.top_error("_comment", "expected a string");
@@ -437,7 +472,7 @@ impl Loader {
         let mut built = Built::default();
         for index in 0..self.items.len() {
             let item = &mut self.items[index];
-            let entity = validation_input(item, self.migrate_paths);
+            let entity = validation_input(item, self.migrate_paths, self.transform);
             let validated = match validate(item.kind, &Value::Object(entity)) {
                 Ok(validated) => validated,
                 Err(errors) => {
@@ -457,6 +492,13 @@ impl Loader {
                     typed(validated).map(|e| built.certificates.push((index, e)))
                 }
                 EntityKind::Snis => typed(validated).map(|e| built.snis.push((index, e))),
+                EntityKind::KeyauthCredentials => {
+                    typed(validated).map(|e| built.keyauth_credentials.push((index, e)))
+                }
+                EntityKind::BasicauthCredentials => {
+                    typed(validated).map(|e| built.basicauth_credentials.push((index, e)))
+                }
+                EntityKind::Acls => typed(validated).map(|e| built.acls.push((index, e))),
             };
             if let Err(message) = result {
                 item.errors.add_entity(message);
@@ -519,6 +561,30 @@ impl Loader {
             &[("key", |e| Some(format!("'{}'", e.key)))],
             |e| e.id,
         );
+        // A key-auth key is a secret: a duplicate is reported without it.
+        unique(
+            items,
+            "keyauth_credentials",
+            &built.keyauth_credentials,
+            &[("key", |e| Some(format!("'{}'", sha256_hex(&e.key))))],
+            |e| e.id,
+        );
+        unique(
+            items,
+            "basicauth_credentials",
+            &built.basicauth_credentials,
+            &[("username", |e| Some(format!("'{}'", e.username)))],
+            |e| e.id,
+        );
+        unique(
+            items,
+            "acls",
+            &built.acls,
+            &[("(consumer, group)", |e| {
+                Some(format!("('{}', '{}')", e.consumer.id, e.group))
+            })],
+            |e| e.id,
+        );
         unique(items, "certificates", &built.certificates, &[], |e| e.id);
         unique(
             items,
@@ -571,6 +637,9 @@ impl Loader {
             jwt_secrets: strip(built.jwt_secrets),
             certificates: strip(built.certificates),
             snis: strip(built.snis),
+            keyauth_credentials: strip(built.keyauth_credentials),
+            basicauth_credentials: strip(built.basicauth_credentials),
+            acls: strip(built.acls),
         };
         config.sort();
         Ok(config)
@@ -628,7 +697,7 @@ fn id_key(item: &Item, content_seen: &mut HashMap<(EntityKind, String), usize>) 
 /// The object handed to the schema: the fields as written, plus the id,
 /// timestamps fixed at [`super::DEFAULT_TIMESTAMP`] when absent (so the same file always gives the same
 /// config and hash), and references as `{"id": …}`.
-fn validation_input(item: &Item, migrate_paths: bool) -> Map<String, Value> {
+fn validation_input(item: &Item, migrate_paths: bool, transform: bool) -> Map<String, Value> {
     let mut entity = item.input.clone();
     if migrate_paths && item.kind == EntityKind::Routes {
         if let Some(Value::Array(paths)) = entity.get_mut("paths") {
@@ -662,7 +731,30 @@ fn validation_input(item: &Item, migrate_paths: bool) -> Map<String, Value> {
         };
         entity.insert(field.to_string(), json!({ "id": id.to_string() }));
     }
+    if transform && item.kind == EntityKind::BasicauthCredentials {
+        hash_password(item, &mut entity);
+    }
     entity
+}
+
+/// Kong's basic-auth write transformation: the clear password becomes its
+/// salted hash, salted with the resolved consumer id.
+fn hash_password(item: &Item, entity: &mut Map<String, Value>) {
+    let consumer = item
+        .references
+        .iter()
+        .find_map(|(field, state)| match state {
+            Reference::Resolved(id) if *field == "consumer" => Some(id.to_string()),
+            _ => None,
+        });
+    if let (Some(consumer), Some(Value::String(password))) = (consumer, entity.get("password")) {
+        let hashed = basic_auth_password_hash(&consumer, password);
+        entity.insert("password".into(), Value::String(hashed));
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 fn strip<T>(built: Vec<(usize, T)>) -> Vec<T> {

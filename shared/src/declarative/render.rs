@@ -29,6 +29,20 @@ pub fn render_value(config: &Config) -> Value {
     );
     push(
         &mut document,
+        "keyauth_credentials",
+        &sorted.keyauth_credentials,
+        &["consumer"],
+    );
+    // Hashes, not passwords: `_transform: false` keeps them from being hashed again.
+    push(
+        &mut document,
+        "basicauth_credentials",
+        &sorted.basicauth_credentials,
+        &["consumer"],
+    );
+    push(&mut document, "acls", &sorted.acls, &["consumer"]);
+    push(
+        &mut document,
         "plugins",
         &sorted.plugins,
         &["route", "service", "consumer"],

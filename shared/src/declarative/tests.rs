@@ -1038,3 +1038,82 @@ fn large_config_10k_round_trips_through_yaml() {
     assert_eq!(back, config);
     assert_eq!(config_hash(&back), config_hash(&config));
 }
+
+/// Credentials nested in their consumer and at the top level, with the
+/// basic-auth password hashed on load (Kong's `_transform`, default true)
+/// and taken as written with `_transform: false`; the export round trips.
+#[test]
+fn credentials_load_hash_and_round_trip() {
+    let file = r#"
+_format_version: "3.0"
+consumers:
+  - username: alice
+    keyauth_credentials:
+      - key: alice-key
+    basicauth_credentials:
+      - username: alice-login
+        password: s3cret
+    acls:
+      - group: gold
+keyauth_credentials:
+  - key: second-key
+    consumer: alice
+acls:
+  - group: silver
+    consumer: alice
+"#;
+    let config = parse_ok(file);
+    let alice = config.consumers[0].id;
+    assert_eq!(config.keyauth_credentials.len(), 2);
+    assert!(config
+        .keyauth_credentials
+        .iter()
+        .all(|k| k.consumer.id == alice));
+    assert_eq!(
+        config.basicauth_credentials[0].password,
+        crate::entity::basic_auth_password_hash(&alice.to_string(), "s3cret")
+    );
+    let mut groups: Vec<&str> = config.acls.iter().map(|a| a.group.as_str()).collect();
+    groups.sort_unstable();
+    assert_eq!(groups, ["gold", "silver"]);
+    // Ids are Kong's: UUID v5 of the endpoint key where there is one.
+    assert_eq!(
+        config.basicauth_credentials[0].id,
+        kong_id("basicauth_credentials", "alice-login")
+    );
+
+    let exported = render_yaml(&config);
+    assert!(exported.contains("_transform: false"));
+    let back = parse_ok(&exported);
+    assert_eq!(back, config);
+    assert_eq!(config_hash(&back), config_hash(&config));
+
+    let untransformed = file.replace(
+        "_format_version: \"3.0\"",
+        "_format_version: \"3.0\"\n_transform: false",
+    );
+    assert_eq!(
+        parse_ok(&untransformed).basicauth_credentials[0].password,
+        "s3cret"
+    );
+}
+
+#[test]
+fn credential_errors_are_placed_and_keys_not_repeated() {
+    let file = "_format_version: \"3.0\"\nconsumers:\n  - username: a\n    keyauth_credentials: [{key: k1}, {key: k1}]\n    basicauth_credentials: [{username: u}]\n    acls: [{group: g}, {group: g}]\n";
+    let error = invalid(file);
+    let fields = &error.fields;
+    let key_error = fields["consumers"][0]["keyauth_credentials"][1]
+        .as_str()
+        .unwrap();
+    assert!(key_error.starts_with("uniqueness violation: 'keyauth_credentials' entity with key"));
+    assert!(!key_error.contains("'k1'"), "{key_error}");
+    assert_eq!(
+        fields["consumers"][0]["basicauth_credentials"][0]["password"],
+        "required field missing"
+    );
+    assert!(fields["consumers"][0]["acls"][1]
+        .as_str()
+        .unwrap()
+        .contains("(consumer, group)"));
+}

@@ -369,3 +369,24 @@ fn integers_render_like_serde_json() {
         assert_eq!(direct(&value), via_value(&value), "{value}");
     }
 }
+
+#[test]
+fn credentials_enter_the_hash_only_when_present() {
+    let plain = full_config();
+    let with = crate::convert::fixtures::with_credentials();
+    assert_ne!(config_hash(&with), config_hash(&plain));
+    // Each credential collection counts, and appears in name order.
+    let mut without_acls = with.clone();
+    without_acls.acls.clear();
+    assert_ne!(config_hash(&without_acls), config_hash(&with));
+    let text = String::from_utf8(canonical_bytes(&with)).unwrap();
+    let acls = text.find("\"acls\"").unwrap();
+    let basic = text.find("\"basicauth_credentials\"").unwrap();
+    let certificates = text.find("\"certificates\"").unwrap();
+    let keys = text.find("\"keyauth_credentials\"").unwrap();
+    let plugins = text.find("\"plugins\"").unwrap();
+    assert!(acls < basic && basic < certificates && keys < plugins);
+    assert!(!String::from_utf8(canonical_bytes(&plain))
+        .unwrap()
+        .contains("acls"));
+}

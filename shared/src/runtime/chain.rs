@@ -56,6 +56,8 @@ pub struct PluginChain {
     pub steps: Vec<ChainStep>,
     /// The union of the phases of every instance in the chain.
     pub phases: Phases,
+    /// Some instance reads the request body in `access`.
+    pub reads_body: bool,
 }
 
 impl PluginChain {
@@ -209,7 +211,15 @@ impl PluginChain {
             .iter()
             .flat_map(|s| s.default.iter().chain(s.by_consumer.values()))
             .fold(Phases::NONE, |acc, i| acc.with(i.plugin.phases()));
-        PluginChain { steps, phases }
+        let reads_body = steps
+            .iter()
+            .flat_map(|s| s.default.iter().chain(s.by_consumer.values()))
+            .any(|i| i.plugin.reads_body());
+        PluginChain {
+            steps,
+            phases,
+            reads_body,
+        }
     }
 }
 

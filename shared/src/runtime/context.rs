@@ -136,6 +136,16 @@ pub struct RequestContext {
     /// Set by an authentication plugin.
     pub consumer: Option<ConsumerRef>,
     pub credential: Option<CredentialRef>,
+    /// The request body, read before the access phase when a plugin of the
+    /// route reads bodies (and it fit in the client body buffer, as Kong's
+    /// `kong.request.get_body` requires); `None` otherwise.
+    pub body: Option<bytes::Bytes>,
+    /// A plugin replaced [`RequestContext::body`] (key-auth's
+    /// `hide_credentials`): the proxy sends the new body upstream.
+    pub body_replaced: bool,
+    /// The query string sent upstream instead of the client's, when a plugin
+    /// removed arguments (key-auth's `hide_credentials`); `Some("")` sends none.
+    pub upstream_query: Option<String>,
     /// Headers added to the response sent to the client, proxied or generated.
     pub response_headers: HeaderMap,
     /// The status finally sent to the client (set before the log phase).
@@ -182,6 +192,9 @@ impl RequestContext {
             service: None,
             consumer: None,
             credential: None,
+            body: None,
+            body_replaced: false,
+            upstream_query: None,
             response_headers: HeaderMap::new(),
             status: None,
             timings: Timings::new(received),

@@ -29,6 +29,11 @@ pub(crate) fn id() -> Field {
     Field::string("id").rule(Rule::Uuid).auto(Auto::Uuid)
 }
 
+/// An optional Unix timestamp in seconds, never generated.
+pub(crate) fn timestamp_field(name: &'static str) -> Field {
+    Field::integer(name).rule(Rule::Timestamp)
+}
+
 pub(crate) fn timestamp(name: &'static str) -> Field {
     Field::integer(name)
         .rule(Rule::Timestamp)

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod consumers;
+mod credentials;
 mod forms;
 mod lengths;
 mod nulls;

@@ -6,7 +6,10 @@ use super::{CONSUMER_ID, SERVICE_ID};
 use serde_json::{json, Value};
 use tollgate_shared::schema::validate_entity;
 use tollgate_shared::EntityKind::{self, *};
-use tollgate_shared::{Certificate, Consumer, JwtSecret, Plugin, Route, Service, Sni};
+use tollgate_shared::{
+    Acl, BasicauthCredential, Certificate, Consumer, JwtSecret, KeyauthCredential, Plugin, Route,
+    Service, Sni,
+};
 
 fn typed(kind: EntityKind, value: &Value) -> Result<(), String> {
     let value = value.clone();
@@ -18,6 +21,9 @@ fn typed(kind: EntityKind, value: &Value) -> Result<(), String> {
         JwtSecrets => serde_json::from_value::<JwtSecret>(value).map(drop),
         Certificates => serde_json::from_value::<Certificate>(value).map(drop),
         Snis => serde_json::from_value::<Sni>(value).map(drop),
+        KeyauthCredentials => serde_json::from_value::<KeyauthCredential>(value).map(drop),
+        BasicauthCredentials => serde_json::from_value::<BasicauthCredential>(value).map(drop),
+        Acls => serde_json::from_value::<Acl>(value).map(drop),
     };
     result.map_err(|e| e.to_string())
 }
@@ -47,6 +53,15 @@ fn a_null_field_is_refused_or_typed() {
             Snis,
             json!({"name": "a.example", "certificate": {"id": SERVICE_ID}}),
         ),
+        (
+            KeyauthCredentials,
+            json!({"consumer": {"id": CONSUMER_ID}, "key": "k", "tags": ["t"]}),
+        ),
+        (
+            BasicauthCredentials,
+            json!({"consumer": {"id": CONSUMER_ID}, "username": "u", "password": "p"}),
+        ),
+        (Acls, json!({"consumer": {"id": CONSUMER_ID}, "group": "g"})),
     ];
     let mut untyped = Vec::new();
     for (kind, sample) in samples {
@@ -85,6 +100,10 @@ fn a_null_plugin_config_field_is_refused_or_typed() {
         ("http-log", json!({"http_endpoint": "http://x/"})),
         ("opentelemetry", json!({"traces_endpoint": "http://x/"})),
         ("prometheus", json!({})),
+        ("key-auth", json!({"anonymous": "a", "realm": "r"})),
+        ("basic-auth", json!({"anonymous": "a"})),
+        ("acl", json!({"allow": ["a"]})),
+        ("acl", json!({"deny": ["a"]})),
     ];
     let mut untyped = Vec::new();
     for (name, config) in samples {

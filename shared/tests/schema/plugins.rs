@@ -33,14 +33,14 @@ fn plugin_entity_defaults_and_unknown_plugin() {
     }
     assert!(out["id"].is_string() && out["created_at"].is_i64() && out["updated_at"].is_i64());
 
-    let (fields, message) = invalid(Plugins, json!({"name": "key-auth"}));
+    let (fields, message) = invalid(Plugins, json!({"name": "hmac-auth"}));
     assert_eq!(
         fields,
-        json!({"name": "plugin 'key-auth' not enabled; add it to the 'plugins' configuration property"})
+        json!({"name": "plugin 'hmac-auth' not enabled; add it to the 'plugins' configuration property"})
     );
     assert_eq!(
         message,
-        "schema violation (name: plugin 'key-auth' not enabled; add it to the 'plugins' configuration property)"
+        "schema violation (name: plugin 'hmac-auth' not enabled; add it to the 'plugins' configuration property)"
     );
     expect_errors(
         Plugins,
@@ -115,17 +115,23 @@ fn bundled_names_and_priorities() {
     assert_eq!(
         bundled,
         [
+            "acl",
+            "basic-auth",
             "file-log",
             "http-log",
             "ip-restriction",
             "jwt",
             "opentelemetry",
+            "key-auth",
             "prometheus",
             "rate-limiting",
         ]
     );
     let expected = [
         ("jwt", 1450),
+        ("key-auth", 1250),
+        ("basic-auth", 1100),
+        ("acl", 950),
         ("ip-restriction", 990),
         ("rate-limiting", 910),
         ("opentelemetry", 14),

@@ -46,6 +46,16 @@ fn defaults(kind: EntityKind) -> Value {
             "id": null, "created_at": null, "updated_at": null, "name": null,
             "certificate": null, "tags": null,
         }),
+        EntityKind::KeyauthCredentials => json!({
+            "id": null, "created_at": null, "consumer": null, "key": null, "tags": null,
+        }),
+        EntityKind::BasicauthCredentials => json!({
+            "id": null, "created_at": null, "consumer": null, "username": null,
+            "password": null, "tags": null,
+        }),
+        EntityKind::Acls => json!({
+            "id": null, "created_at": null, "consumer": null, "group": null, "tags": null,
+        }),
     }
 }
 
