@@ -14,8 +14,8 @@ mod http_log;
 mod identity;
 mod ip_restriction;
 mod jwt;
-mod opentelemetry;
 mod key_auth;
+mod opentelemetry;
 mod prometheus;
 mod rate_limiting;
 #[cfg(feature = "test-plugins")]
@@ -30,6 +30,7 @@ pub use jwt::{
     consumer_headers, public_key_parses, JwksEndpoint, JwksError, JwksKeys, JwksLimits, JwksLookup,
     JwksProvider, JwksSource, Jwt, JwtClaim, JwtConfig, KeyError, KeySet, NoJwks, Verifier,
 };
+pub use key_auth::{KeyAuth, KeyAuthConfig};
 pub use opentelemetry::{
     format_traceparent, parse_traceparent, sample_by_trace_id, Opentelemetry, OpentelemetryConfig,
     PropagationConfig, Traceparent,
@@ -38,7 +39,6 @@ pub use prometheus::{
     Prometheus, PrometheusConfig, ProxyMetrics, RouteSeries, DEFAULT_MAX_SERIES,
     KONG_LATENCY_BUCKETS, UPSTREAM_LATENCY_BUCKETS,
 };
-pub use key_auth::{KeyAuth, KeyAuthConfig};
 pub use rate_limiting::{
     LimitBy, Period, RateLimitAlgorithm, RateLimitPolicy, RateLimiting, RateLimitingConfig,
     RateLimitingError, RedisConfig, RedisFailureMode,
@@ -283,6 +283,16 @@ plugin_table! {
         config: testing::FaultConfig,
         runtime: testing::Fault,
         schema: testing::fault_subschema,
+    }
+    // Test-only: a row without a runtime, so that refusing a plugin this build
+    // does not run stays tested once every bundled plugin has its runtime.
+    #[cfg(feature = "test-plugins")]
+    TestUnsupported {
+        name: "tollgate-test-unsupported",
+        priority: 1,
+        config: testing::CounterConfig,
+        runtime: Unsupported,
+        schema: testing::counter_subschema,
     }
 }
 
