@@ -121,9 +121,9 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     let otlp_tls = upstream_tls.client_config(true, false);
     // http-log sends over its own connections, with Kong's `ssl_verify = false`.
     let log_tls = upstream_tls.client_config(false, false);
+    let redis = Arc::new(plugins::redis::RedisServers::with_tls(&upstream_tls));
     let pools = Arc::new(PoolRegistry::new(settings.pool.clone(), upstream_tls));
     let file_sinks = Arc::new(plugins::resources::FileSinks::default());
-    let redis = Arc::new(plugins::redis::RedisServers::with_tls(&upstream_tls));
     let proxy_metrics = Arc::new(tollgate_shared::plugin::ProxyMetrics::new(
         settings.metrics_max_series,
     ));
