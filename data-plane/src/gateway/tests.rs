@@ -42,9 +42,9 @@ fn message(version: u64, config: Config) -> pb::Snapshot {
     Snapshot::new(version, config).to_proto(1234)
 }
 
-/// A config whose plugin cannot compile: a rate limit without any limit
-/// (the schema refuses it; a config built past the schema, as a corrupt
-/// snapshot would be, meets the compile step's own check).
+/// A config whose plugin cannot compile: a rate limit without any limit,
+/// built past the Admin API's validation as a corrupt snapshot would be; the
+/// compile step validates every plugin's config again.
 fn uncompilable() -> Config {
     let mut config = config("plugins:\n  - name: rate-limiting\n    config:\n      minute: 5\n");
     config.plugins[0].config["minute"] = serde_json::Value::Null;
@@ -91,7 +91,7 @@ fn compile_errors_are_returned_and_the_old_config_keeps_serving() {
     gateway.apply_owned(message(1, config(""))).unwrap();
     let errors = gateway.apply_owned(message(2, uncompilable())).unwrap_err();
     assert!(
-        errors.iter().any(|e| e.contains("at least one limit")),
+        errors.iter().any(|e| e.contains("at least one of these fields")),
         "{errors:?}"
     );
     assert_eq!(gateway.current().meta.version, 1);

@@ -121,8 +121,8 @@ fn bundled_names_and_priorities() {
             "http-log",
             "ip-restriction",
             "jwt",
-            "opentelemetry",
             "key-auth",
+            "opentelemetry",
             "prometheus",
             "rate-limiting",
         ]

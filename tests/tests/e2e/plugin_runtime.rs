@@ -301,7 +301,7 @@ async fn plugins_this_build_does_not_run_are_refused_with_their_name() {
     let config = ConfigBuilder::new()
         .service(1, upstream, json!({}))
         .route(ROUTE_OK, Some(1), &["/ok"], json!({}))
-        .plugin(60, unsupported, json!({}), Scope::default())
+        .plugin(60, unsupported, json!({"key": "x"}), Scope::default())
         .build()
         .unwrap();
     let dp = dataplane::start(Settings::loopback(), &ConfigBuilder::new().build().unwrap())
