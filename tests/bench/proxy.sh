@@ -68,12 +68,14 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { # url
+wait_http() { # url [curl arguments, e.g. the case's -H headers]
+  local url=$1
+  shift
   for _ in $(seq 1 200); do
-    if curl -fs -o /dev/null "$1"; then return 0; fi
+    if curl -fs -o /dev/null "$@" "$url"; then return 0; fi
     sleep 0.05
   done
-  log "not answering: $1"; return 1
+  log "not answering: $url"; return 1
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
@@ -192,7 +194,7 @@ for case in $CASES; do
   routes=$(routes_of "$case")
   path="/r$((routes / 2))/bench"
   case_eval "$case" case_setup
-  mapfile -t wrk_args < <(case_eval "$case" 'printf "%s\n" "${WRK_ARGS[@]}"')
+  mapfile -t wrk_args < <(case_eval "$case" 'for arg in "${WRK_ARGS[@]}"; do printf "%s\n" "$arg"; done')
   nginx_port=$(free_port)
   write_nginx_proxy "$case" "$nginx_port"
   taskset -c 0 "$NGINX" -c "$work/proxy-$case.conf" -p "$work" &
@@ -220,10 +222,10 @@ for case in $CASES; do
     pids+=("$before_pid")
   fi
 
-  wait_http "http://127.0.0.1:$nginx_port$path"
+  wait_http "http://127.0.0.1:$nginx_port$path" "${wrk_args[@]}"
   wait_http "http://127.0.0.1:$status_port/status/ready"
-  wait_http "http://127.0.0.1:$tollgate_port$path"
-  if [ -n "$before_pid" ]; then wait_http "http://127.0.0.1:$before_port$path"; fi
+  wait_http "http://127.0.0.1:$tollgate_port$path" "${wrk_args[@]}"
+  if [ -n "$before_pid" ]; then wait_http "http://127.0.0.1:$before_port$path" "${wrk_args[@]}"; fi
 
   # Warm-up: connections, pools, caches.
   for url in "http://127.0.0.1:$nginx_port$path" "http://127.0.0.1:$tollgate_port$path" ${before_pid:+"http://127.0.0.1:$before_port$path"}; do

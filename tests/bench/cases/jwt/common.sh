@@ -21,7 +21,7 @@ print(jwt.encode({"iss": "bench-issuer", "exp": int(time.time()) + 86400}, key, 
 PY
 }
 jwt_wrk_args() {
-  WRK_ARGS=(-H "Authorization: Bearer $(cat "$work/jwt-$JWT_ALG.token" 2>/dev/null)")
+  WRK_ARGS=(-H "Authorization: Bearer $(cat "$work/jwt-$JWT_ALG.token" 2>/dev/null || true)")
 }
 # The plugin list items (after a `plugins:` line).
 jwt_plugin_items() {
