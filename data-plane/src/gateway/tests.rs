@@ -91,7 +91,9 @@ fn compile_errors_are_returned_and_the_old_config_keeps_serving() {
     gateway.apply_owned(message(1, config(""))).unwrap();
     let errors = gateway.apply_owned(message(2, uncompilable())).unwrap_err();
     assert!(
-        errors.iter().any(|e| e.contains("at least one of these fields")),
+        errors
+            .iter()
+            .any(|e| e.contains("at least one of these fields")),
         "{errors:?}"
     );
     assert_eq!(gateway.current().meta.version, 1);
