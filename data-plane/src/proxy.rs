@@ -1,5 +1,6 @@
 //! The request path of the data plane, one module per step: `server` accepts
-//! and owns client connections, `service` handles one request, `upstream`
+//! and owns client connections, `http1` serves the common HTTP/1.1 request on
+//! them (hyper serves the rest), `service` handles one request, `upstream`
 //! forwards it over pooled connections, `respond` renders everything the proxy
 //! answers itself. `headers`, `host`, `body` and `error` hold what those steps
 //! share; `conn_limit` and `log_limit` bound what an attacker can make the
@@ -11,6 +12,7 @@ pub mod conn_limit;
 pub mod error;
 pub mod headers;
 pub mod host;
+pub mod http1;
 pub mod log_limit;
 pub mod respond;
 pub mod server;

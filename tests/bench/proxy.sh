@@ -19,7 +19,8 @@
 # request is also reported relative to the plain case's when both ran.
 # Environment: DURATION (s, default 10), ROUNDS (default 3), CONNECTIONS
 # (default 32), CASES (default: every case file, plain first),
-# BASELINE_DP (optional: another tollgate-dp binary, e.g. built from the
+# TOLLGATE_DP (optional: the tollgate-dp binary to measure instead of
+# building target/release/tollgate-dp), BASELINE_DP (optional: another tollgate-dp binary, e.g. built from the
 # previous release, measured as target "before" in the same interleaved
 # rounds, so a change is judged against its own baseline in one run).
 set -euo pipefail
@@ -54,9 +55,15 @@ ensure taskset util-linux
 ensure curl curl
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-log "building tollgate-dp (release)"
-cargo build --release -q -p tollgate-data-plane --bin tollgate-dp
-TOLLGATE=target/release/tollgate-dp
+if [ -n "${TOLLGATE_DP:-}" ]; then
+  TOLLGATE=$TOLLGATE_DP
+else
+  log "building tollgate-dp (release)"
+  # The whole workspace, as `make build` does: building one package alone
+  # unifies other features and would rebuild half the dependencies.
+  cargo build --release -q --workspace --bins
+  TOLLGATE=target/release/tollgate-dp
+fi
 
 work=$(mktemp -d /tmp/tollgate-bench.XXXXXX)
 pids=()

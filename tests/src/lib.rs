@@ -7,3 +7,4 @@ pub mod cluster;
 pub mod collector;
 pub mod dataplane;
 pub mod echo;
+pub mod recorder;

@@ -19,6 +19,7 @@ mod e2e {
     pub mod proxy_hardening;
     pub mod proxy_protocols;
     pub mod proxy_security;
+    pub mod proxy_smuggling;
     pub mod proxy_upstream;
     pub mod rate_limiting;
 }

@@ -6,7 +6,7 @@
 
 use super::server::ActiveRequest;
 use super::service::LogJob;
-use super::upstream::{ConnControl, Http1Lease};
+use super::upstream::{ConnControl, Http1Lease, LeanBody, UpstreamBody};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -40,11 +40,48 @@ pub enum ClientBodyError {
 /// Error of a request body on its way upstream.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The client's request body as its connection delivers it: hyper's stream,
+/// or nothing for a request the lean HTTP/1.1 path took (it takes only
+/// requests without a body; see `proxy::http1`).
+pub enum ClientIncoming {
+    Hyper(Incoming),
+    Empty,
+}
+
+impl Body for ClientIncoming {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ClientIncoming::Hyper(body) => Pin::new(body).poll_frame(cx),
+            ClientIncoming::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientIncoming::Hyper(body) => body.is_end_stream(),
+            ClientIncoming::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientIncoming::Hyper(body) => body.size_hint(),
+            ClientIncoming::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
 /// A request body sent upstream.
 pub enum RequestBody {
     Empty,
     Streaming {
-        body: Incoming,
+        body: ClientIncoming,
         /// The connection it is being written to; told when the last byte left.
         control: Option<Arc<ConnControl>>,
         stall: StallTimer,
@@ -125,7 +162,7 @@ impl StallTimer {
 
 impl RequestBody {
     /// The client's body, streamed; `max` bytes at most (0: unlimited).
-    pub fn from_incoming(body: Incoming, stall_timeout: Duration, max: u64) -> RequestBody {
+    pub fn from_incoming(body: ClientIncoming, stall_timeout: Duration, max: u64) -> RequestBody {
         if body.is_end_stream() {
             RequestBody::Empty
         } else {
@@ -168,7 +205,7 @@ impl RequestBody {
 /// buffering), so a slow client holds its own socket but no upstream
 /// connection. A declared length above the limit is refused before reading.
 pub async fn buffer_request_body(
-    body: Incoming,
+    body: ClientIncoming,
     limits: &BufferLimits<'_>,
 ) -> Result<RequestBody, BufferError> {
     if limits.max > 0 && body.size_hint().lower() > limits.max {
@@ -389,6 +426,8 @@ enum Inner {
         body: Incoming,
         lease: Option<Http1Lease>,
     },
+    /// Read by the lean client, which hands its connection back itself.
+    Lean(LeanBody),
 }
 
 impl ResponseBody {
@@ -412,7 +451,18 @@ impl ResponseBody {
     }
 
     /// Streams the upstream body; `lease` goes back to the pool when it ends.
-    pub fn upstream(body: Incoming, lease: Option<Http1Lease>) -> ResponseBody {
+    pub fn upstream(body: UpstreamBody, lease: Option<Http1Lease>) -> ResponseBody {
+        let body = match body {
+            UpstreamBody::Hyper(body) => body,
+            UpstreamBody::Lean(body) => {
+                return ResponseBody {
+                    inner: Inner::Lean(body),
+                    log: None,
+                    sent: 0,
+                    _active: None,
+                }
+            }
+        };
         let lease = match lease {
             Some(lease) if body.is_end_stream() => {
                 lease.release();
@@ -439,12 +489,12 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let frame = ready!(this.poll_inner(cx));
         if this.log.is_some() {
@@ -459,6 +509,7 @@ impl Body for ResponseBody {
         match &self.inner {
             Inner::Full(bytes) => bytes.is_none(),
             Inner::Upstream { body, .. } => body.is_end_stream(),
+            Inner::Lean(body) => body.is_end_stream(),
         }
     }
 
@@ -468,6 +519,7 @@ impl Body for ResponseBody {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             Inner::Upstream { body, .. } => body.size_hint(),
+            Inner::Lean(body) => body.size_hint(),
         }
     }
 }
@@ -476,9 +528,12 @@ impl ResponseBody {
     fn poll_inner(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut self.inner {
             Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Lean(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|r| r.map_err(BodyError::from))),
             Inner::Upstream { body, lease } => {
                 // The leased connection feeds the body: drive it first.
                 if let Some(connection) = lease {
@@ -495,7 +550,7 @@ impl ResponseBody {
                     // The connection is in an unknown state: dropping the lease closes it.
                     Some(Err(_)) => drop(lease.take()),
                 }
-                Poll::Ready(frame)
+                Poll::Ready(frame.map(|r| r.map_err(BodyError::from)))
             }
         }
     }

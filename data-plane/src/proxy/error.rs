@@ -51,6 +51,12 @@ pub enum ProxyError {
     Upstream(#[source] hyper::Error),
     #[error("upstream sent an invalid response head")]
     InvalidResponse(#[source] hyper::Error),
+    /// The lean HTTP/1.1 client's own parse of a response head failed.
+    #[error("upstream sent an invalid response head")]
+    InvalidResponseHead,
+    /// The lean HTTP/1.1 client lost the connection (closed, reset) mid-exchange.
+    #[error("upstream connection failed")]
+    UpstreamIo(#[source] io::Error),
     #[error("upstream switched protocols unasked")]
     UnexpectedUpgrade,
     #[error("internal error: {0}")]
@@ -82,8 +88,10 @@ impl ProxyError {
             ProxyError::ConnectTimeout => "upstream_connect_timeout",
             ProxyError::Tls(_) => "upstream_tls",
             ProxyError::Timeout => "upstream_timeout",
-            ProxyError::Upstream(_) => "upstream_protocol",
-            ProxyError::InvalidResponse(_) => "upstream_invalid_header",
+            ProxyError::Upstream(_) | ProxyError::UpstreamIo(_) => "upstream_protocol",
+            ProxyError::InvalidResponse(_) | ProxyError::InvalidResponseHead => {
+                "upstream_invalid_header"
+            }
             ProxyError::UnexpectedUpgrade => "upstream_unexpected_upgrade",
             ProxyError::Internal(_) => "internal",
         }
@@ -100,12 +108,23 @@ impl ProxyError {
             ProxyError::Connect(_)
             | ProxyError::Tls(_)
             | ProxyError::Upstream(_)
+            | ProxyError::UpstreamIo(_)
             | ProxyError::InvalidResponse(_)
+            | ProxyError::InvalidResponseHead
             | ProxyError::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout | ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Internal(_) | ProxyError::BodyBuffer(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+        }
+    }
+
+    /// Classifies an I/O failure of the lean client's exchange.
+    pub fn from_io(error: io::Error) -> ProxyError {
+        if error.kind() == io::ErrorKind::TimedOut {
+            ProxyError::Timeout
+        } else {
+            ProxyError::UpstreamIo(error)
         }
     }
 
@@ -134,7 +153,10 @@ impl ProxyError {
     /// `invalid_header` is not in its default retry set), and a client's own
     /// failure would only repeat.
     pub fn may_retry_after_send(&self) -> bool {
-        matches!(self, ProxyError::Upstream(_) | ProxyError::Timeout)
+        matches!(
+            self,
+            ProxyError::Upstream(_) | ProxyError::UpstreamIo(_) | ProxyError::Timeout
+        )
     }
 
     /// Failures that happen before any byte of the request reached the upstream.

@@ -90,14 +90,28 @@ impl StaticValues {
     }
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    *name == header::CONNECTION
-        || *name == KEEP_ALIVE
-        || *name == PROXY_CONNECTION
-        || *name == header::TE
-        || *name == header::TRAILER
-        || *name == header::TRANSFER_ENCODING
-        || *name == header::UPGRADE
+/// The hop-by-hop headers (RFC 9110 §7.6.1, plus `Keep-Alive` and
+/// `Proxy-Connection` as nginx).
+static HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Which of [`HOP_BY_HOP`] `headers` holds, one bit each, found in one pass
+/// over its names (no hashing).
+fn hop_by_hop_present(headers: &HeaderMap) -> u8 {
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present |= 1 << i;
+        }
+    }
+    present
 }
 
 /// What survives of the connection-level headers when forwarding.
@@ -112,7 +126,8 @@ pub enum Keep {
 
 /// Removes hop-by-hop headers and every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
-    if !headers.keys().any(is_hop_by_hop) {
+    let present = hop_by_hop_present(headers);
+    if present == 0 {
         return;
     }
     let upgrade = headers.get(header::UPGRADE).cloned();
@@ -129,22 +144,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
         for value in &listed {
             let Ok(text) = value.to_str() else { continue };
             for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                // `close` names no header and `keep-alive` goes below anyway.
+                if token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("keep-alive") {
+                    continue;
+                }
                 if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
                     headers.remove(name);
                 }
             }
         }
     }
-    for name in [
-        header::CONNECTION,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
     match keep {
         Keep::Nothing => {}

@@ -4,8 +4,10 @@
 //! idle or slow-header connections with one lazily re-armed timer, the
 //! per-client-address connection cap, and graceful shutdown.
 
+use super::body::ClientIncoming;
 use super::conn_limit::PerIpConnections;
 use super::headers::StaticValues;
+use super::http1;
 use super::log_limit::ProxyLogLimits;
 use super::service;
 use super::LiveConfig;
@@ -19,7 +21,7 @@ use ipnet::IpNet;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -151,6 +153,9 @@ pub struct ClientConn {
     /// The TLS parameters for the log record (`request.tls`); `None` on cleartext.
     pub tls: Option<TlsFacts>,
     activity: Activity,
+    /// Graceful shutdown reached this connection: finish the request in
+    /// progress, then close (read by the lean HTTP/1.1 loop).
+    closing: AtomicBool,
 }
 
 impl ClientConn {
@@ -175,7 +180,17 @@ impl ClientConn {
             listener_port_value: HeaderValue::from(listener_port),
             tls: None,
             activity: Activity::new(),
+            closing: AtomicBool::new(false),
         }
+    }
+
+    /// Whether graceful shutdown asked this connection to close.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    fn begin_closing(&self) {
+        self.closing.store(true, Ordering::Release);
     }
 
     /// The client address after real-IP processing, and its header value when
@@ -335,15 +350,48 @@ fn refuse_over_cap(shared: &ProxyShared, peer: SocketAddr) {
     }
 }
 
+/// The service hyper calls for each request of a connection it serves.
+fn hyper_service(
+    conn: &Arc<ClientConn>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<super::body::ResponseBody>,
+    Error = std::convert::Infallible,
+    Future = impl Future<
+        Output = Result<http::Response<super::body::ResponseBody>, std::convert::Infallible>,
+    > + Send,
+> + Clone {
+    let conn = Arc::clone(conn);
+    hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+        service::handle(Arc::clone(&conn), request.map(ClientIncoming::Hyper))
+    })
+}
+
+/// Runs the lean HTTP/1.1 loop on `io`; when a request needs hyper, returns
+/// the socket with the bytes already read in front, for hyper to serve.
+async fn serve_lean<S>(io: S, conn: &Arc<ClientConn>) -> Option<TokioIo<http1::Prefixed<S>>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let lean = http1::serve(io, Arc::clone(conn));
+    match drive(lean, |_| conn.begin_closing(), conn).await? {
+        http1::Ended::Handover { io, buffered } => {
+            Some(TokioIo::new(http1::Prefixed::new(buffered, io)))
+        }
+        http1::Ended::Closed => None,
+    }
+}
+
+/// Serves a cleartext connection: the lean HTTP/1.1 loop first; hyper (HTTP/1
+/// or h2c by prior knowledge) from the first request the lean loop leaves.
 async fn serve_plain(stream: TcpStream, peer: SocketAddr, port: u16, shared: &Arc<ProxyShared>) {
     let conn = Arc::new(ClientConn::new(Arc::clone(shared), peer, port, false, None));
-    let service = {
-        let conn = Arc::clone(&conn);
-        hyper::service::service_fn(move |request| service::handle(Arc::clone(&conn), request))
+    let Some(io) = serve_lean(stream, &conn).await else {
+        return;
     };
     let connection = shared
         .auto
-        .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        .serve_connection_with_upgrades(io, hyper_service(&conn));
     drive(connection, |c| c.graceful_shutdown(), &conn).await;
 }
 
@@ -374,24 +422,32 @@ async fn serve_tls(
     let mut conn = ClientConn::new(Arc::clone(shared), peer, port, true, sni);
     conn.tls = facts;
     let conn = Arc::new(conn);
-    let service = {
-        let conn = Arc::clone(&conn);
-        hyper::service::service_fn(move |request| service::handle(Arc::clone(&conn), request))
-    };
-    let io = TokioIo::new(tls);
     if h2 {
-        let connection = shared.http2.serve_connection(io, service);
+        let connection = shared
+            .http2
+            .serve_connection(TokioIo::new(tls), hyper_service(&conn));
         drive(connection, |c| c.graceful_shutdown(), &conn).await;
-    } else {
-        let connection = shared.http1.serve_connection(io, service).with_upgrades();
-        drive(connection, |c| c.graceful_shutdown(), &conn).await;
+        return;
     }
+    let Some(io) = serve_lean(tls, &conn).await else {
+        return;
+    };
+    let connection = shared
+        .http1
+        .serve_connection(io, hyper_service(&conn))
+        .with_upgrades();
+    drive(connection, |c| c.graceful_shutdown(), &conn).await;
 }
 
 /// Runs a connection to its end: finishes it gracefully on shutdown, and
 /// drops it when it stayed without a request in progress for the header
 /// timeout (idle keep-alive, or a request head that is too slow to arrive).
-async fn drive<C: Future>(connection: C, graceful: fn(Pin<&mut C>), conn: &ClientConn) {
+/// The connection's own result, or `None` when the watchdog closed it.
+async fn drive<C: Future>(
+    connection: C,
+    mut graceful: impl FnMut(Pin<&mut C>),
+    conn: &ClientConn,
+) -> Option<C::Output> {
     let timeout = conn.shared.limits.header_timeout;
     let observer = conn.shared.shutdown.clone();
     let mut shutdown = conn.shared.shutdown.clone();
@@ -404,8 +460,8 @@ async fn drive<C: Future>(connection: C, graceful: fn(Pin<&mut C>), conn: &Clien
     let mut shutdown_registered = false;
     let mut watchdog_registered = false;
     std::future::poll_fn(|cx| {
-        if connection.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(());
+        if let Poll::Ready(output) = connection.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
         }
         if !draining
             && (!shutdown_registered || observer.is_triggered())
@@ -413,15 +469,15 @@ async fn drive<C: Future>(connection: C, graceful: fn(Pin<&mut C>), conn: &Clien
         {
             draining = true;
             graceful(connection.as_mut());
-            if connection.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
+            if let Poll::Ready(output) = connection.as_mut().poll(cx) {
+                return Poll::Ready(Some(output));
             }
         }
         shutdown_registered = true;
         while !watchdog_registered || watchdog.is_elapsed() {
             if watchdog.is_elapsed() {
                 match conn.activity.idle_deadline(timeout) {
-                    Some(deadline) if deadline <= Instant::now() => return Poll::Ready(()),
+                    Some(deadline) if deadline <= Instant::now() => return Poll::Ready(None),
                     Some(deadline) => watchdog.as_mut().reset(deadline),
                     None => watchdog.as_mut().reset(Instant::now() + timeout),
                 }

@@ -9,8 +9,8 @@
 //! Denials and gateway 5xx are counted and logged (rate-limited) on the way.
 
 use super::body::{
-    buffer_request_body, BufferError, BufferLimits, Buffered, ClientBodyError, RequestBody,
-    ResponseBody,
+    buffer_request_body, BufferError, BufferLimits, Buffered, ClientBodyError, ClientIncoming,
+    RequestBody, ResponseBody,
 };
 use super::error::ProxyError;
 use super::headers::{
@@ -30,7 +30,6 @@ use futures_util::FutureExt;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -86,7 +85,7 @@ fn closing(mut reply: Reply, version: Version) -> Reply {
 /// Entry point for every request of a client connection.
 pub async fn handle(
     conn: Arc<ClientConn>,
-    mut request: Request<Incoming>,
+    mut request: Request<ClientIncoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let active = ActiveRequest::begin(&conn);
@@ -108,7 +107,10 @@ pub async fn handle(
 // `Exit` is large but built only when a request ends early; boxing it
 // would allocate for every rejection.
 #[allow(clippy::result_large_err)]
-fn head_checks(conn: &ClientConn, request: &mut Request<Incoming>) -> Result<RequestHost, Exit> {
+fn head_checks(
+    conn: &ClientConn,
+    request: &mut Request<ClientIncoming>,
+) -> Result<RequestHost, Exit> {
     if let Some(reply) = head_rejection(conn, request) {
         return Err(Exit::new(reply, request.headers()));
     }
@@ -214,7 +216,7 @@ fn note_denial(
 /// What is refused from the request head alone: a target or header block
 /// over the limits (414, 431) and a transfer coding other than `chunked`
 /// (501, as nginx). The connection is closed after the answer.
-fn head_rejection(conn: &ClientConn, request: &Request<Incoming>) -> Option<Reply> {
+fn head_rejection(conn: &ClientConn, request: &Request<ClientIncoming>) -> Option<Reply> {
     let limits = &conn.shared.limits;
     let target_len = request
         .uri()
@@ -406,7 +408,7 @@ fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody
 /// The whole request after the head checks, phase by phase.
 async fn proxy(
     conn: &ClientConn,
-    mut request: Request<Incoming>,
+    mut request: Request<ClientIncoming>,
     host: RequestHost,
     request_id: HeaderValue,
     started: Instant,
@@ -677,6 +679,11 @@ async fn forward(
     } else {
         std::mem::take(&mut ctx.request.headers)
     };
+    // A message framed by Transfer-Encoding ignores its Content-Length, and a
+    // proxy must not forward that stale length (RFC 9112 §6.3).
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     let keep = if upgrade {
         Keep::Upgrade
     } else if service.protocol.is_http2() {
@@ -828,7 +835,7 @@ async fn forward(
 /// The client's request body: still unread, or read before the access phase
 /// for a plugin (see [`read_body_for_plugins`]).
 enum ClientBody {
-    Unread(Incoming),
+    Unread(ClientIncoming),
     Read(RequestBody),
 }
 
@@ -844,7 +851,7 @@ async fn read_body_for_plugins(
     conn: &ClientConn,
     route: &CompiledRoute,
     upgrade: bool,
-    body: Incoming,
+    body: ClientIncoming,
     ctx: &mut RequestContext,
 ) -> Result<ClientBody, ProxyError> {
     let streams = route
@@ -867,7 +874,7 @@ async fn read_body_for_plugins(
 
 /// Reads the whole body with the buffering limits (size, memory, spool
 /// directory, stall timeout).
-async fn buffer_body(conn: &ClientConn, body: Incoming) -> Result<RequestBody, ProxyError> {
+async fn buffer_body(conn: &ClientConn, body: ClientIncoming) -> Result<RequestBody, ProxyError> {
     let limits = &conn.shared.limits;
     let buffer_limits = BufferLimits {
         max: limits.max_body_size,
@@ -904,7 +911,7 @@ async fn upstream_body(
     service: &CompiledService,
     upgrade: bool,
     method: &Method,
-    body: Incoming,
+    body: ClientIncoming,
     headers: &mut HeaderMap,
 ) -> Result<RequestBody, ProxyError> {
     if body.is_end_stream() {
@@ -1127,7 +1134,7 @@ async fn upgrade_exchange(
         });
     }
     Ok(UpstreamResponse {
-        response,
+        response: response.map(upstream::UpstreamBody::Hyper),
         lease: None,
         connected_at: None,
     })

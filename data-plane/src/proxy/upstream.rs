@@ -1,17 +1,20 @@
 //! Sends one request to a service's upstream over a pooled connection, with
 //! Kong's per-try timeouts and `retries` (kong-compat §2.8): a try that failed
 //! before the request left is always retried; one that failed after is retried
-//! only for an idempotent request without a body, re-sent from a copy, only
-//! on a new connection or one idle long enough to be closing (a hot keep-alive
-//! connection failing mid-exchange is answered 502 rather than copying every
-//! request head up front), and never when the upstream answered an invalid
-//! response (nginx's `invalid_header` is not in its default retry set).
+//! only for an idempotent request without a body (sent by the lean client,
+//! which only borrows the request, so a retry needs no copy), only on a new
+//! connection or one idle long enough to be closing (a hot keep-alive
+//! connection failing mid-exchange is answered 502), and never when the
+//! upstream answered an invalid response (nginx's `invalid_header` is not in
+//! its default retry set). Requests with a body go through hyper's client.
 //! Each retried try is recorded (`FailedTry`) for the request's trace spans.
 
 mod io;
+mod lean;
 mod pool;
 
 pub use io::ConnControl;
+pub use lean::LeanBody;
 pub use pool::{HostPool, Http1Lease, PoolKey, PoolRegistry, Timeouts, UpstreamProtocol};
 
 use super::body::RequestBody;
@@ -55,10 +58,18 @@ impl tollgate_shared::compile::BindUpstream for PoolRegistry {
     }
 }
 
-/// The upstream's response head and body, and the connection to give back
-/// when the body ends (HTTP/1.1 only).
+/// An upstream response body: read by hyper (HTTP/2, requests with a body,
+/// upgrades) or by the lean HTTP/1.1 client (bodyless requests).
+pub enum UpstreamBody {
+    Hyper(Incoming),
+    Lean(LeanBody),
+}
+
+/// The upstream's response head and body, and the hyper connection to give
+/// back when the body ends (HTTP/1.1 with hyper only; a lean body returns
+/// its connection itself).
 pub struct UpstreamResponse {
-    pub response: Response<Incoming>,
+    pub response: Response<UpstreamBody>,
     pub lease: Option<Http1Lease>,
     /// When the connection that carried the exchange was ready (for the
     /// request's timings; `None` for an upgrade's dedicated connection).
@@ -72,34 +83,6 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// A bodyless request's head, kept to re-send it after a failed try.
-struct Replay {
-    method: Method,
-    uri: http::Uri,
-    version: http::Version,
-    headers: http::HeaderMap,
-}
-
-impl Replay {
-    fn of(request: &Request<RequestBody>) -> Replay {
-        Replay {
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            version: request.version(),
-            headers: request.headers().clone(),
-        }
-    }
-
-    fn into_request(self) -> Request<RequestBody> {
-        let mut request = Request::new(RequestBody::Empty);
-        *request.method_mut() = self.method;
-        *request.uri_mut() = self.uri;
-        *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers;
-        request
-    }
-}
-
 /// Records a try that failed and is about to be retried.
 fn note_retry(failed: &mut Vec<FailedTry>, started: tokio::time::Instant, error: &ProxyError) {
     failed.push(FailedTry {
@@ -107,6 +90,27 @@ fn note_retry(failed: &mut Vec<FailedTry>, started: tokio::time::Instant, error:
         ended: std::time::Instant::now(),
         error: error.label(),
     });
+}
+
+/// Takes one of the tries left for a try that failed with `error`, recording
+/// it; `false` when none is left.
+fn retry(
+    tries_left: &mut u32,
+    failed: &mut Vec<FailedTry>,
+    started: tokio::time::Instant,
+    error: &ProxyError,
+) -> bool {
+    if *tries_left == 0 {
+        return false;
+    }
+    note_retry(failed, started, error);
+    *tries_left -= 1;
+    tracing::debug!(
+        error = error.label(),
+        tries_left = *tries_left,
+        "retrying upstream"
+    );
+    true
 }
 
 /// Sends `request` with the target's retries; every try that failed and was
@@ -118,8 +122,55 @@ pub async fn forward(
 ) -> Result<UpstreamResponse, ProxyError> {
     if target.pool.key().protocol.is_http2() {
         forward_http2(target, request, failed).await
+    } else if request.body().is_empty() {
+        forward_lean(target, request, failed).await
     } else {
         forward_http1(target, request, failed).await
+    }
+}
+
+/// A bodyless HTTP/1.1 request through the lean client, with the same retry
+/// rules as hyper's path; the request is only borrowed by each try, so a
+/// retry needs no copy of it.
+async fn forward_lean(
+    target: &UpstreamTarget,
+    request: Request<RequestBody>,
+    failed: &mut Vec<FailedTry>,
+) -> Result<UpstreamResponse, ProxyError> {
+    let replayable = is_idempotent(request.method());
+    let mut tries_left = target.retries;
+    loop {
+        let started = tokio::time::Instant::now();
+        let lease = match target.pool.checkout_lean(&target.timeouts).await {
+            Ok(lease) => lease,
+            Err(error)
+                if error.is_before_send() && retry(&mut tries_left, failed, started, &error) =>
+            {
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        let connected_at = tokio::time::Instant::now();
+        let may_fail_after_send = lease.may_fail_after_send;
+        let error = match lean::exchange(lease.conn, &target.pool, &request).await {
+            Ok(response) => {
+                return Ok(UpstreamResponse {
+                    response: response.map(UpstreamBody::Lean),
+                    lease: None,
+                    connected_at: Some(connected_at),
+                })
+            }
+            Err(lean::Failure::Unsent(error)) => error,
+            Err(lean::Failure::AfterSend(error))
+                if replayable && may_fail_after_send && error.may_retry_after_send() =>
+            {
+                error
+            }
+            Err(lean::Failure::AfterSend(error)) => return Err(error),
+        };
+        if !retry(&mut tries_left, failed, started, &error) {
+            return Err(error);
+        }
     }
 }
 
@@ -128,23 +179,19 @@ async fn forward_http1(
     mut request: Request<RequestBody>,
     failed: &mut Vec<FailedTry>,
 ) -> Result<UpstreamResponse, ProxyError> {
-    let replayable = request.body().is_empty() && is_idempotent(request.method());
     let mut tries_left = target.retries;
     loop {
         let started = tokio::time::Instant::now();
         let mut lease = match target.pool.checkout_http1(&target.timeouts).await {
             Ok(lease) => lease,
-            Err(error) if error.is_before_send() && tries_left > 0 => {
-                note_retry(failed, started, &error);
-                tries_left -= 1;
-                tracing::debug!(error = error.label(), tries_left, "retrying upstream");
+            Err(error)
+                if error.is_before_send() && retry(&mut tries_left, failed, started, &error) =>
+            {
                 continue;
             }
             Err(error) => return Err(error),
         };
         let connected_at = tokio::time::Instant::now();
-        let replay = (replayable && tries_left > 0 && lease.may_fail_after_send)
-            .then(|| Replay::of(&request));
         request.body_mut().attach(&lease.control);
         let exchange = lease.sender.try_send_request(request);
         let mut exchange = std::pin::pin!(exchange);
@@ -171,7 +218,7 @@ async fn forward_http1(
         match outcome {
             Ok(response) => {
                 return Ok(UpstreamResponse {
-                    response,
+                    response: response.map(UpstreamBody::Hyper),
                     lease,
                     connected_at: Some(connected_at),
                 })
@@ -179,18 +226,15 @@ async fn forward_http1(
             Err(mut failure) => {
                 let unsent = failure.take_message();
                 let error = ProxyError::from_hyper(failure.into_error());
-                let next = match (unsent, replay) {
-                    (Some(unsent), _) => unsent,
-                    (None, Some(replay)) if error.may_retry_after_send() => replay.into_request(),
-                    (None, _) => return Err(error),
+                // A body cannot be sent twice: only a request hyper never
+                // started writing goes again.
+                let Some(unsent) = unsent else {
+                    return Err(error);
                 };
-                if tries_left == 0 {
+                if !retry(&mut tries_left, failed, started, &error) {
                     return Err(error);
                 }
-                note_retry(failed, started, &error);
-                tries_left -= 1;
-                tracing::debug!(error = error.label(), tries_left, "retrying upstream");
-                request = next;
+                request = unsent;
             }
         }
     }
@@ -219,7 +263,7 @@ async fn forward_http2(
             Err(_) => return Err(ProxyError::Timeout),
             Ok(Ok(response)) => {
                 return Ok(UpstreamResponse {
-                    response,
+                    response: response.map(UpstreamBody::Hyper),
                     lease: None,
                     connected_at: Some(connected_at),
                 })

@@ -3,11 +3,15 @@
 //! service pointing there and kept across config swaps through the
 //! [`PoolRegistry`]. HTTP/1.1 connections are leased one request at a time
 //! (LIFO idle list with a cap and an idle timeout) and have no task of their
-//! own: the request that leases one drives it (see [`Http1Lease`]), so an
-//! exchange costs no wake-ups of a separate connection task. HTTP/2 (gRPC)
+//! own: the request that leases one drives it, so an exchange costs no
+//! wake-ups of a separate connection task. They park as bare sockets, which
+//! the lean client ([`LeanLease`]) or hyper's client ([`Http1Lease`], for a
+//! request with a body) takes up, so both kinds of request reuse the same
+//! keep-alive connections. HTTP/2 (gRPC)
 //! connections are shared by concurrent requests and run as tasks.
 
 use super::io::{ConnControl, Stream, UpstreamIo};
+use super::lean::LeanConn;
 use super::RequestBody;
 use crate::proxy::error::ProxyError;
 use crate::settings::PoolSettings;
@@ -116,17 +120,25 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// hyper's HTTP/1.1 client connection state machine over our socket.
 pub type Http1Connection = http1::Connection<TokioIo<UpstreamIo>, RequestBody>;
 
+/// A parked HTTP/1.1 connection: the bare socket, which either client (the
+/// lean one, or hyper's for a request with a body) takes up for one request.
 struct IdleConn {
-    sender: http1::SendRequest<RequestBody>,
-    connection: Pin<Box<Http1Connection>>,
-    control: Arc<ConnControl>,
+    conn: LeanConn,
     since: Instant,
+}
+
+/// A connection leased to the lean client for one request.
+pub struct LeanLease {
+    pub conn: LeanConn,
+    /// As [`Http1Lease::may_fail_after_send`].
+    pub may_fail_after_send: bool,
 }
 
 pub struct HostPool {
     key: PoolKey,
     literal_ip: Option<IpAddr>,
     tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// Idle HTTP/1.1 sockets, most recently used last.
     idle: Mutex<Vec<IdleConn>>,
     shared_h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
     settings: PoolSettings,
@@ -139,10 +151,11 @@ impl std::fmt::Debug for HostPool {
     }
 }
 
-/// An HTTP/1.1 connection leased for one request. Whoever holds it drives it
-/// ([`Http1Lease::poll_connection`]) while waiting for the response and while
-/// streaming its body; [`Http1Lease::release`] gives it back once the
-/// response ended; dropping it closes the connection.
+/// An HTTP/1.1 connection leased to hyper's client for one request (one with
+/// a body). Whoever holds it drives it ([`Http1Lease::poll_connection`])
+/// while waiting for the response and while streaming its body;
+/// [`Http1Lease::release`] gives the socket back once the response ended;
+/// dropping it closes the connection.
 pub struct Http1Lease {
     pub sender: http1::SendRequest<RequestBody>,
     connection: Pin<Box<Http1Connection>>,
@@ -161,14 +174,26 @@ impl Http1Lease {
         self.connection.as_mut().poll(cx)
     }
 
-    pub fn release(self) {
+    /// Takes the socket back from hyper and parks it, unless hyper holds
+    /// bytes it read beyond the response or will not keep the connection.
+    pub fn release(mut self) {
+        if self.sender.is_closed() {
+            return;
+        }
+        // One poll lets hyper finish the exchange: a response that ends the
+        // connection (`Connection: close`, HTTP/1.0) makes it complete here.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if self.connection.as_mut().poll(&mut cx).is_ready() {
+            return;
+        }
+        drop(self.sender);
+        let parts = Pin::into_inner(self.connection).into_parts();
+        if !parts.read_buf.is_empty() {
+            return;
+        }
         self.control.set_awaiting_response(false);
-        self.pool.put(IdleConn {
-            sender: self.sender,
-            connection: self.connection,
-            control: self.control,
-            since: Instant::now(),
-        });
+        let conn = LeanConn::new(parts.io.into_inner(), self.control);
+        self.pool.put(conn);
     }
 }
 
@@ -177,42 +202,87 @@ impl HostPool {
         &self.key
     }
 
-    /// An idle connection if a usable one exists, else a new one.
-    pub async fn checkout_http1(
-        self: &Arc<Self>,
-        timeouts: &Timeouts,
-    ) -> Result<Http1Lease, ProxyError> {
-        while let Some(mut idle) = self.pop_idle() {
+    /// A parked socket that is still usable, if any.
+    async fn pop_usable(&self) -> Option<(LeanConn, Duration)> {
+        loop {
+            let mut idle = lock(&self.idle).pop()?;
             let idle_for = idle.since.elapsed();
             if idle_for >= self.settings.idle_timeout {
                 continue;
             }
-            // Nobody drove the connection while it was parked: let it handle
-            // what arrived meanwhile (most likely the upstream closing it).
-            let ended = std::future::poll_fn(|cx| {
-                Poll::Ready(idle.connection.as_mut().poll(cx).is_ready())
-            })
-            .await;
-            if ended || !idle.sender.is_ready() {
-                continue;
+            // Nobody read the socket while it was parked: it must be silent
+            // and open (an upstream closing it is the usual exception).
+            let open = std::future::poll_fn(|cx| Poll::Ready(idle.conn.poll_still_open(cx))).await;
+            if open {
+                return Some((idle.conn, idle_for));
             }
-            idle.control.configure(timeouts.read, timeouts.write);
-            return Ok(Http1Lease {
-                sender: idle.sender,
-                connection: idle.connection,
-                control: idle.control,
-                may_fail_after_send: idle_for >= STALE_AFTER,
-                pool: Arc::clone(self),
-            });
         }
-        let (sender, connection, control) = self.connect_http1(timeouts).await?;
+    }
+
+    /// A connection for hyper's client: an idle socket taken up by a new
+    /// hyper connection state (no I/O for HTTP/1), else a new connection.
+    pub async fn checkout_http1(
+        self: &Arc<Self>,
+        timeouts: &Timeouts,
+    ) -> Result<Http1Lease, ProxyError> {
+        let (conn, may_fail_after_send) = match self.pop_usable().await {
+            Some((conn, idle_for)) => (conn, idle_for >= STALE_AFTER),
+            None => (self.connect_lean(timeouts).await?, true),
+        };
+        conn.control().configure(timeouts.read, timeouts.write);
+        let (io, control) = conn.into_io();
+        let (sender, connection) = http1::Builder::new()
+            .max_buf_size(128 * 1024)
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(ProxyError::Upstream)?;
         Ok(Http1Lease {
             sender,
             connection: Box::pin(connection),
             control,
-            may_fail_after_send: true,
+            may_fail_after_send,
             pool: Arc::clone(self),
         })
+    }
+
+    /// A connection for the lean client: an idle socket, else a new one.
+    pub async fn checkout_lean(&self, timeouts: &Timeouts) -> Result<LeanLease, ProxyError> {
+        if let Some((conn, idle_for)) = self.pop_usable().await {
+            conn.control().configure(timeouts.read, timeouts.write);
+            return Ok(LeanLease {
+                conn,
+                may_fail_after_send: idle_for >= STALE_AFTER,
+            });
+        }
+        Ok(LeanLease {
+            conn: self.connect_lean(timeouts).await?,
+            may_fail_after_send: true,
+        })
+    }
+
+    async fn connect_lean(&self, timeouts: &Timeouts) -> Result<LeanConn, ProxyError> {
+        let stream = self.connect_stream(timeouts).await?;
+        let control = Arc::new(ConnControl::new(timeouts.read, timeouts.write));
+        let io = UpstreamIo::new(stream, Arc::clone(&control));
+        Ok(LeanConn::new(io, control))
+    }
+
+    /// Parks a socket whose last response ended cleanly.
+    pub fn put(self: &Arc<Self>, conn: LeanConn) {
+        let now_idle = {
+            let mut idle = lock(&self.idle);
+            if idle.len() >= self.settings.max_idle_per_upstream {
+                return;
+            }
+            idle.push(IdleConn {
+                conn,
+                since: Instant::now(),
+            });
+            idle.len()
+        };
+        if now_idle == 1 {
+            self.ensure_reaper();
+        }
     }
 
     /// A connection of its own for a protocol upgrade (WebSocket): never
@@ -228,27 +298,6 @@ impl HostPool {
             }
         });
         Ok((sender, control))
-    }
-
-    fn pop_idle(&self) -> Option<IdleConn> {
-        lock(&self.idle).pop()
-    }
-
-    fn put(self: &Arc<Self>, conn: IdleConn) {
-        if conn.sender.is_closed() {
-            return;
-        }
-        let now_idle = {
-            let mut idle = lock(&self.idle);
-            if idle.len() >= self.settings.max_idle_per_upstream {
-                return;
-            }
-            idle.push(conn);
-            idle.len()
-        };
-        if now_idle == 1 {
-            self.ensure_reaper();
-        }
     }
 
     /// Closes idle connections past the idle timeout. The reaper task exists
@@ -287,7 +336,7 @@ impl HostPool {
     fn reap(&self) -> usize {
         let timeout = self.settings.idle_timeout;
         let mut idle = lock(&self.idle);
-        idle.retain(|c| !c.sender.is_closed() && c.since.elapsed() < timeout);
+        idle.retain(|c| c.since.elapsed() < timeout);
         idle.len()
     }
 
