@@ -1,7 +1,8 @@
 //! End-to-end: key-auth, basic-auth and acl through a real data plane, as a
 //! client and the upstream see them: Kong's 401/403 bodies and challenges,
 //! the consumer headers (never from the client), `hide_credentials`,
-//! `anonymous` (Kong's logical OR), acl groups with `X-Consumer-Groups`, and
+//! `anonymous` (Kong's logical OR), acl groups with `X-Consumer-Groups` (and
+//! authenticated groups with `X-Authenticated-Groups`), and
 //! a rate limit scoped to the consumer key-auth identified.
 
 use serde_json::{json, Value};
@@ -291,6 +292,49 @@ async fn key_auth_in_the_body() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.upstream_header("x-consumer-username"), "carol");
     assert_eq!(upstream_body(&reply), "apikey=alice-key&x=1");
+
+    // multipart/form-data: the part named like the key; hide_credentials
+    // cuts that part and sends the others byte for byte.
+    const MULTIPART: &str = "multipart/form-data; boundary=XyZ";
+    let part = |headers: &str, value: &str| format!("--XyZ\r\n{headers}\r\n\r\n{value}\r\n");
+    let field = |name: &str| format!("Content-Disposition: form-data; name=\"{name}\"");
+    let file = format!(
+        "{}; filename=\"f.txt\"\r\nContent-Type: text/plain",
+        field("file")
+    );
+    let kept = format!(
+        "{}{}--XyZ--\r\n",
+        part(&field("a"), "1"),
+        part(&file, "file body\r\n--XyZ is not a delimiter here")
+    );
+    let body = format!(
+        "{}{}{}--XyZ--\r\n",
+        part(&field("a"), "1"),
+        part(&field("apikey"), "alice-key"),
+        part(&file, "file body\r\n--XyZ is not a delimiter here")
+    );
+    let reply = post(proxy, "/hidden", MULTIPART, &body, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.upstream_header("x-consumer-username"), "alice");
+    assert_eq!(upstream_body(&reply), kept);
+    assert_eq!(
+        reply.upstream_header("content-length"),
+        kept.len().to_string()
+    );
+    let reply = post(proxy, "/visible", MULTIPART, &body, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(upstream_body(&reply), body);
+    let twice = format!(
+        "{}{}--XyZ--\r\n",
+        part(&field("apikey"), "alice-key"),
+        part(&field("apikey"), "dave-key")
+    );
+    let reply = post(proxy, "/hidden", MULTIPART, &twice, &[]).await;
+    assert_error(&reply, 401, "Duplicate API key found");
+    // A body that is not well formed (no closing delimiter) yields no key.
+    let unclosed = part(&field("apikey"), "alice-key");
+    let reply = post(proxy, "/hidden", MULTIPART, &unclosed, &[]).await;
+    assert_error(&reply, 401, "No API key found in request");
     dp.shutdown().await;
 }
 
@@ -400,6 +444,72 @@ async fn acl_allows_and_denies_by_the_consumers_groups() {
     // Without an authenticated consumer acl answers 401.
     let reply = get(proxy, "/open").await.unwrap();
     assert_error(&reply, 401, "Unauthorized");
+    dp.shutdown().await;
+}
+
+/// Groups another plugin authenticated (the test-fault plugin from
+/// `x-test-groups`, standing in for Kong OSS's session plugin) decide, as in
+/// Kong's acl handler, for an anonymous consumer, and for a consumer with a
+/// credential only with `always_use_authenticated_groups`; they are sent
+/// upstream as `X-Authenticated-Groups`.
+#[tokio::test]
+async fn acl_uses_authenticated_groups_as_kong_does() {
+    let upstream = echo::spawn().await.unwrap();
+    let config = people(upstream)
+        .route(10, Some(1), &["/plain"], json!({}))
+        .route(11, Some(1), &["/always"], json!({}))
+        .plugin(30, "tollgate-test-fault", json!({}), Scope::default())
+        .plugin(31, "key-auth", json!({"anonymous": "guest"}), on_route(10))
+        .plugin(32, "key-auth", json!({}), on_route(11))
+        .plugin(33, "acl", json!({"allow": ["sso"]}), on_route(10))
+        .plugin(
+            34,
+            "acl",
+            json!({"allow": ["sso"], "always_use_authenticated_groups": true}),
+            on_route(11),
+        )
+        .build()
+        .unwrap();
+    let (dp, proxy) = start(&config).await;
+
+    // Anonymous (guest, no credential): the authenticated groups decide.
+    let reply = request(proxy, "/plain", &[("x-test-groups", "sso, other")]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.upstream_header("x-consumer-username"), "guest");
+    assert_eq!(
+        reply.upstream_header("x-authenticated-groups"),
+        "sso, other"
+    );
+    let headers: &Value = &reply.json()["headers"];
+    assert!(headers.get("x-consumer-groups").is_none(), "{headers}");
+    let reply = request(proxy, "/plain", &[]).await;
+    assert_error(&reply, 401, "Unauthorized");
+    // A credential's consumer keeps its own groups (alice: gold, silver).
+    let reply = request(
+        proxy,
+        "/plain",
+        &[("apikey", "alice-key"), ("x-test-groups", "sso")],
+    )
+    .await;
+    assert_error(&reply, 403, "You cannot consume this service");
+
+    // always_use_authenticated_groups: they win over alice's own groups.
+    let reply = request(
+        proxy,
+        "/always",
+        &[("apikey", "alice-key"), ("x-test-groups", "sso")],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.upstream_header("x-authenticated-groups"), "sso");
+    // Without any, alice's groups decide; a client's own header counts for nothing.
+    let reply = request(
+        proxy,
+        "/always",
+        &[("apikey", "alice-key"), ("x-authenticated-groups", "sso")],
+    )
+    .await;
+    assert_error(&reply, 403, "You cannot consume this service");
     dp.shutdown().await;
 }
 
