@@ -305,13 +305,13 @@ async fn key_auth_in_the_body() {
     let kept = format!(
         "{}{}--XyZ--\r\n",
         part(&field("a"), "1"),
-        part(&file, "file body\r\n--XyZ is not a delimiter here")
+        part(&file, "file body\r\nline 2, --XyZ mid-line is content")
     );
     let body = format!(
         "{}{}{}--XyZ--\r\n",
         part(&field("a"), "1"),
         part(&field("apikey"), "alice-key"),
-        part(&file, "file body\r\n--XyZ is not a delimiter here")
+        part(&file, "file body\r\nline 2, --XyZ mid-line is content")
     );
     let reply = post(proxy, "/hidden", MULTIPART, &body, &[]).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
