@@ -103,6 +103,8 @@ fn openssl(args: &[&str], input: &str) -> Result<String, Box<dyn std::error::Err
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        // Key generation's progress dots.
+        .stderr(std::process::Stdio::null())
         .spawn()?;
     child
         .stdin
