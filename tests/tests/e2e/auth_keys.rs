@@ -2,7 +2,8 @@
 //! client and the upstream see them: Kong's 401/403 bodies and challenges,
 //! the consumer headers (never from the client), `hide_credentials`,
 //! `anonymous` (Kong's logical OR), acl groups with `X-Consumer-Groups` (and
-//! authenticated groups with `X-Authenticated-Groups`), and
+//! authenticated groups with `X-Authenticated-Groups`), a key-auth `ttl`
+//! key purged by a real control plane and dropped by its data plane, and
 //! a rate limit scoped to the consumer key-auth identified.
 
 use serde_json::{json, Value};
@@ -588,4 +589,84 @@ async fn consumer_scoped_rate_limit_follows_the_key_auth_consumer() {
         assert_eq!(reply.header("x-ratelimit-limit-hour"), "");
     }
     dp.shutdown().await;
+}
+
+/// Kong's `ttl` through real processes: a key created with a ttl works on
+/// the data plane until it runs out; then the control plane purges it in a
+/// write of its own, which the data plane applies, and the Admin API no
+/// longer has the row (its key can be created again).
+#[tokio::test]
+async fn a_ttl_key_is_purged_and_data_planes_get_a_config_without_it() {
+    use tollgate_tests::cluster::{
+        admin, admin_write, wait_in_sync, wait_until, ControlPlaneProcess, DataPlaneOptions,
+        DataPlaneProcess, Pki, TestDatabase,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::init(&dir.path().join("pki")).unwrap();
+    let db = TestDatabase::create().await.unwrap();
+    let upstream = echo::spawn().await.unwrap();
+    let cp = ControlPlaneProcess::start(&db.url, &pki, "127.0.0.1:0").unwrap();
+    let dp = DataPlaneProcess::start(
+        &pki,
+        &DataPlaneOptions {
+            control_plane: cp.cluster,
+            certificate: "dp".into(),
+            cache_dir: dir.path().join("dp-cache"),
+            node_id: uuid::Uuid::new_v4().to_string(),
+        },
+    )
+    .unwrap();
+    let write = |method: &'static str, path: &'static str, body: Value| {
+        admin_write(cp.admin, method, path, body)
+    };
+    write(
+        "POST",
+        "/services",
+        json!({"name": "s", "url": format!("http://{upstream}")}),
+    )
+    .await
+    .unwrap();
+    write("POST", "/services/s/routes", json!({"paths": ["/s"]}))
+        .await
+        .unwrap();
+    write("POST", "/services/s/plugins", json!({"name": "key-auth"}))
+        .await
+        .unwrap();
+    write("POST", "/consumers", json!({"username": "temp"}))
+        .await
+        .unwrap();
+    let created = write(
+        "POST",
+        "/consumers/temp/key-auth",
+        json!({"key": "short-lived", "ttl": 3}),
+    )
+    .await
+    .unwrap();
+    wait_in_sync(cp.admin, &dp.node_id, created).await.unwrap();
+    let reply = request(dp.proxy, "/s", &[("apikey", "short-lived")]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.upstream_header("x-consumer-username"), "temp");
+
+    // The purge is a new version past the key's own write, applied by the
+    // data plane; the key then authenticates nobody.
+    let purged = wait_until("the purge's write", || async {
+        let audit = admin(cp.admin, "GET", "/audit", None).await?;
+        Ok(audit.text().contains("expired by ttl").then_some(()))
+    })
+    .await;
+    purged.unwrap();
+    wait_in_sync(cp.admin, &dp.node_id, created + 1)
+        .await
+        .unwrap();
+    let reply = request(dp.proxy, "/s", &[("apikey", "short-lived")]).await;
+    assert_error(&reply, 401, "Unauthorized");
+    let again = admin(
+        cp.admin,
+        "POST",
+        "/consumers/temp/key-auth",
+        Some(json!({"key": "short-lived"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.status, 201, "{}", again.text());
 }
