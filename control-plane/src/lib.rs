@@ -174,6 +174,11 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<ControlPlane> {
         let stop = stop.clone();
         async move { store.follow_notifications(stop).await }
     }));
+    background.push(tokio::spawn({
+        let store = store.clone();
+        let stop = stop.clone();
+        async move { store.purge_expired_keys(stop).await }
+    }));
 
     let mut cluster_addr = None;
     match cluster_tls {

@@ -15,6 +15,7 @@
 mod config_read;
 mod data_planes;
 mod error;
+mod expiry;
 mod sealing;
 mod tables;
 
@@ -1021,6 +1022,7 @@ fn cache_key_violation(kind: EntityKind, entity: &Value) -> StoreError {
 enum SqlValue {
     Text(Option<String>),
     Int(i64),
+    OptionalInt(Option<i64>),
 }
 
 fn bind_all<'q>(
@@ -1031,6 +1033,7 @@ fn bind_all<'q>(
         query = match value {
             SqlValue::Text(t) => query.bind(t.clone()),
             SqlValue::Int(i) => query.bind(*i),
+            SqlValue::OptionalInt(i) => query.bind(*i),
         };
     }
     query
@@ -1046,6 +1049,8 @@ struct RowValues {
     /// Plugins only: `name` and the scope key.
     plugin_name: Option<String>,
     cache_key: Option<String>,
+    /// key-auth credentials only: the `expires_at` column (Kong's `ttl`).
+    expires_at: Option<i64>,
     data: String,
 }
 
@@ -1158,6 +1163,7 @@ impl RowValues {
             foreign,
             plugin_name,
             cache_key,
+            expires_at: entity.get("expires_at").and_then(Value::as_i64),
             data: sealing::seal_entity(keyring, kind, entity)?.to_string(),
         })
     }
@@ -1187,6 +1193,10 @@ impl RowValues {
         if self.cache_key.is_some() {
             names.push("cache_key");
             values.push(SqlValue::Text(self.cache_key.clone()));
+        }
+        if kind == EntityKind::KeyauthCredentials {
+            names.push("expires_at");
+            values.push(SqlValue::OptionalInt(self.expires_at));
         }
         (names, values)
     }
@@ -1323,6 +1333,15 @@ async fn list_in(
     if let Some(after) = &query.after {
         let p = param(&mut values, after.clone());
         sql.push_str(&format!(" AND id > {p}"));
+    }
+    if kind == EntityKind::KeyauthCredentials {
+        // Expired keys are gone for Kong (its TTL filter is in the query),
+        // so they never take a place in a page.
+        values.push(SqlValue::Int(tollgate_shared::entity::now_seconds()));
+        sql.push_str(&format!(
+            " AND (expires_at IS NULL OR expires_at > ${})",
+            values.len()
+        ));
     }
     for (column, value) in &query.equals {
         let p = param(&mut values, value.clone());

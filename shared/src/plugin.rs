@@ -21,7 +21,7 @@ mod rate_limiting;
 #[cfg(feature = "test-plugins")]
 pub mod testing;
 
-pub use acl::{Acl, AclConfig, CONSUMER_GROUPS};
+pub use acl::{Acl, AclConfig, AUTHENTICATED_GROUPS, CONSUMER_GROUPS};
 pub use basic_auth::{BasicAuth, BasicAuthConfig};
 pub use file_log::{FileLog, FileLogConfig};
 pub use http_log::{HttpLog, HttpLogConfig, HttpLogMethod, QueueConfig};

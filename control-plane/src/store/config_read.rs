@@ -89,6 +89,18 @@ pub(super) async fn read_config(
 }
 
 async fn fetch(conn: &mut AnyConnection, kind: EntityKind) -> Result<Vec<AnyRow>, StoreError> {
+    if kind == EntityKind::KeyauthCredentials {
+        // An expired key is never shipped to data planes nor exported; the
+        // purge (`Store::purge_expired`) deletes the row soon after.
+        let sql = format!(
+            "SELECT id, data FROM {} WHERE expires_at IS NULL OR expires_at > $1 ORDER BY id",
+            kind.table_name()
+        );
+        return Ok(sqlx::query(&sql)
+            .bind(tollgate_shared::entity::now_seconds())
+            .fetch_all(&mut *conn)
+            .await?);
+    }
     let sql = format!("SELECT id, data FROM {} ORDER BY id", kind.table_name());
     Ok(sqlx::query(&sql).fetch_all(&mut *conn).await?)
 }

@@ -201,6 +201,116 @@ async fn key_auth_crud(backend: Backend) {
 }
 both_backends!(key_auth_credentials, key_auth_crud);
 
+/// Expired keys (Kong's `ttl` ran out) take no place in a page, are not in
+/// the configuration data planes get, and the purge deletes them in a write
+/// of their own (a new version), which it skips when nothing expired.
+async fn expired_keys_leave_pages_and_the_store(backend: Backend) {
+    let admin = Admin::new(backend).await;
+    consumer(&admin, "carol").await;
+    // Ids interleave live and expired keys, so a short page would show.
+    for n in 0..6 {
+        let expires_at = if n % 2 == 0 { json!(1000) } else { json!(null) };
+        let created = admin
+            .json(
+                Method::POST,
+                "/consumers/carol/key-auth",
+                json!({"id": format!("00000000-0000-4000-8000-00000000000{n}"),
+                       "key": format!("carol-{n}"), "expires_at": expires_at}),
+            )
+            .await;
+        expect_status(&created, 201);
+    }
+    let live = admin
+        .json(
+            Method::POST,
+            "/consumers/carol/key-auth",
+            json!({"key": "carol-ttl", "ttl": 3600}),
+        )
+        .await;
+    expect_status(&live, 201);
+    for path in ["/key-auths?size=2", "/consumers/carol/key-auth?size=2"] {
+        let page = admin.get(path).await;
+        expect_status(&page, 200);
+        let keys: Vec<&str> = page.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["carol-1", "carol-3"], "{path}: {}", page.text);
+        assert!(page.body["next"].is_string(), "{}", page.text);
+    }
+    let (_, config) = admin.store.load_config().await.unwrap();
+    let mut shipped: Vec<&str> = config
+        .keyauth_credentials
+        .iter()
+        .map(|k| k.key.as_str())
+        .collect();
+    shipped.sort_unstable();
+    assert_eq!(shipped, ["carol-1", "carol-3", "carol-5", "carol-ttl"]);
+
+    let before = admin.store.version().await.unwrap();
+    assert_eq!(admin.store.purge_expired().await.unwrap(), 3);
+    assert_eq!(admin.store.version().await.unwrap(), before + 1);
+    // Nothing left to purge: no write, no new version.
+    assert_eq!(admin.store.purge_expired().await.unwrap(), 0);
+    assert_eq!(admin.store.version().await.unwrap(), before + 1);
+    // The rows are gone: even their ids answer 404 and can be reused.
+    expect_status(
+        &admin
+            .get("/key-auths/00000000-0000-4000-8000-000000000000")
+            .await,
+        404,
+    );
+    let again = admin
+        .json(
+            Method::POST,
+            "/consumers/carol/key-auth",
+            json!({"key": "carol-0"}),
+        )
+        .await;
+    expect_status(&again, 201);
+
+    // The control plane's purge task deletes a key when it runs out: the
+    // write that adds it wakes the task, which sleeps until that second.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn({
+        let store = admin.store.clone();
+        let stop = stop.clone();
+        async move { store.purge_expired_keys(stop).await }
+    });
+    let mut versions = admin.store.subscribe();
+    let soon = tollgate_shared::entity::now_seconds() + 1;
+    let created = admin
+        .json(
+            Method::POST,
+            "/consumers/carol/key-auth",
+            json!({"key": "carol-soon", "expires_at": soon}),
+        )
+        .await;
+    expect_status(&created, 201);
+    let written = admin.store.version().await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while *versions.borrow_and_update() <= written {
+            versions.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the purge task wrote a new version");
+    // The key is free again: its row went.
+    let reused = admin
+        .json(
+            Method::POST,
+            "/consumers/carol/key-auth",
+            json!({"key": "carol-soon"}),
+        )
+        .await;
+    expect_status(&reused, 201);
+    stop.cancel();
+    task.await.unwrap();
+}
+both_backends!(expired_keys, expired_keys_leave_pages_and_the_store);
+
 async fn basic_auth_crud(backend: Backend) {
     let admin = Admin::new(backend).await;
     let carol = consumer(&admin, "carol").await;

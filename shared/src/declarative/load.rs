@@ -472,7 +472,13 @@ impl Loader {
         let mut built = Built::default();
         for index in 0..self.items.len() {
             let item = &mut self.items[index];
-            let entity = validation_input(item, self.migrate_paths, self.transform);
+            let mut entity = validation_input(item, self.migrate_paths, self.transform);
+            if item.kind == EntityKind::KeyauthCredentials {
+                if let Err(message) = ttl_as_expiry(&mut entity) {
+                    item.errors.add("ttl", message);
+                    continue;
+                }
+            }
             let validated = match validate(item.kind, &Value::Object(entity)) {
                 Ok(validated) => validated,
                 Err(errors) => {
@@ -735,6 +741,40 @@ fn validation_input(item: &Item, migrate_paths: bool, transform: bool) -> Map<St
         hash_password(item, &mut entity);
     }
     entity
+}
+
+/// A key-auth credential's `ttl` as the stored `expires_at`. Two forms
+/// exist and their ranges do not overlap: decK writes the Admin API's `ttl`
+/// (seconds left when it dumped, at most Kong's 100000000) and sends it back
+/// as seconds from now, while Kong's own declarative export (`kong config
+/// db_export`, the hybrid-mode payload) writes the expiry as Unix seconds,
+/// which are above 100000000 for any date since 1973. So a `ttl` up to
+/// 100000000 counts from the load, a larger one is the instant itself, and 0
+/// or null is no expiry. A file may give `expires_at` (what Tollgate
+/// exports) instead, not both.
+fn ttl_as_expiry(entity: &mut Map<String, Value>) -> Result<(), &'static str> {
+    const MESSAGE: &str =
+        "must be an integer between 0 and 100000000, or an expiry in Unix seconds";
+    let Some(ttl) = entity.remove("ttl") else {
+        return Ok(());
+    };
+    let seconds = match ttl {
+        Value::Null => 0,
+        Value::Number(n) => n.as_i64().filter(|n| *n >= 0).ok_or(MESSAGE)?,
+        _ => return Err(MESSAGE),
+    };
+    if entity.get("expires_at").is_some_and(|v| !v.is_null()) {
+        return Err("'ttl' and 'expires_at' cannot both be set");
+    }
+    let expires_at = match seconds {
+        0 => Value::Null,
+        n if n <= crate::entity::MAX_TTL => {
+            Value::from(crate::entity::now_seconds().saturating_add(n))
+        }
+        n => Value::from(n),
+    };
+    entity.insert("expires_at".into(), expires_at);
+    Ok(())
 }
 
 /// Kong's basic-auth write transformation: the clear password becomes its

@@ -1098,6 +1098,39 @@ acls:
     );
 }
 
+/// key-auth `ttl` in a file: decK's seconds left (from the load), Kong's
+/// export form (the expiry in Unix seconds), none; bad values are placed.
+#[test]
+fn key_auth_ttl_as_deck_and_kong_write_it() {
+    let file = |ttl: &str| {
+        format!(
+            "_format_version: \"3.0\"\nconsumers:\n  - username: a\n    keyauth_credentials:\n      - key: k1\n        {ttl}\n"
+        )
+    };
+    let expiry = |ttl: &str| parse_ok(&file(ttl)).keyauth_credentials[0].expires_at;
+    let now = crate::entity::now_seconds();
+    let relative = expiry("ttl: 3600").unwrap();
+    assert!((now + 3600..=now + 3660).contains(&relative), "{relative}");
+    assert_eq!(
+        expiry("ttl: 100000000").map(|at| at - now >= 100_000_000),
+        Some(true)
+    );
+    assert_eq!(expiry("ttl: 1900000000"), Some(1_900_000_000));
+    assert_eq!(expiry("ttl: 0"), None);
+    assert_eq!(expiry("ttl: null"), None);
+    assert_eq!(expiry("expires_at: 1900000000"), Some(1_900_000_000));
+    for bad in [
+        "ttl: -1",
+        "ttl: soon",
+        "ttl: 1.5",
+        "ttl: 5\n        expires_at: 1900000000",
+    ] {
+        let error = invalid(&file(bad));
+        let message = &error.fields["consumers"][0]["keyauth_credentials"][0]["ttl"];
+        assert!(message.is_string(), "{bad}: {}", error.fields);
+    }
+}
+
 #[test]
 fn credential_errors_are_placed_and_keys_not_repeated() {
     let file = "_format_version: \"3.0\"\nconsumers:\n  - username: a\n    keyauth_credentials: [{key: k1}, {key: k1}]\n    basicauth_credentials: [{username: u}]\n    acls: [{group: g}, {group: g}]\n";

@@ -96,7 +96,7 @@ impl BasicAuth {
         identity::clear_consumer_headers(ctx);
         match self.authenticate(ctx) {
             Some(credential) => {
-                identity::set_consumer(
+                identity::set_consumer_of(
                     ctx,
                     &credential.consumer,
                     Some(Presented {
@@ -105,7 +105,7 @@ impl BasicAuth {
                             identifier: credential.username.clone(),
                             consumer: credential.consumer.id,
                         },
-                        identifier: &credential.username,
+                        identifier: HeaderValue::from_str(&credential.username).ok(),
                     }),
                 );
                 Decision::Continue

@@ -1,10 +1,13 @@
-//! What key-auth and basic-auth share once they decided who a request is:
-//! Kong's `set_consumer` (the upstream consumer headers set or cleared, the
-//! consumer and credential recorded in the context) and the `anonymous`
-//! fallback with Kong's logical OR/AND between authentication plugins
-//! (kong/plugins/key-auth/handler.lua, kong/plugins/basic-auth/access.lua).
+//! What the authentication plugins (jwt, key-auth, basic-auth) share once
+//! they decided who a request is: the upstream consumer headers
+//! (kong-compat §5.5), Kong's `set_consumer` (those headers set or cleared,
+//! the consumer and credential recorded in the context), the client's own
+//! copies of them removed before authenticating, and the `anonymous`
+//! fallback with Kong's logical OR between authentication plugins
+//! (kong/plugins/jwt/handler.lua, kong/plugins/key-auth/handler.lua,
+//! kong/plugins/basic-auth/access.lua). This is the only place those
+//! headers are written.
 
-use super::jwt::consumer_headers;
 use crate::compile::ConsumerIndex;
 use crate::entity::Consumer;
 use crate::runtime::{CredentialRef, Decision, Rejection, RejectionStyle, RequestContext};
@@ -13,12 +16,58 @@ use http::StatusCode;
 use std::borrow::Cow;
 use std::sync::Arc;
 
+/// The upstream headers an authentication plugin owns (kong-compat §5.5).
+pub mod consumer_headers {
+    use http::header::HeaderName;
+
+    pub const CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
+    pub const CONSUMER_CUSTOM_ID: HeaderName = HeaderName::from_static("x-consumer-custom-id");
+    pub const CONSUMER_USERNAME: HeaderName = HeaderName::from_static("x-consumer-username");
+    pub const CREDENTIAL_IDENTIFIER: HeaderName =
+        HeaderName::from_static("x-credential-identifier");
+    pub const ANONYMOUS: HeaderName = HeaderName::from_static("x-anonymous-consumer");
+
+    /// Every header above: cleared before authentication so a client can
+    /// never send them upstream itself.
+    pub const ALL: [HeaderName; 5] = [
+        CONSUMER_ID,
+        CONSUMER_CUSTOM_ID,
+        CONSUMER_USERNAME,
+        CREDENTIAL_IDENTIFIER,
+        ANONYMOUS,
+    ];
+}
+
+/// A consumer with its upstream header values, prepared once where the
+/// plugin can (the jwt credential index, an `anonymous` consumer) so that a
+/// request only copies them.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    pub consumer: Arc<Consumer>,
+    id: Option<HeaderValue>,
+    custom_id: Option<HeaderValue>,
+    username: Option<HeaderValue>,
+}
+
+impl Identity {
+    pub(crate) fn new(consumer: &Arc<Consumer>) -> Identity {
+        let value = |text: Option<&str>| text.and_then(|t| HeaderValue::from_str(t).ok());
+        Identity {
+            consumer: Arc::clone(consumer),
+            id: value(Some(&consumer.id.to_string())),
+            custom_id: value(consumer.custom_id.as_deref()),
+            username: value(consumer.username.as_deref()),
+        }
+    }
+}
+
 /// The credential that identified a consumer, with its header value.
-pub(crate) struct Presented<'a> {
+pub(crate) struct Presented {
     pub credential: CredentialRef,
-    /// `X-Credential-Identifier`: key-auth sends the credential's id,
-    /// basic-auth its username.
-    pub identifier: &'a str,
+    /// `X-Credential-Identifier`: jwt sends the credential's `key`, key-auth
+    /// the credential's id, basic-auth its username. `None` (a value that
+    /// cannot be a header) removes the header.
+    pub identifier: Option<HeaderValue>,
 }
 
 /// Kong's `set_consumer(consumer, credential)`: the consumer's headers set or
@@ -26,24 +75,20 @@ pub(crate) struct Presented<'a> {
 /// true` without one.
 pub(crate) fn set_consumer(
     ctx: &mut RequestContext,
-    consumer: &Arc<Consumer>,
-    credential: Option<Presented<'_>>,
+    identity: &Identity,
+    credential: Option<Presented>,
 ) {
-    let header = |text: &str| HeaderValue::from_str(text).ok();
-    let id = header(&consumer.id.to_string());
-    let custom_id = consumer.custom_id.as_deref().and_then(header);
-    let username = consumer.username.as_deref().and_then(header);
-    let identifier = credential.as_ref().and_then(|c| header(c.identifier));
+    let identifier = credential.as_ref().and_then(|c| c.identifier.clone());
     let headers = ctx.headers_mut();
     for (name, value) in [
-        (consumer_headers::CONSUMER_ID, id),
-        (consumer_headers::CONSUMER_CUSTOM_ID, custom_id),
-        (consumer_headers::CONSUMER_USERNAME, username),
-        (consumer_headers::CREDENTIAL_IDENTIFIER, identifier),
+        (consumer_headers::CONSUMER_ID, &identity.id),
+        (consumer_headers::CONSUMER_CUSTOM_ID, &identity.custom_id),
+        (consumer_headers::CONSUMER_USERNAME, &identity.username),
+        (consumer_headers::CREDENTIAL_IDENTIFIER, &identifier),
     ] {
         match value {
             Some(value) => {
-                headers.insert(name, value);
+                headers.insert(name, value.clone());
             }
             None => {
                 headers.remove(name);
@@ -58,14 +103,23 @@ pub(crate) fn set_consumer(
             HeaderValue::from_static("true"),
         );
     }
-    ctx.consumer = Some(Arc::clone(consumer));
+    ctx.consumer = Some(Arc::clone(&identity.consumer));
     ctx.credential = credential.map(|c| c.credential);
+}
+
+/// [`set_consumer`] for a consumer whose headers were not prepared.
+pub(crate) fn set_consumer_of(
+    ctx: &mut RequestContext,
+    consumer: &Arc<Consumer>,
+    credential: Option<Presented>,
+) {
+    set_consumer(ctx, &Identity::new(consumer), credential);
 }
 
 /// An instance's `anonymous` consumer, resolved at compile time.
 #[derive(Debug)]
 pub(crate) enum Anonymous {
-    Found(Arc<Consumer>),
+    Found(Identity),
     /// Named but not in the config: Kong's 500 with this message.
     Missing(String),
 }
@@ -73,11 +127,27 @@ pub(crate) enum Anonymous {
 impl Anonymous {
     pub(crate) fn resolve(name: Option<&str>, consumers: &ConsumerIndex) -> Option<Anonymous> {
         name.map(|name| match consumers.by_id_or_username(name) {
-            Some(consumer) => Anonymous::Found(Arc::clone(consumer)),
+            Some(consumer) => Anonymous::Found(Identity::new(consumer)),
             None => Anonymous::Missing(format!(
                 "anonymous consumer {name} is configured but doesn't exist"
             )),
         })
+    }
+
+    /// The request goes on as the anonymous consumer, or gets Kong's 500
+    /// when that consumer does not exist.
+    pub(crate) fn apply(&self, ctx: &mut RequestContext) -> Decision {
+        match self {
+            Anonymous::Found(identity) => {
+                set_consumer(ctx, identity, None);
+                Decision::Continue
+            }
+            Anonymous::Missing(message) => Decision::Respond(Rejection {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: Cow::Owned(message.clone()),
+                style: RejectionStyle::Error,
+            }),
+        }
     }
 }
 
@@ -95,15 +165,7 @@ pub(crate) fn fail(
     failure: Unauthorized,
 ) -> Decision {
     match anonymous {
-        Some(Anonymous::Found(consumer)) => {
-            set_consumer(ctx, consumer, None);
-            Decision::Continue
-        }
-        Some(Anonymous::Missing(message)) => Decision::Respond(Rejection {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: Cow::Owned(message.clone()),
-            style: RejectionStyle::Error,
-        }),
+        Some(anonymous) => anonymous.apply(ctx),
         None => {
             ctx.response_headers
                 .insert(WWW_AUTHENTICATE, challenge.clone());
@@ -119,8 +181,9 @@ pub(crate) fn fail(
 /// Removes the consumer headers a client sent, so that only what an
 /// authentication plugin sets ever reaches the upstream.
 pub(crate) fn clear_consumer_headers(ctx: &mut RequestContext) {
+    let headers = ctx.headers_mut();
     for name in consumer_headers::ALL {
-        ctx.headers_mut().remove(name);
+        headers.remove(name);
     }
 }
 

@@ -30,9 +30,10 @@ pub use jwks::{
 };
 pub use keys::{public_key_parses, KeyError, Verifier};
 
+use super::identity::{self, Anonymous, Identity, Presented};
 use super::null_as_default;
 use crate::compile::ConsumerIndex;
-use crate::entity::{Consumer, JwtAlgorithm, JwtSecret};
+use crate::entity::{JwtAlgorithm, JwtSecret};
 use crate::runtime::{
     CompileContext, CompilePlugin, CredentialRef, Decision, Phases, PluginCompileError,
     PluginError, PluginRuntime, Rejection, RejectionStyle, RequestContext,
@@ -179,70 +180,9 @@ pub(crate) fn subschema() -> Subschema {
     }
 }
 
-/// The upstream headers an authentication plugin owns (kong-compat §5.5).
-pub mod consumer_headers {
-    use http::header::HeaderName;
-
-    pub const CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
-    pub const CONSUMER_CUSTOM_ID: HeaderName = HeaderName::from_static("x-consumer-custom-id");
-    pub const CONSUMER_USERNAME: HeaderName = HeaderName::from_static("x-consumer-username");
-    pub const CREDENTIAL_IDENTIFIER: HeaderName =
-        HeaderName::from_static("x-credential-identifier");
-    pub const ANONYMOUS: HeaderName = HeaderName::from_static("x-anonymous-consumer");
-
-    /// Every header above: cleared before authentication so a client can
-    /// never send them upstream itself.
-    pub const ALL: [HeaderName; 5] = [
-        CONSUMER_ID,
-        CONSUMER_CUSTOM_ID,
-        CONSUMER_USERNAME,
-        CREDENTIAL_IDENTIFIER,
-        ANONYMOUS,
-    ];
-}
-
-/// A consumer with its upstream header values prepared once.
-#[derive(Debug)]
-struct Identity {
-    consumer: Arc<Consumer>,
-    id: HeaderValue,
-    custom_id: Option<HeaderValue>,
-    username: Option<HeaderValue>,
-}
-
-impl Identity {
-    fn new(consumer: &Arc<Consumer>) -> Identity {
-        let value =
-            |text: &Option<String>| text.as_deref().and_then(|t| HeaderValue::from_str(t).ok());
-        Identity {
-            consumer: Arc::clone(consumer),
-            id: HeaderValue::from_str(&consumer.id.to_string())
-                .unwrap_or(HeaderValue::from_static("")),
-            custom_id: value(&consumer.custom_id),
-            username: value(&consumer.username),
-        }
-    }
-
-    /// Kong's `set_consumer`: the consumer's headers, set or removed.
-    fn attach(&self, ctx: &mut RequestContext) {
-        let headers = ctx.headers_mut();
-        headers.insert(consumer_headers::CONSUMER_ID, self.id.clone());
-        for (name, value) in [
-            (consumer_headers::CONSUMER_CUSTOM_ID, &self.custom_id),
-            (consumer_headers::CONSUMER_USERNAME, &self.username),
-        ] {
-            match value {
-                Some(value) => {
-                    headers.insert(name, value.clone());
-                }
-                None => {
-                    headers.remove(name);
-                }
-            }
-        }
-        ctx.consumer = Some(Arc::clone(&self.consumer));
-    }
-}
+/// The upstream headers authentication plugins own, re-exported from where
+/// they are written ([`super::identity`]).
+pub use super::identity::consumer_headers;
 
 /// One `jwt_secrets` row, ready to verify tokens.
 #[derive(Debug)]
@@ -330,14 +270,6 @@ impl CredentialIndexes {
     }
 }
 
-/// The anonymous consumer of a jwt instance.
-#[derive(Debug)]
-enum Anonymous {
-    Found(Identity),
-    /// Named but not in the config: Kong's 500 with this message.
-    Missing(String),
-}
-
 /// A compiled jwt instance (boxed: it is larger than most plugins).
 #[derive(Debug)]
 pub struct Jwt(Box<JwtState>);
@@ -418,9 +350,7 @@ impl JwtState {
             // `anonymous` the plugins are alternatives (Kong's logical OR).
             return Decision::Continue;
         }
-        for name in consumer_headers::ALL {
-            ctx.headers_mut().remove(name);
-        }
+        identity::clear_consumer_headers(ctx);
         if !self.run_on_preflight && ctx.request.method == Method::OPTIONS {
             return Decision::Continue;
         }
@@ -442,25 +372,10 @@ impl JwtState {
     /// `anonymous`, the 401 for `failure`, or nothing to add when the token
     /// was valid.
     fn anonymous_or(&self, ctx: &mut RequestContext, failure: Option<Failure>) -> Decision {
-        match &self.anonymous {
-            Some(Anonymous::Found(identity)) => {
-                identity.attach(ctx);
-                ctx.headers_mut().insert(
-                    consumer_headers::ANONYMOUS,
-                    HeaderValue::from_static("true"),
-                );
-                ctx.credential = None;
-                Decision::Continue
-            }
-            Some(Anonymous::Missing(message)) => Decision::Respond(Rejection {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                message: Cow::Owned(message.clone()),
-                style: RejectionStyle::Error,
-            }),
-            None => match failure {
-                Some(failure) => self.reject(ctx, failure),
-                None => Decision::Continue,
-            },
+        match (&self.anonymous, failure) {
+            (Some(anonymous), _) => anonymous.apply(ctx),
+            (None, Some(failure)) => self.reject(ctx, failure),
+            (None, None) => Decision::Continue,
         }
     }
 
@@ -468,16 +383,18 @@ impl JwtState {
         let Some(identity) = &credential.identity else {
             return;
         };
-        identity.attach(ctx);
-        if let Some(key) = &credential.key_header {
-            ctx.headers_mut()
-                .insert(consumer_headers::CREDENTIAL_IDENTIFIER, key.clone());
-        }
-        ctx.credential = Some(CredentialRef {
-            id: credential.id,
-            identifier: credential.key.clone(),
-            consumer: credential.consumer_id,
-        });
+        identity::set_consumer(
+            ctx,
+            identity,
+            Some(Presented {
+                credential: CredentialRef {
+                    id: credential.id,
+                    identifier: credential.key.clone(),
+                    consumer: credential.consumer_id,
+                },
+                identifier: credential.key_header.clone(),
+            }),
+        );
     }
 
     fn reject(&self, ctx: &mut RequestContext, failure: Failure) -> Decision {
@@ -695,16 +612,7 @@ impl CompilePlugin<JwtConfig> for Jwt {
                 )
             }
         };
-        let anonymous =
-            config
-                .anonymous
-                .as_ref()
-                .map(|name| match cx.consumers.by_id_or_username(name) {
-                    Some(consumer) => Anonymous::Found(Identity::new(consumer)),
-                    None => Anonymous::Missing(format!(
-                        "anonymous consumer {name} is configured but doesn't exist"
-                    )),
-                });
+        let anonymous = Anonymous::resolve(config.anonymous.as_deref(), cx.consumers);
         let claim = &config.key_claim_name;
         Ok(Jwt(Box::new(JwtState {
             sources: TokenSources {

@@ -3,12 +3,15 @@
 //! its runtime (kong/plugins/key-auth/handler.lua). For each of `key_names`
 //! in order the key is looked for in a header, then the query string; the
 //! first string value wins, a name sent twice is "Duplicate API key found".
-//! With `key_in_body` the body (form-urlencoded or JSON, read by the proxy
-//! before the access phase, see [`RequestContext::body`]) is searched last.
+//! With `key_in_body` the body (form-urlencoded, JSON or multipart form
+//! data, read by the proxy before the access phase, see
+//! [`RequestContext::body`]) is searched last.
 //! The key is matched against the keys the compile step indexed
 //! ([`ConsumerIndex::key_credential`]), then Kong's `set_consumer` runs
 //! ([`super::identity`]). `hide_credentials` removes the key's header, query
 //! argument and body field from the upstream request.
+
+mod multipart;
 
 use super::identity::{self, Anonymous, Presented, Unauthorized};
 use crate::compile::ConsumerIndex;
@@ -123,6 +126,8 @@ enum BodyArgs {
     Form(String),
     /// `application/json` whose top level is an object.
     Json(serde_json::Map<String, serde_json::Value>),
+    /// `multipart/form-data`: the body and its named parts.
+    Multipart(bytes::Bytes, Vec<multipart::Part>),
     /// No body, another content type, or one that does not parse: no key
     /// can come from it (Kong logs and goes on with an empty table).
     None,
@@ -137,25 +142,38 @@ impl BodyArgs {
             .headers()
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        // Kong's test: the media type (before any `;`), lowercased, starts
+        // with the type's name.
+        let media_type = content_type
+            .split(';')
+            .next()
             .unwrap_or_default()
+            .trim()
             .to_ascii_lowercase();
-        if content_type.contains("application/x-www-form-urlencoded") {
+        if media_type.starts_with("application/x-www-form-urlencoded") {
             match std::str::from_utf8(body) {
                 Ok(text) => BodyArgs::Form(text.to_owned()),
                 Err(_) => BodyArgs::None,
             }
-        } else if content_type.contains("application/json") {
+        } else if media_type.starts_with("application/json") {
             match serde_json::from_slice(body) {
                 Ok(serde_json::Value::Object(map)) => BodyArgs::Json(map),
                 _ => BodyArgs::None,
             }
+        } else if media_type.starts_with("multipart/form-data") {
+            multipart::boundary(content_type)
+                .and_then(|boundary| multipart::parse(body, boundary))
+                .map_or(BodyArgs::None, |parts| {
+                    BodyArgs::Multipart(body.clone(), parts)
+                })
         } else {
             BodyArgs::None
         }
     }
 
     /// Kong's `body[name]`: a string is a key, an array or object (or a
-    /// repeated form field) a duplicate, anything else no key.
+    /// repeated form field or part) a duplicate, anything else no key.
     fn value(&self, name: &str) -> QueryValue {
         match self {
             BodyArgs::Form(text) => query_value(Some(text), name),
@@ -167,6 +185,17 @@ impl BodyArgs {
                 }
                 Some(_) => QueryValue::Flag,
             },
+            BodyArgs::Multipart(body, parts) => {
+                let mut named = parts.iter().filter(|p| p.name == name);
+                match (named.next(), named.next()) {
+                    (None, _) => QueryValue::Absent,
+                    (Some(_), Some(_)) => QueryValue::Several,
+                    // A key that is not UTF-8 matches no stored key.
+                    (Some(part), None) => QueryValue::One(
+                        String::from_utf8_lossy(&body[part.value.clone()]).into_owned(),
+                    ),
+                }
+            }
             BodyArgs::None => QueryValue::Absent,
         }
     }
@@ -184,6 +213,10 @@ impl BodyArgs {
                 map.remove(name)?;
                 serde_json::to_vec(&map).ok().map(bytes::Bytes::from)
             }
+            BodyArgs::Multipart(body, parts) => parts
+                .iter()
+                .any(|p| p.name == name)
+                .then(|| bytes::Bytes::from(multipart::without(body, parts, name))),
             BodyArgs::None => None,
         }
     }
@@ -249,16 +282,16 @@ impl KeyAuth {
             return Err(INVALID_CREDENTIALS);
         }
         let id = credential.id.to_string();
-        identity::set_consumer(
+        identity::set_consumer_of(
             ctx,
             &credential.consumer,
             Some(Presented {
+                identifier: HeaderValue::from_str(&id).ok(),
                 credential: CredentialRef {
                     id: credential.id,
-                    identifier: id.clone(),
+                    identifier: id,
                     consumer: credential.consumer.id,
                 },
-                identifier: &id,
             }),
         );
         Ok(())

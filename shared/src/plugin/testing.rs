@@ -159,7 +159,9 @@ impl CompilePlugin<RecorderConfig> for Recorder {
 
 /// `tollgate-test-fault`: on `x-test-fault: error` its access handler fails,
 /// on `x-test-fault: panic` it panics; on `x-test-consumer: NAME` it
-/// identifies consumer NAME, standing in for an authentication plugin.
+/// identifies consumer NAME, and on `x-test-groups: a, b` it authenticates
+/// those groups (`RequestContext::authenticated_groups`, empty for an empty
+/// value), standing in for an authentication plugin.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FaultConfig {}
@@ -190,6 +192,24 @@ impl PluginRuntime for Fault {
             .cloned();
         if let Some(consumer) = named {
             ctx.consumer = Some(consumer);
+        }
+        let groups = ctx
+            .headers()
+            .get("x-test-groups")
+            .and_then(|v| v.to_str().ok())
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Arc<[String]>>()
+            });
+        if let Some(groups) = groups {
+            // As Kong's session plugin: the groups and their header.
+            if let Ok(value) = HeaderValue::from_str(&groups.join(", ")) {
+                ctx.headers_mut().insert("x-authenticated-groups", value);
+            }
+            ctx.authenticated_groups = Some(groups);
         }
         Ok(Decision::Continue)
     }

@@ -136,6 +136,12 @@ pub struct RequestContext {
     /// Set by an authentication plugin.
     pub consumer: Option<ConsumerRef>,
     pub credential: Option<CredentialRef>,
+    /// Groups an authentication plugin vouched for (Kong's
+    /// `kong.ctx.shared.authenticated_groups`, which Kong OSS's session
+    /// plugin sets); the acl plugin decides by them when there is no
+    /// consumer, an anonymous one, or with `always_use_authenticated_groups`.
+    /// No bundled plugin sets them yet.
+    pub authenticated_groups: Option<Arc<[String]>>,
     /// The request body, read before the access phase when a plugin of the
     /// route reads bodies (and it fit in the client body buffer, as Kong's
     /// `kong.request.get_body` requires); `None` otherwise.
@@ -192,6 +198,7 @@ impl RequestContext {
             service: None,
             consumer: None,
             credential: None,
+            authenticated_groups: None,
             body: None,
             body_replaced: false,
             upstream_query: None,

@@ -1,7 +1,9 @@
 //! End-to-end: key-auth, basic-auth and acl through a real data plane, as a
 //! client and the upstream see them: Kong's 401/403 bodies and challenges,
 //! the consumer headers (never from the client), `hide_credentials`,
-//! `anonymous` (Kong's logical OR), acl groups with `X-Consumer-Groups`, and
+//! `anonymous` (Kong's logical OR), acl groups with `X-Consumer-Groups` (and
+//! authenticated groups with `X-Authenticated-Groups`), a key-auth `ttl`
+//! key purged by a real control plane and dropped by its data plane, and
 //! a rate limit scoped to the consumer key-auth identified.
 
 use serde_json::{json, Value};
@@ -291,6 +293,49 @@ async fn key_auth_in_the_body() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.upstream_header("x-consumer-username"), "carol");
     assert_eq!(upstream_body(&reply), "apikey=alice-key&x=1");
+
+    // multipart/form-data: the part named like the key; hide_credentials
+    // cuts that part and sends the others byte for byte.
+    const MULTIPART: &str = "multipart/form-data; boundary=XyZ";
+    let part = |headers: &str, value: &str| format!("--XyZ\r\n{headers}\r\n\r\n{value}\r\n");
+    let field = |name: &str| format!("Content-Disposition: form-data; name=\"{name}\"");
+    let file = format!(
+        "{}; filename=\"f.txt\"\r\nContent-Type: text/plain",
+        field("file")
+    );
+    let kept = format!(
+        "{}{}--XyZ--\r\n",
+        part(&field("a"), "1"),
+        part(&file, "file body\r\nline 2, --XyZ mid-line is content")
+    );
+    let body = format!(
+        "{}{}{}--XyZ--\r\n",
+        part(&field("a"), "1"),
+        part(&field("apikey"), "alice-key"),
+        part(&file, "file body\r\nline 2, --XyZ mid-line is content")
+    );
+    let reply = post(proxy, "/hidden", MULTIPART, &body, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.upstream_header("x-consumer-username"), "alice");
+    assert_eq!(upstream_body(&reply), kept);
+    assert_eq!(
+        reply.upstream_header("content-length"),
+        kept.len().to_string()
+    );
+    let reply = post(proxy, "/visible", MULTIPART, &body, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(upstream_body(&reply), body);
+    let twice = format!(
+        "{}{}--XyZ--\r\n",
+        part(&field("apikey"), "alice-key"),
+        part(&field("apikey"), "dave-key")
+    );
+    let reply = post(proxy, "/hidden", MULTIPART, &twice, &[]).await;
+    assert_error(&reply, 401, "Duplicate API key found");
+    // A body that is not well formed (no closing delimiter) yields no key.
+    let unclosed = part(&field("apikey"), "alice-key");
+    let reply = post(proxy, "/hidden", MULTIPART, &unclosed, &[]).await;
+    assert_error(&reply, 401, "No API key found in request");
     dp.shutdown().await;
 }
 
@@ -403,6 +448,72 @@ async fn acl_allows_and_denies_by_the_consumers_groups() {
     dp.shutdown().await;
 }
 
+/// Groups another plugin authenticated (the test-fault plugin from
+/// `x-test-groups`, standing in for Kong OSS's session plugin) decide, as in
+/// Kong's acl handler, for an anonymous consumer, and for a consumer with a
+/// credential only with `always_use_authenticated_groups`; they are sent
+/// upstream as `X-Authenticated-Groups`.
+#[tokio::test]
+async fn acl_uses_authenticated_groups_as_kong_does() {
+    let upstream = echo::spawn().await.unwrap();
+    let config = people(upstream)
+        .route(10, Some(1), &["/plain"], json!({}))
+        .route(11, Some(1), &["/always"], json!({}))
+        .plugin(30, "tollgate-test-fault", json!({}), Scope::default())
+        .plugin(31, "key-auth", json!({"anonymous": "guest"}), on_route(10))
+        .plugin(32, "key-auth", json!({}), on_route(11))
+        .plugin(33, "acl", json!({"allow": ["sso"]}), on_route(10))
+        .plugin(
+            34,
+            "acl",
+            json!({"allow": ["sso"], "always_use_authenticated_groups": true}),
+            on_route(11),
+        )
+        .build()
+        .unwrap();
+    let (dp, proxy) = start(&config).await;
+
+    // Anonymous (guest, no credential): the authenticated groups decide.
+    let reply = request(proxy, "/plain", &[("x-test-groups", "sso, other")]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.upstream_header("x-consumer-username"), "guest");
+    assert_eq!(
+        reply.upstream_header("x-authenticated-groups"),
+        "sso, other"
+    );
+    let headers: &Value = &reply.json()["headers"];
+    assert!(headers.get("x-consumer-groups").is_none(), "{headers}");
+    let reply = request(proxy, "/plain", &[]).await;
+    assert_error(&reply, 401, "Unauthorized");
+    // A credential's consumer keeps its own groups (alice: gold, silver).
+    let reply = request(
+        proxy,
+        "/plain",
+        &[("apikey", "alice-key"), ("x-test-groups", "sso")],
+    )
+    .await;
+    assert_error(&reply, 403, "You cannot consume this service");
+
+    // always_use_authenticated_groups: they win over alice's own groups.
+    let reply = request(
+        proxy,
+        "/always",
+        &[("apikey", "alice-key"), ("x-test-groups", "sso")],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.upstream_header("x-authenticated-groups"), "sso");
+    // Without any, alice's groups decide; a client's own header counts for nothing.
+    let reply = request(
+        proxy,
+        "/always",
+        &[("apikey", "alice-key"), ("x-authenticated-groups", "sso")],
+    )
+    .await;
+    assert_error(&reply, 403, "You cannot consume this service");
+    dp.shutdown().await;
+}
+
 #[tokio::test]
 async fn anonymous_makes_authentication_plugins_alternatives() {
     let upstream = echo::spawn().await.unwrap();
@@ -478,4 +589,84 @@ async fn consumer_scoped_rate_limit_follows_the_key_auth_consumer() {
         assert_eq!(reply.header("x-ratelimit-limit-hour"), "");
     }
     dp.shutdown().await;
+}
+
+/// Kong's `ttl` through real processes: a key created with a ttl works on
+/// the data plane until it runs out; then the control plane purges it in a
+/// write of its own, which the data plane applies, and the Admin API no
+/// longer has the row (its key can be created again).
+#[tokio::test]
+async fn a_ttl_key_is_purged_and_data_planes_get_a_config_without_it() {
+    use tollgate_tests::cluster::{
+        admin, admin_write, wait_in_sync, wait_until, ControlPlaneProcess, DataPlaneOptions,
+        DataPlaneProcess, Pki, TestDatabase,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::init(&dir.path().join("pki")).unwrap();
+    let db = TestDatabase::create().await.unwrap();
+    let upstream = echo::spawn().await.unwrap();
+    let cp = ControlPlaneProcess::start(&db.url, &pki, "127.0.0.1:0").unwrap();
+    let dp = DataPlaneProcess::start(
+        &pki,
+        &DataPlaneOptions {
+            control_plane: cp.cluster,
+            certificate: "dp".into(),
+            cache_dir: dir.path().join("dp-cache"),
+            node_id: uuid::Uuid::new_v4().to_string(),
+        },
+    )
+    .unwrap();
+    let write = |method: &'static str, path: &'static str, body: Value| {
+        admin_write(cp.admin, method, path, body)
+    };
+    write(
+        "POST",
+        "/services",
+        json!({"name": "s", "url": format!("http://{upstream}")}),
+    )
+    .await
+    .unwrap();
+    write("POST", "/services/s/routes", json!({"paths": ["/s"]}))
+        .await
+        .unwrap();
+    write("POST", "/services/s/plugins", json!({"name": "key-auth"}))
+        .await
+        .unwrap();
+    write("POST", "/consumers", json!({"username": "temp"}))
+        .await
+        .unwrap();
+    let created = write(
+        "POST",
+        "/consumers/temp/key-auth",
+        json!({"key": "short-lived", "ttl": 3}),
+    )
+    .await
+    .unwrap();
+    wait_in_sync(cp.admin, &dp.node_id, created).await.unwrap();
+    let reply = request(dp.proxy, "/s", &[("apikey", "short-lived")]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.upstream_header("x-consumer-username"), "temp");
+
+    // The purge is a new version past the key's own write, applied by the
+    // data plane; the key then authenticates nobody.
+    let purged = wait_until("the purge's write", || async {
+        let audit = admin(cp.admin, "GET", "/audit", None).await?;
+        Ok(audit.text().contains("expired by ttl").then_some(()))
+    })
+    .await;
+    purged.unwrap();
+    wait_in_sync(cp.admin, &dp.node_id, created + 1)
+        .await
+        .unwrap();
+    let reply = request(dp.proxy, "/s", &[("apikey", "short-lived")]).await;
+    assert_error(&reply, 401, "Unauthorized");
+    let again = admin(
+        cp.admin,
+        "POST",
+        "/consumers/temp/key-auth",
+        Some(json!({"key": "short-lived"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.status, 201, "{}", again.text());
 }

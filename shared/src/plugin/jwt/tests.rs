@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
+use crate::entity::Consumer;
 use crate::runtime::Resources;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -918,6 +919,66 @@ fn rsa_algorithms_verify() {
     let good = sign_with(Algorithm::RS256, &keys.encoding(), family_claims());
     let forged = sign_with(Algorithm::RS256, &other.encoding(), family_claims());
     check_family("RS256", &pkcs1, &good, &forged);
+}
+
+/// Which code checks a signature: `ring` for RSA keys of 2048 bits and more
+/// and for P-256/P-384, RustCrypto for a smaller RSA key (which `ring`
+/// refuses), whose tokens still verify; a compressed JWK point works too.
+#[test]
+fn keys_go_to_ring_where_it_takes_them() {
+    let algorithm_of = |name: &str| serde_json::from_value::<JwtAlgorithm>(json!(name)).unwrap();
+    let verifier = |name: &str, pem: &str| Verifier::public_key(algorithm_of(name), pem).unwrap();
+    let big = rsa_keys();
+    for name in ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"] {
+        assert!(verifier(name, &big.public).on_ring(), "{name}");
+    }
+    let small = openssl_pair(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:1024",
+    ]);
+    for (name, algorithm) in [("RS256", Algorithm::RS256), ("PS256", Algorithm::PS256)] {
+        let legacy = verifier(name, &small.public);
+        assert!(!legacy.on_ring(), "{name}");
+        let token = sign_with(algorithm, &small.encoding(), family_claims());
+        let (signed, signature) = token.rsplit_once('.').unwrap();
+        let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        assert!(legacy.verify(signed.as_bytes(), &signature), "{name}");
+        assert!(!legacy.verify(b"other", &signature), "{name}");
+    }
+    for (name, curve) in [
+        ("ES256", &rcgen::PKCS_ECDSA_P256_SHA256),
+        ("ES384", &rcgen::PKCS_ECDSA_P384_SHA384),
+    ] {
+        assert!(
+            verifier(name, &rcgen_pair(curve).public).on_ring(),
+            "{name}"
+        );
+    }
+    assert!(!verifier("ES512", &p521_keys().public).on_ring());
+    assert!(!verifier("EdDSA", &rcgen_pair(&rcgen::PKCS_ED25519).public).on_ring());
+
+    // A compressed SEC1 point (a JWK may not, but `ec_point` takes any SEC1
+    // form) is expanded for `ring` and verifies the same tokens.
+    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+    use p256::pkcs8::DecodePublicKey as _;
+    let keys = rcgen_pair(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let public = p256::PublicKey::from_public_key_pem(&keys.public).unwrap();
+    let compressed = public.to_encoded_point(true);
+    let from_point = Verifier::ec_point(JwtAlgorithm::ES256, compressed.as_bytes()).unwrap();
+    assert!(from_point.on_ring());
+    let token = sign_with(
+        Algorithm::ES256,
+        &EncodingKey::from_ec_pem(keys.private.as_bytes()).unwrap(),
+        family_claims(),
+    );
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    assert!(from_point.verify(signed.as_bytes(), &signature));
+    // A DER signature (what OpenSSL emits) is not JOSE's raw r || s.
+    assert!(!from_point.verify(signed.as_bytes(), &[0x30; 70]));
 }
 
 #[test]
