@@ -15,7 +15,7 @@ use super::null_as_default;
 use crate::runtime::{
     ClusterPeers, CompileContext, CompilePlugin, Decision, Phases, PluginCompileError, PluginError,
     PluginRuntime, RedisFailure, RedisScript, RedisServer, RedisTls, Rejection, RejectionStyle,
-    RequestContext,
+    RequestContext, Resources,
 };
 use crate::schema::engine::{Check, Field, Match, Record, Rule, Shorthand, Subschema};
 use crate::schema::typedefs::{self, strings, HTTP_PROTOCOLS};
@@ -454,6 +454,12 @@ return out
 
 /// The key of the node-wide table of the `local` policy.
 const LOCAL_TABLE: &str = "rate-limiting/local";
+
+/// The node's `local` policy table (also the Redis policies' fallback), if
+/// some compiled config uses it now: its eviction counts are node metrics.
+pub fn local_table(resources: &Resources) -> Option<Arc<LocalCounters>> {
+    resources.keyed_live::<LocalCounters>(LOCAL_TABLE)
+}
 
 /// Where the counts live.
 #[derive(Debug)]
