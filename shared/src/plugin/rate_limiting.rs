@@ -966,6 +966,23 @@ mod tests {
     use super::*;
     use crate::runtime::{CredentialRef, Protocol};
 
+    #[test]
+    fn the_local_table_is_found_only_while_a_config_holds_it() {
+        let resources = Resources::check_only();
+        assert!(
+            local_table(&resources).is_none(),
+            "never created by a lookup"
+        );
+        let held = resources.keyed::<LocalCounters>(LOCAL_TABLE);
+        let key = held.window_key(1, 1, 0);
+        held.increment(key, 60_000, 10);
+        let found = local_table(&resources).unwrap();
+        assert!(Arc::ptr_eq(&found, &held));
+        assert_eq!(found.get(key), 1);
+        drop((found, held));
+        assert!(local_table(&resources).is_none());
+    }
+
     fn plugin(limit_by: LimitBy) -> RateLimiting {
         RateLimiting {
             limits: vec![(Period::Minute, 2.0)],
