@@ -44,6 +44,29 @@ fn url_label(url: &str) -> String {
     crate::plugins::otlp::without_userinfo(&url[..end])
 }
 
+/// A family written per source: base name, help, kind, and how to read a
+/// source's value.
+type PerSource<'a, T> = (&'a str, &'a str, Kind, fn(&T) -> u64);
+
+/// One family per definition, with one sample per source in `totals`
+/// labelled `label`.
+fn per_source<T>(
+    naming: &Naming,
+    families: &mut Families<'_, '_>,
+    label: &str,
+    totals: &BTreeMap<String, T>,
+    definitions: &[PerSource<'_, T>],
+) -> fmt::Result {
+    for (base, help, kind, read) in definitions {
+        let name = naming.same(base);
+        let mut family = families.family(&name, help, *kind)?;
+        for (source, total) in totals {
+            family.sample(&[(label, source)], read(total))?;
+        }
+    }
+    Ok(())
+}
+
 #[derive(Default)]
 struct ExporterTotals {
     exported: u64,
@@ -130,47 +153,44 @@ impl PluginSources {
         if totals.is_empty() {
             return Ok(());
         }
-        type Read = fn(&ExporterTotals) -> u64;
-        let families_of: [(&str, &str, Kind, Read); 5] = [
-            (
-                "opentelemetry_spans_exported_total",
-                "Spans an OTLP receiver accepted",
-                Kind::Counter,
-                |t| t.exported,
-            ),
-            (
-                "opentelemetry_spans_dropped_total",
-                "Spans dropped because the exporter's queue was full (queue.max_entries or queue.max_bytes)",
-                Kind::Counter,
-                |t| t.dropped,
-            ),
-            (
-                "opentelemetry_spans_failed_total",
-                "Spans of batches given up after queue.max_retry_time",
-                Kind::Counter,
-                |t| t.failed,
-            ),
-            (
-                "opentelemetry_export_failures_total",
-                "OTLP export requests that failed (each attempt, retried or not)",
-                Kind::Counter,
-                |t| t.failed_requests,
-            ),
-            (
-                "opentelemetry_queued_spans",
-                "Spans waiting in an exporter's queue",
-                Kind::Gauge,
-                |t| t.queued,
-            ),
-        ];
-        for (base, help, kind, read) in families_of {
-            let name = naming.same(base);
-            let mut family = families.family(&name, help, kind)?;
-            for (endpoint, total) in &totals {
-                family.sample(&[("endpoint", endpoint)], read(total))?;
-            }
-        }
-        Ok(())
+        per_source(
+            naming,
+            families,
+            "endpoint",
+            &totals,
+            &[
+                (
+                    "opentelemetry_spans_exported_total",
+                    "Spans an OTLP receiver accepted",
+                    Kind::Counter,
+                    |t| t.exported,
+                ),
+                (
+                    "opentelemetry_spans_dropped_total",
+                    "Spans dropped because the exporter's queue was full (queue.max_entries or queue.max_bytes)",
+                    Kind::Counter,
+                    |t| t.dropped,
+                ),
+                (
+                    "opentelemetry_spans_failed_total",
+                    "Spans of batches given up after queue.max_retry_time",
+                    Kind::Counter,
+                    |t| t.failed,
+                ),
+                (
+                    "opentelemetry_export_failures_total",
+                    "OTLP export requests that failed (each attempt, retried or not)",
+                    Kind::Counter,
+                    |t| t.failed_requests,
+                ),
+                (
+                    "opentelemetry_queued_spans",
+                    "Spans waiting in an exporter's queue",
+                    Kind::Gauge,
+                    |t| t.queued,
+                ),
+            ],
+        )
     }
 
     /// Per JWKS URI, once some config uses one.
@@ -186,25 +206,29 @@ impl PluginSources {
         if totals.is_empty() {
             return Ok(());
         }
-        let name = naming.same("jwks_keys");
-        let mut family = families.family(&name, "Keys held from a JWKS URI", Kind::Gauge)?;
-        for (uri, total) in &totals {
-            family.sample(&[("jwks_uri", uri)], total.keys)?;
-        }
-        let name = naming.same("jwks_fetches_total");
-        let mut family = families.family(&name, "Fetches of a JWKS URI started", Kind::Counter)?;
-        for (uri, total) in &totals {
-            family.sample(&[("jwks_uri", uri)], total.fetches)?;
-        }
-        let name = naming.same("jwks_fetch_failures_total");
-        let mut family = families.family(
-            &name,
-            "Fetches of a JWKS URI that brought no key set (the keys held stay)",
-            Kind::Counter,
+        per_source(
+            naming,
+            families,
+            "jwks_uri",
+            &totals,
+            &[
+                ("jwks_keys", "Keys held from a JWKS URI", Kind::Gauge, |t| {
+                    t.keys
+                }),
+                (
+                    "jwks_fetches_total",
+                    "Fetches of a JWKS URI started",
+                    Kind::Counter,
+                    |t| t.fetches,
+                ),
+                (
+                    "jwks_fetch_failures_total",
+                    "Fetches of a JWKS URI that brought no key set (the keys held stay)",
+                    Kind::Counter,
+                    |t| t.failures,
+                ),
+            ],
         )?;
-        for (uri, total) in &totals {
-            family.sample(&[("jwks_uri", uri)], total.failures)?;
-        }
         // Absent until the first success: a 0 would read as "1970" in alerts
         // on its age.
         let name = naming.same("jwks_last_success_timestamp_seconds");
