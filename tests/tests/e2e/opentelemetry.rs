@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tollgate_data_plane::Settings;
+use tollgate_data_plane::{DataPlane, Settings};
 use tollgate_tests::dataplane::{self, get_with, send, ConfigBuilder, Scope};
 use tollgate_tests::echo;
 
@@ -206,6 +206,26 @@ fn one_span_per_export(url: String, queue: Value) -> Value {
     });
     dataplane::merge(&mut config, json!({ "queue": queue }));
     config
+}
+
+/// A data plane (route `/`) whose global opentelemetry exports to a receiver
+/// that accepts connections and never answers, one span per export; `queue`
+/// adds queue settings. Returns it and the receiver's address.
+async fn exporting_to_a_black_hole(queue: Value) -> (DataPlane, SocketAddr) {
+    let upstream = echo::spawn().await.unwrap();
+    let black_hole = spawn_black_hole().await;
+    let url = format!("http://{black_hole}/v1/traces");
+    let dp = ConfigBuilder::routed(upstream, 10, &["/"])
+        .plugin(
+            20,
+            "opentelemetry",
+            one_span_per_export(url, queue),
+            Scope::default(),
+        )
+        .start()
+        .await
+        .unwrap();
+    (dp, black_hole)
 }
 
 const INCOMING_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -486,21 +506,7 @@ async fn sampling_rate_zero_exports_nothing_and_propagates_unsampled() {
 
 #[tokio::test]
 async fn a_receiver_that_never_answers_neither_slows_nor_fails_proxying() {
-    let upstream = echo::spawn().await.unwrap();
-    let black_hole = spawn_black_hole().await;
-    let dp = ConfigBuilder::routed(upstream, 10, &["/"])
-        .plugin(
-            20,
-            "opentelemetry",
-            one_span_per_export(
-                format!("http://{black_hole}/v1/traces"),
-                json!({"max_entries": 4}),
-            ),
-            Scope::default(),
-        )
-        .start()
-        .await
-        .unwrap();
+    let (dp, _) = exporting_to_a_black_hole(json!({"max_entries": 4})).await;
     let proxy = dp.proxy_addrs()[0];
 
     const REQUESTS: u64 = 20;
@@ -629,22 +635,9 @@ async fn concurrency_limit_caps_the_exports_in_flight() {
 /// counted, although `max_entries` would hold them all.
 #[tokio::test]
 async fn max_bytes_bounds_the_queue_by_size() {
-    let upstream = echo::spawn().await.unwrap();
-    let black_hole = spawn_black_hole().await;
     const MAX_BYTES: u64 = 2048;
-    let dp = ConfigBuilder::routed(upstream, 10, &["/"])
-        .plugin(
-            20,
-            "opentelemetry",
-            one_span_per_export(
-                format!("http://{black_hole}/v1/traces"),
-                json!({"max_entries": 1000, "max_bytes": MAX_BYTES}),
-            ),
-            Scope::default(),
-        )
-        .start()
-        .await
-        .unwrap();
+    let (dp, black_hole) =
+        exporting_to_a_black_hole(json!({"max_entries": 1000, "max_bytes": MAX_BYTES})).await;
     const REQUESTS: u64 = 20;
     for i in 0..REQUESTS {
         let reply = send(
