@@ -79,15 +79,19 @@ impl Gateway {
     /// at least a blocking task.
     pub fn apply(&self, meta: ConfigMeta, config: &Config) -> Result<Applied, Vec<CompileError>> {
         let compiled = compile(meta.clone(), config, &self.deps);
-        self.install(meta, compiled)
+        self.install(meta, config, compiled)
     }
 
     /// Swaps in a compiled config (or records why there is none). The
     /// replaced config goes to the config thread, which frees it once the
     /// last request using it is done, so no proxy worker pays for that.
+    /// Deprecated settings of `config` are logged here, once per instance
+    /// and config applied (Kong warns when it validates a config, never per
+    /// request).
     fn install(
         &self,
         meta: ConfigMeta,
+        config: &Config,
         compiled: Result<Compiled, Vec<CompileError>>,
     ) -> Result<Applied, Vec<CompileError>> {
         match compiled {
@@ -102,6 +106,15 @@ impl Gateway {
                 self.local_version.fetch_max(meta.version, Ordering::AcqRel);
                 self.status.record_applied(&applied);
                 tracing::info!(version = applied.version, hash = %applied.hash, "configuration applied");
+                for deprecation in tollgate_shared::plugin::deprecations(config) {
+                    tracing::warn!(
+                        version = applied.version,
+                        plugin = %deprecation.plugin,
+                        plugin_id = %deprecation.plugin_id,
+                        "{}",
+                        deprecation.message
+                    );
+                }
                 Ok(applied)
             }
             Err(errors) => {
@@ -177,12 +190,13 @@ impl Gateway {
             (verified, compiled)
         });
         verified.map_err(refused)?;
-        self.install(meta, compiled).map_err(|errors| {
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<String>>()
-        })?;
+        self.install(meta, &snapshot.config, compiled)
+            .map_err(|errors| {
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<String>>()
+            })?;
         Ok(Persist::Config {
             snapshot,
             built_at_ms,

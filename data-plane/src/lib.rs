@@ -114,10 +114,10 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     let status = Arc::new(StatusState::new());
     let upstream_tls = UpstreamTls::new(UpstreamTls::system_roots())?;
     // JWKS endpoints are always verified against the system roots.
-    let jwks = plugins::jwks::JwksFetcher::new(
+    let jwks = Arc::new(plugins::jwks::JwksFetcher::new(
         tokio::runtime::Handle::current(),
         upstream_tls.client_config(true, false),
-    );
+    ));
     let otlp_tls = upstream_tls.client_config(true, false);
     // http-log sends over its own connections, with Kong's `ssl_verify = false`.
     let log_tls = upstream_tls.client_config(false, false);
@@ -127,15 +127,6 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
     let proxy_metrics = Arc::new(tollgate_shared::plugin::ProxyMetrics::new(
         settings.metrics_max_series,
     ));
-    let telemetry = Arc::new(telemetry::Telemetry::new(
-        settings.metrics_naming.clone(),
-        Arc::clone(&status),
-        Arc::clone(&redis),
-        Arc::clone(&proxy_metrics),
-    ));
-    if let Some(node_id) = &settings.node_id {
-        telemetry.set_node_id(node_id);
-    }
     let trace_exporters = Arc::new(plugins::otlp::OtlpExporters::new(
         tokio::runtime::Handle::current(),
         otlp_tls,
@@ -146,11 +137,26 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
         Arc::clone(&status.http_log),
     ));
     let resources = tollgate_shared::runtime::Resources::live(file_sinks)
-        .with_redis(redis)
-        .with_proxy_metrics(proxy_metrics)
-        .with_jwks(Arc::new(jwks))
+        .with_redis(Arc::clone(&redis) as _)
+        .with_proxy_metrics(Arc::clone(&proxy_metrics))
+        .with_jwks(Arc::clone(&jwks) as _)
         .with_traces(Arc::clone(&trace_exporters) as _)
         .with_log_queues(Arc::clone(&log_queues) as _);
+    let telemetry = Arc::new(telemetry::Telemetry::new(
+        settings.metrics_naming.clone(),
+        Arc::clone(&status),
+        redis,
+        telemetry::PluginSources {
+            otlp: Arc::clone(&trace_exporters),
+            jwks,
+            http_log: Arc::clone(&status.http_log),
+            resources: resources.clone(),
+        },
+        proxy_metrics,
+    ));
+    if let Some(node_id) = &settings.node_id {
+        telemetry.set_node_id(node_id);
+    }
     let gateway = Arc::new(Gateway::new(Deps { pools, resources }, Arc::clone(&status)));
     let (trigger, signal) = shutdown::channel();
     let drain = Arc::new(Drain::default());

@@ -2,18 +2,22 @@
 //! rendered on the status listener's `GET /metrics`. It owns the node's
 //! counters ([`StatusState`], which `/status` reports too) and the sync
 //! client's ([`SyncStatus`]), and reads, at scrape time, those, the Redis
-//! connector's per-server health and the `prometheus` plugin's families
-//! ([`ProxyMetrics`]), which the plugin records into through the compile
-//! resources. Nothing is global: tests run several data planes in one
+//! connector's per-server health, the plugins' background machinery
+//! (opentelemetry exporters, http-log queues, JWKS sources, the
+//! rate-limiting local table: [`PluginSources`]) and the `prometheus`
+//! plugin's families ([`ProxyMetrics`]), which the plugin records into
+//! through the compile resources. Nothing is global: tests run several data planes in one
 //! process, each with its own registry.
 //!
 //! Names follow `--metrics-prefix` (`tollgate_*`, or Kong's exact names with
 //! `kong`); the list is in README.md ("Metrics").
 
 mod node;
+mod plugins;
 mod status_state;
 mod sync_status;
 
+pub use plugins::PluginSources;
 pub use status_state::{Applied, StatusState};
 pub use sync_status::{Link, LinkState, SyncStatus};
 
@@ -39,12 +43,13 @@ impl std::fmt::Debug for Telemetry {
 }
 
 impl Telemetry {
-    /// The registry of one data plane: node-level metrics, then the
-    /// `prometheus` plugin's families.
+    /// The registry of one data plane: node-level metrics, the plugins'
+    /// machinery, then the `prometheus` plugin's families.
     pub fn new(
         naming: Naming,
         status: Arc<StatusState>,
         redis: Arc<RedisServers>,
+        plugins: PluginSources,
         proxy: Arc<ProxyMetrics>,
     ) -> Telemetry {
         let node = Arc::new(node::NodeSources {
@@ -57,6 +62,10 @@ impl Telemetry {
         let sources = Arc::clone(&node);
         registry.register_collector(Box::new(FnCollector(
             move |families: &mut Families<'_, '_>| sources.encode(families),
+        )));
+        let sources = Arc::clone(&node);
+        registry.register_collector(Box::new(FnCollector(
+            move |families: &mut Families<'_, '_>| plugins.encode(&sources.naming, families),
         )));
         let sources = Arc::clone(&node);
         registry.register_collector(Box::new(FnCollector(

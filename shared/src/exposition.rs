@@ -230,6 +230,99 @@ impl EncodeLabelValue for Escaped<'_> {
     }
 }
 
+/// A node's connection and request counts, as both planes keep them (the
+/// data plane for its proxy listeners, the control plane for its Admin API).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionCounts<'a> {
+    pub node_id: &'a str,
+    /// What the connections are, for the help texts ("client", "Admin API").
+    pub subject: &'a str,
+    pub accepted: u64,
+    /// Connections handled, when counted apart from accepted (data plane);
+    /// `None` writes no handled counter under Tollgate's names and the
+    /// accepted count as Kong's `handled` state.
+    pub handled: Option<u64>,
+    pub active: u64,
+    /// Connections with a request in flight (at most `active`).
+    pub writing: u64,
+    pub requests: u64,
+}
+
+/// Writes the connection and request families: Kong's
+/// `nginx_connections_total` (every state, `subsystem="http"`) and
+/// `nginx_requests_total` gauges under `--metrics-prefix kong`, otherwise
+/// `connections` by state, `connections_accepted_total`,
+/// `connections_handled_total` (when counted) and `requests_total`.
+/// `reading` is always 0 (hyper does not expose it); `waiting` is open
+/// connections without a request in flight.
+pub fn connections(
+    families: &mut Families<'_, '_>,
+    naming: &Naming,
+    counts: &ConnectionCounts<'_>,
+) -> fmt::Result {
+    let node_id = counts.node_id;
+    let subject = counts.subject;
+    let writing = counts.writing.min(counts.active);
+    let waiting = counts.active - writing;
+    if naming.is_kong() {
+        let name = naming.same("nginx_connections_total");
+        let help = format!("Connections ({subject}) by state");
+        let mut family = families.family(&name, &help, Kind::Gauge)?;
+        for (state, value) in [
+            ("accepted", counts.accepted),
+            ("active", counts.active),
+            ("handled", counts.handled.unwrap_or(counts.accepted)),
+            ("reading", 0),
+            ("total", counts.accepted),
+            ("waiting", waiting),
+            ("writing", writing),
+        ] {
+            family.sample(
+                &[
+                    ("node_id", node_id),
+                    ("subsystem", "http"),
+                    ("state", state),
+                ],
+                value,
+            )?;
+        }
+        let name = naming.same("nginx_requests_total");
+        let help = format!("Requests received ({subject})");
+        return families.family(&name, &help, Kind::Gauge)?.sample(
+            &[("node_id", node_id), ("subsystem", "http")],
+            counts.requests,
+        );
+    }
+    let name = naming.same("connections");
+    let help = format!("Open connections ({subject}) by state");
+    let mut family = families.family(&name, &help, Kind::Gauge)?;
+    for (state, value) in [
+        ("active", counts.active),
+        ("reading", 0),
+        ("waiting", waiting),
+        ("writing", writing),
+    ] {
+        family.sample(&[("node_id", node_id), ("state", state)], value)?;
+    }
+    let name = naming.same("connections_accepted_total");
+    let help = format!("Connections accepted ({subject})");
+    families
+        .family(&name, &help, Kind::Counter)?
+        .sample(&[("node_id", node_id)], counts.accepted)?;
+    if let Some(handled) = counts.handled {
+        let name = naming.same("connections_handled_total");
+        let help = format!("Connections handled ({subject})");
+        families
+            .family(&name, &help, Kind::Counter)?
+            .sample(&[("node_id", node_id)], handled)?;
+    }
+    let name = naming.same("requests_total");
+    let help = format!("Requests received ({subject})");
+    families
+        .family(&name, &help, Kind::Counter)?
+        .sample(&[("node_id", node_id)], counts.requests)
+}
+
 /// The hash of a config as a number, as Kong exports
 /// `kong_data_plane_config_hash` (`tonumber(hash, 16)`): its hex digits read
 /// as an integer in a float, so equal hashes give equal numbers.
@@ -295,6 +388,57 @@ mod tests {
         );
         assert!(text.contains("x_ms_count{route=\"r\"} 3\n"), "{text}");
         assert!(text.contains("x_ms_sum{route=\"r\"} 7.0\n"), "{text}");
+    }
+
+    #[test]
+    fn connection_families_in_both_schemes() {
+        let counts = ConnectionCounts {
+            node_id: "n",
+            subject: "client",
+            accepted: 5,
+            handled: Some(4),
+            active: 3,
+            writing: 1,
+            requests: 9,
+        };
+        let text =
+            collect(move |families| connections(families, &Naming::new("kong").unwrap(), &counts));
+        assert!(
+            text.contains("# TYPE kong_nginx_connections_total gauge\n"),
+            "{text}"
+        );
+        for (state, value) in [
+            ("accepted", 5),
+            ("handled", 4),
+            ("total", 5),
+            ("waiting", 2),
+            ("writing", 1),
+            ("reading", 0),
+        ] {
+            let line = format!("kong_nginx_connections_total{{node_id=\"n\",subsystem=\"http\",state=\"{state}\"}} {value}\n");
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+        assert!(
+            text.contains("kong_nginx_requests_total{node_id=\"n\",subsystem=\"http\"} 9\n"),
+            "{text}"
+        );
+
+        let admin = ConnectionCounts {
+            handled: None,
+            subject: "Admin API",
+            ..counts
+        };
+        let text = collect(move |families| connections(families, &Naming::default(), &admin));
+        assert!(
+            text.contains("tollgate_connections{node_id=\"n\",state=\"waiting\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tollgate_connections_accepted_total{node_id=\"n\"} 5\n"),
+            "{text}"
+        );
+        assert!(!text.contains("connections_handled_total"), "{text}");
+        assert!(text.contains("# TYPE tollgate_requests_total counter\ntollgate_requests_total{node_id=\"n\"} 9\n"), "{text}");
     }
 
     #[test]

@@ -40,8 +40,9 @@ pub use prometheus::{
     KONG_LATENCY_BUCKETS, UPSTREAM_LATENCY_BUCKETS,
 };
 pub use rate_limiting::{
-    LimitBy, Period, RateLimitAlgorithm, RateLimitPolicy, RateLimiting, RateLimitingConfig,
-    RateLimitingError, RedisConfig, RedisFailureMode,
+    local_table as rate_limiting_local_table, LimitBy, LocalCounters, Period, RateLimitAlgorithm,
+    RateLimitPolicy, RateLimiting, RateLimitingConfig, RateLimitingError, RedisConfig,
+    RedisFailureMode,
 };
 
 use crate::entity::EntityKind;
@@ -321,6 +322,35 @@ pub fn supported() -> impl Iterator<Item = &'static str> {
 }
 
 /// The message Kong gives for a plugin it does not run.
+/// A deprecated setting one plugin instance of a config uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deprecation {
+    pub plugin_id: uuid::Uuid,
+    pub plugin: String,
+    /// Kong's message for it.
+    pub message: &'static str,
+}
+
+/// The deprecated settings the enabled plugin instances of `config` use
+/// (http-log's pre-queue fields), one entry per instance and field, for the
+/// data plane to log once per config it applies rather than per request.
+pub fn deprecations(config: &crate::Config) -> Vec<Deprecation> {
+    config
+        .plugins
+        .iter()
+        .filter(|plugin| plugin.enabled && plugin.name == "http-log")
+        .flat_map(|plugin| {
+            http_log::deprecations(&plugin.config)
+                .into_iter()
+                .map(|message| Deprecation {
+                    plugin_id: plugin.id,
+                    plugin: plugin.name.clone(),
+                    message,
+                })
+        })
+        .collect()
+}
+
 pub fn not_enabled_message(name: &str) -> String {
     format!("plugin '{name}' not enabled; add it to the 'plugins' configuration property")
 }

@@ -27,7 +27,8 @@ pub use resources::{
     RedisServer, RedisTls, Resources, SharedSet,
 };
 pub use traces::{
-    AttributeValue, FinishedSpan, OtlpEndpoint, SpanId, SpanKind, SpanSink, TraceExporters, TraceId,
+    AttributeValue, FinishedSpan, OtlpEndpoint, SpanId, SpanKind, SpanSink, TraceExporters,
+    TraceId, UNBOUNDED_EXPORTS,
 };
 
 use http::{HeaderMap, StatusCode};

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL (127.0.0.1:5432, user postgres, trust auth) and Redis
 # (127.0.0.1:6379) answer: starts them when installed but stopped, installs them
-# with apt-get when missing; installs promtool (package prometheus) when missing.
+# with apt-get when missing; installs Prometheus (package prometheus: the server the
+# metrics tests scrape with, and promtool) when either binary is missing.
 # Prints the URLs to export on its last two lines.
 set -euo pipefail
 
@@ -49,10 +50,17 @@ if ! command -v redis-cli >/dev/null 2>&1 || ! redis_ready; then
   wait_for redis_ready || { log "Redis did not come up"; exit 1; }
 fi
 
-# promtool (Debian package prometheus) checks both planes' /metrics expositions in the tests.
-if ! command -v promtool >/dev/null 2>&1; then
-  log "installing promtool (prometheus)"
-  apt_install --no-install-recommends prometheus
+# The Debian package prometheus brings both binaries the tests use: promtool checks both
+# planes' /metrics expositions and deploy/'s rules, and the prometheus server scrapes a test
+# cluster (tests/tests/e2e/prometheus_server.rs). Only the binaries are wanted: the packaged
+# service is not started here.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  if [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; then
+    log "prometheus is installed in /usr/bin but not on PATH; the tests look there"
+  else
+    log "installing prometheus (server and promtool)"
+    apt_install --no-install-recommends prometheus
+  fi
 fi
 
 echo "postgres://postgres@127.0.0.1:5432/postgres"

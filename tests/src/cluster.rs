@@ -229,6 +229,16 @@ pub struct DataPlaneOptions {
 
 impl DataPlaneProcess {
     pub fn start(pki: &Pki, options: &DataPlaneOptions) -> anyhow::Result<Self> {
+        Self::start_with_args(pki, options, &[])
+    }
+
+    /// [`DataPlaneProcess::start`] with further `tollgate-dp serve` flags
+    /// (e.g. `--metrics-prefix kong`).
+    pub fn start_with_args(
+        pki: &Pki,
+        options: &DataPlaneOptions,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut command = Command::new(binary("tollgate-dp")?);
         command
             .args(["serve", "--control-plane"])
@@ -248,6 +258,7 @@ impl DataPlaneProcess {
             .arg(&options.cache_dir)
             .args(["--node-id", &options.node_id])
             .args(["--workers", "1"])
+            .args(extra)
             .env("RUST_LOG", "info");
         let (process, line) = Process::spawn("tollgate-dp", command, "data plane listening")?;
         Ok(Self {
@@ -256,6 +267,39 @@ impl DataPlaneProcess {
             node_id: options.node_id.clone(),
             process,
         })
+    }
+}
+
+/// The seed guide's first steps on real processes: a control plane on a
+/// fresh database, one data plane following it (cache and certificates under
+/// the caller's directory), service `my-api` at an upstream and its route
+/// `api` on `/api`. Fields drop in order: data plane, control plane, database.
+pub struct SeedCluster {
+    pub dp: DataPlaneProcess,
+    pub cp: ControlPlaneProcess,
+    pub db: TestDatabase,
+    pub pki: Pki,
+}
+
+impl SeedCluster {
+    pub async fn start(dir: &Path, upstream: SocketAddr) -> anyhow::Result<SeedCluster> {
+        let pki = Pki::init(&dir.join("pki"))?;
+        let db = TestDatabase::create().await?;
+        let cp = ControlPlaneProcess::start(&db.url, &pki, "127.0.0.1:0")?;
+        let dp = DataPlaneProcess::start(
+            &pki,
+            &DataPlaneOptions {
+                control_plane: cp.cluster,
+                certificate: "dp".into(),
+                cache_dir: dir.join("dp-cache"),
+                node_id: uuid::Uuid::new_v4().to_string(),
+            },
+        )?;
+        let service = serde_json::json!({ "name": "my-api", "url": format!("http://{upstream}") });
+        admin_write(cp.admin, "POST", "/services", service).await?;
+        let route = serde_json::json!({ "name": "api", "paths": ["/api"] });
+        admin_write(cp.admin, "POST", "/services/my-api/routes", route).await?;
+        Ok(SeedCluster { dp, cp, db, pki })
     }
 }
 

@@ -95,6 +95,20 @@ impl ConfigBuilder {
         Self::default()
     }
 
+    /// Service 1 at `upstream` and route `route` on `paths` to it: where most
+    /// plugin tests start.
+    pub fn routed(upstream: SocketAddr, route: u128, paths: &[&str]) -> Self {
+        Self::new()
+            .service(1, upstream, json!({}))
+            .route(route, Some(1), paths, json!({}))
+    }
+
+    /// Builds this config and starts a data plane with
+    /// [`Settings::loopback`] serving it.
+    pub async fn start(self) -> anyhow::Result<DataPlane> {
+        start(Settings::loopback(), &self.build()?).await
+    }
+
     /// An http service pointing at `upstream`, patched with `patch`.
     pub fn service(mut self, n: u128, upstream: SocketAddr, patch: Value) -> Self {
         let mut service = json!({

@@ -15,6 +15,7 @@ mod e2e {
     pub mod opentelemetry;
     pub mod operator;
     pub mod plugin_runtime;
+    pub mod prometheus_server;
     pub mod proxy_basics;
     pub mod proxy_hardening;
     pub mod proxy_protocols;

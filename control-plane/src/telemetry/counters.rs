@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tollgate_shared::exposition::{Families, Kind, Naming};
+use tollgate_shared::exposition::{self, ConnectionCounts, Families, Kind, Naming};
 
 /// Status codes counted one by one; anything else is counted as 0.
 const CODES: std::ops::Range<u16> = 100..600;
@@ -116,57 +116,22 @@ impl NodeFacts {
             i64::from(self.datastore_reachable),
         )?;
 
-        let accepted = counters.connections_accepted.load(Ordering::Relaxed);
         let active = counters.connections_active.load(Ordering::Relaxed);
-        let writing = active.min(1);
-        let requests = counters.total_requests.load(Ordering::Relaxed);
-        if naming.is_kong() {
-            let name = naming.same("nginx_connections_total");
-            let mut family =
-                families.family(&name, "Admin API connections by state", Kind::Gauge)?;
-            for (state, value) in [
-                ("accepted", accepted),
-                ("active", active),
-                ("handled", accepted),
-                ("reading", 0),
-                ("total", accepted),
-                ("waiting", active - writing),
-                ("writing", writing),
-            ] {
-                family.sample(
-                    &[
-                        ("node_id", node_id),
-                        ("subsystem", "http"),
-                        ("state", state),
-                    ],
-                    value,
-                )?;
-            }
-            let name = naming.same("nginx_requests_total");
-            families
-                .family(&name, "Admin API requests received", Kind::Gauge)?
-                .sample(&[("node_id", node_id), ("subsystem", "http")], requests)?;
-        } else {
-            let name = naming.same("connections");
-            let mut family =
-                families.family(&name, "Open Admin API connections by state", Kind::Gauge)?;
-            for (state, value) in [
-                ("active", active),
-                ("reading", 0),
-                ("waiting", active - writing),
-                ("writing", writing),
-            ] {
-                family.sample(&[("node_id", node_id), ("state", state)], value)?;
-            }
-            let name = naming.same("connections_accepted_total");
-            families
-                .family(&name, "Admin API connections accepted", Kind::Counter)?
-                .sample(&[("node_id", node_id)], accepted)?;
-            let name = naming.same("requests_total");
-            families
-                .family(&name, "Admin API requests received", Kind::Counter)?
-                .sample(&[("node_id", node_id)], requests)?;
-        }
+        exposition::connections(
+            families,
+            naming,
+            &ConnectionCounts {
+                node_id,
+                subject: "Admin API",
+                accepted: counters.connections_accepted.load(Ordering::Relaxed),
+                handled: None,
+                active,
+                // One request at a time per connection is the most the
+                // listener tells apart (the same estimate `/status` gives).
+                writing: active.min(1),
+                requests: counters.total_requests.load(Ordering::Relaxed),
+            },
+        )?;
         let responses = counters.responses();
         if responses.is_empty() {
             return Ok(());

@@ -58,6 +58,9 @@ pub struct JwksHealth {
     pub fetches: u64,
     /// Fetches that failed.
     pub failures: u64,
+    /// Unix milliseconds of the last fetch that brought a key set; 0 before
+    /// the first.
+    pub last_success_ms: u64,
 }
 
 impl JwksFetcher {
@@ -132,6 +135,8 @@ struct Shared {
     timeout: Duration,
     fetches: AtomicU64,
     failures: AtomicU64,
+    /// Unix milliseconds of the last successful fetch (0: none yet).
+    last_success_ms: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -163,6 +168,7 @@ impl KeySetCache {
                 timeout,
                 fetches: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
+                last_success_ms: AtomicU64::new(0),
             }),
         }
     }
@@ -272,6 +278,7 @@ impl Shared {
             keys: self.keys.load().len(),
             fetches: self.fetches.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+            last_success_ms: self.last_success_ms.load(Ordering::Relaxed),
         }
     }
 
@@ -292,6 +299,12 @@ impl Shared {
             Ok(set) => {
                 tracing::debug!(jwks_uri = %self.label, keys = set.len(), "JWKS fetched");
                 self.keys.store(Arc::new(set));
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| {
+                        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+                    });
+                self.last_success_ms.store(now_ms, Ordering::Relaxed);
                 false
             }
             Err(error) => {
@@ -520,6 +533,15 @@ mod tests {
         assert_eq!(server.requests.load(Ordering::SeqCst), 1);
         assert_eq!(fetcher.health()[0].keys, 1);
         assert_eq!(fetcher.health()[0].uri, format!("http://{addr}/jwks"));
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let last_success = fetcher.health()[0].last_success_ms;
+        assert!(
+            last_success > now_ms - 60_000 && last_success <= now_ms,
+            "{last_success}"
+        );
         drop((keys, again));
         assert!(fetcher.health().is_empty());
     }

@@ -5,15 +5,19 @@
 //! while some config uses it.
 //!
 //! An exporter is a bounded queue and one background task. `submit` never
-//! blocks: a span that does not fit (`queue.max_entries`) is dropped and
-//! counted, with a warning at most every 10 s. The task batches spans
-//! (`queue.max_batch_size`, or whatever arrived within
+//! blocks: a span that does not fit (`queue.max_entries` spans, and
+//! `queue.max_bytes` bytes of spans by their approximate encoded size) is
+//! dropped and counted, with a warning at most every 10 s. The task batches
+//! spans (`queue.max_batch_size`, or whatever arrived within
 //! `queue.max_coalescing_delay` of a batch's first span), encodes them once
 //! as an OTLP `ExportTraceServiceRequest` (protobuf, `opentelemetry-proto`)
-//! and POSTs them over one kept-alive HTTP/1.1 connection, retrying a failed
+//! and POSTs them over kept-alive HTTP/1.1 connections, retrying a failed
 //! batch with doubling delays for up to `queue.max_retry_time`, as Kong's
-//! queue does. While it waits on a slow or dead receiver the queue fills and
-//! further spans are dropped: the proxy never waits and memory stays bounded.
+//! queue does. At most `concurrency` exports are in flight (one with Kong's
+//! default `queue.concurrency_limit: 1`, [`UNBOUNDED_EXPORTS`] with `-1`);
+//! the next batch is only gathered once an export slot is free, so while it
+//! waits on a slow or dead receiver the queue fills and further spans are
+//! dropped: the proxy never waits and memory stays bounded.
 //! When the last config using an exporter is gone its queue closes; the task
 //! sends what is left and ends.
 
@@ -30,14 +34,15 @@ use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
 };
 use prost::Message;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tollgate_shared::runtime::{
     AttributeValue, FinishedSpan, OtlpEndpoint, SharedSet, SpanKind, SpanSink, TraceExporters,
+    UNBOUNDED_EXPORTS,
 };
 
 /// Warnings about dropped spans or failed exports: at most one per this interval.
@@ -58,10 +63,16 @@ pub struct ExporterStats {
     pub endpoint: String,
     /// Spans the receiver accepted.
     pub exported: u64,
-    /// Spans refused because the queue was full.
+    /// Spans refused because the queue was full (`max_entries` or `max_bytes`).
     pub dropped: u64,
     /// Spans of batches given up after `max_retry_time`.
     pub failed: u64,
+    /// Export requests that failed (each attempt, retried or not).
+    pub failed_requests: u64,
+    /// Spans waiting in the queue now.
+    pub queued: u64,
+    /// Export requests in flight now.
+    pub in_flight: u64,
 }
 
 impl OtlpExporters {
@@ -100,15 +111,30 @@ struct Counters {
     exported: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
+    failed_requests: AtomicU64,
+    /// Spans in the queue, and their approximate encoded bytes.
+    queued: AtomicU64,
+    queued_bytes: AtomicUsize,
+    in_flight: AtomicU64,
     /// Milliseconds since `Counters::epoch` of the last drop warning.
     last_drop_warning: AtomicU64,
+    /// When a failed export was last logged.
+    last_failure_warning: Mutex<Option<Instant>>,
+}
+
+/// A span in the queue with the bytes it counts against `max_bytes`.
+#[derive(Debug)]
+struct Queued {
+    span: FinishedSpan,
+    bytes: usize,
 }
 
 /// One endpoint's queue; its task holds the receiving end.
 #[derive(Debug)]
 pub struct Exporter {
-    queue: mpsc::Sender<FinishedSpan>,
+    queue: mpsc::Sender<Queued>,
     counters: Arc<Counters>,
+    max_bytes: Option<usize>,
     endpoint: String,
     epoch: Instant,
 }
@@ -119,9 +145,10 @@ impl Exporter {
         runtime: &tokio::runtime::Handle,
         tls: &Arc<rustls::ClientConfig>,
     ) -> Result<Exporter, String> {
-        let client = OtlpClient::new(endpoint, tls)?;
+        let client = Arc::new(OtlpClient::new(endpoint, tls)?);
         let (queue, spans) = mpsc::channel(endpoint.max_entries.max(1));
         let counters = Arc::new(Counters::default());
+        let concurrency = endpoint.concurrency.clamp(1, UNBOUNDED_EXPORTS);
         let batcher = Batcher {
             spans,
             client,
@@ -129,27 +156,51 @@ impl Exporter {
             counters: Arc::clone(&counters),
             max_batch_size: endpoint.max_batch_size.max(1),
             max_coalescing_delay: endpoint.max_coalescing_delay,
-            retry: RetryPolicy {
+            retry: Arc::new(RetryPolicy {
                 max_time: endpoint.max_retry_time,
                 initial: endpoint.initial_retry_delay,
                 max_delay: endpoint.max_retry_delay,
-            },
+            }),
+            slots: Arc::new(Semaphore::new(concurrency)),
         };
         runtime.spawn(batcher.run());
         Ok(Exporter {
             queue,
             counters,
+            max_bytes: endpoint.max_bytes,
             endpoint: without_userinfo(&endpoint.url),
             epoch: Instant::now(),
         })
     }
 
     fn stats(&self) -> ExporterStats {
+        let counters = &self.counters;
         ExporterStats {
             endpoint: self.endpoint.clone(),
-            exported: self.counters.exported.load(Ordering::Relaxed),
-            dropped: self.counters.dropped.load(Ordering::Relaxed),
-            failed: self.counters.failed.load(Ordering::Relaxed),
+            exported: counters.exported.load(Ordering::Relaxed),
+            dropped: counters.dropped.load(Ordering::Relaxed),
+            failed: counters.failed.load(Ordering::Relaxed),
+            failed_requests: counters.failed_requests.load(Ordering::Relaxed),
+            queued: counters.queued.load(Ordering::Relaxed),
+            in_flight: counters.in_flight.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts `bytes` into the queue's byte budget, or refuses them.
+    fn reserve_bytes(&self, bytes: usize) -> bool {
+        let Some(max) = self.max_bytes else {
+            return true;
+        };
+        let queued = &self.counters.queued_bytes;
+        let mut current = queued.load(Ordering::Relaxed);
+        loop {
+            let Some(next) = current.checked_add(bytes).filter(|&next| next <= max) else {
+                return false;
+            };
+            match queued.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
         }
     }
 
@@ -177,7 +228,23 @@ impl Exporter {
 impl SpanSink for Exporter {
     fn submit(&self, spans: Vec<FinishedSpan>) {
         for span in spans {
-            if self.queue.try_send(span).is_err() {
+            // Measured only when a byte bound is set: the size is otherwise unused.
+            let bytes = if self.max_bytes.is_some() {
+                span.approximate_size()
+            } else {
+                0
+            };
+            if !self.reserve_bytes(bytes) {
+                self.note_drop();
+                continue;
+            }
+            // Counted before sending, so the batcher never sees it negative.
+            self.counters.queued.fetch_add(1, Ordering::Relaxed);
+            if self.queue.try_send(Queued { span, bytes }).is_err() {
+                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                self.counters
+                    .queued_bytes
+                    .fetch_sub(bytes, Ordering::AcqRel);
                 self.note_drop();
             }
         }
@@ -192,45 +259,91 @@ struct RetryPolicy {
 
 /// The background half of an exporter.
 struct Batcher {
-    spans: mpsc::Receiver<FinishedSpan>,
-    client: OtlpClient,
+    spans: mpsc::Receiver<Queued>,
+    client: Arc<OtlpClient>,
     resource: Resource,
     counters: Arc<Counters>,
     max_batch_size: usize,
     max_coalescing_delay: Duration,
-    retry: RetryPolicy,
+    retry: Arc<RetryPolicy>,
+    /// Export slots: `concurrency` permits.
+    slots: Arc<Semaphore>,
 }
 
 impl Batcher {
     async fn run(mut self) {
-        let mut last_warning: Option<Instant> = None;
-        while let Some(first) = self.spans.recv().await {
+        loop {
+            // A slot first: while every slot waits on the receiver, spans
+            // stay in the bounded queue (and overflow is dropped there).
+            let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
+                return;
+            };
+            let Some(first) = self.spans.recv().await else {
+                return;
+            };
             let mut batch = Vec::with_capacity(self.max_batch_size.min(1024));
-            batch.push(first);
+            self.take(&mut batch, first);
             let deadline = tokio::time::Instant::now() + self.max_coalescing_delay;
             while batch.len() < self.max_batch_size {
                 match tokio::time::timeout_at(deadline, self.spans.recv()).await {
-                    Ok(Some(span)) => batch.push(span),
+                    Ok(Some(queued)) => self.take(&mut batch, queued),
                     Ok(None) | Err(_) => break,
                 }
             }
             let count = batch.len() as u64;
             let body = Bytes::from(encode(&self.resource, batch).encode_to_vec());
-            match self.send_with_retries(body).await {
-                Ok(()) => {
-                    self.counters.exported.fetch_add(count, Ordering::Relaxed);
-                }
-                Err(error) => {
-                    self.counters.failed.fetch_add(count, Ordering::Relaxed);
-                    if last_warning.is_none_or(|at| at.elapsed() >= WARN_INTERVAL) {
-                        last_warning = Some(Instant::now());
-                        tracing::warn!(
-                            endpoint = %self.client.label,
-                            spans = count,
-                            %error,
-                            "opentelemetry: export failed, batch dropped"
-                        );
-                    }
+            let export = Export {
+                client: Arc::clone(&self.client),
+                counters: Arc::clone(&self.counters),
+                retry: Arc::clone(&self.retry),
+            };
+            self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                export.run(body, count).await;
+                export.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+                drop(slot);
+            });
+        }
+    }
+
+    /// Moves a span from the queue into `batch`, releasing what it counted.
+    fn take(&self, batch: &mut Vec<FinishedSpan>, queued: Queued) {
+        self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+        self.counters
+            .queued_bytes
+            .fetch_sub(queued.bytes, Ordering::AcqRel);
+        batch.push(queued.span);
+    }
+}
+
+/// One batch being exported (on a task of its own, holding an export slot).
+struct Export {
+    client: Arc<OtlpClient>,
+    counters: Arc<Counters>,
+    retry: Arc<RetryPolicy>,
+}
+
+impl Export {
+    async fn run(&self, body: Bytes, count: u64) {
+        match self.send_with_retries(body).await {
+            Ok(()) => {
+                self.counters.exported.fetch_add(count, Ordering::Relaxed);
+            }
+            Err(error) => {
+                self.counters.failed.fetch_add(count, Ordering::Relaxed);
+                let mut last = self
+                    .counters
+                    .last_failure_warning
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if last.is_none_or(|at| at.elapsed() >= WARN_INTERVAL) {
+                    *last = Some(Instant::now());
+                    tracing::warn!(
+                        endpoint = %self.client.label,
+                        spans = count,
+                        %error,
+                        "opentelemetry: export failed, batch dropped"
+                    );
                 }
             }
         }
@@ -238,13 +351,16 @@ impl Batcher {
 
     /// Kong's queue retry: doubling delays from `initial_retry_delay` up to
     /// `max_retry_delay`, until `max_retry_time` would be exceeded.
-    async fn send_with_retries(&mut self, body: Bytes) -> Result<(), ExportError> {
+    async fn send_with_retries(&self, body: Bytes) -> Result<(), ExportError> {
         let started = Instant::now();
         let mut delay = self.retry.initial;
         loop {
             match self.client.send(body.clone()).await {
                 Ok(()) => return Ok(()),
                 Err(error) => {
+                    self.counters
+                        .failed_requests
+                        .fetch_add(1, Ordering::Relaxed);
                     if started.elapsed() + delay > self.retry.max_time {
                         return Err(error);
                     }
@@ -362,7 +478,7 @@ enum ExportError {
 }
 
 /// `url` without the `user:password@` of its authority, for logs and stats.
-fn without_userinfo(url: &str) -> String {
+pub(crate) fn without_userinfo(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
@@ -379,8 +495,9 @@ fn without_userinfo(url: &str) -> String {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// OTLP/HTTP over one kept-alive HTTP/1.1 connection, made on first use and
-/// again after a failure.
+/// OTLP/HTTP over kept-alive HTTP/1.1 connections: one per export in
+/// flight, made on first use and again after a failure; idle ones are
+/// reused (at most the exporter's concurrency of them exist).
 struct OtlpClient {
     uri: Uri,
     /// The URL for logs: userinfo (credentials) removed.
@@ -395,7 +512,7 @@ struct OtlpClient {
     connect_timeout: Duration,
     exchange_timeout: Duration,
     read_timeout: Duration,
-    connection: Option<SendRequest<Full<Bytes>>>,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
 }
 
 impl OtlpClient {
@@ -458,7 +575,7 @@ impl OtlpClient {
             connect_timeout: endpoint.connect_timeout,
             exchange_timeout: endpoint.send_timeout + endpoint.read_timeout,
             read_timeout: endpoint.read_timeout,
-            connection: None,
+            idle: Mutex::new(Vec::new()),
             uri,
         })
     }
@@ -496,10 +613,11 @@ impl OtlpClient {
     }
 
     /// POSTs one encoded batch; 2xx is success (the body is read and dropped).
-    async fn send(&mut self, body: Bytes) -> Result<(), ExportError> {
-        let mut sender = match self.connection.take() {
-            Some(sender) if !sender.is_closed() => sender,
-            _ => self.connect().await?,
+    async fn send(&self, body: Bytes) -> Result<(), ExportError> {
+        let idle = self.take_idle();
+        let mut sender = match idle {
+            Some(sender) => sender,
+            None => self.connect().await?,
         };
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
@@ -522,9 +640,23 @@ impl OtlpClient {
             return Err(ExportError::Status(status));
         }
         if body_read {
-            self.connection = Some(sender);
+            self.idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(sender);
         }
         Ok(())
+    }
+
+    /// An idle connection the receiver has not closed, if any.
+    fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(sender) = idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
     }
 }
 

@@ -9,7 +9,7 @@ use crate::status::StatusState;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use tollgate_shared::exposition::{hash_as_number, Families, Kind, Naming};
+use tollgate_shared::exposition::{self, hash_as_number, ConnectionCounts, Families, Kind, Naming};
 
 pub(super) struct NodeSources {
     pub naming: Naming,
@@ -38,64 +38,21 @@ impl NodeSources {
             .family(&name, "Node identity and version (always 1)", Kind::Gauge)?
             .sample(&[("node_id", node_id), ("version", version)], 1i64)?;
 
-        let accepted = status.connections_accepted.load(Ordering::Relaxed);
-        let handled = status.connections_handled.load(Ordering::Relaxed);
         let active = status.connections_active.load(Ordering::Relaxed);
-        let writing = status
-            .requests_in_flight
-            .load(Ordering::Relaxed)
-            .min(active);
-        let waiting = active - writing;
-        let requests = status.total_requests.load(Ordering::Relaxed);
-        if kong {
-            let name = naming.same("nginx_connections_total");
-            let mut family = families.family(&name, "Client connections by state", Kind::Gauge)?;
-            for (state, value) in [
-                ("accepted", accepted),
-                ("active", active),
-                ("handled", handled),
-                ("reading", 0),
-                ("total", accepted),
-                ("waiting", waiting),
-                ("writing", writing),
-            ] {
-                family.sample(
-                    &[
-                        ("node_id", node_id),
-                        ("subsystem", "http"),
-                        ("state", state),
-                    ],
-                    value,
-                )?;
-            }
-            let name = naming.same("nginx_requests_total");
-            families
-                .family(&name, "Requests received", Kind::Gauge)?
-                .sample(&[("node_id", node_id), ("subsystem", "http")], requests)?;
-        } else {
-            let name = naming.same("connections");
-            let mut family =
-                families.family(&name, "Open client connections by state", Kind::Gauge)?;
-            for (state, value) in [
-                ("active", active),
-                ("reading", 0),
-                ("waiting", waiting),
-                ("writing", writing),
-            ] {
-                family.sample(&[("node_id", node_id), ("state", state)], value)?;
-            }
-            let name = naming.same("connections_accepted_total");
-            families
-                .family(&name, "Client connections accepted", Kind::Counter)?
-                .sample(&[("node_id", node_id)], accepted)?;
-            let name = naming.same("connections_handled_total");
-            families
-                .family(&name, "Client connections handled", Kind::Counter)?
-                .sample(&[("node_id", node_id)], handled)?;
-            let name = naming.same("requests_total");
-            families
-                .family(&name, "Requests received", Kind::Counter)?
-                .sample(&[("node_id", node_id)], requests)?;
+        exposition::connections(
+            families,
+            naming,
+            &ConnectionCounts {
+                node_id,
+                subject: "client",
+                accepted: status.connections_accepted.load(Ordering::Relaxed),
+                handled: Some(status.connections_handled.load(Ordering::Relaxed)),
+                active,
+                writing: status.requests_in_flight.load(Ordering::Relaxed),
+                requests: status.total_requests.load(Ordering::Relaxed),
+            },
+        )?;
+        if !kong {
             let name = naming.same("requests_in_flight");
             families.single(
                 &name,

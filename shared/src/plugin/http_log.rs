@@ -189,6 +189,40 @@ impl HttpLogConfig {
     }
 }
 
+/// The pre-queue fields Kong's schema marks deprecated, with each one's old
+/// default (a value equal to it is not a use) and Kong's message.
+const DEPRECATED_FIELDS: [(&str, f64, &str); 3] = [
+    (
+        "retry_count",
+        10.0,
+        "http-log: config.retry_count no longer works, please use config.queue.max_retry_time instead",
+    ),
+    (
+        "queue_size",
+        1.0,
+        "http-log: config.queue_size is deprecated, please use config.queue.max_batch_size instead",
+    ),
+    (
+        "flush_timeout",
+        2.0,
+        "http-log: config.flush_timeout is deprecated, please use config.queue.max_coalescing_delay instead",
+    ),
+];
+
+/// Kong's deprecation messages for the deprecated fields a raw http-log
+/// config uses: set (not null) to something other than the field's old
+/// default, the rule of Kong's schema validator.
+pub fn deprecations(config: &Value) -> Vec<&'static str> {
+    DEPRECATED_FIELDS
+        .iter()
+        .filter(|(field, old_default, _)| match config.get(field) {
+            None | Some(Value::Null) => false,
+            Some(value) => value.as_f64() != Some(*old_default),
+        })
+        .map(|(_, _, message)| *message)
+        .collect()
+}
+
 /// The longest wait a setting turns into (a year: "forever" for a log
 /// queue, and far from any arithmetic overflow).
 const LONGEST_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -407,5 +441,30 @@ pub(crate) fn subschema() -> Subschema {
             Field::record("config", config),
         ],
         checks: vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn deprecated_fields_are_reported_unless_null_or_at_their_old_default() {
+        assert!(deprecations(&json!({"http_endpoint": "http://c/"})).is_empty());
+        assert!(
+            deprecations(&json!({"retry_count": null, "queue_size": 1, "flush_timeout": 2.0}))
+                .is_empty()
+        );
+        assert_eq!(
+            deprecations(&json!({"retry_count": 10, "queue_size": 5, "flush_timeout": 2})),
+            vec![
+                "http-log: config.queue_size is deprecated, please use config.queue.max_batch_size instead"
+            ]
+        );
+        let all = deprecations(&json!({"retry_count": 3, "queue_size": 5, "flush_timeout": 0.5}));
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert!(all[0].contains("config.retry_count no longer works"));
+        assert!(all[2].contains("config.queue.max_coalescing_delay"));
     }
 }

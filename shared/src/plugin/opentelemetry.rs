@@ -18,7 +18,7 @@ use super::http_log::{queue_record, QueueConfig};
 use crate::runtime::{
     AttributeValue, CompileContext, CompilePlugin, Decision, FinishedSpan, OtlpEndpoint, Phases,
     PluginCompileError, PluginError, PluginRuntime, Protocol, RequestContext, ResponseHead, SpanId,
-    SpanKind, SpanSink, TraceId,
+    SpanKind, SpanSink, TraceId, UNBOUNDED_EXPORTS,
 };
 use crate::schema::engine::{Check, Field, Record, Rule, Shorthand, Subschema};
 use crate::schema::typedefs::{self, strings, HTTP_PROTOCOLS};
@@ -746,6 +746,14 @@ fn endpoint_of(config: &OpentelemetryConfig, url: &str) -> OtlpEndpoint {
         max_retry_time: seconds(queue.max_retry_time),
         initial_retry_delay: seconds(queue.initial_retry_delay),
         max_retry_delay: seconds(queue.max_retry_delay),
+        max_bytes: queue
+            .max_bytes
+            .map(|bytes| usize::try_from(bytes.max(1)).unwrap_or(usize::MAX)),
+        concurrency: if queue.concurrency_limit == -1 {
+            UNBOUNDED_EXPORTS
+        } else {
+            1
+        },
     }
 }
 

@@ -15,7 +15,7 @@ use super::null_as_default;
 use crate::runtime::{
     ClusterPeers, CompileContext, CompilePlugin, Decision, Phases, PluginCompileError, PluginError,
     PluginRuntime, RedisFailure, RedisScript, RedisServer, RedisTls, Rejection, RejectionStyle,
-    RequestContext,
+    RequestContext, Resources,
 };
 use crate::schema::engine::{Check, Field, Match, Record, Rule, Shorthand, Subschema};
 use crate::schema::typedefs::{self, strings, HTTP_PROTOCOLS};
@@ -454,6 +454,12 @@ return out
 
 /// The key of the node-wide table of the `local` policy.
 const LOCAL_TABLE: &str = "rate-limiting/local";
+
+/// The node's `local` policy table (also the Redis policies' fallback), if
+/// some compiled config uses it now: its eviction counts are node metrics.
+pub fn local_table(resources: &Resources) -> Option<Arc<LocalCounters>> {
+    resources.keyed_live::<LocalCounters>(LOCAL_TABLE)
+}
 
 /// Where the counts live.
 #[derive(Debug)]
@@ -959,6 +965,23 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::runtime::{CredentialRef, Protocol};
+
+    #[test]
+    fn the_local_table_is_found_only_while_a_config_holds_it() {
+        let resources = Resources::check_only();
+        assert!(
+            local_table(&resources).is_none(),
+            "never created by a lookup"
+        );
+        let held = resources.keyed::<LocalCounters>(LOCAL_TABLE);
+        let key = held.window_key(1, 1, 0);
+        held.increment(key, 60_000, 10);
+        let found = local_table(&resources).unwrap();
+        assert!(Arc::ptr_eq(&found, &held));
+        assert_eq!(found.get(key), 1);
+        drop((found, held));
+        assert!(local_table(&resources).is_none());
+    }
 
     fn plugin(limit_by: LimitBy) -> RateLimiting {
         RateLimiting {

@@ -187,6 +187,15 @@ impl<K: Eq + Hash + Clone, V: ?Sized> SharedSet<K, V> {
         Ok(value)
     }
 
+    /// The live value for `key`, if some config holds one (never creates).
+    pub fn get(&self, key: &K) -> Option<Arc<V>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .and_then(Weak::upgrade)
+    }
+
     /// The values alive now (used by some config), e.g. for metrics.
     pub fn live_values(&self) -> Vec<Arc<V>> {
         self.entries
@@ -339,6 +348,13 @@ impl Resources {
     /// equal target (no connection is made here).
     pub fn log_queue(&self, target: &HttpLogTarget) -> Result<Arc<dyn LogQueue>, String> {
         self.log_queues.queue(target)
+    }
+
+    /// The shared state of type `T` under `key` if some compiled config
+    /// holds it now (metrics read it without creating it).
+    pub fn keyed_live<T: Any + Send + Sync>(&self, key: &str) -> Option<Arc<T>> {
+        let id = (TypeId::of::<T>(), key.to_string());
+        self.keyed.get(&id)?.downcast::<T>().ok()
     }
 
     /// Shared state of type `T` under `key` (e.g. counters of one limit),

@@ -109,6 +109,45 @@ pub struct OtlpEndpoint {
     pub max_retry_time: Duration,
     pub initial_retry_delay: Duration,
     pub max_retry_delay: Duration,
+    /// Bytes of spans held at most (`queue.max_bytes`, measured as each
+    /// span's approximate encoded size); beyond that new spans are dropped.
+    pub max_bytes: Option<usize>,
+    /// Export requests in flight at once: 1 (`queue.concurrency_limit: 1`,
+    /// Kong's default) or [`UNBOUNDED_EXPORTS`] for `-1`.
+    pub concurrency: usize,
+}
+
+/// The most export requests one exporter has in flight with
+/// `queue.concurrency_limit: -1` ("unbounded" in Kong): enough to keep a
+/// slow receiver busy without one connection per span.
+pub const UNBOUNDED_EXPORTS: usize = 16;
+
+impl FinishedSpan {
+    /// About the bytes this span takes encoded as OTLP protobuf (ids,
+    /// times, names, attributes, events and their framing), what
+    /// `queue.max_bytes` counts. Cheap: lengths only, nothing encoded.
+    pub fn approximate_size(&self) -> usize {
+        // Ids (16 + 8 + 8), two fixed64 times, kind, status and framing.
+        const FIXED: usize = 64;
+        let attributes: usize = self
+            .attributes
+            .iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    AttributeValue::String(text) => text.len(),
+                    AttributeValue::Int(_) => 10,
+                    AttributeValue::Bool(_) => 1,
+                };
+                key.len() + value + 8
+            })
+            .sum();
+        let events: usize = self.events.iter().map(|(name, _)| name.len() + 14).sum();
+        FIXED
+            + self.name.len()
+            + self.trace_state.as_ref().map_or(0, String::len)
+            + attributes
+            + events
+    }
 }
 
 impl fmt::Debug for OtlpEndpoint {
@@ -121,6 +160,8 @@ impl fmt::Debug for OtlpEndpoint {
             .field("resource_attributes", &self.resource_attributes)
             .field("max_batch_size", &self.max_batch_size)
             .field("max_entries", &self.max_entries)
+            .field("max_bytes", &self.max_bytes)
+            .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
     }
 }

@@ -323,6 +323,40 @@ async fn rs256_es256_and_eddsa_tokens_verify_with_the_key_set() {
         server.requests() <= before + 1,
         "at most a background refresh"
     );
+
+    // The source's health on /metrics: the keys held, a success, no failure.
+    let metrics = dataplane::get(dp.status_addr(), "/metrics")
+        .await
+        .unwrap()
+        .text();
+    let source = format!(
+        r#"{{jwks_uri="http://{}/.well-known/jwks.json"}}"#,
+        server.addr
+    );
+    for line in [
+        format!("tollgate_jwks_keys{source} 3\n"),
+        format!("tollgate_jwks_fetch_failures_total{source} 0\n"),
+    ] {
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last_success: f64 = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(&format!(
+                "tollgate_jwks_last_success_timestamp_seconds{source} "
+            ))
+        })
+        .unwrap_or_else(|| panic!("no last success in {metrics}"))
+        .parse()
+        .unwrap();
+    assert!(
+        last_success <= now && last_success > now - 120.0,
+        "{last_success} {now}"
+    );
     dp.shutdown().await;
     server.task.abort();
 }

@@ -59,10 +59,12 @@ fn file_log(path: &Path, reopen: bool) -> Value {
 
 /// Service 1 at `upstream`, route `/ok` to it, and a global `file-log` to `log`.
 fn logged_route(upstream: SocketAddr, log: &Path) -> ConfigBuilder {
-    ConfigBuilder::new()
-        .service(1, upstream, json!({}))
-        .route(ROUTE_OK, Some(1), &["/ok"], json!({}))
-        .plugin(20, "file-log", file_log(log, false), Scope::default())
+    ConfigBuilder::routed(upstream, ROUTE_OK, &["/ok"]).plugin(
+        20,
+        "file-log",
+        file_log(log, false),
+        Scope::default(),
+    )
 }
 
 #[tokio::test]
@@ -228,9 +230,7 @@ async fn a_renamed_log_file_is_followed_to_a_new_file_at_the_path() {
     let log_reopen = dir.path().join("reopen.log");
     let rotated_reopen = dir.path().join("reopen.log.1");
     let upstream = echo::spawn().await.unwrap();
-    let config = ConfigBuilder::new()
-        .service(1, upstream, json!({}))
-        .route(ROUTE_OK, Some(1), &["/ok"], json!({}))
+    let dp = ConfigBuilder::routed(upstream, ROUTE_OK, &["/ok"])
         .route(ROUTE_REOPEN, Some(1), &["/re"], json!({}))
         .plugin(
             20,
@@ -244,9 +244,7 @@ async fn a_renamed_log_file_is_followed_to_a_new_file_at_the_path() {
             file_log(&log_reopen, true),
             Scope::route(ROUTE_REOPEN),
         )
-        .build()
-        .unwrap();
-    let dp = dataplane::start(Settings::loopback(), &config)
+        .start()
         .await
         .unwrap();
     let proxy = dp.proxy_addrs()[0];
@@ -359,35 +357,12 @@ async fn a_tls_request_records_its_protocol_and_cipher() {
 /// cannot open is Nacked naming it while the old config keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_guides_file_log_step_through_a_real_cluster() {
-    use tollgate_tests::cluster::{
-        admin_write, wait_for_node, wait_in_sync, ControlPlaneProcess, DataPlaneOptions,
-        DataPlaneProcess, Pki, TestDatabase,
-    };
+    use tollgate_tests::cluster::{admin_write, wait_for_node, wait_in_sync, SeedCluster};
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
-    let pki = Pki::init(&dir.path().join("pki")).unwrap();
-    let db = TestDatabase::create().await.unwrap();
     let upstream = echo::spawn().await.unwrap();
-    let cp = ControlPlaneProcess::start(&db.url, &pki, "127.0.0.1:0").unwrap();
-    let dp = DataPlaneProcess::start(
-        &pki,
-        &DataPlaneOptions {
-            control_plane: cp.cluster,
-            certificate: "dp".into(),
-            cache_dir: dir.path().join("dp-cache"),
-            node_id: uuid::Uuid::new_v4().to_string(),
-        },
-    )
-    .unwrap();
-
-    let service = json!({ "name": "my-api", "url": format!("http://{upstream}") });
-    admin_write(cp.admin, "POST", "/services", service)
-        .await
-        .unwrap();
-    let route = json!({ "name": "api", "paths": ["/api"] });
-    admin_write(cp.admin, "POST", "/services/my-api/routes", route)
-        .await
-        .unwrap();
+    let cluster = SeedCluster::start(dir.path(), upstream).await.unwrap();
+    let (cp, dp) = (&cluster.cp, &cluster.dp);
     let plugin = json!({
         "name": "file-log",
         "config": { "path": log.to_str().unwrap(), "reopen": true }

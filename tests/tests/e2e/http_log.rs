@@ -54,13 +54,9 @@ fn proxied_record_keys() -> BTreeSet<&'static str> {
 
 /// Service 1 at `upstream`, route `/ok`, and a global http-log with `config`.
 async fn logged_data_plane(upstream: SocketAddr, config: Value) -> DataPlane {
-    let config = ConfigBuilder::new()
-        .service(1, upstream, json!({}))
-        .route(ROUTE_OK, Some(1), &["/ok"], json!({}))
+    ConfigBuilder::routed(upstream, ROUTE_OK, &["/ok"])
         .plugin(20, "http-log", config, Scope::default())
-        .build()
-        .unwrap();
-    dataplane::start(Settings::loopback(), &config)
+        .start()
         .await
         .unwrap()
 }
@@ -134,6 +130,71 @@ async fn entries_arrive_with_kongs_record_keys_and_request_headers() {
         counters,
         json!({"sent": 1, "retried": 0, "dropped": 0, "queued": 0, "sending": 0, "queues": 1})
     );
+    dp.shutdown().await;
+}
+
+/// Kong's deprecation warnings for `retry_count`, `queue_size` and
+/// `flush_timeout`: once per instance and field for each config applied,
+/// none per request, none for a field at its old default.
+#[tokio::test]
+async fn deprecated_fields_are_warned_about_once_per_config() {
+    let logs = tollgate_tests::logs::capture(tracing::Level::WARN);
+    let collector = Collector::start().await.unwrap();
+    let upstream = echo::spawn().await.unwrap();
+    let deprecated = json!({
+        "http_endpoint": collector.url("/logs"),
+        "retry_count": 3, "queue_size": 2, "flush_timeout": 2
+    });
+    let config = ConfigBuilder::routed(upstream, ROUTE_OK, &["/ok"])
+        .plugin(20, "http-log", deprecated, Scope::default())
+        .plugin(
+            21,
+            "http-log",
+            json!({"http_endpoint": collector.url("/other")}),
+            Scope::route(ROUTE_OK),
+        )
+        .build()
+        .unwrap();
+    let dp = dataplane::start(Settings::loopback(), &config)
+        .await
+        .unwrap();
+    let warned = |field: &str| logs.lines_with(&format!("http-log: config.{field} "));
+    let plugin_id = dataplane::uuid(20);
+    assert_eq!(warned("retry_count").len(), 1, "{}", logs.text());
+    assert!(
+        warned("retry_count")[0].contains(&plugin_id),
+        "{}",
+        logs.text()
+    );
+    assert!(
+        warned("retry_count")[0].contains("please use config.queue.max_retry_time instead"),
+        "{}",
+        logs.text()
+    );
+    assert_eq!(warned("queue_size").len(), 1, "{}", logs.text());
+    // flush_timeout 2 is its old default: not a use.
+    assert!(warned("flush_timeout").is_empty(), "{}", logs.text());
+
+    for _ in 0..5 {
+        assert_eq!(get(dp.proxy_addrs()[0], "/ok").await.unwrap().status, 200);
+    }
+    // The route's own instance applies there (Kong's precedence), one entry a request.
+    collector.wait_for_entries(5, PATIENCE).await.unwrap();
+    assert_eq!(
+        warned("queue_size").len(),
+        1,
+        "not per request: {}",
+        logs.text()
+    );
+
+    dp.gateway().apply_local(&config).unwrap();
+    assert_eq!(
+        warned("queue_size").len(),
+        2,
+        "once per config: {}",
+        logs.text()
+    );
+    assert_eq!(warned("retry_count").len(), 2, "{}", logs.text());
     dp.shutdown().await;
 }
 
@@ -402,35 +463,12 @@ fn the_test_encoder_is_base64() {
 /// Basic authorization and never the data plane's log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_guides_http_log_step_through_a_real_cluster() {
-    use tollgate_tests::cluster::{
-        admin_write, wait_in_sync, ControlPlaneProcess, DataPlaneOptions, DataPlaneProcess, Pki,
-        TestDatabase,
-    };
+    use tollgate_tests::cluster::{admin_write, wait_in_sync, SeedCluster};
     let dir = tempfile::tempdir().unwrap();
     let collector = Collector::start().await.unwrap();
-    let pki = Pki::init(&dir.path().join("pki")).unwrap();
-    let db = TestDatabase::create().await.unwrap();
     let upstream = echo::spawn().await.unwrap();
-    let cp = ControlPlaneProcess::start(&db.url, &pki, "127.0.0.1:0").unwrap();
-    let dp = DataPlaneProcess::start(
-        &pki,
-        &DataPlaneOptions {
-            control_plane: cp.cluster,
-            certificate: "dp".into(),
-            cache_dir: dir.path().join("dp-cache"),
-            node_id: uuid::Uuid::new_v4().to_string(),
-        },
-    )
-    .unwrap();
-
-    let service = json!({ "name": "my-api", "url": format!("http://{upstream}") });
-    admin_write(cp.admin, "POST", "/services", service)
-        .await
-        .unwrap();
-    let route = json!({ "name": "api", "paths": ["/api"] });
-    admin_write(cp.admin, "POST", "/services/my-api/routes", route)
-        .await
-        .unwrap();
+    let cluster = SeedCluster::start(dir.path(), upstream).await.unwrap();
+    let (cp, dp) = (&cluster.cp, &cluster.dp);
     // The guide's fields, with the collector in place of log-aggregator:9200.
     let plugin = json!({
         "name": "http-log",

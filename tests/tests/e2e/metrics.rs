@@ -755,3 +755,95 @@ async fn kong_prefix_on_the_control_plane_gives_kongs_data_plane_families() {
     drop(dp);
     cp.shutdown().await.unwrap();
 }
+
+/// The plugins' background machinery on `/metrics`: http-log entries sent
+/// and queue depth, a JWKS source's fetches and failures (a collector
+/// answering 200 with no key set), the rate-limiting local table's
+/// evictions; opentelemetry's exporter families are in the opentelemetry
+/// tests. The exposition still passes promtool.
+#[tokio::test]
+async fn plugin_machinery_counters_are_exported() {
+    use tollgate_tests::collector::Collector;
+    let upstream = echo::spawn().await.unwrap();
+    let collector = Collector::start().await.unwrap();
+    let jwks_uri = collector.url("/jwks.json");
+    let dp = ConfigBuilder::routed(upstream, 10, &["/logged"])
+        .route(11, Some(1), &["/jwt"], json!({}))
+        .route(12, Some(1), &["/limited"], json!({}))
+        .plugin(
+            20,
+            "http-log",
+            json!({"http_endpoint": collector.url("/logs")}),
+            Scope::route(10),
+        )
+        .plugin(
+            21,
+            "jwt",
+            json!({"jwks_uri": format!("{jwks_uri}?token=secret")}),
+            Scope::route(11),
+        )
+        .plugin(
+            22,
+            "rate-limiting",
+            json!({"minute": 1000, "policy": "local"}),
+            Scope::route(12),
+        )
+        .start()
+        .await
+        .unwrap();
+    let proxy = dp.proxy_addrs()[0];
+    for path in ["/logged", "/logged", "/limited"] {
+        assert_eq!(get(proxy, path).await.unwrap().status, 200);
+    }
+    let text = wait_for_sample(
+        dp.status_addr(),
+        "/metrics",
+        "tollgate_http_log_entries_sent_total",
+        2.0,
+    )
+    .await;
+    let series = |s: &str| sample(&text, s);
+    assert_eq!(
+        series("tollgate_http_log_entries_dropped_total"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        series("tollgate_http_log_queued_entries"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(series("tollgate_http_log_queues"), Some(1.0), "{text}");
+    assert_eq!(
+        series("tollgate_rate_limiting_local_evictions_total"),
+        Some(0.0),
+        "{text}"
+    );
+    // The compile-time fetch got a 200 without a key set: a failure, no
+    // keys, no success time. The label has no query (it may hold a token).
+    let source = format!(r#"{{jwks_uri="{jwks_uri}"}}"#);
+    let text = wait_for_sample(
+        dp.status_addr(),
+        "/metrics",
+        &format!("tollgate_jwks_fetch_failures_total{source}"),
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        sample(&text, &format!("tollgate_jwks_fetches_total{source}")),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &format!("tollgate_jwks_keys{source}")),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        !text.contains("tollgate_jwks_last_success_timestamp_seconds{"),
+        "{text}"
+    );
+    assert!(!text.contains("secret"), "{text}");
+    promtool_check(&text, &[]);
+    dp.shutdown().await;
+}

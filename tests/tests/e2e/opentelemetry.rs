@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tollgate_data_plane::Settings;
+use tollgate_data_plane::{DataPlane, Settings};
 use tollgate_tests::dataplane::{self, get_with, send, ConfigBuilder, Scope};
 use tollgate_tests::echo;
 
@@ -194,6 +194,40 @@ fn otel(receiver: SocketAddr, extra: Value) -> Value {
     config
 }
 
+/// An opentelemetry config exporting to `url` one span per batch without
+/// coalescing, waiting up to two minutes on an export (a receiver that never
+/// answers holds it that long); `queue` adds queue settings.
+fn one_span_per_export(url: String, queue: Value) -> Value {
+    let mut config = json!({
+        "traces_endpoint": url,
+        "send_timeout": 60000,
+        "read_timeout": 60000,
+        "queue": {"max_batch_size": 1, "max_coalescing_delay": 0},
+    });
+    dataplane::merge(&mut config, json!({ "queue": queue }));
+    config
+}
+
+/// A data plane (route `/`) whose global opentelemetry exports to a receiver
+/// that accepts connections and never answers, one span per export; `queue`
+/// adds queue settings. Returns it and the receiver's address.
+async fn exporting_to_a_black_hole(queue: Value) -> (DataPlane, SocketAddr) {
+    let upstream = echo::spawn().await.unwrap();
+    let black_hole = spawn_black_hole().await;
+    let url = format!("http://{black_hole}/v1/traces");
+    let dp = ConfigBuilder::routed(upstream, 10, &["/"])
+        .plugin(
+            20,
+            "opentelemetry",
+            one_span_per_export(url, queue),
+            Scope::default(),
+        )
+        .start()
+        .await
+        .unwrap();
+    (dp, black_hole)
+}
+
 const INCOMING_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const INCOMING_PARENT: &str = "00f067aa0ba902b7";
 
@@ -201,9 +235,7 @@ const INCOMING_PARENT: &str = "00f067aa0ba902b7";
 async fn spans_link_caller_gateway_and_upstream() {
     let upstream = echo::spawn().await.unwrap();
     let (receiver, received) = spawn_receiver().await;
-    let config = ConfigBuilder::new()
-        .service(1, upstream, json!({}))
-        .route(10, Some(1), &["/traced"], json!({}))
+    let dp = ConfigBuilder::routed(upstream, 10, &["/traced"])
         .plugin(
             20,
             "opentelemetry",
@@ -213,9 +245,7 @@ async fn spans_link_caller_gateway_and_upstream() {
             ),
             Scope::route(10),
         )
-        .build()
-        .unwrap();
-    let dp = dataplane::start(Settings::loopback(), &config)
+        .start()
         .await
         .unwrap();
     let proxy = dp.proxy_addrs()[0];
@@ -409,9 +439,7 @@ async fn sampling_rate_zero_exports_nothing_and_propagates_unsampled() {
     // Same endpoint and queue, so both routes share one exporter and its
     // queue is first in, first out: once the sampled request's spans have
     // arrived, any span of the unsampled one would have arrived before.
-    let config = ConfigBuilder::new()
-        .service(1, upstream, json!({}))
-        .route(10, Some(1), &["/never"], json!({}))
+    let dp = ConfigBuilder::routed(upstream, 10, &["/never"])
         .route(11, Some(1), &["/always"], json!({}))
         .plugin(
             20,
@@ -425,9 +453,7 @@ async fn sampling_rate_zero_exports_nothing_and_propagates_unsampled() {
             otel(receiver, json!({"sampling_rate": 1})),
             Scope::route(11),
         )
-        .build()
-        .unwrap();
-    let dp = dataplane::start(Settings::loopback(), &config)
+        .start()
         .await
         .unwrap();
     let proxy = dp.proxy_addrs()[0];
@@ -480,28 +506,7 @@ async fn sampling_rate_zero_exports_nothing_and_propagates_unsampled() {
 
 #[tokio::test]
 async fn a_receiver_that_never_answers_neither_slows_nor_fails_proxying() {
-    let upstream = echo::spawn().await.unwrap();
-    let black_hole = spawn_black_hole().await;
-    let config = ConfigBuilder::new()
-        .service(1, upstream, json!({}))
-        .route(10, Some(1), &["/"], json!({}))
-        .plugin(
-            20,
-            "opentelemetry",
-            json!({
-                "traces_endpoint": format!("http://{black_hole}/v1/traces"),
-                // The exporter waits up to two minutes on its first batch.
-                "send_timeout": 60000,
-                "read_timeout": 60000,
-                "queue": {"max_batch_size": 1, "max_coalescing_delay": 0, "max_entries": 4},
-            }),
-            Scope::default(),
-        )
-        .build()
-        .unwrap();
-    let dp = dataplane::start(Settings::loopback(), &config)
-        .await
-        .unwrap();
+    let (dp, _) = exporting_to_a_black_hole(json!({"max_entries": 4})).await;
     let proxy = dp.proxy_addrs()[0];
 
     const REQUESTS: u64 = 20;
@@ -530,4 +535,141 @@ async fn a_receiver_that_never_answers_neither_slows_nor_fails_proxying() {
     assert!(counted, "{stats:?}");
     assert_eq!(stats[0].exported, 0, "{stats:?}");
     assert!(stats[0].dropped <= 2 * REQUESTS, "{stats:?}");
+}
+
+/// The stats of the exporter whose endpoint ends with `path`.
+fn exporter_stats(
+    dp: &tollgate_data_plane::DataPlane,
+    path: &str,
+) -> tollgate_data_plane::plugins::otlp::ExporterStats {
+    dp.trace_exporters()
+        .stats()
+        .into_iter()
+        .find(|stats| stats.endpoint.ends_with(path))
+        .unwrap_or_else(|| panic!("no exporter for {path}: {:?}", dp.trace_exporters().stats()))
+}
+
+/// `queue.concurrency_limit: -1` sends batches in parallel (here: every span
+/// its own export to a receiver that never answers), `1` one at a time; the
+/// exporters' counters are on `/metrics`.
+#[tokio::test]
+async fn concurrency_limit_caps_the_exports_in_flight() {
+    use tollgate_tests::collector::{Collector, Mode};
+    let upstream = echo::spawn().await.unwrap();
+    let receiver = Collector::start().await.unwrap();
+    receiver.set_mode(Mode::BlackHole);
+    let endpoint = |path: &str, concurrency: i64| {
+        one_span_per_export(
+            receiver.url(path),
+            json!({"concurrency_limit": concurrency}),
+        )
+    };
+    let dp = ConfigBuilder::routed(upstream, 10, &["/parallel"])
+        .route(11, Some(1), &["/serial"], json!({}))
+        .plugin(
+            20,
+            "opentelemetry",
+            endpoint("/parallel", -1),
+            Scope::route(10),
+        )
+        .plugin(
+            21,
+            "opentelemetry",
+            endpoint("/serial", 1),
+            Scope::route(11),
+        )
+        .start()
+        .await
+        .unwrap();
+    let proxy = dp.proxy_addrs()[0];
+    for path in ["/parallel", "/serial"] {
+        for _ in 0..3 {
+            let reply = send(proxy, get_with(path, &[]).unwrap()).await.unwrap();
+            assert_eq!(reply.status, 200);
+        }
+    }
+    // Two spans a request, each its own batch.
+    let arrived = |path: &str| {
+        receiver
+            .received()
+            .iter()
+            .filter(|request| request.uri == path)
+            .count()
+    };
+    let parallel =
+        dataplane::wait_until(Duration::from_secs(10), || arrived("/parallel") == 6).await;
+    assert!(parallel, "{} exports in flight", arrived("/parallel"));
+    // The serial exporter had its six spans queued before the parallel one
+    // sent its sixth, and still has one export in flight.
+    let serial = dataplane::wait_until(Duration::from_secs(10), || {
+        exporter_stats(&dp, "/serial").queued == 5
+    })
+    .await;
+    assert!(serial, "{:?}", exporter_stats(&dp, "/serial"));
+    assert_eq!(arrived("/serial"), 1);
+    assert_eq!(exporter_stats(&dp, "/serial").in_flight, 1);
+    assert_eq!(exporter_stats(&dp, "/parallel").in_flight, 6);
+
+    let metrics = dataplane::get(dp.status_addr(), "/metrics")
+        .await
+        .unwrap()
+        .text();
+    let serial_url = receiver.url("/serial");
+    assert!(
+        metrics.contains(&format!(
+            "tollgate_opentelemetry_queued_spans{{endpoint=\"{serial_url}\"}} 5\n"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "tollgate_opentelemetry_spans_exported_total{{endpoint=\"{serial_url}\"}} 0\n"
+        )),
+        "{metrics}"
+    );
+    receiver.stop();
+}
+
+/// `queue.max_bytes` bounds the spans an exporter holds by their size:
+/// with a receiver that never answers, spans beyond it are dropped and
+/// counted, although `max_entries` would hold them all.
+#[tokio::test]
+async fn max_bytes_bounds_the_queue_by_size() {
+    const MAX_BYTES: u64 = 2048;
+    let (dp, black_hole) =
+        exporting_to_a_black_hole(json!({"max_entries": 1000, "max_bytes": MAX_BYTES})).await;
+    const REQUESTS: u64 = 20;
+    for i in 0..REQUESTS {
+        let reply = send(
+            dp.proxy_addrs()[0],
+            get_with(&format!("/r{i}"), &[]).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reply.status, 200);
+    }
+    // Every span is accounted for: one in the stuck export, some queued
+    // within the byte bound, the rest dropped.
+    let settled = dataplane::wait_until(Duration::from_secs(10), || {
+        let stats = exporter_stats(&dp, "/v1/traces");
+        stats.in_flight == 1 && 1 + stats.queued + stats.dropped == 2 * REQUESTS
+    })
+    .await;
+    let stats = exporter_stats(&dp, "/v1/traces");
+    assert!(settled, "{stats:?}");
+    // A span is well over 64 bytes, so the bound holds fewer than 32.
+    assert!(
+        stats.queued >= 1 && stats.queued < MAX_BYTES / 64,
+        "{stats:?}"
+    );
+    assert!(stats.dropped > REQUESTS, "{stats:?}");
+    let metrics = dataplane::get(dp.status_addr(), "/metrics")
+        .await
+        .unwrap()
+        .text();
+    let dropped = format!(
+        "tollgate_opentelemetry_spans_dropped_total{{endpoint=\"http://{black_hole}/v1/traces\"}} {}\n",
+        stats.dropped
+    );
+    assert!(metrics.contains(&dropped), "{dropped} in {metrics}");
 }

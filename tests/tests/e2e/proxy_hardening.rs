@@ -11,7 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -607,49 +607,9 @@ async fn an_invalid_upstream_answer_is_not_retried() {
     dp.shutdown().await;
 }
 
-/// Log output captured for one test (the tests' runtime is one thread, so a
-/// thread-local default subscriber sees everything the data plane logs).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines_with(&self, needle: &str) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|line| line.contains(needle))
-            .map(ToString::to_string)
-            .collect()
-    }
-}
-
 #[tokio::test]
 async fn denials_and_gateway_errors_are_counted_and_logged_at_a_bounded_rate() {
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let _logs = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish()
-        .set_default();
-    // With a single registered dispatcher tracing decides a callsite's interest
-    // from the default of whichever thread reaches it first, so a test running
-    // meanwhile would switch the proxy's warnings off for this one. A second
-    // (silent) dispatcher makes every callsite ask each thread's default.
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-    tracing::callsite::rebuild_interest_cache();
+    let captured = tollgate_tests::logs::capture(tracing::Level::WARN);
 
     let upstream = echo::spawn().await.unwrap();
     let closed = TcpListener::bind("127.0.0.1:0")
@@ -699,7 +659,7 @@ async fn denials_and_gateway_errors_are_counted_and_logged_at_a_bounded_rate() {
             .iter()
             .any(|l| l.contains("upstream_connect") && l.contains("502")),
         "{failure_lines:?} {}",
-        String::from_utf8_lossy(&captured.0.lock().unwrap())
+        captured.text()
     );
     dp.shutdown().await;
 }

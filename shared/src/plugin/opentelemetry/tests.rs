@@ -304,6 +304,47 @@ fn deprecated_batch_fields_apply_unless_at_their_old_defaults() {
 }
 
 #[test]
+fn queue_bytes_and_concurrency_reach_the_exporter_settings() {
+    let mut config = OpentelemetryConfig::default();
+    let endpoint = endpoint_of(&config, "http://collector:4318/v1/traces");
+    assert_eq!((endpoint.max_bytes, endpoint.concurrency), (None, 1));
+    config.queue.max_bytes = Some(4096);
+    config.queue.concurrency_limit = -1;
+    let endpoint = endpoint_of(&config, "http://collector:4318/v1/traces");
+    assert_eq!(endpoint.max_bytes, Some(4096));
+    assert_eq!(endpoint.concurrency, crate::runtime::UNBOUNDED_EXPORTS);
+    config.queue.max_bytes = Some(-5);
+    assert_eq!(endpoint_of(&config, "http://c/").max_bytes, Some(1));
+}
+
+#[test]
+fn a_spans_approximate_size_grows_with_its_content() {
+    let span = FinishedSpan {
+        trace_id: TraceId([1; 16]),
+        span_id: SpanId([2; 8]),
+        parent_span_id: None,
+        trace_state: None,
+        name: "kong",
+        kind: SpanKind::Server,
+        start_unix_nano: 1,
+        end_unix_nano: 2,
+        attributes: vec![],
+        events: vec![],
+        error: false,
+    };
+    let bare = span.approximate_size();
+    let mut bigger = span.clone();
+    bigger
+        .attributes
+        .push(("url.path", AttributeValue::String("x".repeat(1000))));
+    assert!(
+        bigger.approximate_size() >= bare + 1008,
+        "{bare} {}",
+        bigger.approximate_size()
+    );
+}
+
+#[test]
 fn every_retried_try_gets_its_own_failed_client_span() {
     let (plugin, captured) = plugin(1.0);
     let mut ctx = context(&[]);
