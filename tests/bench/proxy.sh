@@ -18,7 +18,9 @@
 # calls per request). A case's CPU per
 # request is also reported relative to the plain case's when both ran.
 # Environment: DURATION (s, default 10), ROUNDS (default 3), CONNECTIONS
-# (default 32), CASES (default: every case file, plain first),
+# (default 32), WORKERS (default 1: pinned as above; more: tollgate-dp
+# --workers N and nginx with N worker processes, wrk with N threads, all
+# sharing every CPU), CASES (default: every case file, plain first),
 # TOLLGATE_DP (optional: the tollgate-dp binary to measure instead of
 # building target/release/tollgate-dp), BASELINE_DP (optional: another tollgate-dp binary, e.g. built from the
 # previous release, measured as target "before" in the same interleaved
@@ -29,6 +31,14 @@ cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
+# One worker: proxies and upstream on CPU 0, wrk on CPU 1. More workers:
+# every process shares every CPU (nginx gets as many worker processes).
+WORKERS=${WORKERS:-1}
+if [ "$WORKERS" = 1 ]; then
+  PROXY_CPUS=0 WRK_CPUS=1
+else
+  PROXY_CPUS=0-$(($(nproc) - 1)) WRK_CPUS=$PROXY_CPUS
+fi
 # Default: every case file, plain first (the others are compared with it).
 all_cases() {
   echo plain
@@ -87,9 +97,9 @@ wait_http() { # url [curl arguments, e.g. the case's -H headers]
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 
-nginx_common() { # prefix
+nginx_common() { # prefix [worker processes]
   cat <<CONF
-worker_processes 1;
+worker_processes ${2:-1};
 master_process off;
 daemon off;
 pid $work/$1.pid;
@@ -118,7 +128,7 @@ UPSTREAM_PORT=$(free_port)
 }
 CONF
 } > "$work/upstream.conf"
-taskset -c 0 "$NGINX" -c "$work/upstream.conf" -p "$work" &
+taskset -c "$PROXY_CPUS" "$NGINX" -c "$work/upstream.conf" -p "$work" &
 UPSTREAM_PID=$!
 pids+=("$UPSTREAM_PID")
 wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
@@ -139,7 +149,7 @@ write_nginx_proxy() { # case port
   local case=$1 port=$2 routes
   routes=$(routes_of "$case")
   {
-    nginx_common "proxy-$case"
+    nginx_common "proxy-$case" "$WORKERS"
     cat <<CONF
   upstream backend {
     server 127.0.0.1:$UPSTREAM_PORT;
@@ -185,7 +195,7 @@ measure() { # case target url pid round [wrk args...]
   local case=$1 target=$2 url=$3 pid=$4 round=$5 before after out
   shift 5
   before=$(cpu_ticks "$pid")
-  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url")
+  out=$(taskset -c "$WRK_CPUS" wrk -t"$WORKERS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url")
   after=$(cpu_ticks "$pid")
   local rps requests p50 p99 errors
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
@@ -204,14 +214,14 @@ for case in $CASES; do
   mapfile -t wrk_args < <(case_eval "$case" 'for arg in "${WRK_ARGS[@]}"; do printf "%s\n" "$arg"; done')
   nginx_port=$(free_port)
   write_nginx_proxy "$case" "$nginx_port"
-  taskset -c 0 "$NGINX" -c "$work/proxy-$case.conf" -p "$work" &
+  taskset -c "$PROXY_CPUS" "$NGINX" -c "$work/proxy-$case.conf" -p "$work" &
   nginx_pid=$!
   pids+=("$nginx_pid")
 
   tollgate_port=$(free_port)
   status_port=$(free_port)
   write_tollgate_config "$case"
-  RUST_LOG=warn taskset -c 0 "$TOLLGATE" serve --workers 1 \
+  RUST_LOG=warn taskset -c "$PROXY_CPUS" "$TOLLGATE" serve --workers "$WORKERS" \
     --config-file "$work/tollgate-$case.yaml" \
     --proxy-listen "127.0.0.1:$tollgate_port" --status-listen "127.0.0.1:$status_port" \
     --cache-dir "$work/cache" 2> "$work/tollgate-$case.log" &
@@ -221,7 +231,7 @@ for case in $CASES; do
   if [ -n "${BASELINE_DP:-}" ]; then
     before_port=$(free_port)
     before_status=$(free_port)
-    RUST_LOG=warn taskset -c 0 "$BASELINE_DP" serve --workers 1 \
+    RUST_LOG=warn taskset -c "$PROXY_CPUS" "$BASELINE_DP" serve --workers "$WORKERS" \
       --config-file "$work/tollgate-$case.yaml" \
       --proxy-listen "127.0.0.1:$before_port" --status-listen "127.0.0.1:$before_status" \
       --cache-dir "$work/cache-before" 2> "$work/before-$case.log" &
@@ -236,7 +246,7 @@ for case in $CASES; do
 
   # Warm-up: connections, pools, caches.
   for url in "http://127.0.0.1:$nginx_port$path" "http://127.0.0.1:$tollgate_port$path" ${before_pid:+"http://127.0.0.1:$before_port$path"}; do
-    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s "${wrk_args[@]}" "$url" >/dev/null
+    taskset -c "$WRK_CPUS" wrk -t"$WORKERS" -c"$CONNECTIONS" -d2s "${wrk_args[@]}" "$url" >/dev/null
   done
   for round in $(seq 1 "$ROUNDS"); do
     measure "$case" direct "http://127.0.0.1:$UPSTREAM_PORT$path" "$UPSTREAM_PID" "$round"
