@@ -12,7 +12,12 @@ CONNECTIONS=${CONNECTIONS:-10000}
 TOLLGATE=${TOLLGATE_DP:-target/release/tollgate-dp}
 [ -x "$TOLLGATE" ] || cargo build --release -q --workspace --bins
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-ulimit -n $((CONNECTIONS * 2 + 4096))
+# Each process holds at most CONNECTIONS sockets plus a few: the clients of
+# each proxy are held by a process of their own.
+want=$((CONNECTIONS + 1024))
+[ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge "$want" ] || {
+  echo "idle_memory: the open-files hard limit $(ulimit -Hn) is below $want" >&2; exit 2; }
+ulimit -n "$want"
 work=$(mktemp -d /tmp/tollgate-idle.XXXXXX)
 pids=()
 cleanup() {
@@ -27,9 +32,9 @@ wait_http() { for _ in $(seq 1 200); do curl -fs -o /dev/null "$1" && return 0; 
 
 upstream=$(free_port); nginx_port=$(free_port); tollgate_port=$(free_port); status_port=$(free_port)
 common() { cat <<CONF
-worker_processes 1; master_process off; daemon off; worker_rlimit_nofile $((CONNECTIONS * 2 + 4096));
+worker_processes 1; master_process off; daemon off; worker_rlimit_nofile $want;
 pid $work/$1.pid; error_log $work/$1.err warn;
-events { worker_connections $((CONNECTIONS + 4096)); }
+events { worker_connections $((CONNECTIONS + 512)); }
 http { access_log off; keepalive_timeout 300s; keepalive_requests 1000000;
   client_body_temp_path $work/b; proxy_temp_path $work/p; fastcgi_temp_path $work/f; uwsgi_temp_path $work/u; scgi_temp_path $work/s;
 CONF
@@ -87,9 +92,12 @@ PY
 }
 before_nginx=$(rss_kb "$nginx_pid"); before_tollgate=$(rss_kb "$tollgate_pid")
 touch "$work/hold"
-exec 3< <(hold "$nginx_port" "$tollgate_port")
+exec 3< <(hold "$nginx_port")
+exec 4< <(hold "$tollgate_port")
 read -r line <&3
-[ "$line" = ready ] || { echo "connections not established" >&2; exit 1; }
+[ "$line" = ready ] || { echo "connections to nginx not established" >&2; exit 1; }
+read -r line <&4
+[ "$line" = ready ] || { echo "connections to tollgate not established" >&2; exit 1; }
 after_nginx=$(rss_kb "$nginx_pid"); after_tollgate=$(rss_kb "$tollgate_pid")
 rm -f "$work/hold"
 printf '%-10s %12s %14s %16s\n' proxy "idle RSS KiB" "with $CONNECTIONS" "per connection B"

@@ -22,10 +22,13 @@ use super::body::ClientIncoming;
 use super::server::ClientConn;
 use super::service;
 use bytes::{Bytes, BytesMut};
+use http::Request;
 use parse::{Field, Parsed};
-use std::future::Future;
+use std::cell::RefCell;
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// How the lean loop ended.
 pub enum Ended<S> {
@@ -36,25 +39,70 @@ pub enum Ended<S> {
     Handover { io: S, buffered: Bytes },
 }
 
-/// Bytes asked of the socket per read.
+/// Bytes asked of the socket per read once a request is under way.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// Serves requests on `io` until the connection ends or needs hyper.
+/// The first read of a request goes to the stack (not to a buffer the idle
+/// connection would keep): most request heads fit.
+const FIRST_READ: usize = 2048;
+
+thread_local! {
+    /// Header field ranges of the head being parsed: parsing and building a
+    /// request never wait, so one vector per worker thread serves every
+    /// connection.
+    static FIELDS: RefCell<Vec<Field>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What the front of the read buffer holds.
+// Lives only from a parse to its `match`; boxing the request would allocate
+// for every request.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    Request(Request<ClientIncoming>, bool),
+    Partial,
+    Handover,
+}
+
+/// Parses and builds the request at the front of `buf`, splitting its head
+/// off. On `Handover`, `buf` still holds every byte read.
+fn next_request(buf: &mut BytesMut, max_headers: usize) -> Step {
+    FIELDS.with(|fields| {
+        let Ok(mut fields) = fields.try_borrow_mut() else {
+            return Step::Handover;
+        };
+        match parse::head(buf, max_headers, &mut fields) {
+            Parsed::Complete(head) => {
+                let bytes = buf.split_to(head.len).freeze();
+                match head.request(&bytes, &fields, ClientIncoming::Empty) {
+                    Some(request) => Step::Request(request, head.keep_alive),
+                    None => {
+                        *buf = rejoin(bytes, std::mem::take(buf));
+                        Step::Handover
+                    }
+                }
+            }
+            Parsed::Partial if buf.len() < parse::MAX_HEAD => Step::Partial,
+            Parsed::Partial | Parsed::NotLean => Step::Handover,
+        }
+    })
+}
+
+/// Serves requests on `io` until the connection ends or needs hyper. An idle
+/// connection holds no buffer: the loop's state between requests is a few
+/// words, and the request's own future is boxed while it runs.
 pub async fn serve<S>(mut io: S, conn: Arc<ClientConn>) -> Ended<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut out = Vec::with_capacity(write::OUT_CHUNK);
+    let mut buf = BytesMut::new();
     let max_headers = conn.shared.limits.max_headers;
-    let mut fields: Vec<Field> = Vec::new();
     loop {
-        let head = loop {
+        let (request, mut keep_alive) = loop {
             if !buf.is_empty() {
-                match parse::head(&buf, max_headers, &mut fields) {
-                    Parsed::Complete(head) => break head,
-                    Parsed::Partial if buf.len() < parse::MAX_HEAD => {}
-                    Parsed::Partial | Parsed::NotLean => {
+                match next_request(&mut buf, max_headers) {
+                    Step::Request(request, keep_alive) => break (request, keep_alive),
+                    Step::Partial => {}
+                    Step::Handover => {
                         return Ended::Handover {
                             io,
                             buffered: buf.freeze(),
@@ -67,17 +115,9 @@ where
                 Ok(_) => {}
             }
         };
-        let bytes = buf.split_to(head.len).freeze();
-        let Some(request) = head.request(&bytes, &fields, ClientIncoming::Empty) else {
-            return Ended::Handover {
-                io,
-                buffered: rejoin(bytes, buf),
-            };
-        };
         let is_head = request.method() == http::Method::HEAD;
-        let mut keep_alive = head.keep_alive;
         let Ok(response) = service::handle(Arc::clone(&conn), request).await;
-        let written = write::response(&mut io, &mut out, response, is_head, &mut keep_alive).await;
+        let written = write::response(&mut io, response, is_head, &mut keep_alive).await;
         if written.is_err() {
             return Ended::Closed;
         }
@@ -85,35 +125,50 @@ where
             let _ = io.shutdown().await;
             return Ended::Closed;
         }
+        if buf.is_empty() {
+            // Let go of the read buffer while the connection waits.
+            buf = BytesMut::new();
+        }
     }
 }
 
 /// Reads more of the connection into `buf`. Between requests (nothing
-/// buffered), a connection asked to close reads as ended.
+/// buffered), a connection asked to close reads as ended, and the read goes
+/// to the stack first so that waiting costs no buffer.
 async fn read_more<S: AsyncRead + Unpin>(
     io: &mut S,
     buf: &mut BytesMut,
     conn: &ClientConn,
 ) -> std::io::Result<usize> {
+    if buf.is_empty() {
+        return std::future::poll_fn(|cx| {
+            if conn.is_closing() {
+                return Poll::Ready(Ok(0));
+            }
+            let mut first = [0u8; FIRST_READ];
+            let mut read = ReadBuf::new(&mut first);
+            match Pin::new(&mut *io).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => {
+                    buf.extend_from_slice(read.filled());
+                    Poll::Ready(Ok(read.filled().len()))
+                }
+                Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+    }
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
     }
-    let between_requests = buf.is_empty();
-    let mut read = std::pin::pin!(io.read_buf(buf));
-    std::future::poll_fn(|cx| {
-        if between_requests && conn.is_closing() {
-            return std::task::Poll::Ready(Ok(0));
-        }
-        read.as_mut().poll(cx)
-    })
-    .await
+    io.read_buf(buf).await
 }
 
 /// A head the lean path parsed but could not build, followed by what came
 /// after it, for hyper to read from the start.
-fn rejoin(head: Bytes, rest: BytesMut) -> Bytes {
+fn rejoin(head: Bytes, rest: BytesMut) -> BytesMut {
     let mut joined = BytesMut::with_capacity(head.len() + rest.len());
     joined.extend_from_slice(&head);
     joined.extend_from_slice(&rest);
-    joined.freeze()
+    joined
 }

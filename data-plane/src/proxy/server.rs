@@ -389,10 +389,18 @@ async fn serve_plain(stream: TcpStream, peer: SocketAddr, port: u16, shared: &Ar
     let Some(io) = serve_lean(stream, &conn).await else {
         return;
     };
-    let connection = shared
-        .auto
-        .serve_connection_with_upgrades(io, hyper_service(&conn));
-    drive(connection, |c| c.graceful_shutdown(), &conn).await;
+    // Boxed: the connection's task stays small while the lean loop serves it.
+    let connection = Box::pin(
+        shared
+            .auto
+            .serve_connection_with_upgrades(io, hyper_service(&conn)),
+    );
+    drive(
+        connection,
+        |c| c.get_mut().as_mut().graceful_shutdown(),
+        &conn,
+    )
+    .await;
 }
 
 async fn serve_tls(
@@ -423,20 +431,34 @@ async fn serve_tls(
     conn.tls = facts;
     let conn = Arc::new(conn);
     if h2 {
-        let connection = shared
-            .http2
-            .serve_connection(TokioIo::new(tls), hyper_service(&conn));
-        drive(connection, |c| c.graceful_shutdown(), &conn).await;
+        let connection = Box::pin(
+            shared
+                .http2
+                .serve_connection(TokioIo::new(tls), hyper_service(&conn)),
+        );
+        drive(
+            connection,
+            |c| c.get_mut().as_mut().graceful_shutdown(),
+            &conn,
+        )
+        .await;
         return;
     }
     let Some(io) = serve_lean(tls, &conn).await else {
         return;
     };
-    let connection = shared
-        .http1
-        .serve_connection(io, hyper_service(&conn))
-        .with_upgrades();
-    drive(connection, |c| c.graceful_shutdown(), &conn).await;
+    let connection = Box::pin(
+        shared
+            .http1
+            .serve_connection(io, hyper_service(&conn))
+            .with_upgrades(),
+    );
+    drive(
+        connection,
+        |c| c.get_mut().as_mut().graceful_shutdown(),
+        &conn,
+    )
+    .await;
 }
 
 /// Runs a connection to its end: finishes it gracefully on shutdown, and

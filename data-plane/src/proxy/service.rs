@@ -769,7 +769,13 @@ async fn forward(
     ctx.timings.upstream_sent = Some(sent_at.into_std());
     let proxy_latency = sent_at - started;
     let result = if let Some(client_upgrade) = client_upgrade {
-        upgrade_exchange(&service.target, upstream_request, client_upgrade).await
+        // Boxed: a rare path whose future would otherwise size every request's.
+        Box::pin(upgrade_exchange(
+            &service.target,
+            upstream_request,
+            client_upgrade,
+        ))
+        .await
     } else {
         upstream::forward(&service.target, upstream_request, &mut ctx.failed_tries).await
     };

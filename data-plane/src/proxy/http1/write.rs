@@ -29,6 +29,53 @@ enum Framing {
 /// after it. An error means the connection is unusable.
 pub async fn response<S: AsyncWrite + Unpin>(
     io: &mut S,
+    response: Response<ResponseBody>,
+    is_head: bool,
+    keep_alive: &mut bool,
+) -> io::Result<()> {
+    let mut out = SpareBuffer::take();
+    let written = encode_and_send(io, &mut out.0, response, is_head, keep_alive).await;
+    out.give_back();
+    written
+}
+
+/// A write buffer borrowed from the worker's spares for one response, so that
+/// a connection between responses holds none.
+struct SpareBuffer(Vec<u8>);
+
+/// Spare buffers kept per worker thread, and the largest one kept.
+const SPARES: usize = 64;
+const SPARE_CAPACITY: usize = 64 * 1024;
+
+thread_local! {
+    static SPARE_BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl SpareBuffer {
+    fn take() -> SpareBuffer {
+        let spare =
+            SPARE_BUFFERS.with(|spares| spares.try_borrow_mut().ok().and_then(|mut s| s.pop()));
+        SpareBuffer(spare.unwrap_or_else(|| Vec::with_capacity(1024)))
+    }
+
+    fn give_back(self) {
+        let mut buffer = self.0;
+        if buffer.capacity() > SPARE_CAPACITY {
+            return;
+        }
+        buffer.clear();
+        SPARE_BUFFERS.with(|spares| {
+            if let Ok(mut spares) = spares.try_borrow_mut() {
+                if spares.len() < SPARES {
+                    spares.push(buffer);
+                }
+            }
+        });
+    }
+}
+
+async fn encode_and_send<S: AsyncWrite + Unpin>(
+    io: &mut S,
     out: &mut Vec<u8>,
     response: Response<ResponseBody>,
     is_head: bool,

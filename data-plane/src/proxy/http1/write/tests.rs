@@ -6,9 +6,8 @@ use tokio::io::AsyncReadExt;
 /// client would read, and whether the connection may be kept.
 async fn written(response: Response<ResponseBody>, is_head: bool, keep: bool) -> (String, bool) {
     let (mut client, mut server) = tokio::io::duplex(1 << 20);
-    let mut out = Vec::new();
     let mut keep_alive = keep;
-    self::response(&mut server, &mut out, response, is_head, &mut keep_alive)
+    self::response(&mut server, response, is_head, &mut keep_alive)
         .await
         .unwrap();
     drop(server);
