@@ -266,9 +266,9 @@ for case in $CASES; do
   wait "$nginx_pid" "$tollgate_pid" $before_pid 2>/dev/null || true
 done
 
-python3 - "$results" "$CLK_TCK" "$CONNECTIONS" "$DURATION" "$ROUNDS" <<'PY'
+python3 - "$results" "$CLK_TCK" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$WORKERS" "$PROXY_CPUS" "$WRK_CPUS" <<'PY'
 import statistics, sys
-path, clk, conns, duration, rounds = sys.argv[1], int(sys.argv[2]), *sys.argv[3:]
+path, clk, conns, duration, rounds, workers, proxy_cpus, wrk_cpus = sys.argv[1], int(sys.argv[2]), *sys.argv[3:]
 def to_us(text):
     for unit, factor in (("us", 1), ("ms", 1000), ("s", 1_000_000)):
         if text.endswith(unit):
@@ -279,7 +279,7 @@ for line in open(path):
     case, target, _round, rps, requests, p50, p99, ticks, errors = line.split()
     cpu_us = int(ticks) * 1_000_000 / clk / max(int(requests), 1)
     rows.setdefault((case, target), []).append((float(rps), to_us(p50), to_us(p99), cpu_us, errors))
-print(f"\nwrk -t1 -c{conns} -d{duration}s, {rounds} interleaved rounds, medians; proxies and upstream on CPU 0, wrk on CPU 1")
+print(f"\nwrk -t{workers} -c{conns} -d{duration}s, {rounds} interleaved rounds, medians; {workers} worker(s) per proxy; proxies and upstream on CPU {proxy_cpus}, wrk on CPU {wrk_cpus}")
 print(f"{'case':<16}{'target':<10}{'req/s':>10}{'p50 µs':>9}{'p99 µs':>9}{'CPU µs/req':>12}  errors")
 cases = []
 for case, _ in rows:
