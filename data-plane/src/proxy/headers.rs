@@ -182,12 +182,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
 pub fn is_upgrade_request(headers: &HeaderMap, version: Version) -> bool {
     version == Version::HTTP_11
         && is_websocket(headers)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        && has_token(headers, &header::CONNECTION, b"upgrade")
+}
+
+/// Whether a comma-separated header `name` lists `token` (any case, spaces
+/// around ignored), in any of its fields.
+pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &[u8]) -> bool {
+    headers.get_all(name).iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    })
 }
 
 /// Exactly one `Upgrade` value, and it is `websocket` (any case).

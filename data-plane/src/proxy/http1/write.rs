@@ -4,8 +4,9 @@
 //! the head.
 
 use crate::proxy::body::ResponseBody;
+use crate::proxy::headers::has_token;
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header;
 use http::{Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -95,7 +96,8 @@ async fn encode_and_send<S: AsyncWrite + Unpin>(
             None => Framing::Chunked,
         }
     };
-    if wants_close(&parts.headers) {
+    // A reply that stops reading from the client says `Connection: close`.
+    if has_token(&parts.headers, &header::CONNECTION, b"close") {
         *keep_alive = false;
     }
     out.clear();
@@ -239,20 +241,6 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// `Connection: close` among the response's own headers (a reply that stops
-/// reading from the client).
-fn wants_close(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(|value: &HeaderValue| {
-            value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
-        })
 }
 
 /// The `Date` value of the current second, formatted once per second per

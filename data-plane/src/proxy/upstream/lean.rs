@@ -15,6 +15,7 @@ use super::io::{ConnControl, UpstreamIo};
 use super::pool::HostPool;
 use super::RequestBody;
 use crate::proxy::error::ProxyError;
+use crate::proxy::headers::has_token;
 use bytes::{Bytes, BytesMut};
 use chunked::Chunked;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -260,7 +261,7 @@ impl LeanBody {
         let status = parts.status;
         let headers = &parts.headers;
         let mut reusable =
-            parts.version == Version::HTTP_11 && !has_token(headers, header::CONNECTION, b"close");
+            parts.version == Version::HTTP_11 && !has_token(headers, &header::CONNECTION, b"close");
         let framing = if is_head
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
@@ -398,15 +399,6 @@ impl Body for LeanBody {
             _ => SizeHint::default(),
         }
     }
-}
-
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &[u8]) -> bool {
-    headers.get_all(name).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-    })
 }
 
 fn last_coding_is_chunked(headers: &HeaderMap) -> bool {

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use super::*;
+use http::header::HeaderValue;
 use tokio::io::AsyncReadExt;
 
 /// Writes `response` through a real in-process pipe and returns what the
