@@ -18,6 +18,7 @@ mod traces;
 
 pub use chain::{ChainStep, PluginChain, PluginFailure, PluginInstance};
 pub use context::{
+    ResponseHeaders,
     ByteCounts, ConsumerRef, CredentialRef, FailedTry, LogFacts, RequestContext, Timings, TlsFacts,
 };
 pub use log_queue::{HttpLogTarget, LogQueue, LogQueues, QueueSettings};
@@ -58,6 +59,11 @@ impl Phases {
     pub const ACCESS: Phases = Phases(2);
     pub const RESPONSE: Phases = Phases(4);
     pub const LOG: Phases = Phases(8);
+    /// The log phase, reading Kong's whole log record (the response headers
+    /// as sent among them), which the proxy then keeps for it; a plugin that
+    /// only counts (prometheus) declares [`Phases::LOG`] and spares every
+    /// request that copy.
+    pub const LOG_RECORD: Phases = Phases(8 | 16);
 
     pub const fn with(self, other: Phases) -> Phases {
         Phases(self.0 | other.0)
@@ -71,6 +77,11 @@ impl Phases {
             Phase::Log => 8,
         };
         self.0 & bit != 0
+    }
+
+    /// Whether the log phase reads the whole log record ([`Phases::LOG_RECORD`]).
+    pub const fn reads_log_record(self) -> bool {
+        self.0 & 16 != 0
     }
 }
 

@@ -45,15 +45,18 @@ CONF
 "$NGINX" -c "$work/upstream.conf" -p "$work" &
 pids+=($!)
 
-# Sends N GETs over one HTTP/1.1 keep-alive connection; fails on a non-200.
-send() { # port path count
+# Sends N GETs over one HTTP/1.1 keep-alive connection, with the case's
+# headers (its WRK_ARGS "-H" pairs, one "Name: value" per line in
+# $work/$case.headers); fails on a non-200.
+send() { # port path count headers-file
   python3 - "$@" <<'PY'
 import http.client, sys
 port, path, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+headers = dict(line.rstrip("\n").split(": ", 1) for line in open(sys.argv[4]) if ": " in line)
 for attempt in range(600):
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        conn.request("GET", path); r = conn.getresponse(); r.read()
+        conn.request("GET", path, headers=headers); r = conn.getresponse(); r.read()
         if r.status == 200: break
     except OSError:
         pass
@@ -61,7 +64,7 @@ for attempt in range(600):
 else:
     sys.exit(f"no 200 from port {port}")
 for _ in range(count - 1):
-    conn.request("GET", path); r = conn.getresponse(); r.read()
+    conn.request("GET", path, headers=headers); r = conn.getresponse(); r.read()
     if r.status != 200: sys.exit(f"status {r.status}")
 PY
 }
@@ -70,6 +73,7 @@ printf '%-18s%-12s%16s\n' case build "instr/request"
 for case in $CASES; do
   file="tests/bench/cases/$case.sh"
   [ -f "$file" ] || { echo "no case file $file" >&2; exit 2; }
+  : > "$work/$case.headers"
   {
     echo '_format_version: "3.0"'
     echo 'services:'
@@ -78,7 +82,11 @@ for case in $CASES; do
     echo '  routes:'
     echo '  - name: r5'
     echo '    paths: ["/r5/"]'
-    ( tollgate_extra() { :; }; source "$file"; tollgate_extra )
+    ( tollgate_extra() { :; }; case_setup() { :; }; WRK_ARGS=()
+      source "$file"; case_setup; source "$file"; tollgate_extra
+      for ((i = 0; i + 1 < ${#WRK_ARGS[@]}; i++)); do
+        [ "${WRK_ARGS[$i]}" = -H ] && printf '%s\n' "${WRK_ARGS[$((i + 1))]}" >> "$work/$case.headers"
+      done )
   } > "$work/$case.yaml"
   for spec in "$@"; do
     label=${spec%%=*}; binary=${spec#*=}
@@ -90,9 +98,9 @@ for case in $CASES; do
       --cache-dir "$work/cache-$label" 2> "$work/$case.$label.log" &
     pid=$!
     pids+=("$pid")
-    send "$port" /r5/x 300
+    send "$port" /r5/x 300 "$work/$case.headers"
     callgrind_control -z "$pid" >/dev/null 2>&1
-    send "$port" /r5/x "$REQUESTS"
+    send "$port" /r5/x "$REQUESTS" "$work/$case.headers"
     callgrind_control -d "$pid" >/dev/null 2>&1
     kill "$pid"; wait "$pid" 2>/dev/null || true
     # The dump after zeroing is the numbered file with the largest number.

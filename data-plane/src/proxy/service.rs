@@ -261,7 +261,7 @@ impl LogJob {
             .ctx
             .log_facts
             .as_ref()
-            .map_or(0, |facts| head_size(&facts.response_headers, STATUS_LINE));
+            .map_or(0, |facts| facts.response_head_bytes);
         self.ctx.bytes.response = head + response_bytes;
         if let Some(streamed) = self
             .ctx
@@ -328,6 +328,7 @@ fn start_log_facts(
     ctx.log_facts = Some(Box::new(LogFacts {
         server_port: conn.listener_port,
         tls: conn.tls.clone(),
+        keep_response_headers: route.chain.phases.reads_log_record(),
         ..LogFacts::default()
     }));
 }
@@ -369,10 +370,10 @@ fn finish_exit(
 fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody>) {
     if !ctx.response_headers.is_empty() {
         let extra = std::mem::take(&mut ctx.response_headers);
+        let headers = response.headers_mut();
+        headers.reserve(extra.len());
         for (name, value) in extra {
-            if let Some(name) = name {
-                response.headers_mut().insert(name, value);
-            }
+            headers.insert(name, value);
         }
     }
     let mut status = response.status();
@@ -388,17 +389,25 @@ fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody
     *response.status_mut() = status;
     ctx.status = Some(status);
     if let Some(facts) = ctx.log_facts.as_mut() {
-        facts.response_headers = response.headers().clone();
+        let headers = response.headers();
         // hyper writes the length of a sized body itself; the log shows it as sent.
-        if let Some(length) = response.body().size_hint().exact() {
-            let bodiless = status.is_informational()
-                || status == StatusCode::NO_CONTENT
-                || status == StatusCode::NOT_MODIFIED;
-            if !bodiless && !response.headers().contains_key(header::TRANSFER_ENCODING) {
-                facts
-                    .response_headers
-                    .entry(header::CONTENT_LENGTH)
-                    .or_insert_with(|| HeaderValue::from(length));
+        let bodiless = status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let written_length = response.body().size_hint().exact().filter(|_| {
+            !bodiless
+                && !headers.contains_key(header::TRANSFER_ENCODING)
+                && !headers.contains_key(header::CONTENT_LENGTH)
+        });
+        let written_length = written_length.map(HeaderValue::from);
+        facts.response_head_bytes = head_size(headers, STATUS_LINE)
+            + written_length.as_ref().map_or(0, |value| {
+                (header::CONTENT_LENGTH.as_str().len() + value.len() + 4) as u64
+            });
+        if facts.keep_response_headers {
+            facts.response_headers = headers.clone();
+            if let Some(value) = written_length {
+                facts.response_headers.insert(header::CONTENT_LENGTH, value);
             }
         }
         ctx.timings.responded = Some(std::time::Instant::now());

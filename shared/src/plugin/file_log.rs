@@ -64,7 +64,7 @@ pub struct FileLog {
 }
 
 impl PluginRuntime for FileLog {
-    const PHASES: Phases = Phases::LOG;
+    const PHASES: Phases = Phases::LOG_RECORD;
 
     fn log(&self, ctx: &RequestContext) {
         self.sink.write_line(ctx.log_record().as_bytes());

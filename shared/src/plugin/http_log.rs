@@ -266,7 +266,7 @@ pub struct HttpLog {
 }
 
 impl PluginRuntime for HttpLog {
-    const PHASES: Phases = Phases::LOG;
+    const PHASES: Phases = Phases::LOG_RECORD;
 
     fn log(&self, ctx: &RequestContext) {
         self.queue.enqueue(ctx.log_record());

@@ -181,9 +181,17 @@ pub(crate) fn fail(
 /// Removes the consumer headers a client sent, so that only what an
 /// authentication plugin sets ever reaches the upstream.
 pub(crate) fn clear_consumer_headers(ctx: &mut RequestContext) {
-    let headers = ctx.headers_mut();
-    for name in consumer_headers::ALL {
-        headers.remove(name);
+    // One pass over the names the client sent (a handful) is much cheaper
+    // than five hashed removes of headers that are almost never there.
+    let sent = ctx
+        .headers()
+        .keys()
+        .any(|name| consumer_headers::ALL.contains(name));
+    if sent {
+        let headers = ctx.headers_mut();
+        for name in consumer_headers::ALL {
+            headers.remove(name);
+        }
     }
 }
 

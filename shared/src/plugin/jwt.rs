@@ -23,6 +23,7 @@ mod keys;
 #[cfg(test)]
 mod tests;
 mod token;
+mod verified;
 
 pub use jwks::{
     JwksEndpoint, JwksError, JwksKeys, JwksLimits, JwksLookup, JwksProvider, JwksSource, KeySet,
@@ -49,6 +50,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use token::{BadToken, Found, Token, TokenSources};
+use verified::{TimeClaims, VerifiedTokens};
 use uuid::Uuid;
 
 /// A claim the plugin can verify.
@@ -294,6 +296,8 @@ struct JwtState {
     credentials: Arc<Credentials>,
     /// `jwks_uri`'s keys, shared with every instance naming the same source.
     jwks: Option<Arc<dyn JwksKeys>>,
+    /// Tokens this instance verified against a credential (`verified.rs`).
+    verified: VerifiedTokens,
 }
 
 /// The 401 for a `kid` the key set does not hold (in the style of Kong's
@@ -428,6 +432,17 @@ impl JwtState {
             Found::Several => return Err(Failure::message("Multiple tokens provided")),
             Found::One(raw) => raw,
         };
+        // A token verified before: only its time claims are judged again.
+        let remembered = self.verified.lookup(&raw, |key, claims| {
+            (self.credentials.get_key_value(key), claims)
+        });
+        if let Some((Some((key, credential)), claims)) = remembered {
+            self.check_claims(claims, now)?;
+            return match credential.identity {
+                Some(_) => Ok(Verified::Credential(credential)),
+                None => Err(self.consumer_not_found(key)),
+            };
+        }
         let token = Token::decode(&raw).map_err(|bad: BadToken| Failure::message(bad.message()))?;
         let key = self.key_claim(&token);
         if let (Some(jwks), Some(Value::String(kid))) = (&self.jwks, token.header.get("kid")) {
@@ -458,10 +473,12 @@ impl JwtState {
         if !verifier.verify(token.signed, &token.signature) {
             return Err(Failure::message("Invalid signature"));
         }
-        self.check_claims(&token.claims, now)?;
+        let claims = TimeClaims::of(&token.claims);
+        self.check_claims(claims, now)?;
         if credential.identity.is_none() {
             return Err(self.consumer_not_found(key));
         }
+        self.verified.remember(&raw, key, claims);
         Ok(Verified::Credential(credential))
     }
 
@@ -519,18 +536,17 @@ impl JwtState {
         if !verifier.verify(token.signed, &token.signature) {
             return Err(Failure::message("Invalid signature"));
         }
-        self.check_claims(&token.claims, now)
+        self.check_claims(TimeClaims::of(&token.claims), now)
     }
 
     /// `claims_to_verify` (every failure reported, by claim name) with
     /// `leeway` seconds of tolerance, then `maximum_expiration` (without it:
     /// it bounds what the issuer granted, not clock skew).
-    fn check_claims(&self, claims: &Map<String, Value>, now: i64) -> Result<(), Failure> {
+    fn check_claims(&self, claims: TimeClaims, now: i64) -> Result<(), Failure> {
         let now = now as f64;
         let mut errors = Map::new();
-        let number = |name: &str| claims.get(name).and_then(Value::as_f64);
         if self.verify_exp {
-            match number("exp") {
+            match claims.exp {
                 None => errors.insert("exp".into(), "must be a number".into()),
                 Some(exp) if exp <= now - self.leeway => {
                     errors.insert("exp".into(), "token expired".into())
@@ -539,7 +555,7 @@ impl JwtState {
             };
         }
         if self.verify_nbf {
-            match number("nbf") {
+            match claims.nbf {
                 None => errors.insert("nbf".into(), "must be a number".into()),
                 Some(nbf) if nbf > now + self.leeway => {
                     errors.insert("nbf".into(), "token not valid yet".into())
@@ -551,7 +567,7 @@ impl JwtState {
             return Err(Failure::Claims(errors));
         }
         if self.maximum_expiration > 0.0 {
-            let too_long = number("exp").is_none_or(|exp| exp - now > self.maximum_expiration);
+            let too_long = claims.exp.is_none_or(|exp| exp - now > self.maximum_expiration);
             if too_long {
                 let mut errors = Map::new();
                 errors.insert("exp".into(), "exceeds maximum allowed expiration".into());
@@ -639,6 +655,7 @@ impl CompilePlugin<JwtConfig> for Jwt {
             challenge_invalid_token,
             credentials,
             jwks,
+            verified: VerifiedTokens::default(),
         })))
     }
 }

@@ -5,11 +5,12 @@
 //! [`local`]) or in Redis with one script call per request (`redis`).
 
 mod batch;
+mod identifier;
 mod local;
 mod window;
 
 pub use local::LocalCounters;
-pub use window::{decide, headers, window_start, PeriodUsage, Verdict};
+pub use window::{decide, window_start, PeriodUsage, RenderedLimits, Verdict};
 
 use super::null_as_default;
 use crate::runtime::{
@@ -23,6 +24,7 @@ use http::{HeaderName, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
+use identifier::Identifier;
 use std::borrow::Cow;
 use std::hash::Hasher;
 use std::sync::Arc;
@@ -501,6 +503,7 @@ struct RedisWindow {
 #[derive(Debug)]
 pub struct RateLimiting {
     limits: Vec<(Period, f64)>,
+    rendered_limits: RenderedLimits,
     limit_by: LimitBy,
     header_name: Option<HeaderName>,
     path: Option<String>,
@@ -528,8 +531,8 @@ pub enum RateLimitingError {
 }
 
 /// What a request is counted as: Kong's identifier, before hashing.
-fn identifier<'a>(plugin: &'a RateLimiting, ctx: &'a RequestContext) -> Cow<'a, [u8]> {
-    let id = |id: uuid::Uuid| Cow::Owned(id.hyphenated().to_string().into_bytes());
+fn identifier<'a>(plugin: &'a RateLimiting, ctx: &'a RequestContext) -> Identifier<'a> {
+    let id = Identifier::uuid;
     let chosen = match plugin.limit_by {
         LimitBy::Consumer => ctx
             .consumer
@@ -544,16 +547,16 @@ fn identifier<'a>(plugin: &'a RateLimiting, ctx: &'a RequestContext) -> Cow<'a, 
             .header_name
             .as_ref()
             .and_then(|name| ctx.headers().get(name))
-            .map(|value| Cow::Borrowed(value.as_bytes())),
+            .map(|value| Identifier::Borrowed(value.as_bytes())),
         // Kong's quirk: only a request for exactly `path` counts by path; every
         // other request counts by client address.
         LimitBy::Path => plugin
             .path
             .as_deref()
             .filter(|wanted| request_path_is(ctx, wanted))
-            .map(|wanted| Cow::Borrowed(wanted.as_bytes())),
+            .map(|wanted| Identifier::Borrowed(wanted.as_bytes())),
     };
-    chosen.unwrap_or_else(|| Cow::Owned(ctx.client_ip.to_canonical().to_string().into_bytes()))
+    chosen.unwrap_or_else(|| Identifier::address(ctx.client_ip))
 }
 
 /// Whether the request's normalized path is `wanted` (Kong's `get_path`).
@@ -765,9 +768,7 @@ impl RateLimiting {
 
     fn answer(&self, ctx: &mut RequestContext, verdict: &Verdict) -> Decision {
         if !self.hide_client_headers {
-            for (name, value) in headers(verdict) {
-                ctx.response_headers.insert(name, value);
-            }
+            window::set_headers(verdict, &self.rendered_limits, &mut ctx.response_headers);
         }
         if verdict.rejected {
             Decision::Respond(self.rejection.clone())
@@ -943,6 +944,7 @@ impl RateLimiting {
             }
         };
         Ok(RateLimiting {
+            rendered_limits: RenderedLimits::new(&limits),
             limits,
             limit_by: config.limit_by,
             header_name,
@@ -986,6 +988,7 @@ mod tests {
     fn plugin(limit_by: LimitBy) -> RateLimiting {
         RateLimiting {
             limits: vec![(Period::Minute, 2.0)],
+            rendered_limits: RenderedLimits::new(&[(Period::Minute, 2.0)]),
             limit_by,
             header_name: Some(HeaderName::from_static("x-api-key")),
             path: Some("/exact".into()),
@@ -1015,7 +1018,7 @@ mod tests {
     }
 
     fn id_of(limit_by: LimitBy, ctx: &RequestContext) -> String {
-        String::from_utf8(identifier(&plugin(limit_by), ctx).into_owned()).unwrap()
+        String::from_utf8(identifier(&plugin(limit_by), ctx).to_vec()).unwrap()
     }
 
     #[test]

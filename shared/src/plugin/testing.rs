@@ -97,7 +97,9 @@ pub struct Recorder {
 struct Seen(Vec<&'static str>);
 
 impl PluginRuntime for Recorder {
-    const PHASES: Phases = Phases::ACCESS.with(Phases::RESPONSE).with(Phases::LOG);
+    const PHASES: Phases = Phases::ACCESS
+        .with(Phases::RESPONSE)
+        .with(Phases::LOG_RECORD);
 
     async fn access(&self, ctx: &mut RequestContext) -> Result<Decision, PluginError> {
         seen(ctx).push("access");

@@ -4,6 +4,10 @@
 //! parsing again, and write what later steps need (consumer, credential,
 //! upstream header edits, response headers, their own typed state).
 
+mod response_headers;
+
+pub use response_headers::ResponseHeaders;
+
 use super::{PluginInstance, Protocol};
 use crate::{Consumer, Route, Service};
 use http::request::Parts;
@@ -89,8 +93,13 @@ pub struct LogFacts {
     pub upstream_status: Option<http::StatusCode>,
     /// The upstream host and port the request was sent to (`tries`).
     pub upstream_target: Option<(Arc<str>, u16)>,
-    /// The response head's headers as sent to the client.
+    /// The response head's headers as sent to the client, kept only when
+    /// a log plugin reads the whole record ([`super::Phases::LOG_RECORD`]).
     pub response_headers: HeaderMap,
+    /// Whether to keep `response_headers`.
+    pub keep_response_headers: bool,
+    /// The size of the response head as sent (`response.size` counts it).
+    pub response_head_bytes: u64,
     /// The response came from the upstream (`source: "upstream"`), not the gateway.
     pub proxied: bool,
     /// TLS parameters of the client connection (`request.tls`), on TLS only.
@@ -153,7 +162,7 @@ pub struct RequestContext {
     /// removed arguments (key-auth's `hide_credentials`); `Some("")` sends none.
     pub upstream_query: Option<String>,
     /// Headers added to the response sent to the client, proxied or generated.
-    pub response_headers: HeaderMap,
+    pub response_headers: ResponseHeaders,
     /// The status finally sent to the client (set before the log phase).
     pub status: Option<http::StatusCode>,
     pub timings: Timings,
@@ -202,7 +211,7 @@ impl RequestContext {
             body: None,
             body_replaced: false,
             upstream_query: None,
-            response_headers: HeaderMap::new(),
+            response_headers: ResponseHeaders::default(),
             status: None,
             timings: Timings::new(received),
             failed_tries: Vec::new(),

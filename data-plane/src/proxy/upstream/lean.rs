@@ -179,6 +179,10 @@ fn encode(out: &mut Vec<u8>, request: &Request<RequestBody>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Response headers the gateway may add beyond the upstream's: `Via`, the
+/// latency headers, and a plugin's (rate-limiting sets five).
+const RESPONSE_HEADROOM: usize = 12;
+
 /// Parses the response head at the front of `read` and splits it off:
 /// `Ok(None)` until it is complete; `Err` when it is not a valid HTTP/1.x
 /// head. The header values share the head's bytes.
@@ -213,7 +217,9 @@ fn parse_head(read: &mut BytesMut) -> Result<Option<http::response::Parts>, ()> 
         fields.push((name, start..start + field.value.len()));
     }
     let head: Bytes = read.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(fields.len() + 6);
+    // Room for what the gateway adds (its own headers, the plugins'), so
+    // the response phase never rehashes the map.
+    let mut headers = HeaderMap::with_capacity(fields.len() + RESPONSE_HEADROOM);
     for (name, range) in fields {
         let value = HeaderValue::from_maybe_shared(head.slice(range)).map_err(|_| ())?;
         headers.append(name, value);

@@ -171,7 +171,7 @@ fn assert_401(outcome: &(Decision, RequestContext), body: Value, challenge: &str
         RejectionStyle::Error => panic!("401s are kong.response.exit"),
     };
     assert_eq!(sent, body);
-    assert_eq!(ctx.response_headers[WWW_AUTHENTICATE], challenge);
+    assert_eq!(*ctx.response_headers.get(&WWW_AUTHENTICATE).unwrap(), challenge);
     assert!(ctx.consumer.is_none() && ctx.credential.is_none());
 }
 
@@ -702,7 +702,7 @@ fn anonymous_replaces_the_rejection() {
         assert!(headers
             .get(consumer_headers::CREDENTIAL_IDENTIFIER)
             .is_none());
-        assert!(ctx.response_headers.get(WWW_AUTHENTICATE).is_none());
+        assert!(ctx.response_headers.get(&WWW_AUTHENTICATE).is_none());
         // A valid token still identifies its own consumer.
         assert_authenticated(&run_with_token(&plugin, &hs256(valid_claims())), "alice");
     }
@@ -1566,4 +1566,46 @@ fn jwt_instances_of_one_compile_share_one_credential_index() {
     let other = compile_in(&config, json!({}));
     assert!(!Arc::ptr_eq(&a.0.credentials, &other.0.credentials));
     assert_authenticated(&run_with_token(&b, &hs256(valid_claims())), "alice");
+}
+
+// --- the verified-token cache (verified.rs) --------------------------------
+
+#[test]
+fn a_remembered_token_is_judged_against_the_clock_again() {
+    let plugin = hs256_plugin(json!({ "claims_to_verify": ["exp", "nbf"] }));
+    let token = hs256(json!({"iss": "key-1", "exp": NOW + 60, "nbf": NOW - 5}));
+    let at = |now: i64| {
+        let mut ctx = request("GET", "/", &[("authorization", &bearer(&token))]);
+        let decision = ready(plugin.0.access_at(&mut ctx, now));
+        (decision, ctx)
+    };
+    assert_authenticated(&at(NOW), "alice");
+    assert_eq!(plugin.0.verified.len(), 1, "a verified token is remembered");
+    // Served from the cache: the same consumer and headers.
+    assert_authenticated(&at(NOW + 1), "alice");
+    assert_401(
+        &at(NOW + 60),
+        json!({"exp": "token expired"}),
+        "Bearer error=\"invalid_token\"",
+    );
+    assert_401(
+        &at(NOW - 10),
+        json!({"nbf": "token not valid yet"}),
+        "Bearer error=\"invalid_token\"",
+    );
+    assert_authenticated(&at(NOW + 2), "alice");
+}
+
+#[test]
+fn failures_are_not_remembered_and_a_tampered_token_is_not_a_hit() {
+    let plugin = hs256_plugin(json!({ "claims_to_verify": ["exp"] }));
+    let token = hs256(valid_claims());
+    assert_authenticated(&run_with_token(&plugin, &token), "alice");
+    // The same header and claims with another signature: a different key.
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    let forged = format!("{signed}.{}", URL_SAFE_NO_PAD.encode([0u8; 32]));
+    assert_invalid(&run_with_token(&plugin, &forged), "Invalid signature");
+    assert_invalid(&run_with_token(&plugin, &forged), "Invalid signature");
+    assert_eq!(plugin.0.verified.len(), 1);
+    assert_authenticated(&run_with_token(&plugin, &token), "alice");
 }

@@ -4,6 +4,7 @@
 //! functions of the counts and the time, so they are tested without a clock.
 
 use super::Period;
+use crate::runtime::ResponseHeaders;
 use http::header::{HeaderName, HeaderValue};
 
 /// Milliseconds in a day.
@@ -176,43 +177,119 @@ pub fn format_number(value: f64) -> String {
     }
 }
 
+/// [`format_number`] as a header value; whole numbers (every count and
+/// limit in practice) skip the formatter.
+fn header_number(value: f64) -> Option<HeaderValue> {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        Some(HeaderValue::from(value as i64))
+    } else {
+        HeaderValue::from_str(&format_number(value)).ok()
+    }
+}
+
 /// `X-RateLimit-Limit-<P>` and `X-RateLimit-Remaining-<P>` of every period.
 pub fn period_header_names(period: Period) -> (HeaderName, HeaderName) {
-    let (limit, remaining) = match period {
-        Period::Second => ("x-ratelimit-limit-second", "x-ratelimit-remaining-second"),
-        Period::Minute => ("x-ratelimit-limit-minute", "x-ratelimit-remaining-minute"),
-        Period::Hour => ("x-ratelimit-limit-hour", "x-ratelimit-remaining-hour"),
-        Period::Day => ("x-ratelimit-limit-day", "x-ratelimit-remaining-day"),
-        Period::Month => ("x-ratelimit-limit-month", "x-ratelimit-remaining-month"),
-        Period::Year => ("x-ratelimit-limit-year", "x-ratelimit-remaining-year"),
-    };
-    (
-        HeaderName::from_static(limit),
-        HeaderName::from_static(remaining),
-    )
+    // Constants: `from_static` outside a const context validates every call.
+    match period {
+        Period::Second => const {
+            (
+                HeaderName::from_static("x-ratelimit-limit-second"),
+                HeaderName::from_static("x-ratelimit-remaining-second"),
+            )
+        },
+        Period::Minute => const {
+            (
+                HeaderName::from_static("x-ratelimit-limit-minute"),
+                HeaderName::from_static("x-ratelimit-remaining-minute"),
+            )
+        },
+        Period::Hour => const {
+            (
+                HeaderName::from_static("x-ratelimit-limit-hour"),
+                HeaderName::from_static("x-ratelimit-remaining-hour"),
+            )
+        },
+        Period::Day => const {
+            (
+                HeaderName::from_static("x-ratelimit-limit-day"),
+                HeaderName::from_static("x-ratelimit-remaining-day"),
+            )
+        },
+        Period::Month => const {
+            (
+                HeaderName::from_static("x-ratelimit-limit-month"),
+                HeaderName::from_static("x-ratelimit-remaining-month"),
+            )
+        },
+        Period::Year => const {
+            (
+                HeaderName::from_static("x-ratelimit-limit-year"),
+                HeaderName::from_static("x-ratelimit-remaining-year"),
+            )
+        },
+    }
+}
+
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// Limits rendered once per instance: a limit is the same on every
+/// request, so only the remaining counts and the reset are formatted.
+#[derive(Debug, Clone, Default)]
+pub struct RenderedLimits(Vec<(f64, HeaderValue)>);
+
+impl RenderedLimits {
+    pub fn new(limits: &[(Period, f64)]) -> RenderedLimits {
+        RenderedLimits(
+            limits
+                .iter()
+                .filter_map(|&(_, limit)| Some((limit, header_number(limit)?)))
+                .collect(),
+        )
+    }
+
+    fn value(&self, limit: f64) -> Option<HeaderValue> {
+        match self.0.iter().find(|(known, _)| *known == limit) {
+            Some((_, value)) => Some(value.clone()),
+            // A node's share of the limits (Redis fallback) is not rendered.
+            None => header_number(limit),
+        }
+    }
 }
 
 /// The headers of a verdict, in the order Kong sets them.
+#[cfg(test)]
 pub fn headers(verdict: &Verdict) -> Vec<(HeaderName, HeaderValue)> {
-    let number = |v: f64| HeaderValue::from_str(&format_number(v)).ok();
-    let mut out = Vec::with_capacity(verdict.periods.len() * 2 + 4);
+    let mut out = ResponseHeaders::default();
+    set_headers(verdict, &RenderedLimits::default(), &mut out);
+    out.into_iter().collect()
+}
+
+/// Sets the headers of a verdict on the response, in the order Kong sets them.
+pub fn set_headers(verdict: &Verdict, limits: &RenderedLimits, out: &mut ResponseHeaders) {
+    out.reserve(verdict.periods.len() * 2 + 4);
     for &(period, limit, remaining) in &verdict.periods {
         let (limit_name, remaining_name) = period_header_names(period);
-        if let (Some(limit), Some(remaining)) = (number(limit), number(remaining)) {
-            out.push((limit_name, limit));
-            out.push((remaining_name, remaining));
+        if let (Some(limit), Some(remaining)) = (limits.value(limit), header_number(remaining)) {
+            out.insert(limit_name, limit);
+            out.insert(remaining_name, remaining);
         }
     }
-    if let (Some(limit), Some(remaining)) = (number(verdict.limit), number(verdict.remaining)) {
-        out.push((HeaderName::from_static("ratelimit-limit"), limit));
-        out.push((HeaderName::from_static("ratelimit-remaining"), remaining));
+    if let (Some(limit), Some(remaining)) = (
+        limits.value(verdict.limit),
+        header_number(verdict.remaining),
+    ) {
+        out.insert(RATELIMIT_LIMIT, limit);
+        out.insert(RATELIMIT_REMAINING, remaining);
     }
     let reset = HeaderValue::from(verdict.reset);
-    out.push((HeaderName::from_static("ratelimit-reset"), reset.clone()));
     if verdict.rejected {
-        out.push((http::header::RETRY_AFTER, reset));
+        out.insert(RATELIMIT_RESET, reset.clone());
+        out.insert(http::header::RETRY_AFTER, reset);
+    } else {
+        out.insert(RATELIMIT_RESET, reset);
     }
-    out
 }
 
 #[cfg(test)]
@@ -383,6 +460,30 @@ mod tests {
         let march_31 = 1_711_843_200_000 + 3_600_000; // 2024-03-31T01:00Z
         let verdict = decide(&[usage_of(Period::Month, 3.0, 0.0)], march_31);
         assert_eq!(verdict.reset, 1);
+    }
+
+    #[test]
+    fn rendered_limits_give_the_same_headers_as_formatting() {
+        let limits = [(Period::Second, 5.0), (Period::Hour, 1000.0)];
+        let rendered = RenderedLimits::new(&limits);
+        // A node's share (2.5, 500) is not among the rendered values.
+        for limits in [limits, [(Period::Second, 2.5), (Period::Hour, 500.0)]] {
+            for used in [0.0, 1.0, 4.0, 5.0, 999.0] {
+                let usages: Vec<PeriodUsage> = limits
+                    .iter()
+                    .map(|&(period, limit)| PeriodUsage {
+                        period,
+                        limit,
+                        usage: used,
+                    })
+                    .collect();
+                let verdict = decide(&usages, LEAP_DAY);
+                let mut set = ResponseHeaders::default();
+                set_headers(&verdict, &rendered, &mut set);
+                let set: Vec<_> = set.into_iter().collect();
+                assert_eq!(set, headers(&verdict), "{limits:?} {used}");
+            }
+        }
     }
 
     #[test]
