@@ -352,12 +352,14 @@ impl Store {
             Backend::Sqlite => {
                 // SQLite has no advisory lock: a concurrent migrator loses the
                 // race inside its own transaction (nothing half-applied) and the
-                // retry then finds that migration recorded as applied.
+                // retry then finds that migration recorded as applied. Each
+                // lost race means another migrator applied one migration, so
+                // a migrator loses at most once per migration.
                 let mut attempt = 0;
                 loop {
                     match SQLITE_MIGRATIONS.run_direct(&mut *conn).await {
                         Ok(()) => break,
-                        Err(_) if attempt < 3 => attempt += 1,
+                        Err(_) if attempt < SQLITE_MIGRATIONS.migrations.len() => attempt += 1,
                         Err(err) => return Err(err.into()),
                     }
                 }

@@ -69,6 +69,7 @@ pub struct DataPlane {
     grace: Duration,
     trace_exporters: Arc<plugins::otlp::OtlpExporters>,
     log_queues: Arc<plugins::http_log::HttpLogQueues>,
+    file_sinks: Arc<plugins::resources::FileSinks>,
 }
 
 fn bind_problem(error: &std::io::Error) -> String {
@@ -136,7 +137,7 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
         log_tls,
         Arc::clone(&status.http_log),
     ));
-    let resources = tollgate_shared::runtime::Resources::live(file_sinks)
+    let resources = tollgate_shared::runtime::Resources::live(Arc::clone(&file_sinks) as _)
         .with_redis(Arc::clone(&redis) as _)
         .with_proxy_metrics(Arc::clone(&proxy_metrics))
         .with_jwks(Arc::clone(&jwks) as _)
@@ -226,6 +227,7 @@ pub async fn start(settings: &Settings) -> Result<DataPlane, StartError> {
         grace: settings.shutdown_grace,
         trace_exporters,
         log_queues,
+        file_sinks,
     })
 }
 
@@ -267,8 +269,8 @@ impl DataPlane {
     }
 
     /// Stops accepting, lets in-flight requests finish for the grace period,
-    /// sends what the http-log queues hold within what is left of it, then
-    /// stops. Returns `true` when every connection finished in time.
+    /// writes the log files' buffered lines, sends what the http-log queues
+    /// hold within what is left of it, then stops. Returns `true` when every connection finished in time.
     pub async fn shutdown(self) -> bool {
         let started = tokio::time::Instant::now();
         self.trigger.trigger();
@@ -282,6 +284,7 @@ impl DataPlane {
             );
         }
         // Every finished request has run its log phase by now.
+        self.file_sinks.flush_all();
         self.log_queues
             .flush(self.grace.saturating_sub(started.elapsed()))
             .await;

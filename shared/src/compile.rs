@@ -14,7 +14,8 @@ use crate::certificates::{CertificateCompileError, CertificateStore};
 use crate::plugin::priority;
 use crate::router::{Router, RouterError};
 use crate::runtime::{
-    CompileContext, PluginChain, PluginCompileError, PluginInstance, ProtocolSet, Resources,
+    CompileContext, EntityJson, PluginChain, PluginCompileError, PluginInstance, ProtocolSet,
+    Resources,
 };
 use crate::{Config, Consumer, PluginSpec, Route, Service};
 use http::{HeaderValue, StatusCode};
@@ -331,6 +332,8 @@ pub struct CompiledRoute<T> {
     pub entity: Arc<Route>,
     pub service: Option<Arc<CompiledService<T>>>,
     pub chain: Arc<PluginChain>,
+    /// The route's and service's JSON for the log record, rendered once.
+    pub entity_json: Arc<EntityJson>,
 }
 
 /// One immutable runtime config; a request loads it once and uses only it.
@@ -546,6 +549,7 @@ fn compile_route<T>(
         entity: Arc::new(route.clone()),
         service,
         chain,
+        entity_json: Arc::default(),
     }
 }
 

@@ -18,11 +18,11 @@ mod traces;
 
 pub use chain::{ChainStep, PluginChain, PluginFailure, PluginInstance};
 pub use context::{
-    ResponseHeaders,
-    ByteCounts, ConsumerRef, CredentialRef, FailedTry, LogFacts, RequestContext, Timings, TlsFacts,
+    ByteCounts, ConsumerRef, CredentialRef, FailedTry, LogFacts, RequestContext, ResponseHeaders,
+    Timings, TlsFacts,
 };
 pub use log_queue::{HttpLogTarget, LogQueue, LogQueues, QueueSettings};
-pub use log_record::{Latencies, LogRecord, DEFAULT_WORKSPACE_ID};
+pub use log_record::{EntityJson, Latencies, LogRecord, DEFAULT_WORKSPACE_ID};
 pub use resources::{
     ClusterPeers, LineSink, LogFiles, RedisConnector, RedisFailure, RedisReply, RedisScript,
     RedisServer, RedisTls, Resources, SharedSet,

@@ -452,6 +452,9 @@ async fn proxy(
     let route = routed.route;
     ctx.route = Some(Arc::clone(&route.entity));
     ctx.service = route.service.as_ref().map(|s| Arc::clone(&s.entity));
+    if route.chain.phases.reads_log_record() {
+        ctx.entity_json = Some(Arc::clone(&route.entity_json));
+    }
     start_log_facts(conn, route, &mut ctx, host.as_str());
     let body = if route.chain.reads_body {
         match read_body_for_plugins(conn, route, client_upgrade.is_some(), body, &mut ctx).await {

@@ -50,8 +50,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use token::{BadToken, Found, Token, TokenSources};
-use verified::{TimeClaims, VerifiedTokens};
 use uuid::Uuid;
+use verified::{TimeClaims, VerifiedTokens};
 
 /// A claim the plugin can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -567,7 +567,9 @@ impl JwtState {
             return Err(Failure::Claims(errors));
         }
         if self.maximum_expiration > 0.0 {
-            let too_long = claims.exp.is_none_or(|exp| exp - now > self.maximum_expiration);
+            let too_long = claims
+                .exp
+                .is_none_or(|exp| exp - now > self.maximum_expiration);
             if too_long {
                 let mut errors = Map::new();
                 errors.insert("exp".into(), "exceeds maximum allowed expiration".into());

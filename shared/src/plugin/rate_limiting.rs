@@ -21,10 +21,10 @@ use crate::runtime::{
 use crate::schema::engine::{Check, Field, Match, Record, Rule, Shorthand, Subschema};
 use crate::schema::typedefs::{self, strings, HTTP_PROTOCOLS};
 use http::{HeaderName, StatusCode};
+use identifier::Identifier;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use identifier::Identifier;
 use std::borrow::Cow;
 use std::hash::Hasher;
 use std::sync::Arc;

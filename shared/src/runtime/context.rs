@@ -142,6 +142,9 @@ pub struct RequestContext {
     /// phase) or when nothing matched.
     pub route: Option<Arc<Route>>,
     pub service: Option<Arc<Service>>,
+    /// `route` and `service` as JSON for the log record, rendered once per
+    /// compiled route (set with them by the proxy when a plugin logs).
+    pub entity_json: Option<Arc<super::EntityJson>>,
     /// Set by an authentication plugin.
     pub consumer: Option<ConsumerRef>,
     pub credential: Option<CredentialRef>,
@@ -218,6 +221,7 @@ impl RequestContext {
             bytes: ByteCounts::default(),
             log_facts: None,
             log_record: std::sync::OnceLock::new(),
+            entity_json: None,
             state: Extensions::new(),
             selected: Vec::new(),
             running: None,

@@ -5,10 +5,13 @@
 //! that request through [`RequestContext::log_record`].
 
 use super::{Protocol, RequestContext};
+use crate::{Route, Service};
 use http::HeaderMap;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The `workspace` of every record. Tollgate has no workspaces; Kong's
@@ -33,6 +36,31 @@ impl RequestContext {
     /// building the record.
     pub fn latencies(&self) -> Latencies {
         latencies_at(self, Instant::now())
+    }
+}
+
+/// A compiled route's `route` and `service` objects of the log record,
+/// rendered on the first request that logs them and copied as they are
+/// after that: they are the same for every request of the route and were
+/// most of the record's serializing.
+#[derive(Debug, Default)]
+pub struct EntityJson {
+    route: OnceLock<Option<Box<RawValue>>>,
+    service: OnceLock<Option<Box<RawValue>>>,
+}
+
+impl EntityJson {
+    /// `route` as JSON (`None` only if it cannot be rendered, never in practice).
+    pub fn route(&self, route: &Route) -> Option<&RawValue> {
+        self.route
+            .get_or_init(|| serde_json::value::to_raw_value(route).ok())
+            .as_deref()
+    }
+
+    pub fn service(&self, service: &Service) -> Option<&RawValue> {
+        self.service
+            .get_or_init(|| serde_json::value::to_raw_value(service).ok())
+            .as_deref()
     }
 }
 
@@ -155,11 +183,18 @@ impl Serialize for LogRecord<'_> {
                 },
             )?;
         }
+        let rendered = ctx.entity_json.as_deref();
         if let Some(route) = &ctx.route {
-            map.serialize_entry("route", route.as_ref())?;
+            match rendered.and_then(|json| json.route(route)) {
+                Some(json) => map.serialize_entry("route", json)?,
+                None => map.serialize_entry("route", route.as_ref())?,
+            }
         }
         if let Some(service) = &ctx.service {
-            map.serialize_entry("service", service.as_ref())?;
+            match rendered.and_then(|json| json.service(service)) {
+                Some(json) => map.serialize_entry("service", json)?,
+                None => map.serialize_entry("service", service.as_ref())?,
+            }
         }
         if let Some(consumer) = &ctx.consumer {
             map.serialize_entry("consumer", consumer.as_ref())?;
@@ -461,6 +496,8 @@ mod tests {
                 client_verify: "NONE",
             }),
             streamed_body: None,
+            keep_response_headers: true,
+            response_head_bytes: 0,
         }));
         let consumer = Consumer {
             id: uuid::Uuid::from_u128(5),

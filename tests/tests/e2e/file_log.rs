@@ -275,6 +275,14 @@ async fn a_renamed_log_file_is_followed_to_a_new_file_at_the_path() {
     // Without it, the rename is noticed within a second and later lines
     // reach a new file at the path; none is lost or written twice.
     let sent = send_until_written(proxy, &log).await;
+    // Lines go out in batches: wait until every request's line is written.
+    let lines = |path: &Path| std::fs::read_to_string(path).map_or(0, |text| text.lines().count());
+    assert!(
+        dataplane::wait_until(Duration::from_secs(5), || lines(&rotated) + lines(&log)
+            > sent)
+        .await,
+        "some lines were never written"
+    );
     let before = wait_for_json_lines(&rotated, 1).await.unwrap();
     let after = wait_for_json_lines(&log, 1).await.unwrap();
     assert_eq!(before.len() + after.len(), 1 + sent);

@@ -171,7 +171,10 @@ fn assert_401(outcome: &(Decision, RequestContext), body: Value, challenge: &str
         RejectionStyle::Error => panic!("401s are kong.response.exit"),
     };
     assert_eq!(sent, body);
-    assert_eq!(*ctx.response_headers.get(&WWW_AUTHENTICATE).unwrap(), challenge);
+    assert_eq!(
+        *ctx.response_headers.get(&WWW_AUTHENTICATE).unwrap(),
+        challenge
+    );
     assert!(ctx.consumer.is_none() && ctx.credential.is_none());
 }
 

@@ -191,42 +191,54 @@ fn header_number(value: f64) -> Option<HeaderValue> {
 pub fn period_header_names(period: Period) -> (HeaderName, HeaderName) {
     // Constants: `from_static` outside a const context validates every call.
     match period {
-        Period::Second => const {
-            (
-                HeaderName::from_static("x-ratelimit-limit-second"),
-                HeaderName::from_static("x-ratelimit-remaining-second"),
-            )
-        },
-        Period::Minute => const {
-            (
-                HeaderName::from_static("x-ratelimit-limit-minute"),
-                HeaderName::from_static("x-ratelimit-remaining-minute"),
-            )
-        },
-        Period::Hour => const {
-            (
-                HeaderName::from_static("x-ratelimit-limit-hour"),
-                HeaderName::from_static("x-ratelimit-remaining-hour"),
-            )
-        },
-        Period::Day => const {
-            (
-                HeaderName::from_static("x-ratelimit-limit-day"),
-                HeaderName::from_static("x-ratelimit-remaining-day"),
-            )
-        },
-        Period::Month => const {
-            (
-                HeaderName::from_static("x-ratelimit-limit-month"),
-                HeaderName::from_static("x-ratelimit-remaining-month"),
-            )
-        },
-        Period::Year => const {
-            (
-                HeaderName::from_static("x-ratelimit-limit-year"),
-                HeaderName::from_static("x-ratelimit-remaining-year"),
-            )
-        },
+        Period::Second => {
+            const {
+                (
+                    HeaderName::from_static("x-ratelimit-limit-second"),
+                    HeaderName::from_static("x-ratelimit-remaining-second"),
+                )
+            }
+        }
+        Period::Minute => {
+            const {
+                (
+                    HeaderName::from_static("x-ratelimit-limit-minute"),
+                    HeaderName::from_static("x-ratelimit-remaining-minute"),
+                )
+            }
+        }
+        Period::Hour => {
+            const {
+                (
+                    HeaderName::from_static("x-ratelimit-limit-hour"),
+                    HeaderName::from_static("x-ratelimit-remaining-hour"),
+                )
+            }
+        }
+        Period::Day => {
+            const {
+                (
+                    HeaderName::from_static("x-ratelimit-limit-day"),
+                    HeaderName::from_static("x-ratelimit-remaining-day"),
+                )
+            }
+        }
+        Period::Month => {
+            const {
+                (
+                    HeaderName::from_static("x-ratelimit-limit-month"),
+                    HeaderName::from_static("x-ratelimit-remaining-month"),
+                )
+            }
+        }
+        Period::Year => {
+            const {
+                (
+                    HeaderName::from_static("x-ratelimit-limit-year"),
+                    HeaderName::from_static("x-ratelimit-remaining-year"),
+                )
+            }
+        }
     }
 }
 
