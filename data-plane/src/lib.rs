@@ -270,7 +270,8 @@ impl DataPlane {
 
     /// Stops accepting, lets in-flight requests finish for the grace period,
     /// writes the log files' buffered lines, sends what the http-log queues
-    /// hold within what is left of it, then stops. Returns `true` when every connection finished in time.
+    /// hold within what is left of it, then stops. Returns `true` when every
+    /// connection finished in time.
     pub async fn shutdown(self) -> bool {
         let started = tokio::time::Instant::now();
         self.trigger.trigger();

@@ -15,12 +15,7 @@ TOLLGATE=${TOLLGATE_DP:-target/release/tollgate-dp}
 [ -x "$TOLLGATE" ] || cargo build --release -q --workspace --bins
 command -v h2load >/dev/null || { echo "h2.sh: h2load is missing (apt-get install nghttp2-client)" >&2; exit 2; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-work=$(mktemp -d /tmp/tollgate-h2.XXXXXX)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; echo "not answering: $1" >&2; return 1; }
+source tests/bench/proxy_common.sh h2
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 upstream=$(free_port); nginx_port=$(free_port); tollgate_port=$(free_port); status_port=$(free_port)

@@ -18,17 +18,8 @@ want=$((CONNECTIONS + 1024))
 [ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge "$want" ] || {
   echo "idle_memory: the open-files hard limit $(ulimit -Hn) is below $want" >&2; exit 2; }
 ulimit -n "$want"
-work=$(mktemp -d /tmp/tollgate-idle.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source tests/bench/proxy_common.sh idle
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-wait_http() { for _ in $(seq 1 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; echo "not answering: $1" >&2; return 1; }
 
 upstream=$(free_port); nginx_port=$(free_port); tollgate_port=$(free_port); status_port=$(free_port)
 common() { cat <<CONF

@@ -20,15 +20,7 @@ for tool in valgrind callgrind_control nginx; do
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "instructions: $tool is missing" >&2; exit 2; }
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-work=$(mktemp -d /tmp/tollgate-instructions.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source tests/bench/proxy_common.sh instructions
 
 upstream_port=$(free_port)
 cat > "$work/upstream.conf" <<CONF

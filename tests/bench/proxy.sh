@@ -75,25 +75,7 @@ else
   TOLLGATE=target/release/tollgate-dp
 fi
 
-work=$(mktemp -d /tmp/tollgate-bench.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { # url [curl arguments, e.g. the case's -H headers]
-  local url=$1
-  shift
-  for _ in $(seq 1 200); do
-    if curl -fs -o /dev/null "$@" "$url"; then return 0; fi
-    sleep 0.05
-  done
-  log "not answering: $url"; return 1
-}
+source tests/bench/proxy_common.sh bench
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 

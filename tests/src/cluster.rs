@@ -227,6 +227,19 @@ pub struct DataPlaneOptions {
     pub node_id: String,
 }
 
+impl DataPlaneOptions {
+    /// One data plane following `control_plane`: certificate `dp`, its cache
+    /// in `<dir>/dp-cache`, a fresh node id.
+    pub fn new(control_plane: SocketAddr, dir: &Path) -> DataPlaneOptions {
+        DataPlaneOptions {
+            control_plane,
+            certificate: "dp".into(),
+            cache_dir: dir.join("dp-cache"),
+            node_id: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+}
+
 impl DataPlaneProcess {
     pub fn start(pki: &Pki, options: &DataPlaneOptions) -> anyhow::Result<Self> {
         Self::start_with_args(pki, options, &[])
@@ -283,22 +296,20 @@ pub struct SeedCluster {
 
 impl SeedCluster {
     pub async fn start(dir: &Path, upstream: SocketAddr) -> anyhow::Result<SeedCluster> {
+        let cluster = SeedCluster::empty(dir).await?;
+        let service = serde_json::json!({ "name": "my-api", "url": format!("http://{upstream}") });
+        admin_write(cluster.cp.admin, "POST", "/services", service).await?;
+        let route = serde_json::json!({ "name": "api", "paths": ["/api"] });
+        admin_write(cluster.cp.admin, "POST", "/services/my-api/routes", route).await?;
+        Ok(cluster)
+    }
+
+    /// The same processes without the seed's service and route.
+    pub async fn empty(dir: &Path) -> anyhow::Result<SeedCluster> {
         let pki = Pki::init(&dir.join("pki"))?;
         let db = TestDatabase::create().await?;
         let cp = ControlPlaneProcess::start(&db.url, &pki, "127.0.0.1:0")?;
-        let dp = DataPlaneProcess::start(
-            &pki,
-            &DataPlaneOptions {
-                control_plane: cp.cluster,
-                certificate: "dp".into(),
-                cache_dir: dir.join("dp-cache"),
-                node_id: uuid::Uuid::new_v4().to_string(),
-            },
-        )?;
-        let service = serde_json::json!({ "name": "my-api", "url": format!("http://{upstream}") });
-        admin_write(cp.admin, "POST", "/services", service).await?;
-        let route = serde_json::json!({ "name": "api", "paths": ["/api"] });
-        admin_write(cp.admin, "POST", "/services/my-api/routes", route).await?;
+        let dp = DataPlaneProcess::start(&pki, &DataPlaneOptions::new(cp.cluster, dir))?;
         Ok(SeedCluster { dp, cp, db, pki })
     }
 }

@@ -298,7 +298,8 @@ fn head_size(headers: &HeaderMap, first_line: u64) -> u64 {
 
 /// Starts the log record's facts once the route is known, only for a route
 /// whose chain logs: the listener port, and the request's size as far as the
-/// head tells it (the body's own length is added once it is read).
+/// head tells it (the body's own length is added once it is read); for a
+/// chain that reads the whole record, the route's rendered JSON too.
 fn start_log_facts(
     conn: &ClientConn,
     route: &CompiledRoute,
@@ -325,10 +326,14 @@ fn start_log_facts(
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     ctx.bytes.request = head_size(&request.headers, first_line) + declared_body;
+    let reads_record = route.chain.phases.reads_log_record();
+    if reads_record {
+        ctx.entity_json = Some(Arc::clone(&route.entity_json));
+    }
     ctx.log_facts = Some(Box::new(LogFacts {
         server_port: conn.listener_port,
         tls: conn.tls.clone(),
-        keep_response_headers: route.chain.phases.reads_log_record(),
+        keep_response_headers: reads_record,
         ..LogFacts::default()
     }));
 }
@@ -452,9 +457,6 @@ async fn proxy(
     let route = routed.route;
     ctx.route = Some(Arc::clone(&route.entity));
     ctx.service = route.service.as_ref().map(|s| Arc::clone(&s.entity));
-    if route.chain.phases.reads_log_record() {
-        ctx.entity_json = Some(Arc::clone(&route.entity_json));
-    }
     start_log_facts(conn, route, &mut ctx, host.as_str());
     let body = if route.chain.reads_body {
         match read_body_for_plugins(conn, route, client_upgrade.is_some(), body, &mut ctx).await {

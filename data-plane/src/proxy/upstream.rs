@@ -83,34 +83,53 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// Records a try that failed and is about to be retried.
-fn note_retry(failed: &mut Vec<FailedTry>, started: tokio::time::Instant, error: &ProxyError) {
-    failed.push(FailedTry {
-        started: started.into_std(),
-        ended: std::time::Instant::now(),
-        error: error.label(),
-    });
+/// The retries a request has left, and the tries that failed so far (for the
+/// request's trace spans).
+struct Tries<'f> {
+    left: u32,
+    failed: &'f mut Vec<FailedTry>,
 }
 
-/// Takes one of the tries left for a try that failed with `error`, recording
-/// it; `false` when none is left.
-fn retry(
-    tries_left: &mut u32,
-    failed: &mut Vec<FailedTry>,
-    started: tokio::time::Instant,
-    error: &ProxyError,
-) -> bool {
-    if *tries_left == 0 {
-        return false;
+impl Tries<'_> {
+    /// Takes one of the tries left for a try that started at `started` and
+    /// failed with `error`, recording it; `false` when none is left.
+    fn retry(&mut self, started: tokio::time::Instant, error: &ProxyError) -> bool {
+        if self.left == 0 {
+            return false;
+        }
+        self.failed.push(FailedTry {
+            started: started.into_std(),
+            ended: std::time::Instant::now(),
+            error: error.label(),
+        });
+        self.left -= 1;
+        tracing::debug!(
+            error = error.label(),
+            tries_left = self.left,
+            "retrying upstream"
+        );
+        true
     }
-    note_retry(failed, started, error);
-    *tries_left -= 1;
-    tracing::debug!(
-        error = error.label(),
-        tries_left = *tries_left,
-        "retrying upstream"
-    );
-    true
+
+    /// A connection from `checkout`, which is tried again while it fails
+    /// before anything was sent and tries are left; with the start of the
+    /// try that got it.
+    async fn checkout<C, F>(
+        &mut self,
+        mut checkout: impl FnMut() -> F,
+    ) -> Result<(C, tokio::time::Instant), ProxyError>
+    where
+        F: Future<Output = Result<C, ProxyError>>,
+    {
+        loop {
+            let started = tokio::time::Instant::now();
+            match checkout().await {
+                Ok(connection) => return Ok((connection, started)),
+                Err(error) if error.is_before_send() && self.retry(started, &error) => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
 }
 
 /// Sends `request` with the target's retries; every try that failed and was
@@ -138,18 +157,14 @@ async fn forward_lean(
     failed: &mut Vec<FailedTry>,
 ) -> Result<UpstreamResponse, ProxyError> {
     let replayable = is_idempotent(request.method());
-    let mut tries_left = target.retries;
+    let mut tries = Tries {
+        left: target.retries,
+        failed,
+    };
     loop {
-        let started = tokio::time::Instant::now();
-        let lease = match target.pool.checkout_lean(&target.timeouts).await {
-            Ok(lease) => lease,
-            Err(error)
-                if error.is_before_send() && retry(&mut tries_left, failed, started, &error) =>
-            {
-                continue;
-            }
-            Err(error) => return Err(error),
-        };
+        let (lease, started) = tries
+            .checkout(|| target.pool.checkout_lean(&target.timeouts))
+            .await?;
         let connected_at = tokio::time::Instant::now();
         let may_fail_after_send = lease.may_fail_after_send;
         let error = match lean::exchange(lease.conn, &target.pool, &request).await {
@@ -168,7 +183,7 @@ async fn forward_lean(
             }
             Err(lean::Failure::AfterSend(error)) => return Err(error),
         };
-        if !retry(&mut tries_left, failed, started, &error) {
+        if !tries.retry(started, &error) {
             return Err(error);
         }
     }
@@ -179,18 +194,14 @@ async fn forward_http1(
     mut request: Request<RequestBody>,
     failed: &mut Vec<FailedTry>,
 ) -> Result<UpstreamResponse, ProxyError> {
-    let mut tries_left = target.retries;
+    let mut tries = Tries {
+        left: target.retries,
+        failed,
+    };
     loop {
-        let started = tokio::time::Instant::now();
-        let mut lease = match target.pool.checkout_http1(&target.timeouts).await {
-            Ok(lease) => lease,
-            Err(error)
-                if error.is_before_send() && retry(&mut tries_left, failed, started, &error) =>
-            {
-                continue;
-            }
-            Err(error) => return Err(error),
-        };
+        let (mut lease, started) = tries
+            .checkout(|| target.pool.checkout_http1(&target.timeouts))
+            .await?;
         let connected_at = tokio::time::Instant::now();
         request.body_mut().attach(&lease.control);
         let exchange = lease.sender.try_send_request(request);
@@ -231,7 +242,7 @@ async fn forward_http1(
                 let Some(unsent) = unsent else {
                     return Err(error);
                 };
-                if !retry(&mut tries_left, failed, started, &error) {
+                if !tries.retry(started, &error) {
                     return Err(error);
                 }
                 request = unsent;
@@ -245,18 +256,14 @@ async fn forward_http2(
     mut request: Request<RequestBody>,
     failed: &mut Vec<FailedTry>,
 ) -> Result<UpstreamResponse, ProxyError> {
-    let mut tries_left = target.retries;
+    let mut tries = Tries {
+        left: target.retries,
+        failed,
+    };
     loop {
-        let started = tokio::time::Instant::now();
-        let mut sender = match target.pool.checkout_http2(&target.timeouts).await {
-            Ok(sender) => sender,
-            Err(error) if error.is_before_send() && tries_left > 0 => {
-                note_retry(failed, started, &error);
-                tries_left -= 1;
-                continue;
-            }
-            Err(error) => return Err(error),
-        };
+        let (mut sender, started) = tries
+            .checkout(|| target.pool.checkout_http2(&target.timeouts))
+            .await?;
         let connected_at = tokio::time::Instant::now();
         let exchange = sender.try_send_request(request);
         match tokio::time::timeout(target.timeouts.read, exchange).await {
@@ -272,11 +279,7 @@ async fn forward_http2(
                 let unsent = failure.take_message();
                 let error = ProxyError::from_hyper(failure.into_error());
                 match unsent {
-                    Some(unsent) if tries_left > 0 => {
-                        note_retry(failed, started, &error);
-                        tries_left -= 1;
-                        request = unsent;
-                    }
+                    Some(unsent) if tries.retry(started, &error) => request = unsent,
                     _ => return Err(error),
                 }
             }

@@ -432,16 +432,14 @@ impl JwtState {
             Found::Several => return Err(Failure::message("Multiple tokens provided")),
             Found::One(raw) => raw,
         };
-        // A token verified before: only its time claims are judged again.
-        let remembered = self.verified.lookup(&raw, |key, claims| {
-            (self.credentials.get_key_value(key), claims)
-        });
-        if let Some((Some((key, credential)), claims)) = remembered {
+        // A token verified before (so its credential has a consumer): only
+        // its time claims are judged again.
+        let remembered = self
+            .verified
+            .lookup(&raw, |key, claims| (self.credentials.get(key), claims));
+        if let Some((Some(credential), claims)) = remembered {
             self.check_claims(claims, now)?;
-            return match credential.identity {
-                Some(_) => Ok(Verified::Credential(credential)),
-                None => Err(self.consumer_not_found(key)),
-            };
+            return Ok(Verified::Credential(credential));
         }
         let token = Token::decode(&raw).map_err(|bad: BadToken| Failure::message(bad.message()))?;
         let key = self.key_claim(&token);

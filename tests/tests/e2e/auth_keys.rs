@@ -597,25 +597,11 @@ async fn consumer_scoped_rate_limit_follows_the_key_auth_consumer() {
 /// longer has the row (its key can be created again).
 #[tokio::test]
 async fn a_ttl_key_is_purged_and_data_planes_get_a_config_without_it() {
-    use tollgate_tests::cluster::{
-        admin, admin_write, wait_in_sync, wait_until, ControlPlaneProcess, DataPlaneOptions,
-        DataPlaneProcess, Pki, TestDatabase,
-    };
+    use tollgate_tests::cluster::{admin, admin_write, wait_in_sync, wait_until, SeedCluster};
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::init(&dir.path().join("pki")).unwrap();
-    let db = TestDatabase::create().await.unwrap();
     let upstream = echo::spawn().await.unwrap();
-    let cp = ControlPlaneProcess::start(&db.url, &pki, "127.0.0.1:0").unwrap();
-    let dp = DataPlaneProcess::start(
-        &pki,
-        &DataPlaneOptions {
-            control_plane: cp.cluster,
-            certificate: "dp".into(),
-            cache_dir: dir.path().join("dp-cache"),
-            node_id: uuid::Uuid::new_v4().to_string(),
-        },
-    )
-    .unwrap();
+    let cluster = SeedCluster::empty(dir.path()).await.unwrap();
+    let (cp, dp) = (&cluster.cp, &cluster.dp);
     let write = |method: &'static str, path: &'static str, body: Value| {
         admin_write(cp.admin, method, path, body)
     };

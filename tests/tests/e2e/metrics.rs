@@ -17,8 +17,8 @@ use std::process::{Command, Stdio};
 use tollgate_data_plane::Settings;
 use tollgate_shared::exposition::Naming;
 use tollgate_tests::cluster::{
-    admin_write, wait_in_sync, wait_until, ControlPlaneProcess, DataPlaneOptions, DataPlaneProcess,
-    Pki, TestDatabase,
+    admin_write, wait_in_sync, wait_until, DataPlaneOptions, DataPlaneProcess, Pki, SeedCluster,
+    TestDatabase,
 };
 use tollgate_tests::dataplane::{self, get, get_with, send, ConfigBuilder, Scope};
 use tollgate_tests::echo;
@@ -410,20 +410,9 @@ async fn admin_form(admin: SocketAddr, method: &str, path: &str, form: &str) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_step_10_prometheus_on_a_cluster() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::init(&dir.path().join("pki")).unwrap();
-    let db = TestDatabase::create().await.unwrap();
     let upstream = echo::spawn().await.unwrap();
-    let cp = ControlPlaneProcess::start(&db.url, &pki, "127.0.0.1:0").unwrap();
-    let dp = DataPlaneProcess::start(
-        &pki,
-        &DataPlaneOptions {
-            control_plane: cp.cluster,
-            certificate: "dp".into(),
-            cache_dir: dir.path().join("dp-cache"),
-            node_id: uuid::Uuid::new_v4().to_string(),
-        },
-    )
-    .unwrap();
+    let cluster = SeedCluster::empty(dir.path()).await.unwrap();
+    let (cp, dp) = (&cluster.cp, &cluster.dp);
     admin_write(
         cp.admin,
         "POST",
@@ -702,12 +691,7 @@ async fn kong_prefix_on_the_control_plane_gives_kongs_data_plane_families() {
     let admin: SocketAddr = cp.admin_addr().parse().unwrap();
     let dp = DataPlaneProcess::start(
         &pki,
-        &DataPlaneOptions {
-            control_plane: cp.cluster_addr().unwrap(),
-            certificate: "dp".into(),
-            cache_dir: dir.path().join("dp-cache"),
-            node_id: uuid::Uuid::new_v4().to_string(),
-        },
+        &DataPlaneOptions::new(cp.cluster_addr().unwrap(), dir.path()),
     )
     .unwrap();
     let version = admin_write(

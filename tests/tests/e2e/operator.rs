@@ -248,16 +248,7 @@ async fn a_leaf_under_an_intermediate_is_refused_by_the_pathlen_0_cluster_ca() {
 async fn a_data_plane_pointed_at_the_admin_port_says_so_once_and_in_status() {
     let dir = tempfile::tempdir().unwrap();
     let (pki, cp) = control_plane(dir.path());
-    let dp = DataPlaneProcess::start(
-        &pki,
-        &DataPlaneOptions {
-            control_plane: cp.admin,
-            certificate: "dp".into(),
-            cache_dir: dir.path().join("dp-cache"),
-            node_id: uuid::Uuid::new_v4().to_string(),
-        },
-    )
-    .unwrap();
+    let dp = DataPlaneProcess::start(&pki, &DataPlaneOptions::new(cp.admin, dir.path())).unwrap();
     // Watch several attempts go by: each one moves the next attempt time.
     let attempts = Arc::new(Mutex::new(BTreeSet::new()));
     let status = wait_until("three failed attempts", || {

@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tollgate_data_plane::{DataPlane, Settings};
-use tollgate_tests::dataplane::{self, ConfigBuilder};
+use tollgate_data_plane::DataPlane;
+use tollgate_tests::dataplane::ConfigBuilder;
 use tollgate_tests::recorder::{self, Recorded, Recorder};
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -76,7 +76,7 @@ fn targets(requests: &[Recorded]) -> Vec<&str> {
 /// bodies (Kong's default), `/s` streams them.
 async fn recorded_proxy() -> (DataPlane, SocketAddr, Recorder) {
     let (upstream, recorded) = recorder::spawn().await.unwrap();
-    let config = ConfigBuilder::new()
+    let dp = ConfigBuilder::new()
         .service(1, upstream, json!({"retries": 0}))
         .route(10, Some(1), &["/r"], json!({"strip_path": false}))
         .route(
@@ -85,9 +85,7 @@ async fn recorded_proxy() -> (DataPlane, SocketAddr, Recorder) {
             &["/s"],
             json!({"strip_path": false, "request_buffering": false}),
         )
-        .build()
-        .unwrap();
-    let dp = dataplane::start(Settings::loopback(), &config)
+        .start()
         .await
         .unwrap();
     let proxy = dp.proxy_addrs()[0];
