@@ -32,6 +32,7 @@ pub use path::{normalize_path, PathError};
 pub use upstream::{append_query, upstream_path};
 
 use compile::{Group, GroupPaths, RequestFacts};
+pub(crate) use index::FastHash;
 use index::{HostIndex, PathMatch};
 
 /// What the router needs to know about a request.

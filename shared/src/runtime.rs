@@ -59,10 +59,11 @@ impl Phases {
     pub const ACCESS: Phases = Phases(2);
     pub const RESPONSE: Phases = Phases(4);
     pub const LOG: Phases = Phases(8);
-    /// The log phase, reading Kong's whole log record (the response headers
-    /// as sent among them), which the proxy then keeps for it; a plugin that
-    /// only counts (prometheus) declares [`Phases::LOG`] and spares every
-    /// request that copy.
+    /// The log phase, reading the request and the response as they were sent
+    /// (Kong's log record, a trace's attributes): the proxy then keeps the
+    /// request headers, the response headers and the route's JSON for it. A
+    /// plugin that only counts (prometheus) declares [`Phases::LOG`] and
+    /// spares every request those copies.
     pub const LOG_RECORD: Phases = Phases(8 | 16);
 
     pub const fn with(self, other: Phases) -> Phases {

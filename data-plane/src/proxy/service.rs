@@ -333,7 +333,7 @@ fn start_log_facts(
     ctx.log_facts = Some(Box::new(LogFacts {
         server_port: conn.listener_port,
         tls: conn.tls.clone(),
-        keep_response_headers: reads_record,
+        reads_record,
         ..LogFacts::default()
     }));
 }
@@ -409,7 +409,7 @@ fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody
             + written_length.as_ref().map_or(0, |value| {
                 (header::CONTENT_LENGTH.as_str().len() + value.len() + 4) as u64
             });
-        if facts.keep_response_headers {
+        if facts.reads_record {
             facts.response_headers = headers.clone();
             if let Some(value) = written_length {
                 facts.response_headers.insert(header::CONTENT_LENGTH, value);
@@ -687,8 +687,12 @@ async fn forward(
     let client_version = ctx.request.version;
     let hints = FormatHints::of(&ctx.request.headers);
     let upgrade = client_upgrade.is_some();
+    // Whether the client framed its body with a length (counted in the
+    // request's size when the log facts started), read before the headers go.
+    let client_sent_length =
+        ctx.log_facts.is_some() && ctx.request.headers.contains_key(header::CONTENT_LENGTH);
     // The log phase may want the request headers after the upstream took them.
-    let mut headers = if route.chain.runs(Phase::Log) {
+    let mut headers = if route.chain.phases.reads_log_record() {
         ctx.request.headers.clone()
     } else {
         std::mem::take(&mut ctx.request.headers)
@@ -754,7 +758,7 @@ async fn forward(
     };
     let mut body = body;
     if let Some(facts) = ctx.log_facts.as_mut() {
-        if !ctx.request.headers.contains_key(header::CONTENT_LENGTH) {
+        if !client_sent_length {
             match body.size_hint().exact() {
                 // A chunked body the route buffered: its length is known now.
                 Some(length) => ctx.bytes.request += length,
@@ -766,7 +770,9 @@ async fn forward(
             }
         }
         let key = service.target.pool.key();
-        facts.upstream_uri = Some(plan.uri.clone());
+        if facts.reads_record {
+            facts.upstream_uri = Some(plan.uri.clone());
+        }
         facts.upstream_target = Some((Arc::clone(&key.host), key.port));
     }
     let mut upstream_request = Request::new(body);

@@ -590,7 +590,9 @@ fn client_attributes(ctx: &RequestContext) -> (Vec<(&'static str, AttributeValue
 }
 
 impl PluginRuntime for Opentelemetry {
-    const PHASES: Phases = Phases::ACCESS.with(Phases::RESPONSE).with(Phases::LOG);
+    const PHASES: Phases = Phases::ACCESS
+        .with(Phases::RESPONSE)
+        .with(Phases::LOG_RECORD);
 
     fn access(
         &self,

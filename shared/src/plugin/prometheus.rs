@@ -15,6 +15,7 @@ pub use series::{
 };
 
 use super::null_as_default;
+use crate::router::FastHash;
 use crate::runtime::{
     CompileContext, CompilePlugin, Phases, PluginCompileError, PluginRuntime, RequestContext,
 };
@@ -72,7 +73,8 @@ pub(crate) fn subschema() -> Subschema {
 #[derive(Debug)]
 pub struct Prometheus {
     metrics: Arc<ProxyMetrics>,
-    routes: HashMap<Uuid, Arc<RouteSeries>>,
+    /// By route id (config keys only: a fast hash, see [`FastHash`]).
+    routes: HashMap<Uuid, Arc<RouteSeries>, FastHash>,
     per_consumer: bool,
     status_code_metrics: bool,
     latency_metrics: bool,
@@ -128,7 +130,7 @@ impl CompilePlugin<PrometheusConfig> for Prometheus {
         let metrics = Arc::clone(cx.resources.proxy_metrics());
         let any_switch =
             config.status_code_metrics || config.latency_metrics || config.bandwidth_metrics;
-        let mut routes = HashMap::new();
+        let mut routes = HashMap::default();
         if !cx.resources.is_check_only() {
             metrics.mark_configured();
         }

@@ -464,11 +464,12 @@ impl PrefixBuckets {
 }
 
 /// A multiply-rotate hash (the shape of rustc's FxHash) with a final mix so
-/// hashbrown's top-bit tags stay well distributed. The keys are the config's
-/// hosts and prefixes; a request only looks them up, so it cannot grow probe
-/// chains, and SipHash's flooding resistance buys nothing here at 3-5× the cost.
+/// hashbrown's top-bit tags stay well distributed, for maps whose keys all
+/// come from the config (the router's hosts and prefixes, prometheus's route
+/// ids): a request only looks them up, so it cannot grow probe chains, and
+/// SipHash's flooding resistance buys nothing there at 3-5× the cost.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct FastHash;
+pub(crate) struct FastHash;
 
 impl std::hash::BuildHasher for FastHash {
     type Hasher = FastHasher;
@@ -477,7 +478,7 @@ impl std::hash::BuildHasher for FastHash {
     }
 }
 
-pub(super) struct FastHasher(u64);
+pub(crate) struct FastHasher(u64);
 
 const FAST_HASH_K: u64 = 0xf135_7aea_2e62_a9c5;
 

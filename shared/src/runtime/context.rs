@@ -87,17 +87,19 @@ pub struct ByteCounts {
 pub struct LogFacts {
     /// The port of the listener the request arrived on (`request.url`).
     pub server_port: u16,
-    /// The URI sent upstream, query included.
+    /// The URI sent upstream, query included (kept when `reads_record`).
     pub upstream_uri: Option<http::Uri>,
     /// The status the upstream answered, before `response` plugins.
     pub upstream_status: Option<http::StatusCode>,
     /// The upstream host and port the request was sent to (`tries`).
     pub upstream_target: Option<(Arc<str>, u16)>,
     /// The response head's headers as sent to the client, kept only when
-    /// a log plugin reads the whole record ([`super::Phases::LOG_RECORD`]).
+    /// a log plugin reads the whole record.
     pub response_headers: HeaderMap,
-    /// Whether to keep `response_headers`.
-    pub keep_response_headers: bool,
+    /// Some plugin of the chain reads the whole record
+    /// ([`super::Phases::LOG_RECORD`]): keep what only it needs
+    /// (`response_headers`, `upstream_uri`).
+    pub reads_record: bool,
     /// The size of the response head as sent (`response.size` counts it).
     pub response_head_bytes: u64,
     /// The response came from the upstream (`source: "upstream"`), not the gateway.

@@ -35,7 +35,9 @@ impl RequestContext {
     /// The record's `latencies` (milliseconds), e.g. for metrics; without
     /// building the record.
     pub fn latencies(&self) -> Latencies {
-        latencies_at(self, Instant::now())
+        // The log phase runs once the response finished: no clock read then.
+        let now = self.timings.finished.unwrap_or_else(Instant::now);
+        latencies_at(self, now)
     }
 }
 
@@ -496,7 +498,7 @@ mod tests {
                 client_verify: "NONE",
             }),
             streamed_body: None,
-            keep_response_headers: true,
+            reads_record: true,
             response_head_bytes: 0,
         }));
         let consumer = Consumer {

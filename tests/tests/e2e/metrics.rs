@@ -264,6 +264,59 @@ async fn the_plugin_records_kongs_labels_and_counts_survive_a_config_swap() {
     dp.shutdown().await;
 }
 
+/// A route whose chain only counts (prometheus) keeps no copy of the request
+/// for the log; its bandwidth must still be the request's size as the log
+/// record (file-log, on a twin route) reports it: head and body, counted once.
+#[tokio::test]
+async fn bandwidth_is_the_logged_request_size_with_or_without_a_log_record() {
+    const ROUTE_COUNTED: u128 = 12;
+    const ROUTE_LOGGED: u128 = 13;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let upstream = echo::spawn().await.unwrap();
+    let dp = ConfigBuilder::new()
+        .service(1, upstream, json!({}))
+        .route(ROUTE_COUNTED, Some(1), &["/a"], json!({}))
+        .route(ROUTE_LOGGED, Some(1), &["/b"], json!({}))
+        .plugin(20, "prometheus", every_switch(), Scope::default())
+        .plugin(
+            21,
+            "file-log",
+            json!({"path": log.to_str().unwrap(), "reopen": false, "custom_fields_by_lua": null}),
+            Scope::route(ROUTE_LOGGED),
+        )
+        .start()
+        .await
+        .unwrap();
+    let proxy = dp.proxy_addrs()[0];
+    for route in ["/a", "/b"] {
+        let body = bytes::Bytes::from(vec![b'x'; 1000]);
+        let post = Request::post(format!("{route}/x"))
+            .body(Full::new(body))
+            .unwrap();
+        assert_eq!(send(proxy, post).await.unwrap().status, 200);
+        assert_eq!(get(proxy, &format!("{route}/x")).await.unwrap().status, 200);
+    }
+    let records = dataplane::wait_for_json_lines(&log, 2).await.unwrap();
+    let logged: f64 = records
+        .iter()
+        .map(|record| record["request"]["size"].as_f64().unwrap())
+        .sum();
+    assert!(logged > 1000.0, "{records:?}");
+    let ingress = |route: u128| {
+        format!(
+            r#"tollgate_bandwidth_bytes_total{{service="service-1",route="route-{route}",direction="ingress",workspace="default",consumer=""}}"#
+        )
+    };
+    let text = wait_for_sample(dp.status_addr(), "/metrics", &ingress(ROUTE_LOGGED), logged).await;
+    assert_eq!(
+        sample(&text, &ingress(ROUTE_COUNTED)),
+        Some(logged),
+        "{text}"
+    );
+    dp.shutdown().await;
+}
+
 #[tokio::test]
 async fn kong_prefix_gives_kongs_names_and_types() {
     let upstream = echo::spawn().await.unwrap();
