@@ -38,25 +38,36 @@ pub mod consumer_headers {
     ];
 }
 
-/// A consumer with its upstream header values, prepared once where the
-/// plugin can (the jwt credential index, an `anonymous` consumer) so that a
-/// request only copies them.
+/// A consumer with its upstream header values and its log record JSON,
+/// prepared once where the plugin can (the jwt credential index, an
+/// `anonymous` consumer) so that a request only copies them.
 #[derive(Debug)]
 pub(crate) struct Identity {
     pub consumer: Arc<Consumer>,
     id: Option<HeaderValue>,
     custom_id: Option<HeaderValue>,
     username: Option<HeaderValue>,
+    /// The consumer as the log record shows it; `None` for an identity made
+    /// for one request, whose log renders the consumer itself if it logs.
+    json: Option<Arc<str>>,
 }
 
 impl Identity {
+    /// An identity kept in a compiled plugin: headers and JSON rendered now.
     pub(crate) fn new(consumer: &Arc<Consumer>) -> Identity {
+        let mut identity = Identity::for_one_request(consumer);
+        identity.json = serde_json::to_string(consumer.as_ref()).ok().map(Arc::from);
+        identity
+    }
+
+    fn for_one_request(consumer: &Arc<Consumer>) -> Identity {
         let value = |text: Option<&str>| text.and_then(|t| HeaderValue::from_str(t).ok());
         Identity {
             consumer: Arc::clone(consumer),
             id: value(Some(&consumer.id.to_string())),
             custom_id: value(consumer.custom_id.as_deref()),
             username: value(consumer.username.as_deref()),
+            json: None,
         }
     }
 }
@@ -104,6 +115,7 @@ pub(crate) fn set_consumer(
         );
     }
     ctx.consumer = Some(Arc::clone(&identity.consumer));
+    ctx.consumer_json = identity.json.clone();
     ctx.credential = credential.map(|c| c.credential);
 }
 
@@ -113,7 +125,7 @@ pub(crate) fn set_consumer_of(
     consumer: &Arc<Consumer>,
     credential: Option<Presented>,
 ) {
-    set_consumer(ctx, &Identity::new(consumer), credential);
+    set_consumer(ctx, &Identity::for_one_request(consumer), credential);
 }
 
 /// An instance's `anonymous` consumer, resolved at compile time.

@@ -149,6 +149,10 @@ pub struct RequestContext {
     pub entity_json: Option<Arc<super::EntityJson>>,
     /// Set by an authentication plugin.
     pub consumer: Option<ConsumerRef>,
+    /// `consumer` as JSON for the log record, when the plugin had it
+    /// rendered at compile time (a credential index entry); else the log
+    /// renders it.
+    pub consumer_json: Option<Arc<str>>,
     pub credential: Option<CredentialRef>,
     /// Groups an authentication plugin vouched for (Kong's
     /// `kong.ctx.shared.authenticated_groups`, which Kong OSS's session
@@ -211,6 +215,7 @@ impl RequestContext {
             route: None,
             service: None,
             consumer: None,
+            consumer_json: None,
             credential: None,
             authenticated_groups: None,
             body: None,

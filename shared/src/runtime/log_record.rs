@@ -1,14 +1,17 @@
 //! Kong's log record (`kong.log.serialize()`, kong-compat §7.1): what every
 //! logging plugin writes for a request, built from the [`RequestContext`] in
-//! the log phase. It is serialized once per request, straight from borrowed
-//! context fields into one JSON string, and shared by every logging plugin of
-//! that request through [`RequestContext::log_record`].
+//! the log phase. It is written once per request, straight from borrowed
+//! context fields into one JSON string by the record's own writer (`json`:
+//! fixed keys copied, values escaped only where they need it), and shared by
+//! every logging plugin of that request through [`RequestContext::log_record`].
+
+mod json;
 
 use super::{Protocol, RequestContext};
 use crate::{Route, Service};
 use http::HeaderMap;
-use serde::ser::{SerializeMap, SerializeSeq};
-use serde::{Serialize, Serializer};
+use json::{key, JsonWriter};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -28,7 +31,7 @@ impl RequestContext {
     pub fn log_record(&self) -> &str {
         self.log_record.get_or_init(|| {
             // Serializing borrowed strings, numbers and maps cannot fail.
-            serde_json::to_string(&LogRecord::new(self)).unwrap_or_default()
+            LogRecord::new(self).render()
         })
     }
 
@@ -145,99 +148,114 @@ pub struct Latencies {
     pub receive: u64,
 }
 
-impl Serialize for LogRecord<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl LogRecord<'_> {
+    /// The record as one compact JSON object, written field by field in
+    /// Kong's order.
+    pub fn render(&self) -> String {
+        let mut json = JsonWriter::with_capacity(RECORD_CAPACITY);
+        json.open_object();
+        self.write(&mut json);
+        json.close_object();
+        json.finish()
+    }
+
+    fn write(&self, json: &mut JsonWriter) {
         let ctx = self.ctx;
         let facts = ctx.log_facts.as_deref();
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("request", &RequestPart { record: self })?;
+        json.key(key!("request"));
+        self.write_request(json);
+        json.key(key!("upstream_uri"));
         let upstream_uri = facts
             .and_then(|f| f.upstream_uri.as_ref())
             .and_then(|uri| uri.path_and_query())
             .map_or("", |pq| pq.as_str());
-        map.serialize_entry("upstream_uri", upstream_uri)?;
-        let upstream_status: Cow<'_, str> = match facts.and_then(|f| f.upstream_status) {
-            Some(status) => Cow::Owned(status.as_u16().to_string()),
-            None => Cow::Borrowed(""),
-        };
-        map.serialize_entry("upstream_status", &upstream_status)?;
-        map.serialize_entry("response", &ResponsePart { record: self })?;
-        map.serialize_entry("latencies", &self.latencies())?;
+        json.string(upstream_uri);
+        json.key(key!("upstream_status"));
+        match facts.and_then(|f| f.upstream_status) {
+            Some(status) => json.string(status.as_str()),
+            None => json.string(""),
+        }
+        json.key(key!("response"));
+        self.write_response(json);
+        json.key(key!("latencies"));
+        let latencies = self.latencies();
+        json.open_object();
+        json.unsigned_field(key!("kong"), latencies.kong);
+        json.signed_field(key!("proxy"), latencies.proxy);
+        json.unsigned_field(key!("request"), latencies.request);
+        json.unsigned_field(key!("receive"), latencies.receive);
+        json.close_object();
         if let Some((host, port)) = facts.and_then(|f| f.upstream_target.as_ref()) {
             let started = ctx.timings.upstream_sent.unwrap_or(ctx.timings.received);
             let start_ms = self.epoch_ms(started);
-            let tries = [Try {
-                balancer_start: start_ms,
-                balancer_start_ns: u128::from(start_ms) * 1_000_000,
-                balancer_latency: 0,
-                balancer_latency_ns: 0,
-                ip: host,
-                port: *port,
-            }];
-            map.serialize_entry("tries", &tries)?;
+            json.key(key!("tries"));
+            json.open_array();
+            json.open_object();
+            json.unsigned_field(key!("balancer_start"), start_ms);
+            json.unsigned_field(key!("balancer_start_ns"), u128::from(start_ms) * 1_000_000);
+            json.unsigned_field(key!("balancer_latency"), 0u64);
+            json.unsigned_field(key!("balancer_latency_ns"), 0u64);
+            json.string_field(key!("ip"), host);
+            json.unsigned_field(key!("port"), *port);
+            json.close_object();
+            json.close_array();
         }
         if let Some(credential) = &ctx.credential {
-            map.serialize_entry(
-                "authenticated_entity",
-                &AuthenticatedEntity {
-                    id: credential.id,
-                    consumer_id: credential.consumer,
-                },
-            )?;
+            json.key(key!("authenticated_entity"));
+            json.open_object();
+            json.key(key!("id"));
+            json.string(
+                credential
+                    .id
+                    .hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            );
+            json.key(key!("consumer_id"));
+            json.string(
+                credential
+                    .consumer
+                    .hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            );
+            json.close_object();
         }
         let rendered = ctx.entity_json.as_deref();
         if let Some(route) = &ctx.route {
-            match rendered.and_then(|json| json.route(route)) {
-                Some(json) => map.serialize_entry("route", json)?,
-                None => map.serialize_entry("route", route.as_ref())?,
+            json.key(key!("route"));
+            match rendered.and_then(|entities| entities.route(route)) {
+                Some(rendered) => json.raw(rendered.get()),
+                None => json.raw(&serialized(route.as_ref())),
             }
         }
         if let Some(service) = &ctx.service {
-            match rendered.and_then(|json| json.service(service)) {
-                Some(json) => map.serialize_entry("service", json)?,
-                None => map.serialize_entry("service", service.as_ref())?,
+            json.key(key!("service"));
+            match rendered.and_then(|entities| entities.service(service)) {
+                Some(rendered) => json.raw(rendered.get()),
+                None => json.raw(&serialized(service.as_ref())),
             }
         }
         if let Some(consumer) = &ctx.consumer {
-            map.serialize_entry("consumer", consumer.as_ref())?;
+            json.key(key!("consumer"));
+            match &ctx.consumer_json {
+                Some(rendered) => json.raw(rendered),
+                None => json.raw(&serialized(consumer.as_ref())),
+            }
         }
-        map.serialize_entry("client_ip", &ctx.client_ip)?;
-        map.serialize_entry("started_at", &self.epoch_ms(ctx.timings.received))?;
-        let source = if facts.is_some_and(|f| f.proxied) {
+        json.key(key!("client_ip"));
+        write_address(json, ctx.client_ip);
+        json.unsigned_field(key!("started_at"), self.epoch_ms(ctx.timings.received));
+        json.key(key!("source"));
+        json.string(if facts.is_some_and(|f| f.proxied) {
             "upstream"
         } else {
             "kong"
-        };
-        map.serialize_entry("source", source)?;
-        map.serialize_entry("workspace", DEFAULT_WORKSPACE_ID)?;
-        map.serialize_entry("workspace_name", "default")?;
-        map.end()
+        });
+        json.string_field(key!("workspace"), DEFAULT_WORKSPACE_ID);
+        json.string_field(key!("workspace_name"), "default");
     }
-}
 
-#[derive(Serialize)]
-struct Try<'a> {
-    balancer_start: u64,
-    balancer_start_ns: u128,
-    balancer_latency: u64,
-    balancer_latency_ns: u64,
-    ip: &'a str,
-    port: u16,
-}
-
-#[derive(Serialize)]
-struct AuthenticatedEntity {
-    id: uuid::Uuid,
-    consumer_id: uuid::Uuid,
-}
-
-struct RequestPart<'r, 'a> {
-    record: &'r LogRecord<'a>,
-}
-
-impl Serialize for RequestPart<'_, '_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let ctx = self.record.ctx;
+    fn write_request(&self, json: &mut JsonWriter) {
+        let ctx = self.ctx;
         let request = &ctx.request;
         let uri = request
             .uri
@@ -248,46 +266,92 @@ impl Serialize for RequestPart<'_, '_> {
             Protocol::Https | Protocol::Grpcs => "https",
         };
         let host = ctx.host.as_deref().map_or("", host_without_port);
-        let facts = ctx.log_facts.as_deref();
-        let url = match facts.map(|f| f.server_port) {
-            Some(port) if port != 0 => {
-                format!("{scheme}://{}:{port}{uri}", host.to_ascii_lowercase())
-            }
-            _ => format!("{scheme}://{}{uri}", host.to_ascii_lowercase()),
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
         };
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("id", ctx.request_id.to_str().unwrap_or(""))?;
-        map.serialize_entry("uri", uri)?;
-        map.serialize_entry("url", &url)?;
-        map.serialize_entry("querystring", &Query(request.uri.query().unwrap_or("")))?;
-        map.serialize_entry("method", request.method.as_str())?;
-        map.serialize_entry(
-            "headers",
-            &Headers {
-                map: &request.headers,
-                redact: true,
-            },
-        )?;
-        map.serialize_entry("size", &ctx.bytes.request)?;
-        if let Some(tls) = facts.and_then(|f| f.tls.as_ref()) {
-            map.serialize_entry(
-                "tls",
-                &TlsPart {
-                    version: tls.version,
-                    cipher: tls.cipher,
-                    client_verify: tls.client_verify,
-                },
-            )?;
+        let facts = ctx.log_facts.as_deref();
+        json.open_object();
+        json.string_field(key!("id"), ctx.request_id.to_str().unwrap_or(""));
+        json.string_field(key!("uri"), uri);
+        json.key(key!("url"));
+        match facts.map(|f| f.server_port) {
+            Some(port) if port != 0 => {
+                let mut digits = itoa::Buffer::new();
+                let port = digits.format(port);
+                json.string_of_parts(&[scheme, "://", &host, ":", port, uri]);
+            }
+            _ => json.string_of_parts(&[scheme, "://", &host, uri]),
         }
-        map.end()
+        json.key(key!("querystring"));
+        write_query(json, request.uri.query().unwrap_or(""));
+        json.string_field(key!("method"), request.method.as_str());
+        json.key(key!("headers"));
+        write_headers(json, &request.headers, true);
+        json.unsigned_field(key!("size"), ctx.bytes.request);
+        if let Some(tls) = facts.and_then(|f| f.tls.as_ref()) {
+            json.key(key!("tls"));
+            json.open_object();
+            json.string_field(key!("version"), tls.version);
+            json.string_field(key!("cipher"), tls.cipher);
+            json.string_field(key!("client_verify"), tls.client_verify);
+            json.close_object();
+        }
+        json.close_object();
+    }
+
+    fn write_response(&self, json: &mut JsonWriter) {
+        let ctx = self.ctx;
+        json.open_object();
+        json.unsigned_field(key!("status"), ctx.status.map_or(0, |s| s.as_u16()));
+        json.key(key!("headers"));
+        match ctx.log_facts.as_deref() {
+            Some(facts) => write_headers(json, &facts.response_headers, false),
+            None => {
+                json.open_object();
+                json.close_object();
+            }
+        }
+        json.unsigned_field(key!("size"), ctx.bytes.response);
+        json.close_object();
     }
 }
 
-#[derive(Serialize)]
-struct TlsPart {
-    version: &'static str,
-    cipher: &'static str,
-    client_verify: &'static str,
+/// What a record usually takes, so that it is written without regrowing.
+const RECORD_CAPACITY: usize = 2048;
+
+/// An entity rendered by its serde form (when no cached JSON is at hand).
+fn serialized(entity: &impl Serialize) -> String {
+    // Serializing an entity (strings, numbers, maps) cannot fail.
+    serde_json::to_string(entity).unwrap_or_else(|_| "null".to_string())
+}
+
+/// An address in its text form; IPv4, by far the most common, without the
+/// formatting machinery.
+fn write_address(json: &mut JsonWriter, address: std::net::IpAddr) {
+    match address {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            let mut digits = [
+                itoa::Buffer::new(),
+                itoa::Buffer::new(),
+                itoa::Buffer::new(),
+            ];
+            let [first, second, third] = &mut digits;
+            let mut last = itoa::Buffer::new();
+            json.string_of_parts(&[
+                first.format(a),
+                ".",
+                second.format(b),
+                ".",
+                third.format(c),
+                ".",
+                last.format(d),
+            ]);
+        }
+        std::net::IpAddr::V6(_) => json.formatted_string(format_args!("{address}")),
+    }
 }
 
 /// The host of a `Host` value: IPv6 literals keep their brackets.
@@ -301,88 +365,65 @@ fn host_without_port(host: &str) -> &str {
     }
 }
 
-struct ResponsePart<'r, 'a> {
-    record: &'r LogRecord<'a>,
-}
-
-impl Serialize for ResponsePart<'_, '_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let ctx = self.record.ctx;
-        let empty = HeaderMap::new();
-        let headers = ctx
-            .log_facts
-            .as_deref()
-            .map_or(&empty, |f| &f.response_headers);
-        let mut map = serializer.serialize_map(Some(3))?;
-        map.serialize_entry("status", &ctx.status.map_or(0, |s| s.as_u16()))?;
-        map.serialize_entry(
-            "headers",
-            &Headers {
-                map: headers,
-                redact: false,
-            },
-        )?;
-        map.serialize_entry("size", &ctx.bytes.response)?;
-        map.end()
-    }
-}
-
 /// Headers as Kong's `get_headers()` gives them: lowercase names, a string
-/// for one value and an array for several.
-struct Headers<'a> {
-    map: &'a HeaderMap,
-    /// Replace credentials (`authorization`, `proxy-authorization`) by `REDACTED`.
-    redact: bool,
-}
-
-impl Serialize for Headers<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.map.keys_len()))?;
-        for name in self.map.keys() {
-            let key = name.as_str();
-            if self.redact && (key == "authorization" || key == "proxy-authorization") {
-                map.serialize_entry(key, "REDACTED")?;
-                continue;
-            }
-            let mut values = self.map.get_all(name).iter();
-            match (values.next(), values.next()) {
-                (Some(only), None) => {
-                    map.serialize_entry(key, &String::from_utf8_lossy(only.as_bytes()))?
-                }
-                _ => map.serialize_entry(key, &AllValues(self.map.get_all(name)))?,
-            }
+/// for one value and an array for several. With `redact`, credentials
+/// (`authorization`, `proxy-authorization`) are replaced by `REDACTED`.
+fn write_headers(json: &mut JsonWriter, headers: &HeaderMap, redact: bool) {
+    json.open_object();
+    // The map yields every value of a name one after the other.
+    let mut values = headers.iter().peekable();
+    while let Some((name, value)) = values.next() {
+        let key = name.as_str();
+        json.token_key(key);
+        let several = values.peek().is_some_and(|(next, _)| *next == name);
+        if redact && (key == "authorization" || key == "proxy-authorization") {
+            json.string("REDACTED");
+            while values.next_if(|(next, _)| *next == name).is_some() {}
+            continue;
         }
-        map.end()
-    }
-}
-
-struct AllValues<'a>(http::header::GetAll<'a, http::HeaderValue>);
-
-impl Serialize for AllValues<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(None)?;
-        for value in self.0.iter() {
-            seq.serialize_element(&String::from_utf8_lossy(value.as_bytes()))?;
+        if !several {
+            json.lossy_string(value.as_bytes());
+            continue;
         }
-        seq.end()
+        json.open_array();
+        json.lossy_string(value.as_bytes());
+        while let Some((_, more)) = values.next_if(|(next, _)| *next == name) {
+            json.lossy_string(more.as_bytes());
+        }
+        json.close_array();
     }
+    json.close_object();
 }
 
 /// A query string as Kong's `get_query()` gives it: decoded names and values,
 /// `true` for an argument without `=`, an array for a repeated name.
-struct Query<'a>(&'a str);
+fn write_query(json: &mut JsonWriter, query: &str) {
+    json.open_object();
+    for (name, values) in &parse_query(query) {
+        json.escaped_key(name);
+        match values.as_slice() {
+            [only] => write_query_value(json, only),
+            many => {
+                json.open_array();
+                for value in many {
+                    write_query_value(json, value);
+                }
+                json.close_array();
+            }
+        }
+    }
+    json.close_object();
+}
 
 enum QueryValue<'a> {
     Flag,
     Text(Cow<'a, str>),
 }
 
-impl Serialize for QueryValue<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            QueryValue::Flag => serializer.serialize_bool(true),
-            QueryValue::Text(text) => serializer.serialize_str(text),
-        }
+fn write_query_value(json: &mut JsonWriter, value: &QueryValue<'_>) {
+    match value {
+        QueryValue::Flag => json.boolean(true),
+        QueryValue::Text(text) => json.string(text),
     }
 }
 
@@ -407,20 +448,6 @@ fn parse_query(query: &str) -> Vec<(Cow<'_, str>, Vec<QueryValue<'_>>)> {
         }
     }
     args
-}
-
-impl Serialize for Query<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let args = parse_query(self.0);
-        let mut map = serializer.serialize_map(Some(args.len()))?;
-        for (name, values) in &args {
-            match values.as_slice() {
-                [only] => map.serialize_entry(name, only)?,
-                many => map.serialize_entry(name, many)?,
-            }
-        }
-        map.end()
-    }
 }
 
 #[cfg(test)]
@@ -628,6 +655,26 @@ mod tests {
             assert!(record.get(absent).is_none(), "{absent} present");
         }
         assert_eq!(record["request"]["querystring"], json!({}));
+    }
+
+    #[test]
+    fn a_consumer_rendered_at_compile_time_is_copied_as_it_is() {
+        let mut ctx = context("/x", &[]);
+        let consumer = Consumer {
+            id: uuid::Uuid::from_u128(9),
+            created_at: 1,
+            updated_at: 2,
+            username: Some("bob \"the\" builder".into()),
+            custom_id: None,
+            tags: None,
+        };
+        let rendered = serde_json::to_string(&consumer).unwrap();
+        ctx.consumer = Some(Arc::new(consumer));
+        ctx.consumer_json = Some(Arc::from(rendered.as_str()));
+        assert!(ctx
+            .log_record()
+            .contains(&format!("\"consumer\":{rendered},")));
+        assert_eq!(record(&ctx)["consumer"]["username"], "bob \"the\" builder");
     }
 
     #[test]

@@ -1,0 +1,320 @@
+//! The log record's JSON writer: appends keys, strings and numbers to one
+//! `String` as compact JSON, byte for byte what `serde_json::to_string`
+//! writes for the same values. The record's keys are fixed, so they are
+//! written as they are; only values go through escaping, and a value that
+//! needs none (nearly all of them) is copied in one piece.
+
+use std::fmt::Write as _;
+
+/// A record key as [`JsonWriter::key`] takes it: `key!("size")` is `"size":`.
+macro_rules! key {
+    ($name:literal) => {
+        concat!("\"", $name, "\":")
+    };
+}
+pub(super) use key;
+
+/// Whether a byte must be escaped inside a JSON string (as serde_json does:
+/// control characters, `"` and `\`; everything else, UTF-8 included, is
+/// written as it is).
+const fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
+/// A compact JSON document being written. The caller opens and closes
+/// objects and arrays; the writer places the commas.
+pub struct JsonWriter {
+    out: String,
+    /// The next key or element of the innermost container is its first
+    /// (no comma before it).
+    first: bool,
+}
+
+impl JsonWriter {
+    pub fn with_capacity(capacity: usize) -> JsonWriter {
+        JsonWriter {
+            out: String::with_capacity(capacity),
+            first: true,
+        }
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+
+    fn separate(&mut self) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+    }
+
+    /// `{`, as a value of the current key or element.
+    pub fn open_object(&mut self) {
+        self.separate();
+        self.out.push('{');
+        self.first = true;
+    }
+
+    pub fn close_object(&mut self) {
+        self.out.push('}');
+        self.first = false;
+    }
+
+    pub fn open_array(&mut self) {
+        self.separate();
+        self.out.push('[');
+        self.first = true;
+    }
+
+    pub fn close_array(&mut self) {
+        self.out.push(']');
+        self.first = false;
+    }
+
+    /// One of the record's own keys, given quoted with its colon by
+    /// [`key!`]: one copy.
+    pub fn key(&mut self, quoted: &'static str) {
+        debug_assert!(quoted.starts_with('"') && quoted.ends_with("\":"));
+        self.separate();
+        self.out.push_str(quoted);
+        // The key's value follows without a comma.
+        self.first = true;
+    }
+
+    /// `key` and its string value.
+    pub fn string_field(&mut self, quoted: &'static str, value: &str) {
+        self.key(quoted);
+        self.string(value);
+    }
+
+    /// `key` and its numeric value.
+    pub fn unsigned_field(&mut self, quoted: &'static str, value: impl itoa::Integer) {
+        self.key(quoted);
+        self.unsigned(value);
+    }
+
+    pub fn signed_field(&mut self, quoted: &'static str, value: i64) {
+        self.key(quoted);
+        self.unsigned(value);
+    }
+
+    /// A key whose text needs no escaping: a header name (an HTTP token).
+    pub fn token_key(&mut self, key: &str) {
+        debug_assert!(!key.bytes().any(needs_escape), "{key:?} needs escaping");
+        self.separate();
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+        self.first = true;
+    }
+
+    /// A key from outside (a query argument name), escaped.
+    pub fn escaped_key(&mut self, key: &str) {
+        self.separate();
+        self.escape(key);
+        self.out.push(':');
+        self.first = true;
+    }
+
+    /// A string value (or an array element), escaped.
+    pub fn string(&mut self, value: &str) {
+        self.separate();
+        self.escape(value);
+    }
+
+    /// A string value given as bytes (a header value): invalid UTF-8 becomes
+    /// U+FFFD, as `String::from_utf8_lossy` makes it.
+    pub fn lossy_string(&mut self, value: &[u8]) {
+        match std::str::from_utf8(value) {
+            Ok(text) => self.string(text),
+            Err(_) => self.string(&String::from_utf8_lossy(value)),
+        }
+    }
+
+    /// A string value made by formatting (a URL, an address).
+    pub fn formatted_string(&mut self, value: std::fmt::Arguments<'_>) {
+        self.separate();
+        let start = self.out.len();
+        self.out.push('"');
+        // Writing into a String cannot fail.
+        let _ = self.out.write_fmt(value);
+        if self.out[start + 1..].bytes().any(needs_escape) {
+            let text = self.out.split_off(start + 1);
+            self.out.truncate(start);
+            self.escape(&text);
+        } else {
+            self.out.push('"');
+        }
+    }
+
+    /// Already rendered JSON (a cached entity), as a value.
+    pub fn raw(&mut self, json: &str) {
+        self.separate();
+        self.out.push_str(json);
+    }
+
+    pub fn unsigned(&mut self, value: impl itoa::Integer) {
+        self.separate();
+        self.out.push_str(itoa::Buffer::new().format(value));
+    }
+
+    pub fn boolean(&mut self, value: bool) {
+        self.separate();
+        self.out.push_str(if value { "true" } else { "false" });
+    }
+
+    /// One string value written from its pieces (a URL: scheme, host,
+    /// port, path), each escaped, without joining them first.
+    pub fn string_of_parts(&mut self, parts: &[&str]) {
+        self.separate();
+        self.out.push('"');
+        for part in parts {
+            self.escape_inner(part);
+        }
+        self.out.push('"');
+    }
+
+    /// `"text"` with JSON escapes, as serde_json writes them.
+    fn escape(&mut self, text: &str) {
+        self.out.push('"');
+        self.escape_inner(text);
+        self.out.push('"');
+    }
+
+    fn escape_inner(&mut self, text: &str) {
+        let bytes = text.as_bytes();
+        let mut copied = 0;
+        let mut at = clean_prefix(bytes);
+        while at < bytes.len() {
+            let byte = bytes[at];
+            if !needs_escape(byte) {
+                at += 1;
+                continue;
+            }
+            // Escapes cut the text only at ASCII bytes: char boundaries.
+            self.out.push_str(&text[copied..at]);
+            match byte {
+                b'"' => self.out.push_str("\\\""),
+                b'\\' => self.out.push_str("\\\\"),
+                b'\n' => self.out.push_str("\\n"),
+                b'\r' => self.out.push_str("\\r"),
+                b'\t' => self.out.push_str("\\t"),
+                0x08 => self.out.push_str("\\b"),
+                0x0c => self.out.push_str("\\f"),
+                control => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    self.out.push_str("\\u00");
+                    self.out.push(char::from(HEX[usize::from(control >> 4)]));
+                    self.out.push(char::from(HEX[usize::from(control & 0xf)]));
+                }
+            }
+            at += 1;
+            copied = at;
+        }
+        self.out.push_str(&text[copied..]);
+    }
+}
+
+/// How many leading bytes of `bytes` need no escaping, eight at a time
+/// while they are clean (most values are wholly clean).
+fn clean_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // A byte of `word` is zero exactly when the result has its high bit set
+    // for some byte (the classic zero-byte test; exact for "any").
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    let mut at = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_ne_bytes(word);
+        let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+        let quote = has_zero(word ^ (ONES * u64::from(b'"')));
+        let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
+        if below_space | quote | backslash != 0 {
+            break;
+        }
+        at += 8;
+    }
+    at
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn written(build: impl FnOnce(&mut JsonWriter)) -> String {
+        let mut json = JsonWriter::with_capacity(0);
+        build(&mut json);
+        json.finish()
+    }
+
+    #[test]
+    fn strings_are_escaped_exactly_as_serde_json_escapes_them() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let alphabet: Vec<char> = (0u32..0x80)
+            .filter_map(char::from_u32)
+            .chain(['é', '€', '😀', '\u{2028}', '\u{7f}'])
+            .collect();
+        for _ in 0..2000 {
+            let len = rng.random_range(0..24);
+            let text: String = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            assert_eq!(
+                written(|json| json.string(&text)),
+                serde_json::to_string(&text).unwrap()
+            );
+            assert_eq!(
+                written(|json| json.formatted_string(format_args!("{text}"))),
+                serde_json::to_string(&text).unwrap()
+            );
+            let (head, tail) = text
+                .split_at_checked(text.len() / 2)
+                .unwrap_or((text.as_str(), ""));
+            assert_eq!(
+                written(|json| json.string_of_parts(&[head, tail])),
+                serde_json::to_string(&text).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_the_replacement_character() {
+        assert_eq!(
+            written(|json| json.lossy_string(b"a\xffb")),
+            "\"a\u{fffd}b\""
+        );
+    }
+
+    #[test]
+    fn containers_place_their_commas() {
+        let json = written(|json| {
+            json.open_object();
+            json.key(key!("a"));
+            json.unsigned(1u64);
+            json.token_key("b");
+            json.open_array();
+            json.string("x");
+            json.boolean(true);
+            json.open_object();
+            json.close_object();
+            json.close_array();
+            json.escaped_key("c\"d");
+            json.string("h");
+            json.signed_field(key!("g"), -1);
+            json.key(key!("e"));
+            json.raw("{\"f\":null}");
+            json.close_object();
+        });
+        assert_eq!(
+            json,
+            r#"{"a":1,"b":["x",true,{}],"c\"d":"h","g":-1,"e":{"f":null}}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed["e"]["f"], serde_json::Value::Null);
+    }
+}
