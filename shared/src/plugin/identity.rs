@@ -81,15 +81,22 @@ pub(crate) struct Presented {
     pub identifier: Option<HeaderValue>,
 }
 
-/// Kong's `set_consumer(consumer, credential)`: the consumer's headers set or
-/// removed, `X-Credential-Identifier` for a credential, `X-Anonymous-Consumer:
-/// true` without one.
+/// Kong's `set_consumer(consumer, credential)`: the consumer's headers set
+/// (those without a value stay absent), `X-Credential-Identifier` for a
+/// credential, `X-Anonymous-Consumer: true` without one. Called after
+/// [`clear_consumer_headers`] in the same access phase, so none is there yet.
 pub(crate) fn set_consumer(
     ctx: &mut RequestContext,
     identity: &Identity,
     credential: Option<Presented>,
 ) {
     let identifier = credential.as_ref().and_then(|c| c.identifier.clone());
+    // Every caller cleared these headers earlier in the same access phase
+    // (`clear_consumer_headers`), so an absent value needs no remove.
+    debug_assert!(!ctx
+        .headers()
+        .keys()
+        .any(|name| consumer_headers::ALL.contains(name)));
     let headers = ctx.headers_mut();
     for (name, value) in [
         (consumer_headers::CONSUMER_ID, &identity.id),
@@ -97,18 +104,11 @@ pub(crate) fn set_consumer(
         (consumer_headers::CONSUMER_USERNAME, &identity.username),
         (consumer_headers::CREDENTIAL_IDENTIFIER, &identifier),
     ] {
-        match value {
-            Some(value) => {
-                headers.insert(name, value.clone());
-            }
-            None => {
-                headers.remove(name);
-            }
+        if let Some(value) = value {
+            headers.insert(name, value.clone());
         }
     }
-    if credential.is_some() {
-        headers.remove(consumer_headers::ANONYMOUS);
-    } else {
+    if credential.is_none() {
         headers.insert(
             consumer_headers::ANONYMOUS,
             HeaderValue::from_static("true"),

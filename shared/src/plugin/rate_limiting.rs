@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
-use std::hash::Hasher;
+use std::hash::{DefaultHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -509,6 +509,9 @@ pub struct RateLimiting {
     path: Option<String>,
     /// `<route id>:<service id>` of the plugin entity (nil UUIDs when unset).
     scope: String,
+    /// The node table's identity hasher with `scope` already fed, cloned
+    /// per request of the `local` policy (and Redis's `local` fallback).
+    local_scope: DefaultHasher,
     sliding: bool,
     hide_client_headers: bool,
     rejection: Rejection,
@@ -591,17 +594,22 @@ impl RateLimiting {
         limits: &[(Period, f64)],
         now: i64,
     ) -> Verdict {
-        let mut hasher = table.identity_hasher();
-        hasher.write(self.scope.as_bytes());
+        let mut hasher = self.local_scope.clone();
         hasher.write(id);
         let identity = hasher.finish();
-        let mut usages = Vec::with_capacity(limits.len());
-        let mut counted = Vec::with_capacity(limits.len());
-        for &(period, limit) in limits {
+        let limits = &limits[..limits.len().min(window::MAX_PERIODS)];
+        let unset = PeriodUsage {
+            period: Period::Second,
+            limit: 0.0,
+            usage: 0.0,
+        };
+        let mut usages = [unset; window::MAX_PERIODS];
+        let mut counted = [None; window::MAX_PERIODS];
+        for (index, &(period, limit)) in limits.iter().enumerate() {
             let tag = period as u8;
             let key = table.window_key(identity, tag, window_start(period, now));
             let count = table.increment(key, expiry_ms(period, now, self.sliding), now);
-            counted.push(key);
+            counted[index] = Some(key);
             let (previous, weight) = if self.sliding {
                 let previous_start = window::previous_window_start(period, now);
                 let previous = table.get(table.window_key(identity, tag, previous_start));
@@ -609,15 +617,15 @@ impl RateLimiting {
             } else {
                 (0, 0.0)
             };
-            usages.push(PeriodUsage {
+            usages[index] = PeriodUsage {
                 period,
                 limit,
                 usage: window::usage(count.saturating_sub(1), previous, weight),
-            });
+            };
         }
-        let verdict = decide(&usages, now);
+        let verdict = decide(&usages[..limits.len()], now);
         if verdict.rejected {
-            for key in counted {
+            for key in counted.into_iter().flatten() {
                 table.decrement(key);
             }
         }
@@ -889,8 +897,11 @@ impl RateLimiting {
                 cx.resources.keyed::<LocalCounters>(LOCAL_TABLE)
             }
         };
+        let table = local();
+        let mut local_scope = table.identity_hasher();
+        local_scope.write(scope.as_bytes());
         let store = match config.policy {
-            RateLimitPolicy::Local => Store::Local(local()),
+            RateLimitPolicy::Local => Store::Local(Arc::clone(&table)),
             RateLimitPolicy::Redis => {
                 let redis = &config.redis;
                 let port = redis.port.unwrap_or(6379);
@@ -938,7 +949,7 @@ impl RateLimiting {
                         u64::try_from(redis.timeout.unwrap_or(2000)).unwrap_or(2000),
                     ),
                     on_failure,
-                    fallback: local(),
+                    fallback: Arc::clone(&table),
                     peers: cx.resources.keyed::<ClusterPeers>(ClusterPeers::KEY),
                 }
             }
@@ -950,6 +961,7 @@ impl RateLimiting {
             header_name,
             path: config.path.clone(),
             scope,
+            local_scope,
             sliding: config.algorithm == RateLimitAlgorithm::Sliding,
             hide_client_headers: config.hide_client_headers,
             rejection: Rejection {
@@ -986,6 +998,9 @@ mod tests {
     }
 
     fn plugin(limit_by: LimitBy) -> RateLimiting {
+        let table = Arc::new(LocalCounters::with_slots(64));
+        let mut local_scope = table.identity_hasher();
+        local_scope.write(b"s");
         RateLimiting {
             limits: vec![(Period::Minute, 2.0)],
             rendered_limits: RenderedLimits::new(&[(Period::Minute, 2.0)]),
@@ -993,10 +1008,11 @@ mod tests {
             header_name: Some(HeaderName::from_static("x-api-key")),
             path: Some("/exact".into()),
             scope: "s".into(),
+            local_scope,
             sliding: false,
             hide_client_headers: false,
             rejection: unexpected_error(),
-            store: Store::Local(Arc::new(LocalCounters::with_slots(64))),
+            store: Store::Local(table),
         }
     }
 

@@ -4,16 +4,22 @@
 //!
 //! What is remembered is only what the verdict depends on besides the
 //! token's bytes: the credential's `key` and the numeric `exp` and `nbf`
-//! claims, because those are judged against the clock on every request. A
-//! token is the key, compared whole, so only a byte-identical token can hit;
+//! claims, because those are judged against the clock on every request.
+//! Entries are found by a keyed hash of the token's length and last
+//! [`HASHED_SUFFIX`] bytes (inside the signature, which a client cannot
+//! make collide with a verified token's without the key), then the token is
+//! compared whole, so only a byte-identical token can hit;
 //! its signature was checked with a key that cannot change while this
 //! instance lives (a new config compiles new instances with empty caches).
 //! Failures are never remembered. Memory is bounded: tokens longer than
 //! [`MAX_TOKEN_LEN`] are not kept, and a full cache is emptied before it
 //! takes a new token.
 
+use crate::router::FastHash;
 use serde_json::{Map, Value};
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::{PoisonError, RwLock};
 
 /// Tokens kept per instance.
@@ -21,6 +27,9 @@ pub(super) const MAX_ENTRIES: usize = 4096;
 /// Longer tokens are verified every time (they are rare, and the cache's
 /// memory stays below `MAX_ENTRIES * MAX_TOKEN_LEN`).
 pub(super) const MAX_TOKEN_LEN: usize = 2048;
+/// Bytes at the end of a token that its cache key hashes: hashing the
+/// whole token (a few hundred bytes) was most of a cached lookup.
+const HASHED_SUFFIX: usize = 32;
 
 /// The claims a verified token is judged by on each request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,15 +52,18 @@ impl TimeClaims {
 
 #[derive(Debug)]
 struct Entry {
+    token: Box<[u8]>,
     /// The credential's `key` (its index key).
     credential_key: Box<str>,
     claims: TimeClaims,
 }
 
-/// Verified tokens by their bytes.
+/// Verified tokens by the keyed hash of their suffix; the hash is the map's
+/// key as it is (`FastHash` only mixes it).
 #[derive(Debug, Default)]
 pub(super) struct VerifiedTokens {
-    entries: RwLock<HashMap<Box<[u8]>, Entry>>,
+    keys: RandomState,
+    entries: RwLock<HashMap<u64, Entry, FastHash>>,
 }
 
 impl VerifiedTokens {
@@ -62,10 +74,19 @@ impl VerifiedTokens {
         token: &[u8],
         found: impl FnOnce(&str, TimeClaims) -> R,
     ) -> Option<R> {
+        let key = self.key(token);
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         entries
-            .get(token)
+            .get(&key)
+            .filter(|entry| *entry.token == *token)
             .map(|entry| found(&entry.credential_key, entry.claims))
+    }
+
+    fn key(&self, token: &[u8]) -> u64 {
+        let mut hasher = self.keys.build_hasher();
+        hasher.write_usize(token.len());
+        hasher.write(&token[token.len().saturating_sub(HASHED_SUFFIX)..]);
+        hasher.finish()
     }
 
     /// Remembers that `token` verified against the credential `key`.
@@ -73,13 +94,16 @@ impl VerifiedTokens {
         if token.len() > MAX_TOKEN_LEN {
             return;
         }
+        let key = self.key(token);
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(token) {
+        if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
             entries.clear();
         }
+        // A token whose key another one holds replaces it.
         entries.insert(
-            token.into(),
+            key,
             Entry {
+                token: token.into(),
                 credential_key: credential_key.into(),
                 claims,
             },
@@ -115,6 +139,25 @@ mod tests {
         );
         assert_eq!(cache.lookup(b"a.b.d", |_, _| ()), None);
         assert_eq!(cache.lookup(b"a.b.c ", |_, _| ()), None);
+    }
+
+    #[test]
+    fn tokens_that_share_their_hashed_suffix_are_told_apart() {
+        let cache = VerifiedTokens::default();
+        let suffix = "s".repeat(HASHED_SUFFIX);
+        let first = format!("header-one.{suffix}");
+        let forged = format!("header-two.{suffix}");
+        assert_eq!(first.len(), forged.len());
+        cache.remember(first.as_bytes(), "issuer", CLAIMS);
+        assert_eq!(cache.lookup(forged.as_bytes(), |_, _| ()), None);
+        assert!(cache.lookup(first.as_bytes(), |_, _| ()).is_some());
+        // The second token takes the first one's place; the first misses.
+        cache.remember(forged.as_bytes(), "other", CLAIMS);
+        assert_eq!(
+            cache.lookup(forged.as_bytes(), |key, _| key.to_string()),
+            Some("other".to_string())
+        );
+        assert_eq!(cache.lookup(first.as_bytes(), |_, _| ()), None);
     }
 
     #[test]

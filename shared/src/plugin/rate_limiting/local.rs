@@ -7,7 +7,8 @@
 //! still holds a live window the one expiring soonest is evicted (counted).
 
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
+use std::hash::DefaultHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Slots in the node's table: 2^17 windows (two 8-byte words each, 2 MiB),
@@ -76,19 +77,22 @@ impl LocalCounters {
 
     /// A hasher for the identity part of window keys (scope and
     /// identifier); finish it with [`LocalCounters::window_key`]. The keys
-    /// are secret per node, so clients cannot aim collisions at a slot.
-    pub fn identity_hasher(&self) -> impl Hasher {
+    /// are secret per node, so clients cannot aim collisions at a slot. An
+    /// instance feeds its scope once and clones the hasher per request.
+    pub fn identity_hasher(&self) -> DefaultHasher {
         self.hasher.build_hasher()
     }
 
     /// The key of the window starting at `start_ms` of a period (`period`
-    /// is any small distinct number) for an identity hash.
+    /// is any small distinct number) for an identity hash. The identity is
+    /// already a keyed hash, so the window's part is mixed in by a plain
+    /// integer mixer (SplitMix64's finalizer) rather than hashed again.
     pub fn window_key(&self, identity: u64, period: u8, start_ms: i64) -> WindowKey {
-        let mut hasher = self.hasher.build_hasher();
-        hasher.write_u64(identity);
-        hasher.write_u8(period);
-        hasher.write_i64(start_ms);
-        let hash = hasher.finish();
+        let window = (start_ms as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(period);
+        let mut hash = identity ^ window.rotate_left(32);
+        hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        hash ^= hash >> 31;
         let tag = (hash >> 32).max(1);
         WindowKey {
             home: (hash as usize) & (self.slots.len() - 1),

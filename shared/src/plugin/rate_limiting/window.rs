@@ -5,7 +5,9 @@
 
 use super::Period;
 use crate::runtime::ResponseHeaders;
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
+use std::sync::OnceLock;
 
 /// Milliseconds in a day.
 const DAY_MS: i64 = 86_400_000;
@@ -113,17 +115,31 @@ pub struct PeriodUsage {
     pub usage: f64,
 }
 
+/// Periods there are (second to year): the most a verdict holds.
+pub const MAX_PERIODS: usize = 6;
+
 /// The outcome of Kong's decision rule over every configured period.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     /// `true` when some period has no request left (`limit - usage <= 0`).
     pub rejected: bool,
-    /// Per period: `(period, limit, remaining shown)`.
-    pub periods: Vec<(Period, f64, f64)>,
+    /// Per period: `(period, limit, remaining shown)`; the first
+    /// `period_count` are set (an array: a verdict is made per request).
+    periods: [(Period, f64, f64); MAX_PERIODS],
+    period_count: usize,
+    /// Which of `periods` is the most restrictive.
+    best: usize,
     /// The most restrictive period's limit, remaining and reset seconds.
     pub limit: f64,
     pub remaining: f64,
     pub reset: i64,
+}
+
+impl Verdict {
+    /// Per configured period: `(period, limit, remaining shown)`.
+    pub fn periods(&self) -> &[(Period, f64, f64)] {
+        &self.periods[..self.period_count]
+    }
 }
 
 /// Kong's decision (kong-compat §4.3) and the header values (§4.4).
@@ -132,36 +148,40 @@ pub struct Verdict {
 /// without requests left show 0, the others their un-decremented remaining.
 /// The most restrictive period has the lowest shown remaining, the longer
 /// window winning ties; its reset is `max(1, window - elapsed seconds)`
-/// with Kong's fixed window lengths (a month is 30 days).
+/// with Kong's fixed window lengths (a month is 30 days). At most
+/// [`MAX_PERIODS`] usages are judged (one per period).
 pub fn decide(usages: &[PeriodUsage], now_ms: i64) -> Verdict {
+    let usages = &usages[..usages.len().min(MAX_PERIODS)];
     let rejected = usages.iter().any(|u| u.limit - u.usage <= 0.0);
-    let mut periods = Vec::with_capacity(usages.len());
-    let mut best: Option<(f64, f64, Period)> = None;
-    for u in usages {
+    let mut periods = [(Period::Second, 0.0, 0.0); MAX_PERIODS];
+    let mut best: Option<(usize, f64, f64, Period)> = None;
+    for (index, u) in usages.iter().enumerate() {
         let remaining = u.limit - u.usage;
         let shown = if !rejected || remaining <= 0.0 {
             (remaining - 1.0).max(0.0)
         } else {
             remaining.max(0.0)
         };
-        periods.push((u.period, u.limit, shown));
+        periods[index] = (u.period, u.limit, shown);
         let better = match best {
             None => true,
-            Some((_, best_remaining, best_period)) => {
+            Some((_, _, best_remaining, best_period)) => {
                 shown < best_remaining
                     || (shown == best_remaining && u.period.seconds() > best_period.seconds())
             }
         };
         if better {
-            best = Some((u.limit, shown, u.period));
+            best = Some((index, u.limit, shown, u.period));
         }
     }
-    let (limit, remaining, period) = best.unwrap_or((0.0, 0.0, Period::Second));
+    let (best, limit, remaining, period) = best.unwrap_or((0, 0.0, 0.0, Period::Second));
     let elapsed_s = (now_ms - window_start(period, now_ms)).div_euclid(1000);
     let window_s = i64::try_from(period.seconds()).unwrap_or(i64::MAX);
     Verdict {
         rejected,
         periods,
+        period_count: usages.len(),
+        best,
         limit,
         remaining,
         reset: (window_s - elapsed_s).max(1),
@@ -178,13 +198,52 @@ pub fn format_number(value: f64) -> String {
 }
 
 /// [`format_number`] as a header value; whole numbers (every count and
-/// limit in practice) skip the formatter.
+/// limit in practice) skip the formatter, and small ones (every reset of a
+/// second to an hour window, the remaining count of most limits) are copied
+/// from a table instead of allocated.
 fn header_number(value: f64) -> Option<HeaderValue> {
     if value.fract() == 0.0 && value.abs() < 1e15 {
-        Some(HeaderValue::from(value as i64))
+        let whole = value as i64;
+        match usize::try_from(whole)
+            .ok()
+            .and_then(|n| small_numbers().get(n))
+        {
+            Some(rendered) => Some(rendered.clone()),
+            None => Some(HeaderValue::from(whole)),
+        }
     } else {
         HeaderValue::from_str(&format_number(value)).ok()
     }
+}
+
+/// The largest number [`small_numbers`] holds: an hour in seconds.
+const SMALL_NUMBERS: usize = 3600;
+
+/// `0..=3600` as header values over one static buffer: a clone copies a
+/// pointer, where a fresh value allocates.
+fn small_numbers() -> &'static [HeaderValue] {
+    static TABLE: OnceLock<Vec<HeaderValue>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut text = String::new();
+        let mut ends = Vec::with_capacity(SMALL_NUMBERS + 1);
+        for n in 0..=SMALL_NUMBERS {
+            text.push_str(itoa::Buffer::new().format(n));
+            ends.push(text.len());
+        }
+        // Built once per process and used for as long as it runs.
+        let text = Bytes::from_static(Box::leak(text.into_boxed_str()).as_bytes());
+        let mut start = 0;
+        let mut table = Vec::with_capacity(ends.len());
+        for end in ends {
+            match HeaderValue::from_maybe_shared(text.slice(start..end)) {
+                Ok(value) => table.push(value),
+                // Digits are always a valid value; stop the table short if not.
+                Err(_) => break,
+            }
+            start = end;
+        }
+        table
+    })
 }
 
 /// `X-RateLimit-Limit-<P>` and `X-RateLimit-Remaining-<P>` of every period.
@@ -279,28 +338,35 @@ pub fn headers(verdict: &Verdict) -> Vec<(HeaderName, HeaderValue)> {
 }
 
 /// Sets the headers of a verdict on the response, in the order Kong sets them.
+/// Only rate-limiting sets these names, once per request, so they are
+/// appended without looking for an earlier value.
 pub fn set_headers(verdict: &Verdict, limits: &RenderedLimits, out: &mut ResponseHeaders) {
-    out.reserve(verdict.periods.len() * 2 + 4);
-    for &(period, limit, remaining) in &verdict.periods {
+    out.reserve(verdict.period_count * 2 + 4);
+    // The most restrictive period's remaining is also `RateLimit-Remaining`.
+    let mut best_remaining = None;
+    for (index, &(period, limit, remaining)) in verdict.periods().iter().enumerate() {
         let (limit_name, remaining_name) = period_header_names(period);
         if let (Some(limit), Some(remaining)) = (limits.value(limit), header_number(remaining)) {
-            out.insert(limit_name, limit);
-            out.insert(remaining_name, remaining);
+            out.append_new(limit_name, limit);
+            if index == verdict.best {
+                best_remaining = Some(remaining.clone());
+            }
+            out.append_new(remaining_name, remaining);
         }
     }
-    if let (Some(limit), Some(remaining)) = (
-        limits.value(verdict.limit),
-        header_number(verdict.remaining),
-    ) {
-        out.insert(RATELIMIT_LIMIT, limit);
-        out.insert(RATELIMIT_REMAINING, remaining);
+    let remaining = best_remaining.or_else(|| header_number(verdict.remaining));
+    if let (Some(limit), Some(remaining)) = (limits.value(verdict.limit), remaining) {
+        out.append_new(RATELIMIT_LIMIT, limit);
+        out.append_new(RATELIMIT_REMAINING, remaining);
     }
-    let reset = HeaderValue::from(verdict.reset);
+    let Some(reset) = header_number(verdict.reset as f64) else {
+        return;
+    };
     if verdict.rejected {
-        out.insert(RATELIMIT_RESET, reset.clone());
+        out.append_new(RATELIMIT_RESET, reset.clone());
         out.insert(http::header::RETRY_AFTER, reset);
     } else {
-        out.insert(RATELIMIT_RESET, reset);
+        out.append_new(RATELIMIT_RESET, reset);
     }
 }
 
@@ -393,6 +459,22 @@ mod tests {
     }
 
     #[test]
+    fn small_numbers_are_rendered_as_formatting_renders_them() {
+        let table = small_numbers();
+        assert_eq!(table.len(), SMALL_NUMBERS + 1);
+        for (n, value) in table.iter().enumerate() {
+            assert_eq!(value.to_str().unwrap(), n.to_string());
+        }
+        for n in [0.0, 7.0, 3600.0, 3601.0, 1e9, 2.5, -1.0] {
+            assert_eq!(
+                header_number(n).unwrap().to_str().unwrap(),
+                format_number(n),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
     fn headers_of_allowed_and_rejected_requests() {
         // 13:45:30.250: 29.75 s... Kong floors the elapsed seconds.
         let allowed = decide(
@@ -405,8 +487,8 @@ mod tests {
         );
         assert!(!allowed.rejected);
         assert_eq!(
-            allowed.periods,
-            vec![
+            allowed.periods(),
+            [
                 (Period::Second, 5.0, 3.0),
                 (Period::Minute, 10.0, 1.0),
                 (Period::Hour, 100.0, 91.0)
@@ -444,8 +526,8 @@ mod tests {
         );
         assert!(rejected.rejected);
         assert_eq!(
-            rejected.periods,
-            vec![(Period::Second, 5.0, 4.0), (Period::Minute, 10.0, 0.0)]
+            rejected.periods(),
+            [(Period::Second, 5.0, 4.0), (Period::Minute, 10.0, 0.0)]
         );
         assert_eq!(
             (rejected.limit, rejected.remaining, rejected.reset),
@@ -517,7 +599,7 @@ mod tests {
             let verdict = decide(&usages, now);
             let any_exhausted = usages.iter().any(|u| u.usage >= u.limit);
             assert_eq!(verdict.rejected, any_exhausted);
-            for (u, &(period, shown_limit, shown)) in usages.iter().zip(&verdict.periods) {
+            for (u, &(period, shown_limit, shown)) in usages.iter().zip(verdict.periods()) {
                 assert_eq!((period, shown_limit), (u.period, u.limit));
                 assert!(shown >= 0.0 && shown <= u.limit);
                 let expected = if !verdict.rejected {
@@ -530,7 +612,7 @@ mod tests {
                 assert_eq!(shown, expected);
             }
             let min = verdict
-                .periods
+                .periods()
                 .iter()
                 .map(|p| p.2)
                 .fold(f64::INFINITY, f64::min);

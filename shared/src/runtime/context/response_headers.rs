@@ -19,6 +19,13 @@ impl ResponseHeaders {
         }
     }
 
+    /// Adds `name`, which the caller knows is not set yet (a plugin's own
+    /// headers, set once per request): no search for an earlier value.
+    pub fn append_new(&mut self, name: HeaderName, value: HeaderValue) {
+        debug_assert!(self.get(&name).is_none(), "{name} set twice");
+        self.0.push((name, value));
+    }
+
     pub fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
         self.0
             .iter()
