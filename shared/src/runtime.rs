@@ -22,7 +22,10 @@ pub use context::{
     Timings, TlsFacts,
 };
 pub use log_queue::{HttpLogTarget, LogQueue, LogQueues, QueueSettings};
-pub use log_record::{EntityJson, Latencies, LogRecord, DEFAULT_WORKSPACE_ID};
+pub use log_record::{
+    request_headers_json, response_headers_json, EntityJson, Latencies, LogRecord,
+    DEFAULT_WORKSPACE_ID,
+};
 pub use resources::{
     ClusterPeers, LineSink, LogFiles, RedisConnector, RedisFailure, RedisReply, RedisScript,
     RedisServer, RedisTls, Resources, SharedSet,
@@ -65,6 +68,12 @@ impl Phases {
     /// plugin that only counts (prometheus) declares [`Phases::LOG`] and
     /// spares every request those copies.
     pub const LOG_RECORD: Phases = Phases(8 | 16);
+    /// The log or response phase reads the request headers as a map after
+    /// the upstream request took them (a trace's `traceparent`, `Host`,
+    /// `User-Agent`): the proxy then sends a copy upstream. Without it, a
+    /// chain that logs the record gets the request headers as rendered JSON
+    /// and the map itself goes upstream.
+    pub const REQUEST_HEADERS_AFTER_UPSTREAM: Phases = Phases(32);
 
     pub const fn with(self, other: Phases) -> Phases {
         Phases(self.0 | other.0)
@@ -83,6 +92,12 @@ impl Phases {
     /// Whether the log phase reads the whole log record ([`Phases::LOG_RECORD`]).
     pub const fn reads_log_record(self) -> bool {
         self.0 & 16 != 0
+    }
+
+    /// Whether a plugin reads the request header map after the upstream
+    /// request ([`Phases::REQUEST_HEADERS_AFTER_UPSTREAM`]).
+    pub const fn reads_request_headers_after_upstream(self) -> bool {
+        self.0 & 32 != 0
     }
 }
 

@@ -37,7 +37,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::time::Instant;
-use tollgate_shared::runtime::{LogFacts, Phase};
+use tollgate_shared::runtime::{request_headers_json, response_headers_json, LogFacts, Phase};
 
 /// An early end of a request: what to answer, how to format it, and for a
 /// failure, its fixed label.
@@ -410,10 +410,8 @@ fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody
                 (header::CONTENT_LENGTH.as_str().len() + value.len() + 4) as u64
             });
         if facts.reads_record {
-            facts.response_headers = headers.clone();
-            if let Some(value) = written_length {
-                facts.response_headers.insert(header::CONTENT_LENGTH, value);
-            }
+            facts.response_headers_json =
+                Some(response_headers_json(headers, written_length.as_ref()));
         }
         ctx.timings.responded = Some(std::time::Instant::now());
     }
@@ -691,10 +689,17 @@ async fn forward(
     // request's size when the log facts started), read before the headers go.
     let client_sent_length =
         ctx.log_facts.is_some() && ctx.request.headers.contains_key(header::CONTENT_LENGTH);
-    // The log phase may want the request headers after the upstream took them.
-    let mut headers = if route.chain.phases.reads_log_record() {
+    // A plugin may read the request headers after the upstream took them; a
+    // chain that only logs the record gets them rendered now instead.
+    let phases = route.chain.phases;
+    let mut headers = if phases.reads_request_headers_after_upstream() {
         ctx.request.headers.clone()
     } else {
+        if phases.reads_log_record() {
+            if let Some(facts) = ctx.log_facts.as_mut() {
+                facts.request_headers_json = Some(request_headers_json(&ctx.request.headers));
+            }
+        }
         std::mem::take(&mut ctx.request.headers)
     };
     // A message framed by Transfer-Encoding ignores its Content-Length, and a

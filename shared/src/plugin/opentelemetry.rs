@@ -592,7 +592,8 @@ fn client_attributes(ctx: &RequestContext) -> (Vec<(&'static str, AttributeValue
 impl PluginRuntime for Opentelemetry {
     const PHASES: Phases = Phases::ACCESS
         .with(Phases::RESPONSE)
-        .with(Phases::LOG_RECORD);
+        .with(Phases::LOG_RECORD)
+        .with(Phases::REQUEST_HEADERS_AFTER_UPSTREAM);
 
     fn access(
         &self,

@@ -93,9 +93,14 @@ pub struct LogFacts {
     pub upstream_status: Option<http::StatusCode>,
     /// The upstream host and port the request was sent to (`tries`).
     pub upstream_target: Option<(Arc<str>, u16)>,
-    /// The response head's headers as sent to the client, kept only when
-    /// a log plugin reads the whole record.
-    pub response_headers: HeaderMap,
+    /// The response head's headers as sent to the client, rendered as the
+    /// log record's JSON object only when a log plugin reads the whole
+    /// record (rendering is cheaper than copying the map and dropping it).
+    pub response_headers_json: Option<String>,
+    /// The request headers as the log record shows them, rendered when the
+    /// map went upstream (no plugin reads it after that); `None`: the record
+    /// renders `RequestContext::request`'s headers.
+    pub request_headers_json: Option<String>,
     /// Some plugin of the chain reads the whole record
     /// ([`super::Phases::LOG_RECORD`]): keep what only it needs
     /// (`response_headers`, `upstream_uri`).

@@ -288,7 +288,10 @@ impl LogRecord<'_> {
         write_query(json, request.uri.query().unwrap_or(""));
         json.string_field(key!("method"), request.method.as_str());
         json.key(key!("headers"));
-        write_headers(json, &request.headers, true);
+        match facts.and_then(|f| f.request_headers_json.as_deref()) {
+            Some(rendered) => json.raw(rendered),
+            None => write_headers(json, &request.headers, true),
+        }
         json.unsigned_field(key!("size"), ctx.bytes.request);
         if let Some(tls) = facts.and_then(|f| f.tls.as_ref()) {
             json.key(key!("tls"));
@@ -306,8 +309,12 @@ impl LogRecord<'_> {
         json.open_object();
         json.unsigned_field(key!("status"), ctx.status.map_or(0, |s| s.as_u16()));
         json.key(key!("headers"));
-        match ctx.log_facts.as_deref() {
-            Some(facts) => write_headers(json, &facts.response_headers, false),
+        match ctx
+            .log_facts
+            .as_deref()
+            .and_then(|facts| facts.response_headers_json.as_deref())
+        {
+            Some(rendered) => json.raw(rendered),
             None => {
                 json.open_object();
                 json.close_object();
@@ -365,11 +372,50 @@ fn host_without_port(host: &str) -> &str {
     }
 }
 
+/// The request headers as the record shows them (credentials `REDACTED`),
+/// rendered before the map goes upstream.
+pub fn request_headers_json(headers: &HeaderMap) -> String {
+    headers_json(headers, true, None)
+}
+
+/// The response headers as sent, plus the `Content-Length` the server
+/// writes itself for a sized body (appended, as a map insert would be).
+pub fn response_headers_json(
+    headers: &HeaderMap,
+    written_length: Option<&http::HeaderValue>,
+) -> String {
+    headers_json(headers, false, written_length)
+}
+
+fn headers_json(
+    headers: &HeaderMap,
+    redact: bool,
+    written_length: Option<&http::HeaderValue>,
+) -> String {
+    let mut json = JsonWriter::with_capacity(HEADERS_CAPACITY);
+    json.open_object();
+    write_header_entries(&mut json, headers, redact);
+    if let Some(length) = written_length {
+        json.token_key(http::header::CONTENT_LENGTH.as_str());
+        json.lossy_string(length.as_bytes());
+    }
+    json.close_object();
+    json.finish()
+}
+
+/// What a rendered header object usually takes.
+const HEADERS_CAPACITY: usize = 512;
+
 /// Headers as Kong's `get_headers()` gives them: lowercase names, a string
 /// for one value and an array for several. With `redact`, credentials
 /// (`authorization`, `proxy-authorization`) are replaced by `REDACTED`.
 fn write_headers(json: &mut JsonWriter, headers: &HeaderMap, redact: bool) {
     json.open_object();
+    write_header_entries(json, headers, redact);
+    json.close_object();
+}
+
+fn write_header_entries(json: &mut JsonWriter, headers: &HeaderMap, redact: bool) {
     // The map yields every value of a name one after the other.
     let mut values = headers.iter().peekable();
     while let Some((name, value)) = values.next() {
@@ -392,7 +438,6 @@ fn write_headers(json: &mut JsonWriter, headers: &HeaderMap, redact: bool) {
         }
         json.close_array();
     }
-    json.close_object();
 }
 
 /// A query string as Kong's `get_query()` gives it: decoded names and values,
@@ -517,7 +562,8 @@ mod tests {
             upstream_uri: Some("/v1/orders/7?a=1&b&a=x%20y&c=".parse().unwrap()),
             upstream_status: Some(http::StatusCode::CREATED),
             upstream_target: Some((Arc::from("10.0.0.5"), 8080)),
-            response_headers,
+            response_headers_json: Some(response_headers_json(&response_headers, None)),
+            request_headers_json: None,
             proxied: true,
             tls: Some(TlsFacts {
                 version: "TLSv1.3",
