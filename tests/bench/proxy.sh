@@ -24,7 +24,11 @@
 # TOLLGATE_DP (optional: the tollgate-dp binary to measure instead of
 # building target/release/tollgate-dp), BASELINE_DP (optional: another tollgate-dp binary, e.g. built from the
 # previous release, measured as target "before" in the same interleaved
-# rounds, so a change is judged against its own baseline in one run).
+# rounds, so a change is judged against its own baseline in one run),
+# NO_PLUGIN (default 1: every case but plain also runs target "no-plugin",
+# the same tollgate-dp with the case's routes and no plugins, fed the same
+# requests in the same interleaved rounds; a plugin's cost is its CPU per
+# request over that target's, the median of the per-round ratios).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -156,8 +160,8 @@ CONF
   } > "$work/proxy-$case.conf"
 }
 
-write_tollgate_config() { # case
-  local case=$1 routes
+write_tollgate_config() { # case [file suffix: "-bare" leaves the plugins out]
+  local case=$1 suffix=${2:-} routes
   routes=$(routes_of "$case")
   {
     echo '_format_version: "3.0"'
@@ -166,8 +170,17 @@ write_tollgate_config() { # case
     echo "  url: http://127.0.0.1:$UPSTREAM_PORT"
     echo '  routes:'
     awk -v n="$routes" 'BEGIN { for (i = 0; i < n; i++) printf "  - name: r%d\n    paths: [\"/r%d/\"]\n", i, i }'
-    case_eval "$case" tollgate_extra
-  } > "$work/tollgate-$case.yaml"
+    [ -n "$suffix" ] || case_eval "$case" tollgate_extra
+  } > "$work/tollgate-$case$suffix.yaml"
+}
+
+started_pid=
+start_tollgate() { # binary config proxy-port status-port cache-dir log; sets started_pid
+  RUST_LOG=warn taskset -c "$PROXY_CPUS" "$1" serve --workers "$WORKERS" \
+    --config-file "$2" --proxy-listen "127.0.0.1:$3" --status-listen "127.0.0.1:$4" \
+    --cache-dir "$5" 2> "$6" &
+  started_pid=$!
+  pids+=("$started_pid")
 }
 
 results="$work/results"
@@ -203,31 +216,35 @@ for case in $CASES; do
   tollgate_port=$(free_port)
   status_port=$(free_port)
   write_tollgate_config "$case"
-  RUST_LOG=warn taskset -c "$PROXY_CPUS" "$TOLLGATE" serve --workers "$WORKERS" \
-    --config-file "$work/tollgate-$case.yaml" \
-    --proxy-listen "127.0.0.1:$tollgate_port" --status-listen "127.0.0.1:$status_port" \
-    --cache-dir "$work/cache" 2> "$work/tollgate-$case.log" &
-  tollgate_pid=$!
-  pids+=("$tollgate_pid")
+  start_tollgate "$TOLLGATE" "$work/tollgate-$case.yaml" "$tollgate_port" \
+    "$status_port" "$work/cache" "$work/tollgate-$case.log"
+  tollgate_pid=$started_pid
   before_pid=
   if [ -n "${BASELINE_DP:-}" ]; then
     before_port=$(free_port)
     before_status=$(free_port)
-    RUST_LOG=warn taskset -c "$PROXY_CPUS" "$BASELINE_DP" serve --workers "$WORKERS" \
-      --config-file "$work/tollgate-$case.yaml" \
-      --proxy-listen "127.0.0.1:$before_port" --status-listen "127.0.0.1:$before_status" \
-      --cache-dir "$work/cache-before" 2> "$work/before-$case.log" &
-    before_pid=$!
-    pids+=("$before_pid")
+    start_tollgate "$BASELINE_DP" "$work/tollgate-$case.yaml" "$before_port" \
+      "$before_status" "$work/cache-before" "$work/before-$case.log"
+    before_pid=$started_pid
+  fi
+  bare_pid=
+  if [ "${NO_PLUGIN:-1}" = 1 ] && [ "$case" != plain ]; then
+    bare_port=$(free_port)
+    bare_status=$(free_port)
+    write_tollgate_config "$case" -bare
+    start_tollgate "$TOLLGATE" "$work/tollgate-$case-bare.yaml" "$bare_port" \
+      "$bare_status" "$work/cache-bare" "$work/bare-$case.log"
+    bare_pid=$started_pid
   fi
 
   wait_http "http://127.0.0.1:$nginx_port$path" "${wrk_args[@]}"
   wait_http "http://127.0.0.1:$status_port/status/ready"
   wait_http "http://127.0.0.1:$tollgate_port$path" "${wrk_args[@]}"
   if [ -n "$before_pid" ]; then wait_http "http://127.0.0.1:$before_port$path" "${wrk_args[@]}"; fi
+  if [ -n "$bare_pid" ]; then wait_http "http://127.0.0.1:$bare_port$path" "${wrk_args[@]}"; fi
 
   # Warm-up: connections, pools, caches.
-  for url in "http://127.0.0.1:$nginx_port$path" "http://127.0.0.1:$tollgate_port$path" ${before_pid:+"http://127.0.0.1:$before_port$path"}; do
+  for url in "http://127.0.0.1:$nginx_port$path" "http://127.0.0.1:$tollgate_port$path" ${before_pid:+"http://127.0.0.1:$before_port$path"} ${bare_pid:+"http://127.0.0.1:$bare_port$path"}; do
     taskset -c "$WRK_CPUS" wrk -t"$WORKERS" -c"$CONNECTIONS" -d2s "${wrk_args[@]}" "$url" >/dev/null
   done
   for round in $(seq 1 "$ROUNDS"); do
@@ -237,6 +254,9 @@ for case in $CASES; do
     if [ -n "$before_pid" ]; then
       measure "$case" before "http://127.0.0.1:$before_port$path" "$before_pid" "$round" "${wrk_args[@]}"
     fi
+    if [ -n "$bare_pid" ]; then
+      measure "$case" no-plugin "http://127.0.0.1:$bare_port$path" "$bare_pid" "$round" "${wrk_args[@]}"
+    fi
   done
   served=0
   for status_url in "http://127.0.0.1:$status_port/status" ${before_pid:+"http://127.0.0.1:$before_status/status"}; do
@@ -244,8 +264,8 @@ for case in $CASES; do
     served=$((served + count))
   done
   PROXIED_REQUESTS=$served case_eval "$case" case_finish
-  kill "$nginx_pid" "$tollgate_pid" $before_pid
-  wait "$nginx_pid" "$tollgate_pid" $before_pid 2>/dev/null || true
+  kill "$nginx_pid" "$tollgate_pid" $before_pid $bare_pid
+  wait "$nginx_pid" "$tollgate_pid" $before_pid $bare_pid 2>/dev/null || true
 done
 
 python3 - "$results" "$CLK_TCK" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$WORKERS" "$PROXY_CPUS" "$WRK_CPUS" <<'PY'
@@ -257,10 +277,12 @@ def to_us(text):
             return float(text[: -len(unit)]) * factor
     return float("nan")
 rows = {}
+per_round = {}
 for line in open(path):
-    case, target, _round, rps, requests, p50, p99, ticks, errors = line.split()
+    case, target, round_, rps, requests, p50, p99, ticks, errors = line.split()
     cpu_us = int(ticks) * 1_000_000 / clk / max(int(requests), 1)
     rows.setdefault((case, target), []).append((float(rps), to_us(p50), to_us(p99), cpu_us, errors))
+    per_round.setdefault((case, round_), {})[target] = cpu_us
 print(f"\nwrk -t{workers} -c{conns} -d{duration}s, {rounds} interleaved rounds, medians; {workers} worker(s) per proxy; proxies and upstream on CPU {proxy_cpus}, wrk on CPU {wrk_cpus}")
 print(f"{'case':<16}{'target':<10}{'req/s':>10}{'p50 µs':>9}{'p99 µs':>9}{'CPU µs/req':>12}  errors")
 cases = []
@@ -269,7 +291,7 @@ for case, _ in rows:
         cases.append(case)
 summary = {}
 for case in cases:
-    for target in ("direct", "nginx", "tollgate", "before"):
+    for target in ("direct", "nginx", "tollgate", "before", "no-plugin"):
         samples = rows.get((case, target))
         if not samples:
             continue
@@ -292,4 +314,13 @@ if plain and any(case != "plain" for case in cases):
             t = summary.get((case, target))
             if t and case != "plain":
                 print(f"{case:<16}{target:<10}{t[3] / plain[3]:>24.2f}")
+bare_cases = [case for case in cases if (case, "no-plugin") in summary]
+if bare_cases:
+    print(f"\n{'case':<16}{'target':<10}{'CPU/req /no-plugin (same rounds)':>34}{'min':>7}{'max':>7}")
+    for case in bare_cases:
+        for target in ("tollgate", "before"):
+            ratios = [r[target] / r["no-plugin"] for (c, _), r in per_round.items()
+                      if c == case and target in r and r.get("no-plugin")]
+            if ratios:
+                print(f"{case:<16}{target:<10}{statistics.median(ratios):>34.3f}{min(ratios):>7.3f}{max(ratios):>7.3f}")
 PY

@@ -488,6 +488,10 @@ struct Batched {
     every_ms: i64,
 }
 
+/// What a Redis key usually takes: prefix, scope (two uuids), identifier,
+/// window start and period.
+const REDIS_KEY_CAPACITY: usize = 160;
+
 /// One period's counters in Redis for this request.
 struct RedisWindow {
     period: Period,
@@ -633,19 +637,34 @@ impl RateLimiting {
     }
 
     /// The Redis counters of every configured period for this request.
-    fn redis_windows(&self, id: &[u8], now: i64) -> Vec<RedisWindow> {
-        // A digest of the identifier: no client value can shape another key.
-        let digest = Sha256::digest(id);
-        let hashed = hex::encode(&digest[..16]);
+    fn redis_windows(&self, id: &Identifier<'_>, now: i64) -> Vec<RedisWindow> {
+        // A uuid or an address (written by us, in a fixed alphabet) names its
+        // counter as it is, as in Kong's keys; a header value or a path is
+        // replaced by a digest, so no client value can shape another key
+        // (or make one long). The two forms never look alike: a digest is
+        // 32 hex digits, a uuid has hyphens, an address dots or colons.
+        let digest;
+        let id_text = match id {
+            Identifier::Inline { .. } => std::str::from_utf8(id).unwrap_or_default(),
+            Identifier::Borrowed(bytes) => {
+                digest = hex::encode(&Sha256::digest(bytes)[..16]);
+                digest.as_str()
+            }
+        };
+        let mut prefix = String::with_capacity(REDIS_KEY_CAPACITY);
+        for part in ["ratelimit:", &self.scope, ":", id_text, ":"] {
+            prefix.push_str(part);
+        }
         self.limits
             .iter()
             .map(|&(period, limit)| {
                 let key = |start: i64| {
-                    format!(
-                        "ratelimit:{}:{hashed}:{start}:{}",
-                        self.scope,
-                        period.as_str()
-                    )
+                    let mut key = String::with_capacity(REDIS_KEY_CAPACITY);
+                    key.push_str(&prefix);
+                    key.push_str(itoa::Buffer::new().format(start));
+                    key.push(':');
+                    key.push_str(period.as_str());
+                    key
                 };
                 let (previous, weight) = if self.sliding {
                     (
@@ -672,19 +691,23 @@ impl RateLimiting {
         &self,
         script: &dyn RedisScript,
         timeout: Duration,
-        id: &[u8],
+        id: &Identifier<'_>,
         now: i64,
     ) -> Result<Verdict, RedisFailure> {
-        let windows = self.redis_windows(id, now);
+        let mut windows = self.redis_windows(id, now);
         let mut keys = Vec::with_capacity(windows.len() * 2);
         let mut args = Vec::with_capacity(1 + windows.len() * 3);
         args.push(if self.sliding { "1" } else { "0" }.to_string());
-        for window in &windows {
-            keys.push(window.key.clone());
-            keys.extend(window.previous.clone());
+        for window in &mut windows {
+            keys.push(std::mem::take(&mut window.key));
+            keys.extend(window.previous.take());
             args.push(window::format_number(window.limit));
-            args.push(window.expires_s.to_string());
-            args.push(format!("{}", window.weight));
+            args.push(itoa::Buffer::new().format(window.expires_s).to_string());
+            args.push(if window.weight == 0.0 {
+                "0".to_string()
+            } else {
+                format!("{}", window.weight)
+            });
         }
         let reply = script.eval(&keys, &args, timeout).await?;
         if reply.len() != windows.len() * 2 {
@@ -716,7 +739,7 @@ impl RateLimiting {
         batched: &Batched,
         script: &dyn RedisScript,
         timeout: Duration,
-        id: &[u8],
+        id: &Identifier<'_>,
         now: i64,
     ) -> Result<Verdict, RedisFailure> {
         let windows = self.redis_windows(id, now);
