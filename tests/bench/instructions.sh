@@ -8,7 +8,8 @@
 # REQUESTS.
 #
 # Usage: tests/bench/instructions.sh label=/path/to/tollgate-dp [label=...]
-# Environment: CASES (default "plain ip-restriction"), REQUESTS (default 2000),
+# Environment: CASES (default "plain ip-restriction"; "<case>/bare" sends the
+# case's requests to its routes without its plugins), REQUESTS (default 2000),
 # KEEP (a directory: the callgrind dumps are copied there as
 # <case>.<label>.out, for callgrind_annotate).
 set -euo pipefail
@@ -62,8 +63,12 @@ PY
 }
 
 printf '%-18s%-12s%16s\n' case build "instr/request"
-for case in $CASES; do
-  file="tests/bench/cases/$case.sh"
+for spec in $CASES; do
+  # "<case>/bare": the case's requests (its headers) to a config without
+  # its plugins, the same-traffic baseline of the plugin's cost.
+  name=${spec%/bare}
+  case=${spec//\//-}
+  file="tests/bench/cases/$name.sh"
   [ -f "$file" ] || { echo "no case file $file" >&2; exit 2; }
   : > "$work/$case.headers"
   {
@@ -75,7 +80,8 @@ for case in $CASES; do
     echo '  - name: r5'
     echo '    paths: ["/r5/"]'
     ( tollgate_extra() { :; }; case_setup() { :; }; WRK_ARGS=()
-      source "$file"; case_setup; source "$file"; tollgate_extra
+      source "$file"; case_setup; source "$file"
+      [ "$name" != "$spec" ] || tollgate_extra
       for ((i = 0; i + 1 < ${#WRK_ARGS[@]}; i++)); do
         [ "${WRK_ARGS[$i]}" = -H ] && printf '%s\n' "${WRK_ARGS[$((i + 1))]}" >> "$work/$case.headers"
       done )

@@ -288,12 +288,33 @@ fn log_job(ctx: RequestContext) -> Option<Box<LogJob>> {
 /// The length of `HTTP/1.1 200 OK\r\n`, the usual status line.
 const STATUS_LINE: u64 = 17;
 
-/// Bytes of a head as HTTP/1.1 sends it (`name: value\r\n` per field and the
-/// blank line) after a first line of `first_line` bytes, for the log record's
-/// sizes (nginx `$request_length`, `$bytes_sent`).
-fn head_size(headers: &HeaderMap, first_line: u64) -> u64 {
-    let fields = header_bytes(headers) as u64 + 4 * headers.len() as u64;
-    first_line + fields + 2
+/// What the log needs of a head, read in one pass over its fields (cheaper
+/// than a hashed lookup per header it looks for).
+struct HeadFacts<'h> {
+    /// Bytes of the head as HTTP/1.1 sends it (`name: value\r\n` per field
+    /// and the blank line) after its first line, for the log record's sizes
+    /// (nginx `$request_length`, `$bytes_sent`).
+    size: u64,
+    content_length: Option<&'h HeaderValue>,
+    transfer_encoding: bool,
+}
+
+fn head_facts(headers: &HeaderMap, first_line: u64) -> HeadFacts<'_> {
+    let mut fields = 0;
+    let mut content_length = None;
+    let mut transfer_encoding = false;
+    for (name, value) in headers {
+        fields += name.as_str().len() + value.len() + 4;
+        if name == header::CONTENT_LENGTH {
+            content_length = content_length.or(Some(value));
+        }
+        transfer_encoding |= name == header::TRANSFER_ENCODING;
+    }
+    HeadFacts {
+        size: first_line + fields as u64 + 2,
+        content_length,
+        transfer_encoding,
+    }
 }
 
 /// Starts the log record's facts once the route is known, only for a route
@@ -309,7 +330,9 @@ fn start_log_facts(
     if !route.chain.runs(Phase::Log) {
         return;
     }
-    if ctx.host.is_none() {
+    let reads_record = route.chain.phases.reads_log_record();
+    // Only the record's `request.url` (and a trace) read the host.
+    if ctx.host.is_none() && reads_record {
         ctx.host = host.map(str::to_owned);
     }
     let request = &ctx.request;
@@ -319,14 +342,13 @@ fn start_log_facts(
         .map_or(1, |pq| pq.as_str().len());
     // `GET /x HTTP/1.1\r\n`
     let first_line = (request.method.as_str().len() + target + 11) as u64;
-    let declared_body = request
-        .headers
-        .get(header::CONTENT_LENGTH)
+    let head = head_facts(&request.headers, first_line);
+    let declared_body = head
+        .content_length
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    ctx.bytes.request = head_size(&request.headers, first_line) + declared_body;
-    let reads_record = route.chain.phases.reads_log_record();
+    ctx.bytes.request = head.size + declared_body;
     if reads_record {
         ctx.entity_json = Some(Arc::clone(&route.entity_json));
     }
@@ -399,13 +421,15 @@ fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody
         let bodiless = status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
-        let written_length = response.body().size_hint().exact().filter(|_| {
-            !bodiless
-                && !headers.contains_key(header::TRANSFER_ENCODING)
-                && !headers.contains_key(header::CONTENT_LENGTH)
-        });
-        let written_length = written_length.map(HeaderValue::from);
-        facts.response_head_bytes = head_size(headers, STATUS_LINE)
+        let head = head_facts(headers, STATUS_LINE);
+        let framed = head.transfer_encoding || head.content_length.is_some();
+        let written_length = response
+            .body()
+            .size_hint()
+            .exact()
+            .filter(|_| !bodiless && !framed)
+            .map(HeaderValue::from);
+        facts.response_head_bytes = head.size
             + written_length.as_ref().map_or(0, |value| {
                 (header::CONTENT_LENGTH.as_str().len() + value.len() + 4) as u64
             });

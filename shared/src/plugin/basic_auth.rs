@@ -102,7 +102,7 @@ impl BasicAuth {
                     Some(Presented {
                         credential: CredentialRef {
                             id: credential.id,
-                            identifier: credential.username.clone(),
+                            identifier: credential.username.as_str().into(),
                             consumer: credential.consumer.id,
                         },
                         identifier: HeaderValue::from_str(&credential.username).ok(),

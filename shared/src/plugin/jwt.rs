@@ -190,7 +190,7 @@ pub use super::identity::consumer_headers;
 #[derive(Debug)]
 struct Credential {
     id: Uuid,
-    key: String,
+    key: Arc<str>,
     key_header: Option<HeaderValue>,
     algorithm: JwtAlgorithm,
     /// `None`: no usable secret or key ("Invalid key/secret").
@@ -227,7 +227,7 @@ impl Credential {
         });
         Credential {
             id: secret.id,
-            key: secret.key.clone(),
+            key: Arc::from(secret.key.as_str()),
             key_header: HeaderValue::from_str(&secret.key).ok(),
             algorithm: secret.algorithm,
             verifier,
@@ -263,7 +263,7 @@ impl CredentialIndexes {
                     .iter()
                     .map(|secret| {
                         let credential = Credential::new(secret, secret_is_base64, cx.consumers);
-                        (credential.key.clone(), credential)
+                        (credential.key.to_string(), credential)
                     })
                     .collect(),
             )
@@ -393,7 +393,7 @@ impl JwtState {
             Some(Presented {
                 credential: CredentialRef {
                     id: credential.id,
-                    identifier: credential.key.clone(),
+                    identifier: Arc::clone(&credential.key),
                     consumer: credential.consumer_id,
                 },
                 identifier: credential.key_header.clone(),

@@ -289,7 +289,7 @@ impl KeyAuth {
                 identifier: HeaderValue::from_str(&id).ok(),
                 credential: CredentialRef {
                     id: credential.id,
-                    identifier: id,
+                    identifier: id.into(),
                     consumer: credential.consumer.id,
                 },
             }),

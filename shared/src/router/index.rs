@@ -513,6 +513,10 @@ impl std::hash::Hasher for FastHasher {
         self.add(i as u64);
     }
 
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
     fn finish(&self) -> u64 {
         let mut h = self.0;
         h ^= h >> 33;

@@ -26,7 +26,7 @@ pub struct CredentialRef {
     pub id: uuid::Uuid,
     /// The credential's public identifier (a JWT `key`, a key-auth key's id,
     /// a basic-auth username), sent upstream as `X-Credential-Identifier`.
-    pub identifier: String,
+    pub identifier: Arc<str>,
     /// The credential's consumer.
     pub consumer: uuid::Uuid,
 }

@@ -203,7 +203,7 @@ fn assert_authenticated(outcome: &(Decision, RequestContext), username: &str) {
     assert_eq!(headers[consumer_headers::CONSUMER_USERNAME], username);
     assert_eq!(
         headers[consumer_headers::CREDENTIAL_IDENTIFIER],
-        credential.identifier.as_str()
+        &*credential.identifier
     );
     assert!(headers.get(consumer_headers::ANONYMOUS).is_none());
 }
@@ -745,7 +745,7 @@ fn with_anonymous_an_earlier_credential_is_kept() {
         ctx.headers()["x-consumer-username"],
         "set-by-earlier-plugin"
     );
-    assert_eq!(ctx.credential.unwrap().identifier, "other");
+    assert_eq!(&*ctx.credential.unwrap().identifier, "other");
 }
 
 #[test]

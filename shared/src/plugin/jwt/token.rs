@@ -57,7 +57,8 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
             token_start -= 1;
         }
         let rest = &value[token_start..];
-        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        // memchr: the token is most of the value, scanned a word at a time.
+        let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
         return Some(&rest[..end]);
     }
     None

@@ -29,7 +29,7 @@ pub(super) const MAX_ENTRIES: usize = 4096;
 pub(super) const MAX_TOKEN_LEN: usize = 2048;
 /// Bytes at the end of a token that its cache key hashes: hashing the
 /// whole token (a few hundred bytes) was most of a cached lookup.
-const HASHED_SUFFIX: usize = 32;
+const HASHED_SUFFIX: usize = 16;
 
 /// The claims a verified token is judged by on each request.
 #[derive(Debug, Clone, Copy, PartialEq)]
