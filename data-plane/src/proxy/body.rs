@@ -21,6 +21,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
+use tollgate_shared::runtime::ResponseHeaders;
 
 /// What went wrong with the client's request body; carried inside the
 /// upstream exchange's error so that it is answered as the client's fault.
@@ -406,6 +407,10 @@ pub struct ResponseBody {
     /// the client went away. Dropped before `_active` so that the connection
     /// counts as busy until the log phase is done.
     log: Option<Box<LogJob>>,
+    /// Headers plugins set (rate-limiting's counters) that are not in the
+    /// head's map yet: whoever writes the head adds them, replacing fields of
+    /// the same names (see `service::response_phase`).
+    plugin_headers: ResponseHeaders,
     /// Data bytes delivered so far (counted only when there is a log phase).
     sent: u64,
     /// Marks the client connection busy until the body is dropped.
@@ -436,6 +441,7 @@ impl ResponseBody {
         ResponseBody {
             inner: Inner::Full((!bytes.is_empty()).then_some(bytes)),
             log: None,
+            plugin_headers: ResponseHeaders::default(),
             sent: 0,
             _active: None,
         }
@@ -445,6 +451,7 @@ impl ResponseBody {
         ResponseBody {
             inner: Inner::Full(None),
             log: None,
+            plugin_headers: ResponseHeaders::default(),
             sent: 0,
             _active: None,
         }
@@ -458,6 +465,7 @@ impl ResponseBody {
                 return ResponseBody {
                     inner: Inner::Lean(body),
                     log: None,
+                    plugin_headers: ResponseHeaders::default(),
                     sent: 0,
                     _active: None,
                 }
@@ -473,6 +481,7 @@ impl ResponseBody {
         ResponseBody {
             inner: Inner::Upstream { body, lease },
             log: None,
+            plugin_headers: ResponseHeaders::default(),
             sent: 0,
             _active: None,
         }
@@ -484,6 +493,15 @@ impl ResponseBody {
 
     pub(crate) fn set_log(&mut self, log: Box<LogJob>) {
         self.log = Some(log);
+    }
+
+    pub(crate) fn set_plugin_headers(&mut self, headers: ResponseHeaders) {
+        self.plugin_headers = headers;
+    }
+
+    /// The plugin headers still to be written with the head.
+    pub(crate) fn take_plugin_headers(&mut self) -> ResponseHeaders {
+        std::mem::take(&mut self.plugin_headers)
     }
 }
 

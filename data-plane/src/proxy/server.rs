@@ -363,7 +363,16 @@ fn hyper_service(
 > + Clone {
     let conn = Arc::clone(conn);
     hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-        service::handle(Arc::clone(&conn), request.map(ClientIncoming::Hyper))
+        let handled = service::handle(Arc::clone(&conn), request.map(ClientIncoming::Hyper));
+        async move {
+            let Ok(mut response) = handled.await;
+            // hyper writes the head from the map alone.
+            let extra = response.body_mut().take_plugin_headers();
+            if !extra.is_empty() {
+                service::merge_plugin_headers(response.headers_mut(), extra);
+            }
+            Ok(response)
+        }
     })
 }
 

@@ -37,7 +37,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::time::Instant;
-use tollgate_shared::runtime::{request_headers_json, response_headers_json, LogFacts, Phase};
+use tollgate_shared::runtime::{
+    request_headers_json, response_headers_json, LogFacts, Phase, ResponseHeaders,
+};
 
 /// An early end of a request: what to answer, how to format it, and for a
 /// failure, its fixed label.
@@ -394,13 +396,19 @@ fn finish_exit(
 
 /// Adds the headers plugins asked for and runs the response phase, in place:
 /// the response is edited through its head, never taken apart and rebuilt.
+///
+/// When nothing reads the head after this (no response-phase plugin, no log
+/// facts), the plugins' headers ride with the body instead of going into the
+/// map: the writer of the head adds them, replacing fields of the same
+/// names, which is what inserting them does, without hashing five names into
+/// the map per request (a third of what rate-limiting cost).
 fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody>) {
     if !ctx.response_headers.is_empty() {
         let extra = std::mem::take(&mut ctx.response_headers);
-        let headers = response.headers_mut();
-        headers.reserve(extra.len());
-        for (name, value) in extra {
-            headers.insert(name, value);
+        if ctx.log_facts.is_none() && !PluginChain::runs_response(ctx) {
+            response.body_mut().set_plugin_headers(extra);
+        } else {
+            merge_plugin_headers(response.headers_mut(), extra);
         }
     }
     let mut status = response.status();
@@ -438,6 +446,14 @@ fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody
                 Some(response_headers_json(headers, written_length.as_ref()));
         }
         ctx.timings.responded = Some(std::time::Instant::now());
+    }
+}
+
+/// Sets plugin headers in a head's map, replacing fields of the same names.
+pub(crate) fn merge_plugin_headers(headers: &mut HeaderMap, extra: ResponseHeaders) {
+    headers.reserve(extra.len());
+    for (name, value) in extra {
+        headers.insert(name, value);
     }
 }
 

@@ -151,6 +151,13 @@ impl PluginChain {
         ctx.selected = selected;
     }
 
+    /// Whether a selected instance has a response phase.
+    pub fn runs_response(ctx: &RequestContext) -> bool {
+        ctx.selected
+            .iter()
+            .any(|instance| instance.plugin.phases().contains(Phase::Response))
+    }
+
     /// The log phase over the instances selected in `access`.
     pub fn log(ctx: &RequestContext) {
         for instance in &ctx.selected {

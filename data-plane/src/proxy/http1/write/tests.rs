@@ -104,3 +104,32 @@ async fn an_unknown_status_has_an_empty_reason() {
     let (text, _) = written(reply(599, ""), false, true).await;
     assert!(text.starts_with("HTTP/1.1 599 \r\n"));
 }
+
+#[tokio::test]
+async fn plugin_headers_that_ride_with_the_body_replace_fields_of_their_names() {
+    let mut response = reply(200, "ok");
+    let headers = response.headers_mut();
+    headers.insert("ratelimit-limit", HeaderValue::from_static("99"));
+    headers.append("ratelimit-limit", HeaderValue::from_static("98"));
+    headers.insert("x-upstream", HeaderValue::from_static("kept"));
+    let mut plugin = tollgate_shared::runtime::ResponseHeaders::default();
+    plugin.insert(
+        HeaderName::from_static("ratelimit-limit"),
+        HeaderValue::from_static("5"),
+    );
+    plugin.insert(
+        HeaderName::from_static("x-ratelimit-remaining-minute"),
+        HeaderValue::from_static("4"),
+    );
+    response.body_mut().set_plugin_headers(plugin);
+    let (text, _) = written(response, false, true).await;
+    let (head, body) = split(&text);
+    assert!(head.contains(&"x-upstream: kept"), "{head:?}");
+    assert!(head.contains(&"x-ratelimit-remaining-minute: 4"), "{head:?}");
+    let limits: Vec<&&str> = head
+        .iter()
+        .filter(|line| line.starts_with("ratelimit-limit:"))
+        .collect();
+    assert_eq!(limits, [&"ratelimit-limit: 5"], "{head:?}");
+    assert_eq!(body, "ok");
+}
