@@ -6,7 +6,7 @@
 use crate::proxy::body::ResponseBody;
 use crate::proxy::headers::has_token;
 use bytes::Bytes;
-use http::header::{self, HeaderName};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -104,31 +104,39 @@ async fn encode_and_send<S: AsyncWrite + Unpin>(
     status_line(out, status);
     let mut has_date = false;
     let mut has_connection = false;
-    // Plugin headers not merged into the map replace its fields of the same
-    // names, as a map insert would have.
-    let plugin_headers = body.take_plugin_headers();
-    // Their name lengths first: a field of another length is not replaced,
-    // which rules out nearly every field without comparing names.
-    let lengths = plugin_headers.iter().fold(0u64, |mask, (name, _)| {
-        mask | 1 << (name.as_str().len() % 64)
-    });
-    let replaced = |name: &HeaderName| {
-        lengths & 1 << (name.as_str().len() % 64) != 0 && plugin_headers.get(name).is_some()
-    };
-    let fields = parts
-        .headers
-        .iter()
-        .filter(|(name, _)| !replaced(name))
-        .chain(plugin_headers.iter());
-    for (name, value) in fields {
+    let mut write_field = |name: &HeaderName, value: &HeaderValue| {
         if !matches!(framing, Framing::None)
             && (name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING)
         {
-            continue;
+            return;
         }
         has_date |= name == header::DATE;
         has_connection |= name == header::CONNECTION;
         field(out, name.as_str().as_bytes(), value.as_bytes());
+    };
+    // Plugin headers not merged into the map replace its fields of the same
+    // names, as a map insert would have.
+    let plugin_headers = body.take_plugin_headers();
+    if plugin_headers.is_empty() {
+        for (name, value) in &parts.headers {
+            write_field(name, value);
+        }
+    } else {
+        // Their name lengths first: a field of another length is not
+        // replaced, which rules out nearly every field without comparing names.
+        let lengths = plugin_headers.iter().fold(0u64, |mask, (name, _)| {
+            mask | 1 << (name.as_str().len() % 64)
+        });
+        for (name, value) in &parts.headers {
+            let replaced = lengths & 1 << (name.as_str().len() % 64) != 0
+                && plugin_headers.get(name).is_some();
+            if !replaced {
+                write_field(name, value);
+            }
+        }
+        for (name, value) in plugin_headers.iter() {
+            write_field(name, value);
+        }
     }
     match framing {
         Framing::None => {}

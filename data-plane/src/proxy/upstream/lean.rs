@@ -168,22 +168,18 @@ fn encode(out: &mut Vec<u8>, request: &Request<RequestBody>) {
     let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut has_length = false;
-    for (name, value) in request.headers() {
+    let headers = request.headers();
+    for (name, value) in headers {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
-        has_length |= name == header::CONTENT_LENGTH;
     }
-    if announces_empty_body(request.method()) && !has_length {
-        out.extend_from_slice(EMPTY_BODY_FIELD);
+    if announces_empty_body(request.method()) && !headers.contains_key(header::CONTENT_LENGTH) {
+        out.extend_from_slice(b"content-length: 0\r\n");
     }
     out.extend_from_slice(b"\r\n");
 }
-
-/// What a body-announcing method without a length gets.
-const EMPTY_BODY_FIELD: &[u8] = b"content-length: 0\r\n";
 
 /// Response headers the gateway may add beyond the upstream's: `Via`, the
 /// latency headers, and a plugin's (rate-limiting sets five).

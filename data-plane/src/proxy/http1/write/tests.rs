@@ -125,7 +125,10 @@ async fn plugin_headers_that_ride_with_the_body_replace_fields_of_their_names() 
     let (text, _) = written(response, false, true).await;
     let (head, body) = split(&text);
     assert!(head.contains(&"x-upstream: kept"), "{head:?}");
-    assert!(head.contains(&"x-ratelimit-remaining-minute: 4"), "{head:?}");
+    assert!(
+        head.contains(&"x-ratelimit-remaining-minute: 4"),
+        "{head:?}"
+    );
     let limits: Vec<&&str> = head
         .iter()
         .filter(|line| line.starts_with("ratelimit-limit:"))
