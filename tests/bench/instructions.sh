@@ -79,9 +79,12 @@ for spec in $CASES; do
     echo '  routes:'
     echo '  - name: r5'
     echo '    paths: ["/r5/"]'
+    # Sourced from the tree, run in the work directory, as proxy.sh runs
+    # cases: what a case writes (keys, a collector's config) stays out of
+    # the tree.
     ( tollgate_extra() { :; }; case_setup() { :; }; WRK_ARGS=()
-      source "$file"; case_setup; source "$file"
-      [ "$name" != "$spec" ] || tollgate_extra
+      source "$file"; (cd "$work" && case_setup); source "$file"
+      [ "$name" != "$spec" ] || (cd "$work" && tollgate_extra)
       for ((i = 0; i + 1 < ${#WRK_ARGS[@]}; i++)); do
         [ "${WRK_ARGS[$i]}" = -H ] && printf '%s\n' "${WRK_ARGS[$((i + 1))]}" >> "$work/$case.headers"
       done )

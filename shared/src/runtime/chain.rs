@@ -153,9 +153,7 @@ impl PluginChain {
 
     /// Whether a selected instance has a response phase.
     pub fn runs_response(ctx: &RequestContext) -> bool {
-        ctx.selected
-            .iter()
-            .any(|instance| instance.plugin.phases().contains(Phase::Response))
+        Self::selected_run(ctx, Phase::Response)
     }
 
     /// The log phase over the instances selected in `access`.
@@ -169,9 +167,14 @@ impl PluginChain {
 
     /// Whether the log phase has anything to run for this request.
     pub fn wants_log(ctx: &RequestContext) -> bool {
+        Self::selected_run(ctx, Phase::Log)
+    }
+
+    /// Whether a selected instance runs `phase`.
+    fn selected_run(ctx: &RequestContext, phase: Phase) -> bool {
         ctx.selected
             .iter()
-            .any(|i| i.plugin.phases().contains(Phase::Log))
+            .any(|instance| instance.plugin.phases().contains(phase))
     }
 
     /// The chain of global instances (no route, service or consumer), which

@@ -7,8 +7,7 @@
 //! still holds a live window the one expiring soonest is evicted (counted).
 
 use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
-use std::hash::DefaultHasher;
+use std::hash::{BuildHasher, DefaultHasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Slots in the node's table: 2^17 windows (two 8-byte words each, 2 MiB),
