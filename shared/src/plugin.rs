@@ -87,6 +87,11 @@ macro_rules! plugin_table {
         }
 
         /// A compiled plugin instance, ready to run on requests.
+        // Built once per compile and kept behind an `Arc` (`PluginInstance`):
+        // never moved per request, so a large variant (rate-limiting's) costs
+        // a few hundred bytes per instance, where boxing it would cost every
+        // request a pointer chase.
+        #[allow(clippy::large_enum_variant)]
         #[derive(Debug)]
         pub enum Plugin {
             $( $(#[$meta])* $variant($runtime), )*

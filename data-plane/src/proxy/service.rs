@@ -737,7 +737,10 @@ async fn forward(
     } else {
         if phases.reads_log_record() {
             if let Some(facts) = ctx.log_facts.as_mut() {
-                facts.request_headers_json = Some(request_headers_json(&ctx.request.headers));
+                facts.request_headers_json = Some(request_headers_json(
+                    &ctx.request.headers,
+                    ctx.consumer_headers.as_deref(),
+                ));
             }
         }
         std::mem::take(&mut ctx.request.headers)
@@ -834,6 +837,9 @@ async fn forward(
     ctx.timings.upstream_sent = Some(sent_at.into_std());
     let proxy_latency = sent_at - started;
     let result = if let Some(client_upgrade) = client_upgrade {
+        if let Some(consumer) = ctx.consumer_headers.as_deref() {
+            consumer.merge_into(upstream_request.headers_mut());
+        }
         // Boxed: a rare path whose future would otherwise size every request's.
         Box::pin(upgrade_exchange(
             &service.target,
@@ -842,7 +848,13 @@ async fn forward(
         ))
         .await
     } else {
-        upstream::forward(&service.target, upstream_request, &mut ctx.failed_tries).await
+        upstream::forward(
+            &service.target,
+            upstream_request,
+            ctx.consumer_headers.as_deref(),
+            &mut ctx.failed_tries,
+        )
+        .await
     };
     let UpstreamResponse {
         response,

@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
-use tollgate_shared::runtime::FailedTry;
+use tollgate_shared::runtime::{ConsumerHeaders, FailedTry};
 
 /// Where and how a service's requests go.
 #[derive(Debug)]
@@ -132,17 +132,26 @@ impl Tries<'_> {
     }
 }
 
-/// Sends `request` with the target's retries; every try that failed and was
-/// retried is appended to `failed` (for the request's trace spans).
+/// Sends `request`, with the `consumer` headers an authentication plugin
+/// set, with the target's retries; every try that failed and was retried is
+/// appended to `failed` (for the request's trace spans).
 pub async fn forward(
     target: &UpstreamTarget,
-    request: Request<RequestBody>,
+    mut request: Request<RequestBody>,
+    consumer: Option<&ConsumerHeaders>,
     failed: &mut Vec<FailedTry>,
 ) -> Result<UpstreamResponse, ProxyError> {
+    let lean = !target.pool.key().protocol.is_http2() && request.body().is_empty();
+    if lean {
+        // The lean client writes the consumer headers' prepared lines.
+        let lines = consumer.map_or(&[][..], ConsumerHeaders::lines);
+        return forward_lean(target, request, lines, failed).await;
+    }
+    if let Some(consumer) = consumer {
+        consumer.merge_into(request.headers_mut());
+    }
     if target.pool.key().protocol.is_http2() {
         forward_http2(target, request, failed).await
-    } else if request.body().is_empty() {
-        forward_lean(target, request, failed).await
     } else {
         forward_http1(target, request, failed).await
     }
@@ -154,6 +163,7 @@ pub async fn forward(
 async fn forward_lean(
     target: &UpstreamTarget,
     request: Request<RequestBody>,
+    extra_lines: &[u8],
     failed: &mut Vec<FailedTry>,
 ) -> Result<UpstreamResponse, ProxyError> {
     let replayable = is_idempotent(request.method());
@@ -167,7 +177,7 @@ async fn forward_lean(
             .await?;
         let connected_at = tokio::time::Instant::now();
         let may_fail_after_send = lease.may_fail_after_send;
-        let error = match lean::exchange(lease.conn, &target.pool, &request).await {
+        let error = match lean::exchange(lease.conn, &target.pool, &request, extra_lines).await {
             Ok(response) => {
                 return Ok(UpstreamResponse {
                     response: response.map(UpstreamBody::Lean),

@@ -10,7 +10,9 @@
 
 use crate::compile::ConsumerIndex;
 use crate::entity::Consumer;
-use crate::runtime::{CredentialRef, Decision, Rejection, RejectionStyle, RequestContext};
+use crate::runtime::{
+    ConsumerHeaders, CredentialRef, Decision, Rejection, RejectionStyle, RequestContext,
+};
 use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::StatusCode;
 use std::borrow::Cow;
@@ -36,37 +38,102 @@ pub mod consumer_headers {
         CREDENTIAL_IDENTIFIER,
         ANONYMOUS,
     ];
+
+    /// Whether `name` is one of [`ALL`]. Compares text: a `HeaderName`
+    /// constant is built and dropped at each use, which costs more than
+    /// the comparison.
+    pub fn is_one(name: &HeaderName) -> bool {
+        const NAMES: [&str; 5] = [
+            "x-consumer-id",
+            "x-consumer-custom-id",
+            "x-consumer-username",
+            "x-credential-identifier",
+            "x-anonymous-consumer",
+        ];
+        let name = name.as_str();
+        // Standard names (most of a request's) never start with `x-`.
+        name.starts_with("x-") && NAMES.contains(&name)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn is_one_knows_every_consumer_header_and_nothing_else() {
+            assert!(ALL.iter().all(is_one));
+            for other in ["host", "x-consumer-groups", "x-consumer", "authorization"] {
+                assert!(!is_one(&HeaderName::from_static(other)), "{other}");
+            }
+        }
+    }
 }
 
-/// A consumer with its upstream header values and its log record JSON,
-/// prepared once where the plugin can (the jwt credential index, an
-/// `anonymous` consumer) so that a request only copies them.
+/// A consumer as one credential (or the anonymous fallback) identifies it,
+/// with its upstream headers and its log record JSON, prepared once where
+/// the plugin can (the jwt credential index, an `anonymous` consumer) so
+/// that a request only takes references to them.
 #[derive(Debug)]
 pub(crate) struct Identity {
     pub consumer: Arc<Consumer>,
-    id: Option<HeaderValue>,
-    custom_id: Option<HeaderValue>,
-    username: Option<HeaderValue>,
+    headers: Arc<ConsumerHeaders>,
     /// The consumer as the log record shows it; `None` for an identity made
     /// for one request, whose log renders the consumer itself if it logs.
     json: Option<Arc<str>>,
 }
 
+/// How a consumer was identified, for its upstream headers.
+#[derive(Clone, Copy)]
+pub(crate) enum Presenting<'a> {
+    /// By a credential with this `X-Credential-Identifier` value (`None`: a
+    /// value that cannot be a header, so the header is left out).
+    Credential(Option<&'a HeaderValue>),
+    /// As the `anonymous` consumer: `X-Anonymous-Consumer: true`.
+    Anonymous,
+}
+
 impl Identity {
     /// An identity kept in a compiled plugin: headers and JSON rendered now.
-    pub(crate) fn new(consumer: &Arc<Consumer>) -> Identity {
-        let mut identity = Identity::for_one_request(consumer);
+    pub(crate) fn new(consumer: &Arc<Consumer>, presenting: Presenting<'_>) -> Identity {
+        let mut identity = Identity::for_one_request(consumer, presenting);
         identity.json = serde_json::to_string(consumer.as_ref()).ok().map(Arc::from);
         identity
     }
 
-    fn for_one_request(consumer: &Arc<Consumer>) -> Identity {
+    fn for_one_request(consumer: &Arc<Consumer>, presenting: Presenting<'_>) -> Identity {
         let value = |text: Option<&str>| text.and_then(|t| HeaderValue::from_str(t).ok());
+        let mut fields = Vec::with_capacity(4);
+        for (name, value) in [
+            (
+                consumer_headers::CONSUMER_ID,
+                value(Some(&consumer.id.to_string())),
+            ),
+            (
+                consumer_headers::CONSUMER_CUSTOM_ID,
+                value(consumer.custom_id.as_deref()),
+            ),
+            (
+                consumer_headers::CONSUMER_USERNAME,
+                value(consumer.username.as_deref()),
+            ),
+        ] {
+            if let Some(value) = value {
+                fields.push((name, value));
+            }
+        }
+        match presenting {
+            Presenting::Credential(Some(identifier)) => {
+                fields.push((consumer_headers::CREDENTIAL_IDENTIFIER, identifier.clone()));
+            }
+            Presenting::Credential(None) => {}
+            Presenting::Anonymous => fields.push((
+                consumer_headers::ANONYMOUS,
+                HeaderValue::from_static("true"),
+            )),
+        }
         Identity {
             consumer: Arc::clone(consumer),
-            id: value(Some(&consumer.id.to_string())),
-            custom_id: value(consumer.custom_id.as_deref()),
-            username: value(consumer.username.as_deref()),
+            headers: Arc::new(ConsumerHeaders::new(fields)),
             json: None,
         }
     }
@@ -77,46 +144,26 @@ pub(crate) struct Presented {
     pub credential: CredentialRef,
     /// `X-Credential-Identifier`: jwt sends the credential's `key`, key-auth
     /// the credential's id, basic-auth its username. `None` (a value that
-    /// cannot be a header) removes the header.
+    /// cannot be a header) leaves the header out.
     pub identifier: Option<HeaderValue>,
 }
 
 /// Kong's `set_consumer(consumer, credential)`: the consumer's headers set
 /// (those without a value stay absent), `X-Credential-Identifier` for a
-/// credential, `X-Anonymous-Consumer: true` without one. Called after
-/// [`clear_consumer_headers`] in the same access phase, so none is there yet.
+/// credential, `X-Anonymous-Consumer: true` without one (as `identity` was
+/// prepared), and the consumer and credential recorded in the context.
+/// Called after [`clear_consumer_headers`] in the same access phase, so the
+/// header map holds none of those names.
 pub(crate) fn set_consumer(
     ctx: &mut RequestContext,
     identity: &Identity,
-    credential: Option<Presented>,
+    credential: Option<CredentialRef>,
 ) {
-    let identifier = credential.as_ref().and_then(|c| c.identifier.clone());
-    // Every caller cleared these headers earlier in the same access phase
-    // (`clear_consumer_headers`), so an absent value needs no remove.
-    debug_assert!(!ctx
-        .headers()
-        .keys()
-        .any(|name| consumer_headers::ALL.contains(name)));
-    let headers = ctx.headers_mut();
-    for (name, value) in [
-        (consumer_headers::CONSUMER_ID, &identity.id),
-        (consumer_headers::CONSUMER_CUSTOM_ID, &identity.custom_id),
-        (consumer_headers::CONSUMER_USERNAME, &identity.username),
-        (consumer_headers::CREDENTIAL_IDENTIFIER, &identifier),
-    ] {
-        if let Some(value) = value {
-            headers.insert(name, value.clone());
-        }
-    }
-    if credential.is_none() {
-        headers.insert(
-            consumer_headers::ANONYMOUS,
-            HeaderValue::from_static("true"),
-        );
-    }
+    debug_assert!(!ctx.headers().keys().any(consumer_headers::is_one));
+    ctx.consumer_headers = Some(Arc::clone(&identity.headers));
     ctx.consumer = Some(Arc::clone(&identity.consumer));
     ctx.consumer_json = identity.json.clone();
-    ctx.credential = credential.map(|c| c.credential);
+    ctx.credential = credential;
 }
 
 /// [`set_consumer`] for a consumer whose headers were not prepared.
@@ -125,7 +172,12 @@ pub(crate) fn set_consumer_of(
     consumer: &Arc<Consumer>,
     credential: Option<Presented>,
 ) {
-    set_consumer(ctx, &Identity::for_one_request(consumer), credential);
+    let presenting = match &credential {
+        Some(presented) => Presenting::Credential(presented.identifier.as_ref()),
+        None => Presenting::Anonymous,
+    };
+    let identity = Identity::for_one_request(consumer, presenting);
+    set_consumer(ctx, &identity, credential.map(|c| c.credential));
 }
 
 /// An instance's `anonymous` consumer, resolved at compile time.
@@ -139,7 +191,7 @@ pub(crate) enum Anonymous {
 impl Anonymous {
     pub(crate) fn resolve(name: Option<&str>, consumers: &ConsumerIndex) -> Option<Anonymous> {
         name.map(|name| match consumers.by_id_or_username(name) {
-            Some(consumer) => Anonymous::Found(Identity::new(consumer)),
+            Some(consumer) => Anonymous::Found(Identity::new(consumer, Presenting::Anonymous)),
             None => Anonymous::Missing(format!(
                 "anonymous consumer {name} is configured but doesn't exist"
             )),
@@ -195,16 +247,14 @@ pub(crate) fn fail(
 pub(crate) fn clear_consumer_headers(ctx: &mut RequestContext) {
     // One pass over the names the client sent (a handful) is much cheaper
     // than five hashed removes of headers that are almost never there.
-    let sent = ctx
-        .headers()
-        .keys()
-        .any(|name| consumer_headers::ALL.contains(name));
+    let sent = ctx.headers().keys().any(consumer_headers::is_one);
     if sent {
         let headers = ctx.headers_mut();
         for name in consumer_headers::ALL {
             headers.remove(name);
         }
     }
+    ctx.consumer_headers = None;
 }
 
 /// A realm as a quoted-string: backslashes and quotes escaped.

@@ -31,7 +31,7 @@ pub use jwks::{
 };
 pub use keys::{public_key_parses, KeyError, Verifier};
 
-use super::identity::{self, Anonymous, Identity, Presented};
+use super::identity::{self, Anonymous, Identity, Presenting};
 use super::null_as_default;
 use crate::compile::ConsumerIndex;
 use crate::entity::{JwtAlgorithm, JwtSecret};
@@ -191,7 +191,6 @@ pub use super::identity::consumer_headers;
 struct Credential {
     id: Uuid,
     key: Arc<str>,
-    key_header: Option<HeaderValue>,
     algorithm: JwtAlgorithm,
     /// `None`: no usable secret or key ("Invalid key/secret").
     verifier: Option<Verifier>,
@@ -225,14 +224,16 @@ impl Credential {
                 Verifier::public_key(secret.algorithm, text).ok()
             }
         });
+        let key_header = HeaderValue::from_str(&secret.key).ok();
         Credential {
             id: secret.id,
             key: Arc::from(secret.key.as_str()),
-            key_header: HeaderValue::from_str(&secret.key).ok(),
             algorithm: secret.algorithm,
             verifier,
             consumer_id: secret.consumer.id,
-            identity: consumers.by_id(&secret.consumer.id).map(Identity::new),
+            identity: consumers.by_id(&secret.consumer.id).map(|consumer| {
+                Identity::new(consumer, Presenting::Credential(key_header.as_ref()))
+            }),
         }
     }
 }
@@ -390,13 +391,10 @@ impl JwtState {
         identity::set_consumer(
             ctx,
             identity,
-            Some(Presented {
-                credential: CredentialRef {
-                    id: credential.id,
-                    identifier: Arc::clone(&credential.key),
-                    consumer: credential.consumer_id,
-                },
-                identifier: credential.key_header.clone(),
+            Some(CredentialRef {
+                id: credential.id,
+                identifier: Arc::clone(&credential.key),
+                consumer: credential.consumer_id,
             }),
         );
     }

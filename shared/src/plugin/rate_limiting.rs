@@ -553,7 +553,7 @@ fn identifier<'a>(plugin: &'a RateLimiting, ctx: &'a RequestContext) -> Identifi
         LimitBy::Header => plugin
             .header_name
             .as_ref()
-            .and_then(|name| ctx.headers().get(name))
+            .and_then(|name| ctx.upstream_header(name.as_str()))
             .map(|value| Identifier::Borrowed(value.as_bytes())),
         // Kong's quirk: only a request for exactly `path` counts by path; every
         // other request counts by client address.

@@ -4,8 +4,10 @@
 //! parsing again, and write what later steps need (consumer, credential,
 //! upstream header edits, response headers, their own typed state).
 
+mod consumer_headers;
 mod response_headers;
 
+pub use consumer_headers::ConsumerHeaders;
 pub use response_headers::ResponseHeaders;
 
 use super::{PluginInstance, Protocol};
@@ -159,6 +161,9 @@ pub struct RequestContext {
     /// renders it.
     pub consumer_json: Option<Arc<str>>,
     pub credential: Option<CredentialRef>,
+    /// The upstream headers of `consumer` and `credential`, set with them by
+    /// an authentication plugin; never in the request's header map.
+    pub consumer_headers: Option<Arc<ConsumerHeaders>>,
     /// Groups an authentication plugin vouched for (Kong's
     /// `kong.ctx.shared.authenticated_groups`, which Kong OSS's session
     /// plugin sets); the acl plugin decides by them when there is no
@@ -222,6 +227,7 @@ impl RequestContext {
             consumer: None,
             consumer_json: None,
             credential: None,
+            consumer_headers: None,
             authenticated_groups: None,
             body: None,
             body_replaced: false,
@@ -240,13 +246,23 @@ impl RequestContext {
         }
     }
 
-    /// The upstream request headers (the client's, as plugins edited them).
+    /// The upstream request headers (the client's, as plugins edited them),
+    /// without the consumer headers ([`RequestContext::consumer_headers`]).
     pub fn headers(&self) -> &HeaderMap {
         &self.request.headers
     }
 
     pub fn headers_mut(&mut self) -> &mut HeaderMap {
         &mut self.request.headers
+    }
+
+    /// A header of the upstream request as plugins left it: the consumer
+    /// headers an authentication plugin set, else the header map's.
+    pub fn upstream_header(&self, name: &str) -> Option<&http::HeaderValue> {
+        self.consumer_headers
+            .as_deref()
+            .and_then(|consumer| consumer.get(name))
+            .or_else(|| self.request.headers.get(name))
     }
 
     /// The plugin that was running when a phase failed or panicked.

@@ -7,7 +7,7 @@
 
 mod json;
 
-use super::{Protocol, RequestContext};
+use super::{ConsumerHeaders, Protocol, RequestContext};
 use crate::{Route, Service};
 use http::HeaderMap;
 use json::{key, JsonWriter};
@@ -290,7 +290,7 @@ impl LogRecord<'_> {
         json.key(key!("headers"));
         match facts.and_then(|f| f.request_headers_json.as_deref()) {
             Some(rendered) => json.raw(rendered),
-            None => write_headers(json, &request.headers, true),
+            None => write_request_headers(json, &request.headers, ctx.consumer_headers.as_deref()),
         }
         json.unsigned_field(key!("size"), ctx.bytes.request);
         if let Some(tls) = facts.and_then(|f| f.tls.as_ref()) {
@@ -372,10 +372,28 @@ fn host_without_port(host: &str) -> &str {
     }
 }
 
-/// The request headers as the record shows them (credentials `REDACTED`),
-/// rendered before the map goes upstream.
-pub fn request_headers_json(headers: &HeaderMap) -> String {
-    headers_json(headers, true, None)
+/// The request headers as the record shows them (credentials `REDACTED`,
+/// the consumer headers an authentication plugin set included), rendered
+/// before the map goes upstream.
+pub fn request_headers_json(headers: &HeaderMap, consumer: Option<&ConsumerHeaders>) -> String {
+    let mut json = JsonWriter::with_capacity(HEADERS_CAPACITY);
+    write_request_headers(&mut json, headers, consumer);
+    json.finish()
+}
+
+fn write_request_headers(
+    json: &mut JsonWriter,
+    headers: &HeaderMap,
+    consumer: Option<&ConsumerHeaders>,
+) {
+    json.open_object();
+    write_header_entries(json, headers, true);
+    // Never in the map as well: authentication removed the client's copies.
+    for (name, value) in consumer.map_or(&[][..], ConsumerHeaders::fields) {
+        json.token_key(name.as_str());
+        json.lossy_string(value.as_bytes());
+    }
+    json.close_object();
 }
 
 /// The response headers as sent, plus the `Content-Length` the server
@@ -384,17 +402,9 @@ pub fn response_headers_json(
     headers: &HeaderMap,
     written_length: Option<&http::HeaderValue>,
 ) -> String {
-    headers_json(headers, false, written_length)
-}
-
-fn headers_json(
-    headers: &HeaderMap,
-    redact: bool,
-    written_length: Option<&http::HeaderValue>,
-) -> String {
     let mut json = JsonWriter::with_capacity(HEADERS_CAPACITY);
     json.open_object();
-    write_header_entries(&mut json, headers, redact);
+    write_header_entries(&mut json, headers, false);
     if let Some(length) = written_length {
         json.token_key(http::header::CONTENT_LENGTH.as_str());
         json.lossy_string(length.as_bytes());
@@ -409,12 +419,6 @@ const HEADERS_CAPACITY: usize = 512;
 /// Headers as Kong's `get_headers()` gives them: lowercase names, a string
 /// for one value and an array for several. With `redact`, credentials
 /// (`authorization`, `proxy-authorization`) are replaced by `REDACTED`.
-fn write_headers(json: &mut JsonWriter, headers: &HeaderMap, redact: bool) {
-    json.open_object();
-    write_header_entries(json, headers, redact);
-    json.close_object();
-}
-
 fn write_header_entries(json: &mut JsonWriter, headers: &HeaderMap, redact: bool) {
     // The map yields every value of a name one after the other.
     let mut values = headers.iter().peekable();
@@ -721,6 +725,22 @@ mod tests {
             .log_record()
             .contains(&format!("\"consumer\":{rendered},")));
         assert_eq!(record(&ctx)["consumer"]["username"], "bob \"the\" builder");
+    }
+
+    #[test]
+    fn the_consumer_headers_show_among_the_request_headers() {
+        let mut ctx = context("/x", &[("accept", "*/*")]);
+        ctx.consumer_headers = Some(Arc::new(crate::runtime::ConsumerHeaders::new(vec![(
+            http::HeaderName::from_static("x-consumer-username"),
+            http::HeaderValue::from_static("bob"),
+        )])));
+        let headers = &record(&ctx)["request"]["headers"];
+        assert_eq!(headers["x-consumer-username"], "bob");
+        assert_eq!(headers["accept"], "*/*");
+        // Rendered before the map goes upstream, as the proxy does.
+        let rendered = request_headers_json(ctx.headers(), ctx.consumer_headers.as_deref());
+        let value: Value = serde_json::from_str(&rendered).unwrap();
+        assert_eq!(&value, headers);
     }
 
     #[test]

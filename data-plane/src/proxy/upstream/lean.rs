@@ -99,11 +99,12 @@ pub async fn exchange(
     mut conn: LeanConn,
     pool: &Arc<HostPool>,
     request: &Request<RequestBody>,
+    extra_lines: &[u8],
 ) -> Result<Response<LeanBody>, Failure> {
     // Room for a large head (a token, the consumer headers) without
     // regrowing; 1 KiB costs what 512 bytes cost to allocate.
     let mut out = Vec::with_capacity(1024);
-    encode(&mut out, request);
+    encode(&mut out, request, extra_lines);
     conn.control.set_awaiting_response(false);
     let mut written = 0;
     while written < out.len() {
@@ -162,7 +163,10 @@ fn announces_empty_body(method: &Method) -> bool {
     )
 }
 
-fn encode(out: &mut Vec<u8>, request: &Request<RequestBody>) {
+/// The request head: its line, its header map, then `extra_lines` (header
+/// lines kept apart from the map, each ending in CRLF, whose names the map
+/// does not hold: the consumer headers).
+fn encode(out: &mut Vec<u8>, request: &Request<RequestBody>, extra_lines: &[u8]) {
     out.extend_from_slice(request.method().as_str().as_bytes());
     out.push(b' ');
     let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
@@ -175,6 +179,7 @@ fn encode(out: &mut Vec<u8>, request: &Request<RequestBody>) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(extra_lines);
     if announces_empty_body(request.method()) && !headers.contains_key(header::CONTENT_LENGTH) {
         out.extend_from_slice(b"content-length: 0\r\n");
     }

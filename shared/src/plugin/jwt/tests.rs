@@ -187,6 +187,15 @@ fn assert_invalid(outcome: &(Decision, RequestContext), message: &str) {
     );
 }
 
+/// The headers the upstream gets: the map and the consumer headers.
+fn upstream_headers(ctx: &RequestContext) -> http::HeaderMap {
+    let mut headers = ctx.headers().clone();
+    if let Some(consumer) = ctx.consumer_headers.as_deref() {
+        consumer.merge_into(&mut headers);
+    }
+    headers
+}
+
 #[track_caller]
 fn assert_authenticated(outcome: &(Decision, RequestContext), username: &str) {
     let (decision, ctx) = outcome;
@@ -195,7 +204,7 @@ fn assert_authenticated(outcome: &(Decision, RequestContext), username: &str) {
     assert_eq!(consumer.username.as_deref(), Some(username));
     let credential = ctx.credential.as_ref().expect("a credential");
     assert_eq!(credential.consumer, consumer.id);
-    let headers = ctx.headers();
+    let headers = upstream_headers(ctx);
     assert_eq!(
         headers[consumer_headers::CONSUMER_ID],
         consumer.id.to_string().as_str()
@@ -664,17 +673,19 @@ fn success_sets_the_consumer_and_replaces_smuggled_headers() {
     assert_authenticated(&outcome, "alice");
     let ctx = &outcome.1;
     assert_eq!(
-        ctx.headers()[consumer_headers::CREDENTIAL_IDENTIFIER],
+        upstream_headers(ctx)[consumer_headers::CREDENTIAL_IDENTIFIER],
         "key-1"
     );
     // alice has no custom_id: the client's value is removed, not forwarded.
-    assert!(ctx
-        .headers()
+    assert!(upstream_headers(ctx)
         .get(consumer_headers::CONSUMER_CUSTOM_ID)
         .is_none());
     assert_eq!(ctx.credential.as_ref().unwrap().id, uuid(10));
     // The Authorization header goes upstream unchanged.
-    assert_eq!(ctx.headers()["authorization"], bearer(&token).as_str());
+    assert_eq!(
+        upstream_headers(ctx)["authorization"],
+        bearer(&token).as_str()
+    );
 }
 
 #[test]
@@ -692,7 +703,7 @@ fn anonymous_replaces_the_rejection() {
             Some("guest")
         );
         assert!(ctx.credential.is_none());
-        let headers = ctx.headers();
+        let headers = upstream_headers(ctx);
         assert_eq!(headers[consumer_headers::ANONYMOUS], "true");
         assert_eq!(
             headers[consumer_headers::CONSUMER_CUSTOM_ID],
@@ -742,7 +753,7 @@ fn with_anonymous_an_earlier_credential_is_kept() {
     let (decision, ctx) = run(&plugin, ctx);
     assert!(matches!(decision, Decision::Continue));
     assert_eq!(
-        ctx.headers()["x-consumer-username"],
+        upstream_headers(&ctx)["x-consumer-username"],
         "set-by-earlier-plugin"
     );
     assert_eq!(&*ctx.credential.unwrap().identifier, "other");
@@ -763,7 +774,7 @@ fn preflight_requests_pass_only_when_configured() {
     );
     assert!(matches!(decision, Decision::Continue));
     assert!(ctx.consumer.is_none());
-    assert!(ctx.headers().get("x-consumer-username").is_none());
+    assert!(upstream_headers(&ctx).get("x-consumer-username").is_none());
     // Only OPTIONS is let through.
     assert_401(
         &run(&lenient, request("GET", "/", &[])),
@@ -1267,7 +1278,7 @@ fn assert_passed_without_consumer(outcome: &(Decision, RequestContext)) {
     assert!(matches!(decision, Decision::Continue), "{decision:?}");
     assert!(ctx.consumer.is_none() && ctx.credential.is_none());
     for name in consumer_headers::ALL {
-        assert!(ctx.headers().get(&name).is_none(), "{name}");
+        assert!(upstream_headers(ctx).get(&name).is_none(), "{name}");
     }
 }
 
@@ -1405,7 +1416,7 @@ fn the_key_claim_maps_a_key_set_token_to_a_credentials_consumer() {
     let outcome = run_with_token(&plugin, &token);
     assert_authenticated(&outcome, "alice");
     assert_eq!(
-        outcome.1.headers()[consumer_headers::CREDENTIAL_IDENTIFIER],
+        upstream_headers(&outcome.1)[consumer_headers::CREDENTIAL_IDENTIFIER],
         "https://idp.example"
     );
     // The credential's consumer is not in the config: Kong's message.
@@ -1458,8 +1469,11 @@ fn a_key_set_token_without_a_consumer_gets_the_anonymous_one() {
         Some("guest")
     );
     assert!(ctx.credential.is_none());
-    assert_eq!(ctx.headers()[consumer_headers::CONSUMER_USERNAME], "guest");
-    assert_eq!(ctx.headers()[consumer_headers::ANONYMOUS], "true");
+    assert_eq!(
+        upstream_headers(&ctx)[consumer_headers::CONSUMER_USERNAME],
+        "guest"
+    );
+    assert_eq!(upstream_headers(&ctx)[consumer_headers::ANONYMOUS], "true");
 }
 
 #[test]

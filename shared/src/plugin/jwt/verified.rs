@@ -7,8 +7,10 @@
 //! claims, because those are judged against the clock on every request.
 //! Entries are found by a keyed hash of the token's length and last
 //! [`HASHED_SUFFIX`] bytes (inside the signature, which a client cannot
-//! make collide with a verified token's without the key), then the token is
-//! compared whole, so only a byte-identical token can hit;
+//! choose without the credential's key; the hash is a folded multiply of
+//! those bytes with two random words of the instance, so even a credential
+//! holder cannot aim tokens at one bucket), then the token is compared
+//! whole, so only a byte-identical token can hit;
 //! its signature was checked with a key that cannot change while this
 //! instance lives (a new config compiles new instances with empty caches).
 //! Failures are never remembered. Memory is bounded: tokens longer than
@@ -19,7 +21,7 @@ use crate::router::FastHash;
 use serde_json::{Map, Value};
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{PoisonError, RwLock};
 
 /// Tokens kept per instance.
@@ -60,10 +62,23 @@ struct Entry {
 
 /// Verified tokens by the keyed hash of their suffix; the hash is the map's
 /// key as it is (`FastHash` only mixes it).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct VerifiedTokens {
-    keys: RandomState,
+    /// The hash's key: random per instance.
+    seeds: [u64; 2],
     entries: RwLock<HashMap<u64, Entry, FastHash>>,
+}
+
+impl Default for VerifiedTokens {
+    fn default() -> Self {
+        // std's RandomState draws its keys from the OS once per process and
+        // varies them per instance: hashing two numbers gives two random words.
+        let random = RandomState::new();
+        VerifiedTokens {
+            seeds: [random.hash_one(0u8), random.hash_one(1u8)],
+            entries: RwLock::default(),
+        }
+    }
 }
 
 impl VerifiedTokens {
@@ -83,10 +98,20 @@ impl VerifiedTokens {
     }
 
     fn key(&self, token: &[u8]) -> u64 {
-        let mut hasher = self.keys.build_hasher();
-        hasher.write_usize(token.len());
-        hasher.write(&token[token.len().saturating_sub(HASHED_SUFFIX)..]);
-        hasher.finish()
+        let suffix = &token[token.len().saturating_sub(HASHED_SUFFIX)..];
+        let mut words = [0u8; HASHED_SUFFIX];
+        words[HASHED_SUFFIX - suffix.len()..].copy_from_slice(suffix);
+        let [low, high] = [&words[..8], &words[8..]].map(|bytes| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(bytes);
+            u64::from_le_bytes(word)
+        });
+        let [seed_low, seed_high] = self.seeds;
+        let length = token.len() as u64;
+        folded_multiply(
+            folded_multiply(low ^ seed_low, high ^ seed_high),
+            length ^ seed_low.rotate_left(32),
+        )
     }
 
     /// Remembers that `token` verified against the credential `key`.
@@ -117,6 +142,13 @@ impl VerifiedTokens {
             .unwrap_or_else(PoisonError::into_inner)
             .len()
     }
+}
+
+/// The 128-bit product of `a` and `b`, its halves combined: every input
+/// bit reaches many output bits (the mixing step of foldhash and wyhash).
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
 }
 
 #[cfg(test)]

@@ -68,14 +68,14 @@ fn the_request_head_is_encoded_once_with_the_empty_body_announced_where_due() {
         .headers_mut()
         .insert(header::HOST, HeaderValue::from_static("up"));
     let mut out = Vec::new();
-    encode(&mut out, &request);
+    encode(&mut out, &request, b"");
     assert_eq!(out, b"GET /a?b=1 HTTP/1.1\r\nhost: up\r\n\r\n");
     *request.method_mut() = Method::POST;
     out.clear();
-    encode(&mut out, &request);
+    encode(&mut out, &request, b"x-consumer-id: c\r\n");
     assert_eq!(
         out,
-        b"POST /a?b=1 HTTP/1.1\r\nhost: up\r\ncontent-length: 0\r\n\r\n"
+        b"POST /a?b=1 HTTP/1.1\r\nhost: up\r\nx-consumer-id: c\r\ncontent-length: 0\r\n\r\n"
     );
 }
 
