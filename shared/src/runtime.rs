@@ -18,8 +18,8 @@ mod traces;
 
 pub use chain::{ChainStep, PluginChain, PluginFailure, PluginInstance};
 pub use context::{
-    ByteCounts, ConsumerHeaders, ConsumerRef, CredentialRef, FailedTry, LogFacts, RequestContext,
-    ResponseHeaders, Timings, TlsFacts,
+    ByteCounts, ConsumerHeaders, ConsumerRef, CredentialRef, FailedTry, LogFacts, Replaced,
+    RequestContext, ResponseHeaders, Timings, TlsFacts,
 };
 pub use log_queue::{HttpLogTarget, LogQueue, LogQueues, QueueSettings};
 pub use log_record::{

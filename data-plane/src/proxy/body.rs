@@ -499,6 +499,10 @@ impl ResponseBody {
         self.plugin_headers = headers;
     }
 
+    pub(crate) fn plugin_headers(&self) -> &ResponseHeaders {
+        &self.plugin_headers
+    }
+
     /// The plugin headers still to be written with the head.
     pub(crate) fn take_plugin_headers(&mut self) -> ResponseHeaders {
         std::mem::take(&mut self.plugin_headers)

@@ -8,7 +8,7 @@ mod consumer_headers;
 mod response_headers;
 
 pub use consumer_headers::ConsumerHeaders;
-pub use response_headers::ResponseHeaders;
+pub use response_headers::{Replaced, ResponseHeaders};
 
 use super::{PluginInstance, Protocol};
 use crate::{Consumer, Route, Service};

@@ -9,7 +9,7 @@ mod json;
 
 use super::{ConsumerHeaders, Protocol, RequestContext};
 use crate::{Route, Service};
-use http::HeaderMap;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use json::{key, JsonWriter};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -387,7 +387,7 @@ fn write_request_headers(
     consumer: Option<&ConsumerHeaders>,
 ) {
     json.open_object();
-    write_header_entries(json, headers, true);
+    write_header_entries(json, headers.iter(), true);
     // Never in the map as well: authentication removed the client's copies.
     for (name, value) in consumer.map_or(&[][..], ConsumerHeaders::fields) {
         json.token_key(name.as_str());
@@ -398,13 +398,13 @@ fn write_request_headers(
 
 /// The response headers as sent, plus the `Content-Length` the server
 /// writes itself for a sized body (appended, as a map insert would be).
-pub fn response_headers_json(
-    headers: &HeaderMap,
-    written_length: Option<&http::HeaderValue>,
+pub fn response_headers_json<'h>(
+    fields: impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
+    written_length: Option<&HeaderValue>,
 ) -> String {
     let mut json = JsonWriter::with_capacity(HEADERS_CAPACITY);
     json.open_object();
-    write_header_entries(&mut json, headers, false);
+    write_header_entries(&mut json, fields, false);
     if let Some(length) = written_length {
         json.token_key(http::header::CONTENT_LENGTH.as_str());
         json.lossy_string(length.as_bytes());
@@ -419,9 +419,13 @@ const HEADERS_CAPACITY: usize = 512;
 /// Headers as Kong's `get_headers()` gives them: lowercase names, a string
 /// for one value and an array for several. With `redact`, credentials
 /// (`authorization`, `proxy-authorization`) are replaced by `REDACTED`.
-fn write_header_entries(json: &mut JsonWriter, headers: &HeaderMap, redact: bool) {
-    // The map yields every value of a name one after the other.
-    let mut values = headers.iter().peekable();
+fn write_header_entries<'h>(
+    json: &mut JsonWriter,
+    fields: impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
+    redact: bool,
+) {
+    // A map yields every value of a name one after the other.
+    let mut values = fields.peekable();
     while let Some((name, value)) = values.next() {
         let key = name.as_str();
         json.token_key(key);
@@ -566,7 +570,7 @@ mod tests {
             upstream_uri: Some("/v1/orders/7?a=1&b&a=x%20y&c=".parse().unwrap()),
             upstream_status: Some(http::StatusCode::CREATED),
             upstream_target: Some((Arc::from("10.0.0.5"), 8080)),
-            response_headers_json: Some(response_headers_json(&response_headers, None)),
+            response_headers_json: Some(response_headers_json(response_headers.iter(), None)),
             request_headers_json: None,
             proxied: true,
             tls: Some(TlsFacts {

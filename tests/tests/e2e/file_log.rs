@@ -80,6 +80,14 @@ async fn records_have_kongs_keys_for_proxied_and_denied_requests() {
             json!({"deny": ["127.0.0.1"]}),
             Scope::route(ROUTE_DENY),
         )
+        // Its headers are written with the head, not set in the head's map
+        // (no plugin reads the map after `access`): the record shows them.
+        .plugin(
+            22,
+            "rate-limiting",
+            json!({"minute": 5, "policy": "local"}),
+            Scope::route(ROUTE_OK),
+        )
         .build()
         .unwrap();
     let dp = dataplane::start(Settings::loopback(), &config)
@@ -142,9 +150,21 @@ async fn records_have_kongs_keys_for_proxied_and_denied_requests() {
         response["headers"]["x-tollgate-request-id"],
         ok.header("x-tollgate-request-id")
     );
+    let mut plugin_lines = 0;
+    for name in [
+        "x-ratelimit-limit-minute",
+        "x-ratelimit-remaining-minute",
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+    ] {
+        assert_eq!(response["headers"][name], ok.header(name), "{name}");
+        plugin_lines += name.len() + ok.header(name).len() + 4;
+    }
+    assert_eq!(ok.header("x-ratelimit-remaining-minute"), "4");
     assert!(
-        response["size"].as_u64().unwrap() > ok.body.len() as u64,
-        "the size counts the head too: {response}"
+        response["size"].as_u64().unwrap() > (plugin_lines + ok.body.len()) as u64,
+        "the size counts the head, the plugin's lines too: {response}"
     );
     assert_eq!(
         keys(&record["latencies"]),
