@@ -450,17 +450,17 @@ fn response_phase(ctx: &mut RequestContext, response: &mut Response<ResponseBody
             .body()
             .size_hint()
             .exact()
-            .filter(|_| !bodiless && !framed)
-            .map(HeaderValue::from);
+            .filter(|_| !bodiless && !framed);
         facts.response_head_bytes = head.size
-            + written_length.as_ref().map_or(0, |value| {
-                (header::CONTENT_LENGTH.as_str().len() + value.len() + 4) as u64
+            + written_length.map_or(0, |length| {
+                let digits = itoa::Buffer::new().format(length).len();
+                (header::CONTENT_LENGTH.as_str().len() + digits + 4) as u64
             });
         if facts.reads_record {
             facts.response_headers_json = Some(if plugin_headers.is_empty() {
-                response_headers_json(headers.iter(), written_length.as_ref())
+                response_headers_json(headers.iter(), written_length)
             } else {
-                response_headers_json(plugin_headers.over(headers), written_length.as_ref())
+                response_headers_json(plugin_headers.over(headers), written_length)
             });
         }
         ctx.timings.responded = Some(std::time::Instant::now());

@@ -390,8 +390,7 @@ fn write_request_headers(
     write_header_entries(json, headers.iter(), true);
     // Never in the map as well: authentication removed the client's copies.
     for (name, value) in consumer.map_or(&[][..], ConsumerHeaders::fields) {
-        json.token_key(name.as_str());
-        json.lossy_string(value.as_bytes());
+        json.header_field(name.as_str(), value.as_bytes());
     }
     json.close_object();
 }
@@ -400,14 +399,15 @@ fn write_request_headers(
 /// writes itself for a sized body (appended, as a map insert would be).
 pub fn response_headers_json<'h>(
     fields: impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
-    written_length: Option<&HeaderValue>,
+    written_length: Option<u64>,
 ) -> String {
     let mut json = JsonWriter::with_capacity(HEADERS_CAPACITY);
     json.open_object();
     write_header_entries(&mut json, fields, false);
     if let Some(length) = written_length {
-        json.token_key(http::header::CONTENT_LENGTH.as_str());
-        json.lossy_string(length.as_bytes());
+        let mut digits = itoa::Buffer::new();
+        let length = digits.format(length);
+        json.header_field(http::header::CONTENT_LENGTH.as_str(), length.as_bytes());
     }
     json.close_object();
     json.finish()
@@ -428,17 +428,18 @@ fn write_header_entries<'h>(
     let mut values = fields.peekable();
     while let Some((name, value)) = values.next() {
         let key = name.as_str();
-        json.token_key(key);
         let several = values.peek().is_some_and(|(next, _)| *next == name);
         if redact && (key == "authorization" || key == "proxy-authorization") {
+            json.token_key(key);
             json.string("REDACTED");
             while values.next_if(|(next, _)| *next == name).is_some() {}
             continue;
         }
         if !several {
-            json.lossy_string(value.as_bytes());
+            json.header_field(key, value.as_bytes());
             continue;
         }
+        json.token_key(key);
         json.open_array();
         json.lossy_string(value.as_bytes());
         while let Some((_, more)) = values.next_if(|(next, _)| *next == name) {

@@ -109,6 +109,30 @@ impl JsonWriter {
         self.first = true;
     }
 
+    /// A header: its name (an HTTP token) as the key and its one value. A
+    /// value of UTF-8 that needs no escaping (nearly every one) is copied
+    /// with the key in one reserve; any other is written by
+    /// [`JsonWriter::lossy_string`].
+    pub fn header_field(&mut self, name: &str, value: &[u8]) {
+        debug_assert!(!name.bytes().any(needs_escape), "{name:?} needs escaping");
+        match std::str::from_utf8(value) {
+            Ok(text) if is_clean(value) => {
+                // `,"name":"text"`
+                self.out.reserve(name.len() + text.len() + 6);
+                self.separate();
+                self.out.push('"');
+                self.out.push_str(name);
+                self.out.push_str("\":\"");
+                self.out.push_str(text);
+                self.out.push('"');
+            }
+            _ => {
+                self.token_key(name);
+                self.lossy_string(value);
+            }
+        }
+    }
+
     /// A key from outside (a query argument name), escaped.
     pub fn escaped_key(&mut self, key: &str) {
         self.separate();
@@ -216,6 +240,12 @@ impl JsonWriter {
     }
 }
 
+/// Whether no byte of `bytes` needs escaping.
+fn is_clean(bytes: &[u8]) -> bool {
+    let at = clean_prefix(bytes);
+    !bytes[at..].iter().copied().any(needs_escape)
+}
+
 /// How many leading bytes of `bytes` need no escaping, eight at a time
 /// while they are clean (most values are wholly clean).
 fn clean_prefix(bytes: &[u8]) -> usize {
@@ -280,6 +310,36 @@ mod tests {
                 serde_json::to_string(&text).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn a_header_field_is_written_as_its_key_and_lossy_string_would_be() {
+        for value in [
+            &b"plain"[..],
+            b"",
+            b"0123456789abcdefg",
+            b"a\"b",
+            b"tab\there",
+            b"\xffx",
+            "é".as_bytes(),
+        ] {
+            let expected = written(|json| {
+                json.token_key("x-h");
+                json.lossy_string(value);
+            });
+            assert_eq!(
+                written(|json| json.header_field("x-h", value)),
+                expected,
+                "{value:?}"
+            );
+        }
+        let two = written(|json| {
+            json.open_object();
+            json.header_field("a", b"1");
+            json.header_field("b", b"2");
+            json.close_object();
+        });
+        assert_eq!(two, r#"{"a":"1","b":"2"}"#);
     }
 
     #[test]
