@@ -35,6 +35,7 @@ use super::identity::{self, Anonymous, Identity, Presenting};
 use super::null_as_default;
 use crate::compile::ConsumerIndex;
 use crate::entity::{JwtAlgorithm, JwtSecret};
+use crate::router::FastHash;
 use crate::runtime::{
     CompileContext, CompilePlugin, CredentialRef, Decision, Phases, PluginCompileError,
     PluginError, PluginRuntime, Rejection, RejectionStyle, RequestContext,
@@ -238,8 +239,9 @@ impl Credential {
     }
 }
 
-/// Every `jwt_secrets` row by `key`, ready to verify.
-type Credentials = HashMap<String, Credential>;
+/// Every `jwt_secrets` row by `key`, ready to verify. Keys come from the
+/// config and a request only looks them up: the fast hash is enough.
+type Credentials = HashMap<String, Credential, FastHash>;
 
 /// The credential indexes of one compile, built on first use by the first
 /// instance that needs each and shared by all: keys are read differently

@@ -466,7 +466,8 @@ impl PrefixBuckets {
 /// A multiply-rotate hash (the shape of rustc's FxHash) with a final mix so
 /// hashbrown's top-bit tags stay well distributed, for maps whose keys all
 /// come from the config (the router's hosts and prefixes, prometheus's route
-/// ids), or are keyed hashes already (jwt's verified tokens): a request only
+/// ids, jwt's credentials), or are keyed hashes already (jwt's verified
+/// tokens): a request only
 /// looks them up, so it cannot grow probe chains, and SipHash's flooding
 /// resistance buys nothing there at 3-5× the cost.
 #[derive(Debug, Default, Clone, Copy)]
