@@ -10,7 +10,7 @@ mod json;
 use super::{ConsumerHeaders, Protocol, RequestContext};
 use crate::{Route, Service};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use json::{key, JsonWriter};
+use json::{key, JsonWriter, Piece};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -172,8 +172,8 @@ impl LogRecord<'_> {
         json.string(upstream_uri);
         json.key(key!("upstream_status"));
         match facts.and_then(|f| f.upstream_status) {
-            Some(status) => json.string(status.as_str()),
-            None => json.string(""),
+            Some(status) => json.clean_string(status.as_str()),
+            None => json.clean_string(""),
         }
         json.key(key!("response"));
         self.write_response(json);
@@ -204,14 +204,14 @@ impl LogRecord<'_> {
             json.key(key!("authenticated_entity"));
             json.open_object();
             json.key(key!("id"));
-            json.string(
+            json.clean_string(
                 credential
                     .id
                     .hyphenated()
                     .encode_lower(&mut uuid::Uuid::encode_buffer()),
             );
             json.key(key!("consumer_id"));
-            json.string(
+            json.clean_string(
                 credential
                     .consumer
                     .hyphenated()
@@ -245,13 +245,13 @@ impl LogRecord<'_> {
         write_address(json, ctx.client_ip);
         json.unsigned_field(key!("started_at"), self.epoch_ms(ctx.timings.received));
         json.key(key!("source"));
-        json.string(if facts.is_some_and(|f| f.proxied) {
+        json.clean_string(if facts.is_some_and(|f| f.proxied) {
             "upstream"
         } else {
             "kong"
         });
-        json.string_field(key!("workspace"), DEFAULT_WORKSPACE_ID);
-        json.string_field(key!("workspace_name"), "default");
+        json.clean_string_field(key!("workspace"), DEFAULT_WORKSPACE_ID);
+        json.clean_string_field(key!("workspace_name"), "default");
     }
 
     fn write_request(&self, json: &mut JsonWriter) {
@@ -262,8 +262,8 @@ impl LogRecord<'_> {
             .path_and_query()
             .map_or_else(|| request.uri.path(), |pq| pq.as_str());
         let scheme = match ctx.protocol {
-            Protocol::Http | Protocol::Grpc => "http",
-            Protocol::Https | Protocol::Grpcs => "https",
+            Protocol::Http | Protocol::Grpc => "http://",
+            Protocol::Https | Protocol::Grpcs => "https://",
         };
         let host = ctx.host.as_deref().map_or("", host_without_port);
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -280,13 +280,22 @@ impl LogRecord<'_> {
             Some(port) if port != 0 => {
                 let mut digits = itoa::Buffer::new();
                 let port = digits.format(port);
-                json.string_of_parts(&[scheme, "://", &host, ":", port, uri]);
+                json.string_of_parts(&[
+                    Piece::Clean(scheme),
+                    Piece::Text(&host),
+                    Piece::Clean(":"),
+                    Piece::Clean(port),
+                    Piece::Text(uri),
+                ]);
             }
-            _ => json.string_of_parts(&[scheme, "://", &host, uri]),
+            _ => {
+                json.string_of_parts(&[Piece::Clean(scheme), Piece::Text(&host), Piece::Text(uri)])
+            }
         }
         json.key(key!("querystring"));
         write_query(json, request.uri.query().unwrap_or(""));
-        json.string_field(key!("method"), request.method.as_str());
+        // A method is an HTTP token: nothing to escape.
+        json.clean_string_field(key!("method"), request.method.as_str());
         json.key(key!("headers"));
         match facts.and_then(|f| f.request_headers_json.as_deref()) {
             Some(rendered) => json.raw(rendered),
@@ -348,13 +357,13 @@ fn write_address(json: &mut JsonWriter, address: std::net::IpAddr) {
             let [first, second, third] = &mut digits;
             let mut last = itoa::Buffer::new();
             json.string_of_parts(&[
-                first.format(a),
-                ".",
-                second.format(b),
-                ".",
-                third.format(c),
-                ".",
-                last.format(d),
+                Piece::Clean(first.format(a)),
+                Piece::Clean("."),
+                Piece::Clean(second.format(b)),
+                Piece::Clean("."),
+                Piece::Clean(third.format(c)),
+                Piece::Clean("."),
+                Piece::Clean(last.format(d)),
             ]);
         }
         std::net::IpAddr::V6(_) => json.formatted_string(format_args!("{address}")),
@@ -431,7 +440,7 @@ fn write_header_entries<'h>(
         let several = values.peek().is_some_and(|(next, _)| *next == name);
         if redact && (key == "authorization" || key == "proxy-authorization") {
             json.token_key(key);
-            json.string("REDACTED");
+            json.clean_string("REDACTED");
             while values.next_if(|(next, _)| *next == name).is_some() {}
             continue;
         }

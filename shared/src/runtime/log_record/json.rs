@@ -14,6 +14,15 @@ macro_rules! key {
 }
 pub(super) use key;
 
+/// A piece of a string value for [`JsonWriter::string_of_parts`].
+#[derive(Clone, Copy)]
+pub enum Piece<'a> {
+    /// Needs no escaping by construction (a scheme, digits, a dot).
+    Clean(&'a str),
+    /// Escaped as any value.
+    Text(&'a str),
+}
+
 /// Whether a byte must be escaped inside a JSON string (as serde_json does:
 /// control characters, `"` and `\`; everything else, UTF-8 included, is
 /// written as it is).
@@ -189,14 +198,37 @@ impl JsonWriter {
     }
 
     /// One string value written from its pieces (a URL: scheme, host,
-    /// port, path), each escaped, without joining them first.
-    pub fn string_of_parts(&mut self, parts: &[&str]) {
+    /// port, path), without joining them first.
+    pub fn string_of_parts(&mut self, parts: &[Piece<'_>]) {
         self.separate();
         self.out.push('"');
         for part in parts {
-            self.escape_inner(part);
+            match *part {
+                Piece::Clean(text) => {
+                    debug_assert!(!text.bytes().any(needs_escape), "{text:?} needs escaping");
+                    self.out.push_str(text);
+                }
+                Piece::Text(text) => self.escape_inner(text),
+            }
         }
         self.out.push('"');
+    }
+
+    /// A string value that needs no escaping by construction (digits, a
+    /// uuid, an HTTP token, a literal of ours): copied without the scan.
+    pub fn clean_string(&mut self, value: &str) {
+        debug_assert!(!value.bytes().any(needs_escape), "{value:?} needs escaping");
+        self.separate();
+        self.out.reserve(value.len() + 2);
+        self.out.push('"');
+        self.out.push_str(value);
+        self.out.push('"');
+    }
+
+    /// `key` and its [`JsonWriter::clean_string`] value.
+    pub fn clean_string_field(&mut self, quoted: &'static str, value: &str) {
+        self.key(quoted);
+        self.clean_string(value);
     }
 
     /// `"text"` with JSON escapes, as serde_json writes them.
@@ -306,7 +338,7 @@ mod tests {
                 .split_at_checked(text.len() / 2)
                 .unwrap_or((text.as_str(), ""));
             assert_eq!(
-                written(|json| json.string_of_parts(&[head, tail])),
+                written(|json| json.string_of_parts(&[Piece::Text(head), Piece::Text(tail)])),
                 serde_json::to_string(&text).unwrap()
             );
         }
@@ -340,6 +372,19 @@ mod tests {
             json.close_object();
         });
         assert_eq!(two, r#"{"a":"1","b":"2"}"#);
+    }
+
+    #[test]
+    fn clean_strings_and_pieces_are_copied_as_they_are() {
+        assert_eq!(written(|json| json.clean_string("GET")), "\"GET\"");
+        assert_eq!(
+            written(|json| json.string_of_parts(&[
+                Piece::Clean("http://"),
+                Piece::Text("h\"x"),
+                Piece::Clean(":80"),
+            ])),
+            serde_json::to_string("http://h\"x:80").unwrap()
+        );
     }
 
     #[test]
