@@ -28,7 +28,12 @@
 # NO_PLUGIN (default 1: every case but plain also runs target "no-plugin",
 # the same tollgate-dp with the case's routes and no plugins, fed the same
 # requests in the same interleaved rounds; a plugin's cost is its CPU per
-# request over that target's, the median of the per-round ratios).
+# request over that target's, the median of the per-round ratios), PAIRED
+# (default 0; 1: after the interleaved rounds, ROUNDS more in which the case's
+# tollgate-dp and its no-plugin twin are loaded at the same time, by two wrk
+# processes, so both run under the same machine state: on a noisy virtual
+# machine, where consecutive runs of one binary differ by 10-20%, the ratio
+# of two processes measured over the same seconds is far steadier).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -202,6 +207,35 @@ measure() { # case target url pid round [wrk args...]
   log "$case $target round $round: $rps req/s, p50 $p50, p99 $p99${errors:+, errors $errors}"
 }
 
+# Loads two targets at once (one wrk each, CONNECTIONS each, so that each
+# proxy still finds many requests waiting whenever it runs, as when loaded
+# alone) and records both as "paired-<target>" rows of the same round.
+measure_paired() { # case round url-a pid-a url-b pid-b [wrk args...]
+  local case=$1 round=$2 url_a=$3 pid_a=$4 url_b=$5 pid_b=$6 before_a before_b
+  shift 6
+  before_a=$(cpu_ticks "$pid_a")
+  before_b=$(cpu_ticks "$pid_b")
+  taskset -c "$WRK_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url_a" > "$work/paired-a" &
+  local wrk_a=$!
+  taskset -c "$WRK_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url_b" > "$work/paired-b"
+  wait "$wrk_a"
+  local after_a after_b
+  after_a=$(cpu_ticks "$pid_a")
+  after_b=$(cpu_ticks "$pid_b")
+  local target file before after
+  for target in tollgate no-plugin; do
+    if [ "$target" = tollgate ]; then file=$work/paired-a before=$before_a after=$after_a
+    else file=$work/paired-b before=$before_b after=$after_b; fi
+    local rps requests p50 p99
+    rps=$(awk '/^Requests\/sec/ {print $2}' "$file")
+    requests=$(awk '/requests in/ {print $1}' "$file")
+    p50=$(awk '$1 == "50%" {print $2}' "$file")
+    p99=$(awk '$1 == "99%" {print $2}' "$file")
+    echo "$case paired-$target $round $rps $requests $p50 $p99 $((after - before)) -" >> "$results"
+    log "$case paired $target round $round: $rps req/s"
+  done
+}
+
 for case in $CASES; do
   routes=$(routes_of "$case")
   path="/r$((routes / 2))/bench"
@@ -258,6 +292,12 @@ for case in $CASES; do
       measure "$case" no-plugin "http://127.0.0.1:$bare_port$path" "$bare_pid" "$round" "${wrk_args[@]}"
     fi
   done
+  if [ "${PAIRED:-0}" = 1 ] && [ -n "$bare_pid" ]; then
+    for round in $(seq 1 "$ROUNDS"); do
+      measure_paired "$case" "$round" "http://127.0.0.1:$tollgate_port$path" "$tollgate_pid" \
+        "http://127.0.0.1:$bare_port$path" "$bare_pid" "${wrk_args[@]}"
+    done
+  fi
   served=0
   for status_url in "http://127.0.0.1:$status_port/status" ${before_pid:+"http://127.0.0.1:$before_status/status"}; do
     count=$(curl -fs "$status_url" | python3 -c 'import json,sys; print(json.load(sys.stdin)["server"]["total_requests"])')
@@ -291,7 +331,7 @@ for case, _ in rows:
         cases.append(case)
 summary = {}
 for case in cases:
-    for target in ("direct", "nginx", "tollgate", "before", "no-plugin"):
+    for target in ("direct", "nginx", "tollgate", "before", "no-plugin", "paired-tollgate", "paired-no-plugin"):
         samples = rows.get((case, target))
         if not samples:
             continue
@@ -314,6 +354,14 @@ if plain and any(case != "plain" for case in cases):
             t = summary.get((case, target))
             if t and case != "plain":
                 print(f"{case:<16}{target:<10}{t[3] / plain[3]:>24.2f}")
+paired_cases = [case for case in cases if (case, "paired-no-plugin") in rows]
+if paired_cases:
+    print(f"\n{'case':<16}{'CPU/req /no-plugin, loaded together (PAIRED)':>46}{'min':>7}{'max':>7}")
+    for case in paired_cases:
+        ratios = [r["paired-tollgate"] / r["paired-no-plugin"] for (c, _), r in per_round.items()
+                  if c == case and r.get("paired-tollgate") and r.get("paired-no-plugin")]
+        if ratios:
+            print(f"{case:<16}{statistics.median(ratios):>46.3f}{min(ratios):>7.3f}{max(ratios):>7.3f}")
 bare_cases = [case for case in cases if (case, "no-plugin") in summary]
 if bare_cases:
     print(f"\n{'case':<16}{'target':<10}{'CPU/req /no-plugin (same rounds)':>34}{'min':>7}{'max':>7}")
