@@ -11,6 +11,7 @@
 //! refused rather than compiled to no-ops.
 
 use crate::certificates::{CertificateCompileError, CertificateStore};
+use crate::plugin::identity::{Identity, Presenting};
 use crate::plugin::priority;
 use crate::router::{Router, RouterError};
 use crate::runtime::{
@@ -135,6 +136,11 @@ pub struct KeyCredential {
     pub consumer: Arc<Consumer>,
     /// Unix seconds after which the key no longer authenticates (Kong's `ttl`).
     pub expires_at: Option<i64>,
+    /// The credential's id as text: its `X-Credential-Identifier`.
+    pub(crate) identifier: Arc<str>,
+    /// The consumer as this key identifies it (upstream headers, log JSON),
+    /// prepared once so that a request only takes references.
+    pub(crate) identity: Arc<Identity>,
 }
 
 /// A basic-auth credential, found by its username.
@@ -169,10 +175,17 @@ impl ConsumerIndex {
         let mut index = ConsumerIndex::new(&config.consumers);
         for credential in &config.keyauth_credentials {
             if let Some(consumer) = index.by_id.get(&credential.consumer.id) {
+                let identifier: Arc<str> = Arc::from(credential.id.to_string());
+                let header = HeaderValue::from_str(&identifier).ok();
                 let entry = KeyCredential {
                     id: credential.id,
                     consumer: Arc::clone(consumer),
                     expires_at: credential.expires_at,
+                    identity: Arc::new(Identity::new(
+                        consumer,
+                        Presenting::Credential(header.as_ref()),
+                    )),
+                    identifier,
                 };
                 index.keys.insert(credential.key.clone(), entry);
             }

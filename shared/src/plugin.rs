@@ -11,7 +11,7 @@ mod acl;
 mod basic_auth;
 mod file_log;
 mod http_log;
-mod identity;
+pub(crate) mod identity;
 mod ip_restriction;
 mod jwt;
 mod key_auth;

@@ -13,7 +13,7 @@
 
 mod multipart;
 
-use super::identity::{self, Anonymous, Presented, Unauthorized};
+use super::identity::{self, Anonymous, Unauthorized};
 use crate::compile::ConsumerIndex;
 use crate::runtime::{
     CompileContext, CompilePlugin, CredentialRef, Decision, Phases, PluginCompileError,
@@ -281,17 +281,13 @@ impl KeyAuth {
             // Kong: an expired key is as good as none.
             return Err(INVALID_CREDENTIALS);
         }
-        let id = credential.id.to_string();
-        identity::set_consumer_of(
+        identity::set_consumer(
             ctx,
-            &credential.consumer,
-            Some(Presented {
-                identifier: HeaderValue::from_str(&id).ok(),
-                credential: CredentialRef {
-                    id: credential.id,
-                    identifier: id.into(),
-                    consumer: credential.consumer.id,
-                },
+            &credential.identity,
+            Some(CredentialRef {
+                id: credential.id,
+                identifier: Arc::clone(&credential.identifier),
+                consumer: credential.consumer.id,
             }),
         );
         Ok(())
