@@ -11,7 +11,7 @@
 //! refused rather than compiled to no-ops.
 
 use crate::certificates::{CertificateCompileError, CertificateStore};
-use crate::plugin::identity::{Identity, Presenting};
+use crate::plugin::identity::{consumer_json, Identity, Presenting};
 use crate::plugin::priority;
 use crate::router::{Router, RouterError};
 use crate::runtime::{
@@ -173,17 +173,24 @@ impl ConsumerIndex {
     /// config identifies nobody and is left out.
     pub fn for_config(config: &Config) -> ConsumerIndex {
         let mut index = ConsumerIndex::new(&config.consumers);
+        // Each consumer's log JSON, rendered once for all of its keys.
+        let mut json_of: HashMap<Uuid, Option<Arc<str>>> = HashMap::new();
         for credential in &config.keyauth_credentials {
             if let Some(consumer) = index.by_id.get(&credential.consumer.id) {
+                let json = json_of
+                    .entry(consumer.id)
+                    .or_insert_with(|| consumer_json(consumer))
+                    .clone();
                 let identifier: Arc<str> = Arc::from(credential.id.to_string());
                 let header = HeaderValue::from_str(&identifier).ok();
                 let entry = KeyCredential {
                     id: credential.id,
                     consumer: Arc::clone(consumer),
                     expires_at: credential.expires_at,
-                    identity: Arc::new(Identity::new(
+                    identity: Arc::new(Identity::with_json(
                         consumer,
                         Presenting::Credential(header.as_ref()),
+                        json,
                     )),
                     identifier,
                 };

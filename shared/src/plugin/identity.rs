@@ -22,12 +22,20 @@ use std::sync::Arc;
 pub mod consumer_headers {
     use http::header::HeaderName;
 
-    pub const CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
-    pub const CONSUMER_CUSTOM_ID: HeaderName = HeaderName::from_static("x-consumer-custom-id");
-    pub const CONSUMER_USERNAME: HeaderName = HeaderName::from_static("x-consumer-username");
-    pub const CREDENTIAL_IDENTIFIER: HeaderName =
-        HeaderName::from_static("x-credential-identifier");
-    pub const ANONYMOUS: HeaderName = HeaderName::from_static("x-anonymous-consumer");
+    /// The names, once: the constants below and [`is_one`] read them.
+    const NAMES: [&str; 5] = [
+        "x-consumer-id",
+        "x-consumer-custom-id",
+        "x-consumer-username",
+        "x-credential-identifier",
+        "x-anonymous-consumer",
+    ];
+
+    pub const CONSUMER_ID: HeaderName = HeaderName::from_static(NAMES[0]);
+    pub const CONSUMER_CUSTOM_ID: HeaderName = HeaderName::from_static(NAMES[1]);
+    pub const CONSUMER_USERNAME: HeaderName = HeaderName::from_static(NAMES[2]);
+    pub const CREDENTIAL_IDENTIFIER: HeaderName = HeaderName::from_static(NAMES[3]);
+    pub const ANONYMOUS: HeaderName = HeaderName::from_static(NAMES[4]);
 
     /// Every header above: cleared before authentication so a client can
     /// never send them upstream itself.
@@ -43,13 +51,6 @@ pub mod consumer_headers {
     /// constant is built and dropped at each use, which costs more than
     /// the comparison.
     pub fn is_one(name: &HeaderName) -> bool {
-        const NAMES: [&str; 5] = [
-            "x-consumer-id",
-            "x-consumer-custom-id",
-            "x-consumer-username",
-            "x-credential-identifier",
-            "x-anonymous-consumer",
-        ];
         let name = name.as_str();
         // Standard names (most of a request's) never start with `x-`.
         name.starts_with("x-") && NAMES.contains(&name)
@@ -71,8 +72,9 @@ pub mod consumer_headers {
 
 /// A consumer as one credential (or the anonymous fallback) identifies it,
 /// with its upstream headers and its log record JSON, prepared once where
-/// the plugin can (the jwt credential index, an `anonymous` consumer) so
-/// that a request only takes references to them.
+/// the plugin can (the jwt credential index, key-auth keys in
+/// `ConsumerIndex`, an `anonymous` consumer) so that a request only takes
+/// references to them.
 #[derive(Debug)]
 pub(crate) struct Identity {
     pub consumer: Arc<Consumer>,
@@ -80,6 +82,11 @@ pub(crate) struct Identity {
     /// The consumer as the log record shows it; `None` for an identity made
     /// for one request, whose log renders the consumer itself if it logs.
     json: Option<Arc<str>>,
+}
+
+/// A consumer as the log record shows it.
+pub(crate) fn consumer_json(consumer: &Consumer) -> Option<Arc<str>> {
+    serde_json::to_string(consumer).ok().map(Arc::from)
 }
 
 /// How a consumer was identified, for its upstream headers.
@@ -95,8 +102,18 @@ pub(crate) enum Presenting<'a> {
 impl Identity {
     /// An identity kept in a compiled plugin: headers and JSON rendered now.
     pub(crate) fn new(consumer: &Arc<Consumer>, presenting: Presenting<'_>) -> Identity {
+        Identity::with_json(consumer, presenting, consumer_json(consumer))
+    }
+
+    /// [`Identity::new`] with the consumer's JSON already rendered (one
+    /// rendering shared by every key of a consumer).
+    pub(crate) fn with_json(
+        consumer: &Arc<Consumer>,
+        presenting: Presenting<'_>,
+        json: Option<Arc<str>>,
+    ) -> Identity {
         let mut identity = Identity::for_one_request(consumer, presenting);
-        identity.json = serde_json::to_string(consumer.as_ref()).ok().map(Arc::from);
+        identity.json = json;
         identity
     }
 
