@@ -14,6 +14,7 @@ mod context;
 mod log_queue;
 mod log_record;
 mod resources;
+mod script_call;
 mod traces;
 
 pub use chain::{ChainStep, PluginChain, PluginFailure, PluginInstance};
@@ -30,6 +31,7 @@ pub use resources::{
     ClusterPeers, LineSink, LogFiles, RedisConnector, RedisFailure, RedisReply, RedisScript,
     RedisServer, RedisTls, Resources, SharedSet,
 };
+pub use script_call::{bulk_string, ScriptCall};
 pub use traces::{
     AttributeValue, FinishedSpan, OtlpEndpoint, SpanId, SpanKind, SpanSink, TraceExporters,
     TraceId, UNBOUNDED_EXPORTS,

@@ -2,12 +2,17 @@
 # h2.sh, idle_memory.sh, instructions.sh); sourced, not run, after the caller
 # has changed to the repository root. Argument: a name for the work
 # directory. Provides $work (a temporary directory, removed on exit), pids
-# (processes killed on exit), free_port, and wait_http URL [curl arguments].
+# (processes killed on exit; a daemon a case starts, such as its own Redis,
+# writes its pid to $work/<name>.bgpid and is killed too), free_port, and
+# wait_http URL [curl arguments].
 
 work=$(mktemp -d "/tmp/tollgate-$1.XXXXXX")
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for file in "$work"/*.bgpid; do
+    [ -f "$file" ] && kill "$(cat "$file")" 2>/dev/null || true
+  done
   wait 2>/dev/null || true
   rm -rf "$work"
 }

@@ -16,7 +16,7 @@ use super::null_as_default;
 use crate::runtime::{
     ClusterPeers, CompileContext, CompilePlugin, Decision, Phases, PluginCompileError, PluginError,
     PluginRuntime, RedisFailure, RedisScript, RedisServer, RedisTls, Rejection, RejectionStyle,
-    RequestContext, Resources,
+    RequestContext, Resources, ScriptCall,
 };
 use crate::schema::engine::{Check, Field, Match, Record, Rule, Shorthand, Subschema};
 use crate::schema::typedefs::{self, strings, HTTP_PROTOCOLS};
@@ -414,41 +414,65 @@ pub(crate) fn subschema() -> Subschema {
     }
 }
 
-/// The counting script of the `redis` policy: one call per request for every
-/// configured period. KEYS: per period the current window's counter, then
-/// (sliding) the previous window's. ARGV[1] is `1` for sliding; then per
-/// period its limit, the Unix second its counter may expire at, and the
-/// previous window's weight. Each current counter is incremented (expiry set
+/// The counting script of the `redis` policy with fixed windows: one call
+/// per request for every configured period. KEYS: per period the current
+/// window's counter. ARGV: per period its limit, then per period the Unix
+/// second its counter may expire at. Each counter is incremented (expiry set
 /// on creation); when any period has no request left, every increment is
 /// taken back, so rejected requests are not counted (as the `local` policy,
 /// unlike Kong's Redis policy). Returns per period the count including this
-/// request and the previous window's count.
-const REDIS_SCRIPT: &str = r"
-local sliding = ARGV[1] == '1'
-local per = sliding and 2 or 1
-local n = #KEYS / per
+/// request. Redis runs it in about 3 µs, a quarter less than
+/// [`REDIS_SLIDING_SCRIPT`] with a weight of 0 (no GET, no weight to parse),
+/// time a Redis sharing the proxy's machine takes from it.
+const REDIS_FIXED_SCRIPT: &str = r"
+local n = #KEYS
 local out = {}
 local over = false
 for i = 1, n do
-  local key = KEYS[(i - 1) * per + 1]
-  local count = redis.call('INCR', key)
+  local count = redis.call('INCR', KEYS[i])
   if count == 1 then
-    redis.call('EXPIREAT', key, ARGV[(i - 1) * 3 + 3])
+    redis.call('EXPIREAT', KEYS[i], ARGV[n + i])
   end
-  local previous = 0
-  if sliding then
-    previous = tonumber(redis.call('GET', KEYS[i * 2]) or '0')
-  end
-  out[2 * i - 1] = count
-  out[2 * i] = previous
-  local usage = count - 1 + math.floor(previous * tonumber(ARGV[(i - 1) * 3 + 4]))
-  if usage >= tonumber(ARGV[(i - 1) * 3 + 2]) then
+  out[i] = count
+  if count > tonumber(ARGV[i]) then
     over = true
   end
 end
 if over then
   for i = 1, n do
-    redis.call('DECR', KEYS[(i - 1) * per + 1])
+    redis.call('DECR', KEYS[i])
+  end
+end
+return out
+";
+
+/// The counting script of the `redis` policy with sliding windows. KEYS:
+/// per period the current window's counter, then the previous window's.
+/// ARGV: per period its limit, the Unix second its counter may expire at,
+/// and the previous window's weight. As [`REDIS_FIXED_SCRIPT`], except that
+/// a period's usage adds the previous window's count times its weight;
+/// returns per period the count including this request and the previous
+/// window's count.
+const REDIS_SLIDING_SCRIPT: &str = r"
+local out = {}
+local over = false
+for i = 1, #KEYS / 2 do
+  local key = KEYS[2 * i - 1]
+  local count = redis.call('INCR', key)
+  if count == 1 then
+    redis.call('EXPIREAT', key, ARGV[3 * i - 1])
+  end
+  local previous = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
+  out[2 * i - 1] = count
+  out[2 * i] = previous
+  local usage = count - 1 + math.floor(previous * tonumber(ARGV[3 * i]))
+  if usage >= tonumber(ARGV[3 * i - 2]) then
+    over = true
+  end
+end
+if over then
+  for i = 1, #KEYS / 2 do
+    redis.call('DECR', KEYS[2 * i - 1])
   end
 end
 return out
@@ -496,11 +520,56 @@ const REDIS_KEY_CAPACITY: usize = 160;
 struct RedisWindow {
     period: Period,
     limit: f64,
-    key: String,
-    /// Sliding: the previous window's counter.
-    previous: Option<String>,
+    /// Where the current window starts (its counter's name ends with it).
+    start: i64,
+    /// Sliding: where the previous window starts.
+    previous_start: Option<i64>,
     weight: f64,
     expires_s: i64,
+}
+
+/// A request's identifier as it names Redis counters. A uuid or an address
+/// (written by us, in a fixed alphabet) is used as it is, as in Kong's keys;
+/// a header value or a path is replaced by a digest, so no client value can
+/// shape another key (or make one long). The two forms never look alike: a
+/// digest is 32 hex digits, a uuid has hyphens, an address dots or colons.
+enum RedisIdentifier<'i> {
+    Ours(&'i [u8]),
+    Digest([u8; 32]),
+}
+
+impl RedisIdentifier<'_> {
+    fn of<'i>(id: &'i Identifier<'_>) -> RedisIdentifier<'i> {
+        match id {
+            Identifier::Inline { .. } => RedisIdentifier::Ours(id),
+            Identifier::Borrowed(bytes) => {
+                let mut digest = [0u8; 32];
+                // Cannot fail: 16 bytes fill exactly 32 hex digits.
+                let _ = hex::encode_to_slice(&Sha256::digest(bytes)[..16], &mut digest);
+                RedisIdentifier::Digest(digest)
+            }
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            RedisIdentifier::Ours(bytes) => bytes,
+            RedisIdentifier::Digest(digest) => digest,
+        }
+    }
+}
+
+/// Adds a number argument: whole numbers (limits in practice) by itoa, a
+/// fraction (a limit or a sliding weight) as Rust prints it, which Lua's
+/// `tonumber` reads.
+fn number_arg(call: &mut ScriptCall, value: f64) {
+    if value == 0.0 {
+        call.arg(&[b"0"]);
+    } else if value.fract() == 0.0 && value.abs() < 1e15 {
+        call.arg(&[itoa::Buffer::new().format(value as i64).as_bytes()]);
+    } else {
+        call.arg(&[format!("{value}").as_bytes()]);
+    }
 }
 
 /// A compiled rate-limiting instance.
@@ -637,38 +706,13 @@ impl RateLimiting {
     }
 
     /// The Redis counters of every configured period for this request.
-    fn redis_windows(&self, id: &Identifier<'_>, now: i64) -> Vec<RedisWindow> {
-        // A uuid or an address (written by us, in a fixed alphabet) names its
-        // counter as it is, as in Kong's keys; a header value or a path is
-        // replaced by a digest, so no client value can shape another key
-        // (or make one long). The two forms never look alike: a digest is
-        // 32 hex digits, a uuid has hyphens, an address dots or colons.
-        let digest;
-        let id_text = match id {
-            Identifier::Inline { .. } => std::str::from_utf8(id).unwrap_or_default(),
-            Identifier::Borrowed(bytes) => {
-                digest = hex::encode(&Sha256::digest(bytes)[..16]);
-                digest.as_str()
-            }
-        };
-        let mut prefix = String::with_capacity(REDIS_KEY_CAPACITY);
-        for part in ["ratelimit:", &self.scope, ":", id_text, ":"] {
-            prefix.push_str(part);
-        }
+    fn redis_windows(&self, now: i64) -> Vec<RedisWindow> {
         self.limits
             .iter()
             .map(|&(period, limit)| {
-                let key = |start: i64| {
-                    let mut key = String::with_capacity(REDIS_KEY_CAPACITY);
-                    key.push_str(&prefix);
-                    key.push_str(itoa::Buffer::new().format(start));
-                    key.push(':');
-                    key.push_str(period.as_str());
-                    key
-                };
-                let (previous, weight) = if self.sliding {
+                let (previous_start, weight) = if self.sliding {
                     (
-                        Some(key(window::previous_window_start(period, now))),
+                        Some(window::previous_window_start(period, now)),
                         window::previous_weight(period, now),
                     )
                 } else {
@@ -677,13 +721,42 @@ impl RateLimiting {
                 RedisWindow {
                     period,
                     limit,
-                    key: key(window_start(period, now)),
-                    previous,
+                    start: window_start(period, now),
+                    previous_start,
                     weight,
                     expires_s: (expiry_ms(period, now, self.sliding) + 999).div_euclid(1000),
                 }
             })
             .collect()
+    }
+
+    /// Calls `with` with the parts of the name of a counter in Redis:
+    /// `ratelimit:<route>:<service>:<identifier>:<window start>:<period>`.
+    fn with_redis_key<T>(
+        &self,
+        id: &RedisIdentifier,
+        start: i64,
+        period: Period,
+        with: impl FnOnce(&[&[u8]]) -> T,
+    ) -> T {
+        let mut digits = itoa::Buffer::new();
+        with(&[
+            b"ratelimit:",
+            self.scope.as_bytes(),
+            b":",
+            id.as_bytes(),
+            b":",
+            digits.format(start).as_bytes(),
+            b":",
+            period.as_str().as_bytes(),
+        ])
+    }
+
+    /// The name of a counter in Redis, as text (the `sync_rate` cache's key).
+    fn redis_key(&self, id: &RedisIdentifier, start: i64, period: Period) -> String {
+        self.with_redis_key(id, start, period, |parts| {
+            String::from_utf8_lossy(&parts.concat()).into_owned()
+        })
     }
 
     /// Counts the request in Redis (one script call) and judges it.
@@ -694,23 +767,36 @@ impl RateLimiting {
         id: &Identifier<'_>,
         now: i64,
     ) -> Result<Verdict, RedisFailure> {
-        let mut windows = self.redis_windows(id, now);
-        let mut keys = Vec::with_capacity(windows.len() * 2);
-        let mut args = Vec::with_capacity(1 + windows.len() * 3);
-        args.push(if self.sliding { "1" } else { "0" }.to_string());
-        for window in &mut windows {
-            keys.push(std::mem::take(&mut window.key));
-            keys.extend(window.previous.take());
-            args.push(window::format_number(window.limit));
-            args.push(itoa::Buffer::new().format(window.expires_s).to_string());
-            args.push(if window.weight == 0.0 {
-                "0".to_string()
-            } else {
-                format!("{}", window.weight)
-            });
+        let id = RedisIdentifier::of(id);
+        let windows = self.redis_windows(now);
+        let mut call = ScriptCall::with_capacity(windows.len() * 2 * REDIS_KEY_CAPACITY);
+        for window in &windows {
+            self.with_redis_key(&id, window.start, window.period, |key| call.key(key));
+            if let Some(previous) = window.previous_start {
+                self.with_redis_key(&id, previous, window.period, |key| call.key(key));
+            }
         }
-        let reply = script.eval(&keys, &args, timeout).await?;
-        if reply.len() != windows.len() * 2 {
+        let expiry = |call: &mut ScriptCall, window: &RedisWindow| {
+            call.arg(&[itoa::Buffer::new().format(window.expires_s).as_bytes()]);
+        };
+        if self.sliding {
+            for window in &windows {
+                number_arg(&mut call, window.limit);
+                expiry(&mut call, window);
+                number_arg(&mut call, window.weight);
+            }
+        } else {
+            for window in &windows {
+                number_arg(&mut call, window.limit);
+            }
+            for window in &windows {
+                expiry(&mut call, window);
+            }
+        }
+        let reply = script.eval(&call, timeout).await?;
+        // Per period: the count, and (sliding) the previous window's.
+        let per_period = if self.sliding { 2 } else { 1 };
+        if reply.len() != windows.len() * per_period {
             return Err(RedisFailure::Failed(format!(
                 "unexpected script reply of {} values",
                 reply.len()
@@ -718,10 +804,10 @@ impl RateLimiting {
         }
         let usages: Vec<PeriodUsage> = windows
             .iter()
-            .zip(reply.chunks(2))
-            .map(|(window, pair)| {
-                let count = u64::try_from(pair[0]).unwrap_or(0);
-                let previous = u64::try_from(pair[1]).unwrap_or(0);
+            .zip(reply.chunks(per_period))
+            .map(|(window, values)| {
+                let count = u64::try_from(values[0]).unwrap_or(0);
+                let previous = values.get(1).map_or(0, |&v| u64::try_from(v).unwrap_or(0));
                 PeriodUsage {
                     period: window.period,
                     limit: window.limit,
@@ -742,14 +828,17 @@ impl RateLimiting {
         id: &Identifier<'_>,
         now: i64,
     ) -> Result<Verdict, RedisFailure> {
-        let windows = self.redis_windows(id, now);
+        let redis_id = RedisIdentifier::of(id);
+        let windows = self.redis_windows(now);
         let mut keys = Vec::with_capacity(windows.len() * 2);
         let mut counted = Vec::with_capacity(windows.len());
         for window in &windows {
             counted.push(keys.len());
-            keys.push((window.key.clone(), window.expires_s));
-            if let Some(previous) = &window.previous {
-                keys.push((previous.clone(), window.expires_s));
+            let key = self.redis_key(&redis_id, window.start, window.period);
+            keys.push((key, window.expires_s));
+            if let Some(previous) = window.previous_start {
+                let key = self.redis_key(&redis_id, previous, window.period);
+                keys.push((key, window.expires_s));
             }
         }
         let batch = &batched.batch;
@@ -762,7 +851,10 @@ impl RateLimiting {
                 .iter()
                 .flat_map(|(_, expires_s)| ["0".to_string(), expires_s.to_string()])
                 .collect();
-            let totals = batched.sync.eval(&names, &args, timeout).await?;
+            let totals = batched
+                .sync
+                .eval(&ScriptCall::of(&names, &args), timeout)
+                .await?;
             batch.seed(&missing, &totals);
         }
         let verdict = batch.judge(&keys, &counted, |values| {
@@ -771,7 +863,7 @@ impl RateLimiting {
                 .zip(&counted)
                 .map(|(window, &index)| {
                     let current = values.get(index).copied().unwrap_or(0);
-                    let previous = match window.previous {
+                    let previous = match window.previous_start {
                         Some(_) => values.get(index + 1).copied().unwrap_or(0),
                         None => 0,
                     };
@@ -790,8 +882,8 @@ impl RateLimiting {
             // A failed sync keeps its increments for the next one; this
             // request was judged already.
             let sync = batch::SyncGuard::new(batch, pending);
-            let (keys, args) = sync.call();
-            let outcome = batched.sync.eval(keys, args, timeout).await;
+            let call = sync.call();
+            let outcome = batched.sync.eval(&call, timeout).await;
             sync.finish(outcome.as_deref().ok());
         }
         Ok(verdict)
@@ -941,7 +1033,14 @@ impl RateLimiting {
                 };
                 let script = cx
                     .resources
-                    .redis_script(&server, REDIS_SCRIPT)
+                    .redis_script(
+                        &server,
+                        if config.algorithm == RateLimitAlgorithm::Sliding {
+                            REDIS_SLIDING_SCRIPT
+                        } else {
+                            REDIS_FIXED_SCRIPT
+                        },
+                    )
                     .map_err(RateLimitingError::Redis)?;
                 let on_failure = redis.failure_mode.unwrap_or(if config.fault_tolerant {
                     RedisFailureMode::FailOpen

@@ -12,6 +12,7 @@
 //! code runs, but no file is opened and no socket is made.
 
 use super::log_queue::{HttpLogTarget, LogQueue, LogQueues, NoQueues};
+use super::script_call::ScriptCall;
 use super::traces::{NoTraces, OtlpEndpoint, SpanSink, TraceExporters};
 use crate::plugin::{JwksKeys, JwksProvider, JwksSource, NoJwks, ProxyMetrics};
 use std::any::{Any, TypeId};
@@ -122,14 +123,10 @@ pub type RedisReply<'a> = Pin<Box<dyn Future<Output = Result<Vec<i64>, RedisFail
 /// once); each call is a single `EVALSHA` round trip, loading the script
 /// only when the server does not know it yet.
 pub trait RedisScript: Send + Sync + fmt::Debug {
-    /// Runs the script with `keys` and `args`; its reply must be an array of
-    /// integers. Fails with [`RedisFailure::Timeout`] after `timeout`.
-    fn eval<'a>(
-        &'a self,
-        keys: &'a [String],
-        args: &'a [String],
-        timeout: Duration,
-    ) -> RedisReply<'a>;
+    /// Runs the script with the call's keys and arguments; its reply must be
+    /// an array of integers. Fails with [`RedisFailure::Timeout`] after
+    /// `timeout`.
+    fn eval<'a>(&'a self, call: &'a ScriptCall, timeout: Duration) -> RedisReply<'a>;
 }
 
 /// Opens Redis script handles; connections are made lazily, on the first
@@ -401,12 +398,7 @@ struct NoRedis;
 struct NoScript;
 
 impl RedisScript for NoScript {
-    fn eval<'a>(
-        &'a self,
-        _keys: &'a [String],
-        _args: &'a [String],
-        _timeout: Duration,
-    ) -> RedisReply<'a> {
+    fn eval<'a>(&'a self, _call: &'a ScriptCall, _timeout: Duration) -> RedisReply<'a> {
         Box::pin(std::future::ready(Err(RedisFailure::Failed(
             "no redis connector on this node".into(),
         ))))

@@ -300,6 +300,60 @@ async fn redis_policy_with_sliding_windows_and_a_database() {
     dp.shutdown().await;
 }
 
+/// The name the data plane gives a counter in Redis: the plugin entity's
+/// scope (its route; no service: a nil uuid), then the header identifier as
+/// a digest, never as sent.
+fn redis_key(client: &str, window_start: i64, period: &str) -> String {
+    use sha2::Digest;
+    let digest = hex::encode(&sha2::Sha256::digest(client.as_bytes())[..16]);
+    let (route, service) = (dataplane::uuid(ROUTE), dataplane::uuid(0));
+    format!("ratelimit:{route}:{service}:{digest}:{window_start}:{period}")
+}
+
+#[tokio::test]
+async fn redis_counts_every_period_in_one_call_and_not_rejected_requests() {
+    let upstream = echo::spawn().await.unwrap();
+    let (host, port) = redis_address();
+    let plugin = redis_plugin(2, &host, port, json!({"day": 5}));
+    let dp = dataplane::start(Settings::loopback(), &config(upstream, 100, plugin))
+        .await
+        .unwrap();
+    let proxy = dp.proxy_addrs()[0];
+    let client = fresh_client();
+    for (hour, day) in [(1, 4), (0, 3)] {
+        let reply = call(proxy, &client).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(number(&reply, "x-ratelimit-remaining-hour"), hour);
+        assert_eq!(number(&reply, "x-ratelimit-remaining-day"), day);
+    }
+    for _ in 0..2 {
+        let rejected = call(proxy, &client).await;
+        assert_eq!(rejected.status, 429);
+        assert_eq!(rejected.header("x-ratelimit-remaining-hour"), "0");
+        // The hour refused it, so the day did not count it either.
+        assert_eq!(number(&rejected, "x-ratelimit-remaining-day"), 3);
+    }
+    // What Redis holds, read by another client: both counters at 2, each
+    // expiring at the end of its window.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut redis = redis::Client::open(format!("redis://{host}:{port}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for (period, seconds) in [("hour", 3600), ("day", 86_400)] {
+        let start = now - now.rem_euclid(seconds);
+        let key = redis_key(&client, start * 1000, period);
+        let count: i64 = redis::cmd("GET").arg(&key).query(&mut redis).unwrap();
+        assert_eq!(count, 2, "{key}");
+        let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut redis).unwrap();
+        assert!((1..=seconds).contains(&ttl), "{key}: ttl {ttl}");
+    }
+    dp.shutdown().await;
+}
+
 /// A `redis-server` of this test's own, on a port nothing else uses, so it
 /// can be stopped, paused and restarted without disturbing the suite's Redis.
 struct PrivateRedis {

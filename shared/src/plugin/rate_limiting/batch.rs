@@ -9,6 +9,7 @@
 //! Bounded: entries leave at the first sync after their window expired, and
 //! past [`MAX_ENTRIES`] a new key is counted synchronously instead.
 
+use crate::runtime::ScriptCall;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -171,11 +172,11 @@ impl<'a> SyncGuard<'a> {
         }
     }
 
-    /// The keys and arguments of the sync script call.
-    pub fn call(&self) -> (&[String], &[String]) {
+    /// The sync script call: the keys with their increments and expiries.
+    pub fn call(&self) -> ScriptCall {
         match &self.pending {
-            Some(pending) => (&pending.keys, &pending.args),
-            None => (&[], &[]),
+            Some(pending) => ScriptCall::of(&pending.keys, &pending.args),
+            None => ScriptCall::default(),
         }
     }
 
