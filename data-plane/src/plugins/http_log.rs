@@ -235,7 +235,7 @@ impl Drop for LiveQueue {
 }
 
 impl LogQueue for LiveQueue {
-    fn enqueue(&self, entry: &str) {
+    fn enqueue(&self, entry: &[u8]) {
         let state = &self.state;
         if state.settings.unbounded_concurrency {
             state.send_alone(entry);
@@ -298,7 +298,7 @@ impl QueueState {
     }
 
     /// `concurrency_limit: -1`: the entry gets its own task.
-    fn send_alone(self: &Arc<Self>, entry: &str) {
+    fn send_alone(self: &Arc<Self>, entry: &[u8]) {
         let limit = self.settings.max_entries;
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -360,10 +360,10 @@ impl QueueState {
 
 /// The body of a batch: the bare object when batches hold one entry by
 /// configuration, a JSON array otherwise (even of one entry), as Kong.
-fn payload(batch: &[Box<str>], max_batch_size: usize) -> Bytes {
+fn payload(batch: &[Box<[u8]>], max_batch_size: usize) -> Bytes {
     if max_batch_size == 1 {
         if let [only] = batch {
-            return Bytes::copy_from_slice(only.as_bytes());
+            return Bytes::copy_from_slice(only);
         }
     }
     let length = 2 + batch.iter().map(|entry| entry.len() + 1).sum::<usize>();
@@ -373,7 +373,7 @@ fn payload(batch: &[Box<str>], max_batch_size: usize) -> Bytes {
         if i > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(entry.as_bytes());
+        body.extend_from_slice(entry);
     }
     body.push(b']');
     Bytes::from(body)

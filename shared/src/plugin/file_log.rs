@@ -67,7 +67,7 @@ impl PluginRuntime for FileLog {
     const PHASES: Phases = Phases::LOG_RECORD;
 
     fn log(&self, ctx: &RequestContext) {
-        self.sink.write_line(ctx.log_record().as_bytes());
+        self.sink.write_line(ctx.log_record());
     }
 }
 

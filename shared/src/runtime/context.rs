@@ -98,11 +98,11 @@ pub struct LogFacts {
     /// The response head's headers as sent to the client, rendered as the
     /// log record's JSON object only when a log plugin reads the whole
     /// record (rendering is cheaper than copying the map and dropping it).
-    pub response_headers_json: Option<String>,
+    pub response_headers_json: Option<Vec<u8>>,
     /// The request headers as the log record shows them, rendered when the
     /// map went upstream (no plugin reads it after that); `None`: the record
     /// renders `RequestContext::request`'s headers.
-    pub request_headers_json: Option<String>,
+    pub request_headers_json: Option<Vec<u8>>,
     /// Some plugin of the chain reads the whole record
     /// ([`super::Phases::LOG_RECORD`]): keep what only it needs
     /// (`response_headers`, `upstream_uri`).
@@ -193,7 +193,7 @@ pub struct RequestContext {
     pub log_facts: Option<Box<LogFacts>>,
     /// The serialized log record, built by the first logging plugin that
     /// asks and shared by the others (see [`RequestContext::log_record`]).
-    pub(crate) log_record: std::sync::OnceLock<String>,
+    pub(crate) log_record: std::sync::OnceLock<Vec<u8>>,
     /// Typed per-plugin state, e.g. counts computed in `access` and turned
     /// into headers in `response`. Allocates only when a plugin stores something.
     pub state: Extensions,

@@ -13,7 +13,7 @@ use std::time::Duration;
 pub trait LogQueue: Send + Sync + fmt::Debug {
     /// Adds one entry (a JSON object) and returns at once: nothing here
     /// waits for the network, and a full queue drops its oldest entry.
-    fn enqueue(&self, entry: &str);
+    fn enqueue(&self, entry: &[u8]);
 }
 
 /// Hands out the queue of a target, creating it (and its sender) on first
@@ -129,7 +129,7 @@ pub(crate) struct NoQueues;
 struct NoQueue;
 
 impl LogQueue for NoQueue {
-    fn enqueue(&self, _entry: &str) {}
+    fn enqueue(&self, _entry: &[u8]) {}
 }
 
 impl LogQueues for NoQueues {

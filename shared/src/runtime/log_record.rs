@@ -26,9 +26,10 @@ pub const DEFAULT_WORKSPACE_ID: &str = "00000000-0000-0000-0000-000000000000";
 const MAX_QUERY_ARGS: usize = 100;
 
 impl RequestContext {
-    /// The request's log record as one compact JSON object (no newline),
-    /// built on first use and shared by every logging plugin of the request.
-    pub fn log_record(&self) -> &str {
+    /// The request's log record as one compact JSON object in UTF-8 (no
+    /// newline), built on first use and shared by every logging plugin of
+    /// the request.
+    pub fn log_record(&self) -> &[u8] {
         self.log_record.get_or_init(|| {
             // Serializing borrowed strings, numbers and maps cannot fail.
             LogRecord::new(self).render()
@@ -151,8 +152,8 @@ pub struct Latencies {
 impl LogRecord<'_> {
     /// The record as one compact JSON object, written field by field in
     /// Kong's order.
-    pub fn render(&self) -> String {
-        let mut json = JsonWriter::with_capacity(RECORD_CAPACITY);
+    pub fn render(&self) -> Vec<u8> {
+        let mut json = JsonWriter::with_capacity(self.capacity());
         json.open_object();
         self.write(&mut json);
         json.close_object();
@@ -298,7 +299,7 @@ impl LogRecord<'_> {
         json.clean_string_field(key!("method"), request.method.as_str());
         json.key(key!("headers"));
         match facts.and_then(|f| f.request_headers_json.as_deref()) {
-            Some(rendered) => json.raw(rendered),
+            Some(rendered) => json.raw_bytes(rendered),
             None => write_request_headers(json, &request.headers, ctx.consumer_headers.as_deref()),
         }
         json.unsigned_field(key!("size"), ctx.bytes.request);
@@ -323,7 +324,7 @@ impl LogRecord<'_> {
             .as_deref()
             .and_then(|facts| facts.response_headers_json.as_deref())
         {
-            Some(rendered) => json.raw(rendered),
+            Some(rendered) => json.raw_bytes(rendered),
             None => {
                 json.open_object();
                 json.close_object();
@@ -334,8 +335,40 @@ impl LogRecord<'_> {
     }
 }
 
-/// What a record usually takes, so that it is written without regrowing.
-const RECORD_CAPACITY: usize = 2048;
+/// What a record takes besides its pre-rendered parts and its URI (twice:
+/// `uri` and `url`), so that it is written without regrowing.
+const RECORD_CAPACITY: usize = 1024;
+
+impl LogRecord<'_> {
+    /// The buffer to write the record into: the pre-rendered parts' sizes
+    /// (route, service, consumer, header objects) plus the rest.
+    fn capacity(&self) -> usize {
+        let ctx = self.ctx;
+        let facts = ctx.log_facts.as_deref();
+        let headers = facts.map_or(0, |f| {
+            f.request_headers_json.as_ref().map_or(0, Vec::len)
+                + f.response_headers_json.as_ref().map_or(0, Vec::len)
+        });
+        let entities = ctx.entity_json.as_deref().map_or(0, |rendered| {
+            ctx.route
+                .as_ref()
+                .and_then(|route| rendered.route(route))
+                .map_or(0, |json| json.get().len())
+                + ctx
+                    .service
+                    .as_ref()
+                    .and_then(|service| rendered.service(service))
+                    .map_or(0, |json| json.get().len())
+        });
+        let consumer = ctx.consumer_json.as_ref().map_or(0, |json| json.len());
+        let uri = ctx
+            .request
+            .uri
+            .path_and_query()
+            .map_or(0, |pq| pq.as_str().len());
+        RECORD_CAPACITY + headers + entities + consumer + 2 * uri
+    }
+}
 
 /// An entity rendered by its serde form (when no cached JSON is at hand).
 fn serialized(entity: &impl Serialize) -> String {
@@ -384,7 +417,7 @@ fn host_without_port(host: &str) -> &str {
 /// The request headers as the record shows them (credentials `REDACTED`,
 /// the consumer headers an authentication plugin set included), rendered
 /// before the map goes upstream.
-pub fn request_headers_json(headers: &HeaderMap, consumer: Option<&ConsumerHeaders>) -> String {
+pub fn request_headers_json(headers: &HeaderMap, consumer: Option<&ConsumerHeaders>) -> Vec<u8> {
     let mut json = JsonWriter::with_capacity(HEADERS_CAPACITY);
     write_request_headers(&mut json, headers, consumer);
     json.finish()
@@ -409,7 +442,7 @@ fn write_request_headers(
 pub fn response_headers_json<'h>(
     fields: impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
     written_length: Option<u64>,
-) -> String {
+) -> Vec<u8> {
     let mut json = JsonWriter::with_capacity(HEADERS_CAPACITY);
     json.open_object();
     write_header_entries(&mut json, fields, false);
@@ -541,7 +574,7 @@ mod tests {
     }
 
     fn record(ctx: &RequestContext) -> Value {
-        serde_json::from_str(ctx.log_record()).unwrap()
+        serde_json::from_slice(ctx.log_record()).unwrap()
     }
 
     fn keys(value: &Value) -> Vec<&str> {
@@ -735,8 +768,7 @@ mod tests {
         let rendered = serde_json::to_string(&consumer).unwrap();
         ctx.consumer = Some(Arc::new(consumer));
         ctx.consumer_json = Some(Arc::from(rendered.as_str()));
-        assert!(ctx
-            .log_record()
+        assert!(String::from_utf8_lossy(ctx.log_record())
             .contains(&format!("\"consumer\":{rendered},")));
         assert_eq!(record(&ctx)["consumer"]["username"], "bob \"the\" builder");
     }
@@ -753,15 +785,15 @@ mod tests {
         assert_eq!(headers["accept"], "*/*");
         // Rendered before the map goes upstream, as the proxy does.
         let rendered = request_headers_json(ctx.headers(), ctx.consumer_headers.as_deref());
-        let value: Value = serde_json::from_str(&rendered).unwrap();
+        let value: Value = serde_json::from_slice(&rendered).unwrap();
         assert_eq!(&value, headers);
     }
 
     #[test]
     fn the_record_is_built_once() {
         let ctx = context("/x", &[]);
-        let first: *const str = ctx.log_record();
-        let second: *const str = ctx.log_record();
+        let first: *const [u8] = ctx.log_record();
+        let second: *const [u8] = ctx.log_record();
         assert!(std::ptr::eq(first, second));
     }
 

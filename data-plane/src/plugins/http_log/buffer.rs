@@ -12,7 +12,7 @@ const WARNING_SHARE_PERCENT: usize = 80;
 
 #[derive(Debug)]
 pub struct Buffer {
-    entries: VecDeque<Box<str>>,
+    entries: VecDeque<Box<[u8]>>,
     bytes: usize,
     max_entries: usize,
     max_bytes: Option<usize>,
@@ -38,7 +38,7 @@ pub struct Pushed {
 /// What one take did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Taken {
-    pub batch: Vec<Box<str>>,
+    pub batch: Vec<Box<[u8]>>,
     /// Entries had been dropped before this batch: sending resumed.
     pub resumed: bool,
 }
@@ -66,7 +66,7 @@ impl Buffer {
     }
 
     /// Appends `entry`, dropping the oldest entries while the queue is full.
-    pub fn push(&mut self, entry: Box<str>) -> Pushed {
+    pub fn push(&mut self, entry: Box<[u8]>) -> Pushed {
         let mut pushed = Pushed::default();
         if self.max_bytes.is_some_and(|max| entry.len() > max) {
             pushed.refused = true;
@@ -104,7 +104,7 @@ impl Buffer {
     /// Takes up to `max` of the oldest entries.
     pub fn take(&mut self, max: usize) -> Taken {
         let count = max.max(1).min(self.entries.len());
-        let batch: Vec<Box<str>> = self.entries.drain(..count).collect();
+        let batch: Vec<Box<[u8]>> = self.entries.drain(..count).collect();
         self.bytes -= batch.iter().map(|entry| entry.len()).sum::<usize>();
         let resumed = !batch.is_empty() && std::mem::take(&mut self.dropping);
         Taken { batch, resumed }
@@ -116,12 +116,15 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
-    fn entry(text: &str) -> Box<str> {
-        text.into()
+    fn entry(text: &str) -> Box<[u8]> {
+        text.as_bytes().into()
     }
 
-    fn texts(batch: &[Box<str>]) -> Vec<&str> {
-        batch.iter().map(|entry| &**entry).collect()
+    fn texts(batch: &[Box<[u8]>]) -> Vec<&str> {
+        batch
+            .iter()
+            .map(|entry| std::str::from_utf8(entry).unwrap())
+            .collect()
     }
 
     #[test]

@@ -142,7 +142,7 @@ async fn wait_counter(counter: &AtomicU64, expected: u64) {
 
 #[test]
 fn payloads_are_bare_objects_or_arrays_as_kong() {
-    let batch: Vec<Box<str>> = vec!["{\"a\":1}".into(), "{\"b\":2}".into()];
+    let batch: Vec<Box<[u8]>> = vec![b"{\"a\":1}"[..].into(), b"{\"b\":2}"[..].into()];
     assert_eq!(&payload(&batch[..1], 1)[..], b"{\"a\":1}");
     assert_eq!(&payload(&batch[..1], 5)[..], b"[{\"a\":1}]");
     assert_eq!(&payload(&batch, 5)[..], b"[{\"a\":1},{\"b\":2}]");
@@ -156,8 +156,8 @@ async fn single_entries_arrive_with_kongs_request_headers() {
     target.authorization = Some("Basic dTpw".into());
     target.headers = vec![("X-Api-Key".into(), "k1".into())];
     let queue = queues.queue(&target).unwrap();
-    queue.enqueue(r#"{"n":1}"#);
-    queue.enqueue(r#"{"n":2}"#);
+    queue.enqueue(r#"{"n":1}"#.as_bytes());
+    queue.enqueue(r#"{"n":2}"#.as_bytes());
     let received = collector.wait_for(2).await;
     assert_eq!(received[0].body, r#"{"n":1}"#);
     assert_eq!(received[1].body, r#"{"n":2}"#);
@@ -182,7 +182,7 @@ async fn entries_are_batched_into_json_arrays() {
     target.queue.max_coalescing_delay = Duration::from_millis(200);
     let queue = queues.queue(&target).unwrap();
     for n in 0..7 {
-        queue.enqueue(&format!(r#"{{"n":{n}}}"#));
+        queue.enqueue(format!(r#"{{"n":{n}}}"#).as_bytes());
     }
     wait_counter(&queues.counters().sent, 7).await;
     let received = collector.received();
@@ -211,8 +211,8 @@ async fn identical_targets_share_one_queue_and_a_closed_queue_flushes() {
     other.timeout = Duration::from_secs(1);
     let c = queues.queue(&other).unwrap();
     assert_eq!(queues.counters().queues.load(Ordering::Relaxed), 2);
-    a.enqueue("{}");
-    b.enqueue("{}");
+    a.enqueue(b"{}");
+    b.enqueue(b"{}");
     drop(c);
     // Nothing is sent before the coalescing delay while the queue is in use…
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -229,7 +229,7 @@ async fn a_refusing_collector_is_retried_until_it_accepts() {
     let (addr, collector) = Collector::start(&[500, 503]).await;
     let queues = queues();
     let queue = queues.queue(&target(addr)).unwrap();
-    queue.enqueue(r#"{"n":1}"#);
+    queue.enqueue(r#"{"n":1}"#.as_bytes());
     wait_counter(&queues.counters().sent, 1).await;
     assert_eq!(collector.received().len(), 3);
     assert_eq!(queues.counters().retried.load(Ordering::Relaxed), 2);
@@ -245,8 +245,8 @@ async fn a_batch_is_dropped_after_max_retry_time_and_counted() {
     target.queue.max_batch_size = 2;
     target.queue.max_coalescing_delay = Duration::from_millis(20);
     let queue = queues.queue(&target).unwrap();
-    queue.enqueue("{}");
-    queue.enqueue("{}");
+    queue.enqueue(b"{}");
+    queue.enqueue(b"{}");
     wait_counter(&queues.counters().dropped, 2).await;
     let attempts = collector.received().len();
     assert!(attempts >= 2, "retried before giving up: {attempts}");
@@ -272,12 +272,12 @@ async fn a_hanging_collector_fills_the_queue_which_drops_its_oldest() {
     target.timeout = Duration::from_secs(30);
     target.queue.max_entries = 10;
     let queue = queues.queue(&target).unwrap();
-    queue.enqueue(r#"{"n":0}"#);
+    queue.enqueue(r#"{"n":0}"#.as_bytes());
     // Taken and in flight: the collector holds it.
     wait_counter(&queues.counters().queued, 0).await;
     let started = std::time::Instant::now();
     for n in 1..1000 {
-        queue.enqueue(&format!(r#"{{"n":{n}}}"#));
+        queue.enqueue(format!(r#"{{"n":{n}}}"#).as_bytes());
     }
     assert!(
         started.elapsed() < Duration::from_secs(1),
@@ -297,7 +297,7 @@ async fn unbounded_concurrency_sends_every_entry_on_its_own() {
     target.queue.max_batch_size = 5;
     let queue = queues.queue(&target).unwrap();
     for _ in 0..4 {
-        queue.enqueue("{}");
+        queue.enqueue(b"{}");
     }
     wait_counter(&queues.counters().sent, 4).await;
     let received = collector.received();
@@ -317,7 +317,7 @@ async fn an_unreachable_collector_is_a_counted_loss_not_an_error_at_enqueue() {
     let mut target = target(addr);
     target.queue.max_retry_time = Duration::from_millis(50);
     let queue = queues.queue(&target).unwrap();
-    queue.enqueue("{}");
+    queue.enqueue(b"{}");
     wait_counter(&queues.counters().dropped, 1).await;
     assert!(queues.counters().retried.load(Ordering::Relaxed) >= 1);
 }

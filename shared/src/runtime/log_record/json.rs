@@ -1,10 +1,14 @@
 //! The log record's JSON writer: appends keys, strings and numbers to one
-//! `String` as compact JSON, byte for byte what `serde_json::to_string`
+//! byte buffer as compact JSON, byte for byte what `serde_json::to_string`
 //! writes for the same values. The record's keys are fixed, so they are
 //! written as they are; only values go through escaping, and a value that
 //! needs none (nearly all of them) is copied in one piece.
+//!
+//! The buffer is UTF-8 by construction, without a validation pass: every
+//! write is a `&str`, or bytes checked to be printable ASCII (header values,
+//! in the same scan that finds they need no escaping), or lossily decoded.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 /// A record key as [`JsonWriter::key`] takes it: `key!("size")` is `"size":`.
 macro_rules! key {
@@ -33,7 +37,7 @@ const fn needs_escape(byte: u8) -> bool {
 /// A compact JSON document being written. The caller opens and closes
 /// objects and arrays; the writer places the commas.
 pub struct JsonWriter {
-    out: String,
+    out: Vec<u8>,
     /// The next key or element of the innermost container is its first
     /// (no comma before it).
     first: bool,
@@ -42,18 +46,20 @@ pub struct JsonWriter {
 impl JsonWriter {
     pub fn with_capacity(capacity: usize) -> JsonWriter {
         JsonWriter {
-            out: String::with_capacity(capacity),
+            out: Vec::with_capacity(capacity),
             first: true,
         }
     }
 
-    pub fn finish(self) -> String {
+    /// The document: UTF-8 JSON.
+    pub fn finish(self) -> Vec<u8> {
+        debug_assert!(std::str::from_utf8(&self.out).is_ok());
         self.out
     }
 
     fn separate(&mut self) {
         if !self.first {
-            self.out.push(',');
+            self.out.push(b',');
         }
         self.first = false;
     }
@@ -61,23 +67,23 @@ impl JsonWriter {
     /// `{`, as a value of the current key or element.
     pub fn open_object(&mut self) {
         self.separate();
-        self.out.push('{');
+        self.out.push(b'{');
         self.first = true;
     }
 
     pub fn close_object(&mut self) {
-        self.out.push('}');
+        self.out.push(b'}');
         self.first = false;
     }
 
     pub fn open_array(&mut self) {
         self.separate();
-        self.out.push('[');
+        self.out.push(b'[');
         self.first = true;
     }
 
     pub fn close_array(&mut self) {
-        self.out.push(']');
+        self.out.push(b']');
         self.first = false;
     }
 
@@ -86,7 +92,7 @@ impl JsonWriter {
     pub fn key(&mut self, quoted: &'static str) {
         debug_assert!(quoted.starts_with('"') && quoted.ends_with("\":"));
         self.separate();
-        self.out.push_str(quoted);
+        self.out.extend_from_slice(quoted.as_bytes());
         // The key's value follows without a comma.
         self.first = true;
     }
@@ -112,33 +118,30 @@ impl JsonWriter {
     pub fn token_key(&mut self, key: &str) {
         debug_assert!(!key.bytes().any(needs_escape), "{key:?} needs escaping");
         self.separate();
-        self.out.push('"');
-        self.out.push_str(key);
-        self.out.push_str("\":");
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
         self.first = true;
     }
 
     /// A header: its name (an HTTP token) as the key and its one value. A
-    /// value of UTF-8 that needs no escaping (nearly every one) is copied
-    /// with the key in one reserve; any other is written by
-    /// [`JsonWriter::lossy_string`].
+    /// value of printable ASCII other than `"` and `\` (nearly every one)
+    /// is copied with the key in one reserve, with no UTF-8 validation; any
+    /// other is written by [`JsonWriter::lossy_string`].
     pub fn header_field(&mut self, name: &str, value: &[u8]) {
         debug_assert!(!name.bytes().any(needs_escape), "{name:?} needs escaping");
-        match std::str::from_utf8(value) {
-            Ok(text) if is_clean(value) => {
-                // `,"name":"text"`
-                self.out.reserve(name.len() + text.len() + 6);
-                self.separate();
-                self.out.push('"');
-                self.out.push_str(name);
-                self.out.push_str("\":\"");
-                self.out.push_str(text);
-                self.out.push('"');
-            }
-            _ => {
-                self.token_key(name);
-                self.lossy_string(value);
-            }
+        if is_plain_ascii(value) {
+            // `,"name":"value"`
+            self.out.reserve(name.len() + value.len() + 6);
+            self.separate();
+            self.out.push(b'"');
+            self.out.extend_from_slice(name.as_bytes());
+            self.out.extend_from_slice(b"\":\"");
+            self.out.extend_from_slice(value);
+            self.out.push(b'"');
+        } else {
+            self.token_key(name);
+            self.lossy_string(value);
         }
     }
 
@@ -146,7 +149,7 @@ impl JsonWriter {
     pub fn escaped_key(&mut self, key: &str) {
         self.separate();
         self.escape(key);
-        self.out.push(':');
+        self.out.push(b':');
         self.first = true;
     }
 
@@ -169,49 +172,56 @@ impl JsonWriter {
     pub fn formatted_string(&mut self, value: std::fmt::Arguments<'_>) {
         self.separate();
         let start = self.out.len();
-        self.out.push('"');
-        // Writing into a String cannot fail.
+        self.out.push(b'"');
+        // Writing into a Vec cannot fail; formatting writes UTF-8.
         let _ = self.out.write_fmt(value);
-        if self.out[start + 1..].bytes().any(needs_escape) {
-            let text = self.out.split_off(start + 1);
+        if self.out[start + 1..].iter().copied().any(needs_escape) {
+            let text = String::from_utf8_lossy(&self.out[start + 1..]).into_owned();
             self.out.truncate(start);
             self.escape(&text);
         } else {
-            self.out.push('"');
+            self.out.push(b'"');
         }
     }
 
     /// Already rendered JSON (a cached entity), as a value.
     pub fn raw(&mut self, json: &str) {
+        self.raw_bytes(json.as_bytes());
+    }
+
+    /// Already rendered JSON from [`JsonWriter::finish`], as a value.
+    pub fn raw_bytes(&mut self, json: &[u8]) {
         self.separate();
-        self.out.push_str(json);
+        self.out.extend_from_slice(json);
     }
 
     pub fn unsigned(&mut self, value: impl itoa::Integer) {
         self.separate();
-        self.out.push_str(itoa::Buffer::new().format(value));
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }
 
     pub fn boolean(&mut self, value: bool) {
         self.separate();
-        self.out.push_str(if value { "true" } else { "false" });
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
     }
 
     /// One string value written from its pieces (a URL: scheme, host,
     /// port, path), without joining them first.
     pub fn string_of_parts(&mut self, parts: &[Piece<'_>]) {
         self.separate();
-        self.out.push('"');
+        self.out.push(b'"');
         for part in parts {
             match *part {
                 Piece::Clean(text) => {
                     debug_assert!(!text.bytes().any(needs_escape), "{text:?} needs escaping");
-                    self.out.push_str(text);
+                    self.out.extend_from_slice(text.as_bytes());
                 }
                 Piece::Text(text) => self.escape_inner(text),
             }
         }
-        self.out.push('"');
+        self.out.push(b'"');
     }
 
     /// A string value that needs no escaping by construction (digits, a
@@ -220,9 +230,9 @@ impl JsonWriter {
         debug_assert!(!value.bytes().any(needs_escape), "{value:?} needs escaping");
         self.separate();
         self.out.reserve(value.len() + 2);
-        self.out.push('"');
-        self.out.push_str(value);
-        self.out.push('"');
+        self.out.push(b'"');
+        self.out.extend_from_slice(value.as_bytes());
+        self.out.push(b'"');
     }
 
     /// `key` and its [`JsonWriter::clean_string`] value.
@@ -233,9 +243,9 @@ impl JsonWriter {
 
     /// `"text"` with JSON escapes, as serde_json writes them.
     fn escape(&mut self, text: &str) {
-        self.out.push('"');
+        self.out.push(b'"');
         self.escape_inner(text);
-        self.out.push('"');
+        self.out.push(b'"');
     }
 
     fn escape_inner(&mut self, text: &str) {
@@ -249,40 +259,56 @@ impl JsonWriter {
                 continue;
             }
             // Escapes cut the text only at ASCII bytes: char boundaries.
-            self.out.push_str(&text[copied..at]);
+            self.out.extend_from_slice(&bytes[copied..at]);
             match byte {
-                b'"' => self.out.push_str("\\\""),
-                b'\\' => self.out.push_str("\\\\"),
-                b'\n' => self.out.push_str("\\n"),
-                b'\r' => self.out.push_str("\\r"),
-                b'\t' => self.out.push_str("\\t"),
-                0x08 => self.out.push_str("\\b"),
-                0x0c => self.out.push_str("\\f"),
+                b'"' => self.out.extend_from_slice(b"\\\""),
+                b'\\' => self.out.extend_from_slice(b"\\\\"),
+                b'\n' => self.out.extend_from_slice(b"\\n"),
+                b'\r' => self.out.extend_from_slice(b"\\r"),
+                b'\t' => self.out.extend_from_slice(b"\\t"),
+                0x08 => self.out.extend_from_slice(b"\\b"),
+                0x0c => self.out.extend_from_slice(b"\\f"),
                 control => {
                     const HEX: &[u8; 16] = b"0123456789abcdef";
-                    self.out.push_str("\\u00");
-                    self.out.push(char::from(HEX[usize::from(control >> 4)]));
-                    self.out.push(char::from(HEX[usize::from(control & 0xf)]));
+                    self.out.extend_from_slice(b"\\u00");
+                    self.out.push(HEX[usize::from(control >> 4)]);
+                    self.out.push(HEX[usize::from(control & 0xf)]);
                 }
             }
             at += 1;
             copied = at;
         }
-        self.out.push_str(&text[copied..]);
+        self.out.extend_from_slice(&bytes[copied..]);
     }
-}
-
-/// Whether no byte of `bytes` needs escaping.
-fn is_clean(bytes: &[u8]) -> bool {
-    let at = clean_prefix(bytes);
-    !bytes[at..].iter().copied().any(needs_escape)
 }
 
 /// How many leading bytes of `bytes` need no escaping, eight at a time
 /// while they are clean (most values are wholly clean).
 fn clean_prefix(bytes: &[u8]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    word_prefix(bytes, 0)
+}
+
+/// Whether `bytes` are printable ASCII other than `"` and `\\` (DEL
+/// included, which JSON leaves as it is): nothing to escape, and UTF-8.
+/// Whole words at a time; the last few bytes are checked as one word too,
+/// padded with a clean byte (most header values are short).
+fn is_plain_ascii(bytes: &[u8]) -> bool {
+    let at = word_prefix(bytes, HIGHS);
+    let rest = &bytes[at..];
+    if rest.len() >= 8 {
+        return false;
+    }
+    let mut word = [b'a'; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    word_prefix(&word, HIGHS) == 8
+}
+
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// How many leading bytes of `bytes`, eight at a time, need no escaping and
+/// have none of the bits of `refused` (per byte) set.
+fn word_prefix(bytes: &[u8], refused: u64) -> usize {
     // A byte of `word` is zero exactly when the result has its high bit set
     // for some byte (the classic zero-byte test; exact for "any").
     let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
@@ -294,7 +320,7 @@ fn clean_prefix(bytes: &[u8]) -> usize {
         let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
         let quote = has_zero(word ^ (ONES * u64::from(b'"')));
         let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
-        if below_space | quote | backslash != 0 {
+        if below_space | quote | backslash | (word & refused) != 0 {
             break;
         }
         at += 8;
@@ -311,7 +337,7 @@ mod tests {
     fn written(build: impl FnOnce(&mut JsonWriter)) -> String {
         let mut json = JsonWriter::with_capacity(0);
         build(&mut json);
-        json.finish()
+        String::from_utf8(json.finish()).unwrap()
     }
 
     #[test]
@@ -354,6 +380,11 @@ mod tests {
             b"tab\there",
             b"\xffx",
             "é".as_bytes(),
+            "a longer value, café".as_bytes(),
+            b"\x7f is DEL, left as it is",
+            b"12345678\x80",
+            b"12345678\"quoted\"",
+            b"01234567\n",
         ] {
             let expected = written(|json| {
                 json.token_key("x-h");
