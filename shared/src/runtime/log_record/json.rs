@@ -290,17 +290,16 @@ fn clean_prefix(bytes: &[u8]) -> usize {
 
 /// Whether `bytes` are printable ASCII other than `"` and `\\` (DEL
 /// included, which JSON leaves as it is): nothing to escape, and UTF-8.
-/// Whole words at a time; the last few bytes are checked as one word too,
-/// padded with a clean byte (most header values are short).
+/// Whole words at a time; past eight bytes, the tail is the last word,
+/// read overlapping the one before.
 fn is_plain_ascii(bytes: &[u8]) -> bool {
-    let at = word_prefix(bytes, HIGHS);
-    let rest = &bytes[at..];
-    if rest.len() >= 8 {
-        return false;
-    }
-    let mut word = [b'a'; 8];
-    word[..rest.len()].copy_from_slice(rest);
-    word_prefix(&word, HIGHS) == 8
+    let Some(last) = bytes.len().checked_sub(8) else {
+        return bytes
+            .iter()
+            .all(|&byte| byte.is_ascii() && !needs_escape(byte));
+    };
+    word_prefix(bytes, HIGHS) == bytes.len() - bytes.len() % 8
+        && word_prefix(&bytes[last..], HIGHS) == 8
 }
 
 const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
@@ -385,6 +384,9 @@ mod tests {
             b"12345678\x80",
             b"12345678\"quoted\"",
             b"01234567\n",
+            b"0123456789\n",
+            b"0123456789abcdef\xc3\xa9",
+            b"\"0123456789abcdef",
         ] {
             let expected = written(|json| {
                 json.token_key("x-h");
