@@ -24,6 +24,8 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 source tests/bench/proxy_common.sh instructions
 
 upstream_port=$(free_port)
+# The cases name the upstream as proxy.sh does (an exporter endpoint, say).
+UPSTREAM_PORT=$upstream_port
 cat > "$work/upstream.conf" <<CONF
 worker_processes 1; master_process off; daemon off;
 pid $work/upstream.pid; error_log $work/upstream.err warn;

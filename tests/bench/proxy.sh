@@ -88,26 +88,6 @@ source tests/bench/proxy_common.sh bench
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 
-nginx_common() { # prefix [worker processes]
-  cat <<CONF
-worker_processes ${2:-1};
-master_process off;
-daemon off;
-pid $work/$1.pid;
-error_log $work/$1.err warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  keepalive_timeout 75s;
-  client_body_temp_path $work/tmp-body;
-  proxy_temp_path $work/tmp-proxy;
-  fastcgi_temp_path $work/tmp-fcgi;
-  uwsgi_temp_path $work/tmp-uwsgi;
-  scgi_temp_path $work/tmp-scgi;
-CONF
-}
-
 UPSTREAM_PORT=$(free_port)
 {
   nginx_common upstream

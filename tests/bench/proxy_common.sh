@@ -3,8 +3,9 @@
 # has changed to the repository root. Argument: a name for the work
 # directory. Provides $work (a temporary directory, removed on exit), pids
 # (processes killed on exit; a daemon a case starts, such as its own Redis,
-# writes its pid to $work/<name>.bgpid and is killed too), free_port, and
-# wait_http URL [curl arguments].
+# writes its pid to $work/<name>.bgpid and is killed too), free_port,
+# wait_http URL [curl arguments], and nginx_common (the head of an nginx
+# config whose files live in $work, for cases that start one).
 
 work=$(mktemp -d "/tmp/tollgate-$1.XXXXXX")
 pids=()
@@ -29,4 +30,24 @@ wait_http() { # url [curl arguments, e.g. a case's -H headers]
   done
   echo "not answering: $url" >&2
   return 1
+}
+
+nginx_common() { # prefix [worker processes]
+  cat <<CONF
+worker_processes ${2:-1};
+master_process off;
+daemon off;
+pid $work/$1.pid;
+error_log $work/$1.err warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 75s;
+  client_body_temp_path $work/tmp-body;
+  proxy_temp_path $work/tmp-proxy;
+  fastcgi_temp_path $work/tmp-fcgi;
+  uwsgi_temp_path $work/tmp-uwsgi;
+  scgi_temp_path $work/tmp-scgi;
+CONF
 }

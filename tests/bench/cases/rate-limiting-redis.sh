@@ -9,7 +9,9 @@
 # pinned with the proxies and their upstream (PROXY_CPUS). Like the upstream,
 # it is a backend of the request path, and the load generator keeps its CPU
 # to itself: an unpinned Redis takes CPU from wrk and is woken across CPUs
-# on every batch of calls.
+# on every batch of calls. PAIRED=1 says little here: with two proxies on
+# CPU 0, this Redis waits its turn behind both, and any build of the plugin
+# drops to a few thousand requests per second (p99 near 0.5 s).
 redis_address() { cat "$work/redis-address"; }
 redis_cli() { # redis-cli arguments
   local host port
