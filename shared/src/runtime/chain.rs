@@ -3,7 +3,10 @@
 //! order they run in (descending priority), per kong-compat §3, and the
 //! phase runners that use that selection.
 
-use super::{Decision, Phase, Phases, PluginError, ProtocolSet, RequestContext, ResponseHead};
+use super::context::Selection;
+use super::{
+    Decision, Phase, Phases, PluginError, Protocol, ProtocolSet, RequestContext, ResponseHead,
+};
 use crate::plugin::Plugin;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,6 +61,12 @@ pub struct PluginChain {
     pub phases: Phases,
     /// Some instance reads the request body in `access`.
     pub reads_body: bool,
+    /// The instances with a `response` or `log` phase when they are the same
+    /// for every request: no step has consumer-scoped instances and each of
+    /// them takes every protocol. `access` then hands the request this list
+    /// instead of building one (a `Vec` grown and an `Arc` cloned per
+    /// instance, per request). `None`: selected per request.
+    fixed_selection: Option<Arc<[Arc<PluginInstance>]>>,
 }
 
 impl PluginChain {
@@ -99,6 +108,13 @@ impl PluginChain {
     /// answered itself.
     pub async fn access(&self, ctx: &mut RequestContext) -> Result<Decision, PluginFailure> {
         let mut outcome: Result<Decision, PluginFailure> = Ok(Decision::Continue);
+        let select = match &self.fixed_selection {
+            Some(fixed) if ctx.selected.as_slice().is_empty() => {
+                ctx.selected = Selection::Fixed(Arc::clone(fixed));
+                false
+            }
+            _ => true,
+        };
         for step in &self.steps {
             let Some(instance) = step.instance_for(ctx.consumer_id()) else {
                 continue;
@@ -107,7 +123,7 @@ impl PluginChain {
                 continue;
             }
             let phases = instance.plugin.phases();
-            if phases.contains(Phase::Response) || phases.contains(Phase::Log) {
+            if select && (phases.contains(Phase::Response) || phases.contains(Phase::Log)) {
                 ctx.selected.push(Arc::clone(instance));
             }
             let undecided = matches!(outcome, Ok(Decision::Continue));
@@ -135,11 +151,11 @@ impl PluginChain {
         status: &mut http::StatusCode,
         headers: &mut http::HeaderMap,
     ) {
-        if ctx.selected.is_empty() {
+        if ctx.selected.as_slice().is_empty() {
             return;
         }
         let selected = std::mem::take(&mut ctx.selected);
-        for instance in &selected {
+        for instance in selected.as_slice() {
             if instance.plugin.phases().contains(Phase::Response) {
                 ctx.running = Some(instance.plugin.name());
                 instance
@@ -158,7 +174,7 @@ impl PluginChain {
 
     /// The log phase over the instances selected in `access`.
     pub fn log(ctx: &RequestContext) {
-        for instance in &ctx.selected {
+        for instance in ctx.selected.as_slice() {
             if instance.plugin.phases().contains(Phase::Log) {
                 instance.plugin.log(ctx);
             }
@@ -173,6 +189,7 @@ impl PluginChain {
     /// Whether a selected instance runs `phase`.
     fn selected_run(ctx: &RequestContext, phase: Phase) -> bool {
         ctx.selected
+            .as_slice()
             .iter()
             .any(|instance| instance.plugin.phases().contains(phase))
     }
@@ -225,10 +242,41 @@ impl PluginChain {
             .iter()
             .flat_map(|s| s.default.iter().chain(s.by_consumer.values()))
             .any(|i| i.plugin.reads_body());
+        let every_protocol = |instance: &PluginInstance| {
+            [
+                Protocol::Http,
+                Protocol::Https,
+                Protocol::Grpc,
+                Protocol::Grpcs,
+            ]
+            .into_iter()
+            .all(|protocol| instance.protocols.contains(protocol))
+        };
+        let later = |instance: &PluginInstance| {
+            let phases = instance.plugin.phases();
+            phases.contains(Phase::Response) || phases.contains(Phase::Log)
+        };
+        let fixed_selection = steps
+            .iter()
+            .all(|step| {
+                step.by_consumer.is_empty()
+                    && step
+                        .default
+                        .as_deref()
+                        .is_none_or(|i| !later(i) || every_protocol(i))
+            })
+            .then(|| {
+                steps
+                    .iter()
+                    .filter_map(|step| step.default.clone())
+                    .filter(|instance| later(instance))
+                    .collect()
+            });
         PluginChain {
             steps,
             phases,
             reads_body,
+            fixed_selection,
         }
     }
 }
@@ -411,6 +459,21 @@ mod tests {
             std::task::Poll::Ready(outcome) => outcome.unwrap(),
             std::task::Poll::Pending => panic!("access did not complete"),
         }
+    }
+
+    #[test]
+    fn the_later_phases_list_is_fixed_unless_a_consumer_or_protocol_decides_it() {
+        // ip-restriction has no response or log phase: nothing to run later.
+        let global = instance(1, "p", 1, None, None, None);
+        let chain = PluginChain::build(Uuid::from_u128(R), None, &[&global]);
+        assert_eq!(chain.fixed_selection.as_deref().map(<[_]>::len), Some(0));
+        let mut ctx = context(Protocol::Http);
+        run_access(&chain, &mut ctx);
+        assert!(ctx.selected.as_slice().is_empty());
+        // A consumer-scoped instance: chosen per request.
+        let scoped = instance(2, "q", 1, None, None, Some(C));
+        let chain = PluginChain::build(Uuid::from_u128(R), None, &[&global, &scoped]);
+        assert!(chain.fixed_selection.is_none());
     }
 
     #[test]

@@ -200,7 +200,7 @@ pub struct RequestContext {
     /// The instances selected for this request, in execution order: the
     /// `response` and `log` phases run these, including for a request a
     /// plugin answered itself.
-    pub(crate) selected: Vec<Arc<PluginInstance>>,
+    pub(crate) selected: Selection,
     /// The name of the plugin running now, so a panic can be attributed.
     pub(crate) running: Option<&'static str>,
 }
@@ -241,7 +241,7 @@ impl RequestContext {
             log_record: std::sync::OnceLock::new(),
             entity_json: None,
             state: Extensions::new(),
-            selected: Vec::new(),
+            selected: Selection::default(),
             running: None,
         }
     }
@@ -272,10 +272,86 @@ impl RequestContext {
 
     /// The names of the instances selected for this request, in order.
     pub fn selected_plugins(&self) -> impl Iterator<Item = &str> {
-        self.selected.iter().map(|i| i.name.as_str())
+        self.selected.as_slice().iter().map(|i| i.name.as_str())
     }
 
     pub fn consumer_id(&self) -> Option<uuid::Uuid> {
         self.consumer.as_ref().map(|c| c.id)
+    }
+}
+
+/// The instances a request's `response` and `log` phases run: the chain's
+/// own list when it is the same for every request (one reference count),
+/// else the list `access` built for this request.
+#[derive(Debug, Clone)]
+pub(crate) enum Selection {
+    Fixed(Arc<[Arc<PluginInstance>]>),
+    PerRequest(Vec<Arc<PluginInstance>>),
+}
+
+impl Default for Selection {
+    fn default() -> Selection {
+        Selection::PerRequest(Vec::new())
+    }
+}
+
+impl Selection {
+    pub(crate) fn as_slice(&self) -> &[Arc<PluginInstance>] {
+        match self {
+            Selection::Fixed(instances) => instances,
+            Selection::PerRequest(instances) => instances,
+        }
+    }
+
+    /// Adds an instance chosen for this request (the chain's list is then
+    /// not fixed).
+    pub(crate) fn push(&mut self, instance: Arc<PluginInstance>) {
+        match self {
+            Selection::PerRequest(instances) => instances.push(instance),
+            Selection::Fixed(fixed) => {
+                let mut instances = fixed.to_vec();
+                instances.push(instance);
+                *self = Selection::PerRequest(instances);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::plugin::{IpRestriction, Plugin};
+    use crate::runtime::ProtocolSet;
+
+    fn instance(name: &str) -> Arc<PluginInstance> {
+        Arc::new(PluginInstance {
+            id: uuid::Uuid::new_v4(),
+            name: name.to_string(),
+            priority: 1,
+            protocols: ProtocolSet::from_names(&["http"]),
+            route: None,
+            service: None,
+            consumer: None,
+            plugin: Plugin::IpRestriction(
+                IpRestriction::from_config(
+                    &serde_json::from_value(serde_json::json!({"deny": ["1.1.1.1"]})).unwrap(),
+                )
+                .unwrap(),
+            ),
+        })
+    }
+
+    #[test]
+    fn a_fixed_selection_becomes_the_requests_own_when_added_to() {
+        let mut selection = Selection::Fixed(Arc::from(vec![instance("a")]));
+        selection.push(instance("b"));
+        assert!(matches!(selection, Selection::PerRequest(_)));
+        let names: Vec<&str> = selection
+            .as_slice()
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
     }
 }
