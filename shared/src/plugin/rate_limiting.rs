@@ -563,13 +563,10 @@ impl RedisIdentifier<'_> {
 /// fraction (a limit or a sliding weight) as Rust prints it, which Lua's
 /// `tonumber` reads.
 fn number_arg(call: &mut ScriptCall, value: f64) {
-    if value == 0.0 {
-        call.arg(&[b"0"]);
-    } else if value.fract() == 0.0 && value.abs() < 1e15 {
-        call.arg(&[itoa::Buffer::new().format(value as i64).as_bytes()]);
-    } else {
-        call.arg(&[format!("{value}").as_bytes()]);
-    }
+    match window::as_whole(value) {
+        Some(whole) => call.arg(&[itoa::Buffer::new().format(whole).as_bytes()]),
+        None => call.arg(&[window::format_number(value).as_bytes()]),
+    };
 }
 
 /// A compiled rate-limiting instance.

@@ -188,12 +188,17 @@ pub fn decide(usages: &[PeriodUsage], now_ms: i64) -> Verdict {
     }
 }
 
+/// `value` as an integer, when it is one that prints without a fraction
+/// (Kong prints such numbers as integers).
+pub fn as_whole(value: f64) -> Option<i64> {
+    (value.fract() == 0.0 && value.abs() < 1e15).then_some(value as i64)
+}
+
 /// A number as Kong prints it in a header: integers without a fraction.
 pub fn format_number(value: f64) -> String {
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        format!("{}", value as i64)
-    } else {
-        format!("{value}")
+    match as_whole(value) {
+        Some(whole) => format!("{whole}"),
+        None => format!("{value}"),
     }
 }
 
@@ -202,8 +207,7 @@ pub fn format_number(value: f64) -> String {
 /// second to an hour window, the remaining count of most limits) are copied
 /// from a table instead of allocated.
 fn header_number(value: f64) -> Option<HeaderValue> {
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        let whole = value as i64;
+    if let Some(whole) = as_whole(value) {
         match usize::try_from(whole)
             .ok()
             .and_then(|n| small_numbers().get(n))
